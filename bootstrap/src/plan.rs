@@ -1,0 +1,283 @@
+//! The JoinPlan: the contract between `mk8s-gen` (which decides everything) and
+//! `mk8s-bootstrap` (which executes and verifies). Serialized as JSON, written 0600.
+//!
+//! Compatibility rule: a change that an older bootstrap could misread bumps
+//! [`API_VERSION`]; unknown fields are rejected so a plan from a newer generator fails
+//! loudly (exit 78) instead of being half-applied.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The only plan version this bootstrap executes.
+pub const API_VERSION: &str = "mk8s-worker/v1";
+/// The `kind` field of a plan.
+pub const KIND: &str = "JoinPlan";
+/// Where the user-data puts the plan on the node.
+pub const PLAN_PATH: &str = "/etc/mk8s-worker/plan.json";
+/// Where the bootstrap binary lives on the node.
+pub const BOOTSTRAP_PATH: &str = "/usr/local/bin/mk8s-bootstrap";
+/// The MicroK8s snap's data directory (`$SNAP_DATA` for revision `current`).
+pub const SNAP_DATA: &str = "/var/snap/microk8s/current";
+
+/// Everything a node needs to become a worker, already decided by the generator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JoinPlan {
+    pub api_version: String,
+    pub kind: String,
+    pub cluster: String,
+    pub node: NodeSpec,
+    pub microk8s: MicroK8sSpec,
+    pub ca: CaSpec,
+    pub apiserver: ApiserverSpec,
+    pub credentials: CredentialsSpec,
+    /// Files the user-data staged on the node, installed by the bootstrap into the
+    /// snap's data directory once the snap exists.
+    pub install: Vec<InstallFile>,
+    /// Lines the bootstrap makes sure are present in `args/kubelet`.
+    pub kubelet_args: Vec<String>,
+    /// Lines the bootstrap makes sure are present in `args/kube-proxy`.
+    pub kube_proxy_args: Vec<String>,
+    pub load_balancer: LoadBalancerSpec,
+    pub timing: TimingSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// The Kubernetes node name (kubelet registers with it).
+    pub name: String,
+}
+
+/// How MicroK8s behaves on a worker depends on its version; the generator picks the
+/// flavour from the channel (see `docs/join-flavours.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavour {
+    /// 1.19 and 1.20: separate daemons for every Kubernetes component.
+    Daemons,
+    /// 1.21 to 1.24: one `kubelite` daemon; `clustered.lock` keeps its control plane off.
+    Kubelite,
+    /// 1.25 and later: kubelite, plus MicroK8s's own `apiserver-proxy` on workers.
+    KubeliteApiserverProxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MicroK8sSpec {
+    pub channel: String,
+    pub flavour: Flavour,
+    /// systemd units to stop and disable so no control plane runs on the node.
+    pub stop_services: Vec<String>,
+    /// systemd units that run the worker (kubelet and kube-proxy, or kubelite).
+    pub start_services: Vec<String>,
+    /// Files created under `var/lock/` before anything is (re)started, so the control
+    /// plane stays off across restarts and snap refreshes.
+    pub locks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaSpec {
+    /// PEM of the cluster CA certificate.
+    pub pem: String,
+    /// `sha256:<hex>` over the CA's DER SubjectPublicKeyInfo (kubeadm's discovery hash).
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiserverSpec {
+    /// What kubelet and kube-proxy talk to: the node-local LB or the external LB.
+    pub url: String,
+    /// The control-plane endpoints behind it (for diagnostics in the status file).
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// The kubelet's credential, used by the bootstrap to check it is accepted
+    /// before starting anything that depends on it.
+    pub kubelet: Credential,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", tag = "type")]
+pub enum Credential {
+    Token { token: String },
+    ClientCertificate { cert_pem: String, key_pem: String },
+}
+
+impl std::fmt::Debug for Credential {
+    // Never print a secret, not even in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token { .. } => f.write_str("Token(<redacted>)"),
+            Credential::ClientCertificate { .. } => f.write_str("ClientCertificate(<redacted>)"),
+        }
+    }
+}
+
+/// A file staged by the user-data and installed by the bootstrap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InstallFile {
+    /// Absolute path where the user-data wrote it.
+    pub staged: String,
+    /// Path relative to the snap's data directory.
+    pub target: String,
+    /// Octal mode, e.g. 0o600.
+    pub mode: u32,
+    /// sha256 of the content, checked before installing.
+    pub sha256: String,
+    /// Remove the staged copy once the node has joined (it holds a secret).
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "kind")]
+pub enum LoadBalancerSpec {
+    /// A node-local traefik run by our own systemd unit.
+    Traefik {
+        unit: String,
+        /// host:port it listens on (loopback).
+        listen: String,
+        binary: BinarySpec,
+    },
+    /// No node-local proxy: kubeconfigs point at an external load balancer.
+    External,
+}
+
+/// Where a program comes from: already at `path`, or fetched and verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BinarySpec {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<Fetch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fetch {
+    pub url: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TimingSpec {
+    /// Give up (exit 75, systemd restarts us) after this long without the node Ready.
+    pub ready_deadline_secs: u64,
+    /// First retry delay; doubles up to `retry_cap_ms`, with full jitter.
+    pub retry_initial_ms: u64,
+    pub retry_cap_ms: u64,
+}
+
+impl Default for TimingSpec {
+    fn default() -> Self {
+        TimingSpec {
+            ready_deadline_secs: 900,
+            retry_initial_ms: 500,
+            retry_cap_ms: 30_000,
+        }
+    }
+}
+
+/// Why a plan cannot be executed. All of these are "bad plan" (exit 78).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlanError {
+    Parse(String),
+    Version(String),
+    Invalid(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Parse(e) => write!(f, "the plan is not valid JSON for this bootstrap: {e}"),
+            PlanError::Version(v) => write!(
+                f,
+                "the plan has apiVersion {v:?}, this bootstrap executes {API_VERSION:?}; \
+                 regenerate the user-data with a matching mk8s-gen"
+            ),
+            PlanError::Invalid(e) => write!(f, "the plan is inconsistent: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl JoinPlan {
+    /// Serialize the plan as the bytes written to the node (pretty JSON, trailing newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a plan always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Parse and check a plan.
+    pub fn from_json(text: &str) -> Result<JoinPlan, PlanError> {
+        // Look at the version first so an old bootstrap names the real problem.
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanError::Parse(e.to_string()))?;
+        match v.get("apiVersion").and_then(|a| a.as_str()) {
+            Some(API_VERSION) => {}
+            Some(other) => return Err(PlanError::Version(other.to_string())),
+            None => return Err(PlanError::Parse("missing apiVersion".into())),
+        }
+        let plan: JoinPlan =
+            serde_json::from_value(v).map_err(|e| PlanError::Parse(e.to_string()))?;
+        plan.check()?;
+        Ok(plan)
+    }
+
+    /// Internal consistency checks that do not need the filesystem.
+    pub fn check(&self) -> Result<(), PlanError> {
+        let bad = |m: String| Err(PlanError::Invalid(m));
+        if self.kind != KIND {
+            return bad(format!("kind is {:?}, expected {KIND:?}", self.kind));
+        }
+        if self.node.name.is_empty() || !self.node.name.bytes().all(is_dns_byte) {
+            return bad("node name is not an RFC 1123 name".into());
+        }
+        if !self.ca.pin.starts_with("sha256:") || self.ca.pin.len() != 7 + 64 {
+            return bad("ca.pin is not of the form sha256:<64 hex digits>".into());
+        }
+        for f in &self.install {
+            if !f.staged.starts_with('/') || f.target.starts_with('/') || f.target.contains("..") {
+                return bad(format!(
+                    "install entry {:?} -> {:?} has a bad path",
+                    f.staged, f.target
+                ));
+            }
+            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(format!("install entry {:?} has a bad sha256", f.staged));
+            }
+            if f.mode > 0o777 {
+                return bad(format!("install entry {:?} has a bad mode", f.staged));
+            }
+        }
+        for l in &self.microk8s.locks {
+            if l.is_empty() || l.contains('/') || l.starts_with('.') {
+                return bad(format!("lock name {l:?} is not a plain file name"));
+            }
+        }
+        for line in self.kubelet_args.iter().chain(&self.kube_proxy_args) {
+            if line.contains('\n') || !line.starts_with("--") {
+                return bad(format!("argument {line:?} is not one --flag line"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_dns_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+}
+
+/// Hex sha256 of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}

@@ -1,0 +1,387 @@
+//! Command line: parse with clap, do the work through the library, map outcomes to
+//! exit codes (0 ok, 1 invalid input, 2 usage or I/O error).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::facts;
+use crate::render::{self, Delivery};
+use crate::report::Report;
+use crate::secrets::Secrets;
+use crate::spans::SpanMap;
+use crate::util::write_atomic;
+use crate::validate::{self, Facts};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_USAGE_IO: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  invalid input (every problem is listed, with its YAML path and line:column)
+  2  usage or I/O error
+
+Examples:
+  mk8s-gen secrets init --out secrets.yaml
+  mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 > user-data
+  mk8s-gen control-plane --cluster cluster.yaml --secrets secrets.yaml --out cp/";
+
+/// Zero-touch provisioning of worker-only MicroK8s nodes.
+#[derive(Debug, Parser)]
+#[command(name = "mk8s-gen", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true, help_expected = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the cluster facts (and a node name) without writing anything.
+    Check(CheckArgs),
+    /// Manage the private secrets file.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Write what the control-plane nodes need: known_tokens.csv lines, the script
+    /// that merges them, and certificate names for an external load balancer.
+    ControlPlane(ControlPlaneArgs),
+    /// Print the kubeadm-style pin (sha256 of the SubjectPublicKeyInfo) of a CA.
+    CaHash(CaHashArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Create a new secrets file (0600) with a random token seed; never overwrites.
+    Init {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MessageFormat {
+    /// rustc-style, with the source line.
+    #[default]
+    Human,
+    /// One JSON object with every problem, for pipelines.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The cluster facts file (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// How problems are printed on stderr.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The worker to render user-data for.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// The secrets file (token seed) made by `mk8s-gen secrets init`.
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<PathBuf>,
+    /// Embed this mk8s-bootstrap binary in the user-data (gzip + base64).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["bootstrap_url", "bootstrap_preinstalled"])]
+    pub bootstrap_bin: Option<PathBuf>,
+    /// Fetch mk8s-bootstrap from this https URL at boot (needs --bootstrap-sha256).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "bootstrap_sha256",
+        conflicts_with = "bootstrap_preinstalled"
+    )]
+    pub bootstrap_url: Option<String>,
+    /// The sha256 the fetched mk8s-bootstrap must have.
+    #[arg(long, value_name = "HEX", requires = "bootstrap_url")]
+    pub bootstrap_sha256: Option<String>,
+    /// mk8s-bootstrap is already in the image (the default when no other is given).
+    #[arg(long)]
+    pub bootstrap_preinstalled: bool,
+    /// Write the user-data here (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Also check that this worker exists.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The secrets file (token seed).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: PathBuf,
+    /// The directory to write the bundle into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CaHashArgs {
+    /// A PEM CA certificate.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// What went wrong, and so which exit code.
+pub enum Failure {
+    /// Already printed (the report); exit 1.
+    Invalid,
+    /// Usage or I/O; exit 2.
+    Usage(String),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Usage(e.to_string())
+    }
+}
+
+pub struct Io<'a> {
+    pub stdout: &'a mut dyn Write,
+    pub stderr: &'a mut dyn Write,
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
+    let result = match cli.command {
+        None => generate(&cli.generate, io),
+        Some(Command::Check(a)) => check(&a, io),
+        Some(Command::Secrets(SecretsCommand::Init { out })) => secrets_init(&out, io),
+        Some(Command::ControlPlane(a)) => control_plane(&a, io),
+        Some(Command::CaHash(a)) => ca_hash(&a, io),
+    };
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(Failure::Invalid) => ExitCode::from(EXIT_INVALID),
+        Err(Failure::Usage(msg)) => {
+            let _ = writeln!(io.stderr, "error: {msg}");
+            ExitCode::from(EXIT_USAGE_IO)
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Print a report (problems and warnings) in the chosen format.
+fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut Io) {
+    if report.problems.is_empty() {
+        return;
+    }
+    let text = match common.message_format {
+        MessageFormat::Human => report.render(file, source),
+        MessageFormat::Json => {
+            let v = serde_json::json!({"file": file, "errors": report.errors(), "problems": report.problems});
+            format!("{v}\n")
+        }
+    };
+    let _ = io.stderr.write_all(text.as_bytes());
+}
+
+/// Load and check facts; problems are printed; `Invalid` when there are errors (or
+/// warnings under --strict).
+pub fn load_facts(
+    common: &CommonArgs,
+    io: &mut Io,
+    extra: impl FnOnce(&Facts, &mut Report),
+) -> Result<Facts, Failure> {
+    let path = common
+        .cluster
+        .as_ref()
+        .ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
+    let source = read(path, "cluster facts")?;
+    let file = path.display().to_string();
+    let spans = SpanMap::build(&source);
+    let raw = match facts::parse(&source, &spans) {
+        Ok(raw) => raw,
+        Err(report) => {
+            emit(&report, &file, &source, common, io);
+            return Err(Failure::Invalid);
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut report = Report::default();
+    let facts = validate::validate(&raw, base, &mut report);
+    if let Some(f) = &facts {
+        extra(f, &mut report);
+    }
+    report.locate(&spans);
+    emit(&report, &file, &source, common, io);
+    match facts {
+        Some(f) if !report.has_errors() && (!common.strict || report.problems.is_empty()) => Ok(f),
+        _ => Err(Failure::Invalid),
+    }
+}
+
+fn node_exists(node: Option<&str>) -> impl FnOnce(&Facts, &mut Report) + '_ {
+    move |facts, report| {
+        if let Some(n) = node {
+            if facts.worker(n).is_none() {
+                let names: Vec<_> = facts.workers.iter().map(|w| w.name.as_str()).collect();
+                report.error(
+                    "$.workers",
+                    format!("no worker named {n:?}"),
+                    &format!("the workers are: {}", names.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+fn load_secrets(path: &Path, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
+    let text = read(path, "secrets file")?;
+    Secrets::parse(&text).map_err(|mut report| {
+        report
+            .problems
+            .iter_mut()
+            .for_each(|p| p.help = p.help.take());
+        // Never show the secrets file's lines: render without source.
+        emit(&report, &path.display().to_string(), "", common, io);
+        Failure::Invalid
+    })
+}
+
+fn delivery(a: &GenerateArgs) -> Result<Delivery, Failure> {
+    if let Some(p) = &a.bootstrap_bin {
+        let bytes = std::fs::read(p).map_err(|e| {
+            Failure::Usage(format!("cannot read bootstrap binary {}: {e}", p.display()))
+        })?;
+        if !bytes.starts_with(b"\x7fELF") {
+            return Err(Failure::Usage(format!(
+                "{} is not an ELF executable",
+                p.display()
+            )));
+        }
+        return Ok(Delivery::embedded(&bytes));
+    }
+    if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
+        if !validate::is_safe_url(url) {
+            return Err(Failure::Usage(format!(
+                "--bootstrap-url {url:?} is not an https URL of plain characters"
+            )));
+        }
+        if !validate::is_sha256_hex(sha) {
+            return Err(Failure::Usage(
+                "--bootstrap-sha256 must be 64 hex digits".into(),
+            ));
+        }
+        return Ok(Delivery::Fetched {
+            url: url.clone(),
+            sha256: sha.to_ascii_lowercase(),
+        });
+    }
+    Ok(Delivery::Preinstalled)
+}
+
+fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
+    let node = a.node.as_deref().ok_or_else(|| {
+        Failure::Usage("--node NAME is required (or use a subcommand; see --help)".into())
+    })?;
+    let secrets_path = a.secrets.as_ref().ok_or_else(|| {
+        Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into())
+    })?;
+    let delivery = delivery(a)?;
+    let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
+    let secrets = load_secrets(secrets_path, &a.common, io)?;
+    let worker = facts.worker(node).expect("checked by node_exists");
+    let out = render::render_node(&facts, &secrets, worker, &delivery)
+        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let text = render::cloud_config(&out);
+    match &a.output {
+        Some(p) => {
+            write_atomic(p, text.as_bytes(), 0o600)?;
+        }
+        None => io.stdout.write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
+    let facts = load_facts(&a.common, io, node_exists(a.node.as_deref()))?;
+    writeln!(
+        io.stderr,
+        "{}: ok: cluster {}, {} control-plane node(s), {} worker(s)",
+        a.common.cluster.as_ref().unwrap().display(),
+        facts.name,
+        facts.control_plane.len(),
+        facts.workers.len()
+    )?;
+    Ok(())
+}
+
+fn secrets_init(out: &Path, io: &mut Io) -> Result<(), Failure> {
+    crate::secrets::init(out)
+        .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
+    writeln!(
+        io.stderr,
+        "wrote {} (0600): keep it private and out of version control",
+        out.display()
+    )?;
+    Ok(())
+}
+
+fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
+    let facts = load_facts(&a.common, io, |_, _| {})?;
+    let secrets = load_secrets(&a.secrets, &a.common, io)?;
+    let workers: Vec<_> = facts.workers.iter().collect();
+    let files = crate::controlplane::write_bundle(&facts, &secrets, &workers, &a.out)
+        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    writeln!(
+        io.stderr,
+        "wrote {} in {}: run merge-known-tokens.sh on every control-plane node",
+        files.join(", "),
+        a.out.display()
+    )?;
+    Ok(())
+}
+
+fn ca_hash(a: &CaHashArgs, io: &mut Io) -> Result<(), Failure> {
+    let text = read(&a.file, "CA certificate")?;
+    match crate::ca::CaCert::from_pem(&text) {
+        Ok(ca) => {
+            writeln!(io.stdout, "{}", ca.pin)?;
+            Ok(())
+        }
+        Err(e) => {
+            writeln!(io.stderr, "error: {}: {e}", a.file.display())?;
+            Err(Failure::Invalid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

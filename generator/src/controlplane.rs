@@ -1,0 +1,93 @@
+//! What the control plane needs for token-authenticated workers:
+//! `known_tokens.csv` lines (the original method's format), an idempotent script
+//! that merges them on a control-plane node, and the certificate alternative names
+//! to add for an external load balancer.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::render::apiserver_unit;
+use crate::secrets::{Identity, Secrets};
+use crate::templates;
+use crate::util::write_atomic;
+use crate::validate::{Facts, LoadBalancer, Worker};
+
+/// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
+/// (`kubelet-0`, `kube-proxy`, `admin`, ...), whatever the node is called.
+pub fn uid(identity: Identity, node: &str) -> String {
+    match identity {
+        Identity::Kubelet => format!("mk8s-kubelet-{node}"),
+        Identity::KubeProxy => format!("mk8s-kube-proxy-{node}"),
+    }
+}
+
+/// The two lines for one worker, in the seed's format:
+/// `TOKEN,system:kube-proxy,UID` and `TOKEN,system:node:NAME,UID,"system:nodes"`.
+/// Every field is validated upstream (hex tokens, RFC 1123 names), so no field can
+/// hold a comma, quote or newline; the assertion keeps it that way.
+pub fn token_lines(facts: &Facts, secrets: &Secrets, w: &Worker) -> String {
+    let proxy = secrets.token(&facts.name, Identity::KubeProxy, &w.name);
+    let kubelet = secrets.token(&facts.name, Identity::Kubelet, &w.name);
+    let lines = format!(
+        "{proxy},system:kube-proxy,{}\n{kubelet},system:node:{},{},\"system:nodes\"\n",
+        uid(Identity::KubeProxy, &w.name),
+        w.name,
+        uid(Identity::Kubelet, &w.name)
+    );
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.matches(',').count() == 2 + usize::from(l.contains("system:nodes"))),
+        "token lines must have exactly their own fields"
+    );
+    lines
+}
+
+/// `alt_names` entries for `csr.conf.template` (an external LB must be in the
+/// apiserver certificate). MicroK8s's template ends its list with `#MOREIPS`
+/// (`microk8s-resources/certs/csr.conf.template`).
+pub fn alt_names(facts: &Facts) -> Option<String> {
+    let LoadBalancer::External { host, .. } = &facts.load_balancer else {
+        return None;
+    };
+    let line = match host.parse::<IpAddr>() {
+        Ok(_) => format!("IP.99 = {host}"),
+        Err(_) => format!("DNS.99 = {host}"),
+    };
+    Some(format!(
+        "# Add to [ alt_names ] in /var/snap/microk8s/current/certs/csr.conf.template on every\n\
+         # control-plane node (before #MOREIPS); MicroK8s then re-issues the apiserver certificate.\n{line}\n"
+    ))
+}
+
+/// Write the control-plane bundle into `dir`. Each file is replaced atomically and
+/// left untouched when unchanged. Returns the files written or confirmed.
+pub fn write_bundle(
+    facts: &Facts,
+    secrets: &Secrets,
+    workers: &[&Worker],
+    dir: &Path,
+) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let csv: String = workers
+        .iter()
+        .map(|w| token_lines(facts, secrets, w))
+        .collect();
+    let script = templates::render(
+        "merge-known-tokens.sh",
+        serde_json::json!({"cluster": facts.name, "apiserver_service": apiserver_unit(facts.channel.flavour)}),
+    )?;
+    let mut files = vec![
+        ("known-tokens.csv", csv, 0o600),
+        ("merge-known-tokens.sh", script, 0o755),
+    ];
+    if let Some(alt) = alt_names(facts) {
+        files.push(("csr-alt-names.txt", alt, 0o644));
+    }
+    let mut written = Vec::new();
+    for (name, text, mode) in files {
+        write_atomic(&dir.join(name), text.as_bytes(), mode)?;
+        written.push(name.to_string());
+    }
+    Ok(written)
+}

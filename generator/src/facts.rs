@@ -1,0 +1,345 @@
+//! Cluster facts as written by the operator: raw serde structs with unknown keys
+//! rejected. Nothing here is trusted; `validate` turns these into the checked model.
+//! The schema is documented in `docs/cluster-facts.md`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::report::Report;
+use crate::spans::SpanMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFacts {
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub workers: Vec<RawWorker>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCluster {
+    pub name: String,
+    pub microk8s: RawMicroK8s,
+    pub ca: RawCa,
+    #[serde(default)]
+    pub auth: Option<String>,
+    pub control_plane: Vec<RawControlPlane>,
+    #[serde(default)]
+    pub apiserver_port: Option<i64>,
+    #[serde(default)]
+    pub load_balancer: Option<RawLoadBalancer>,
+    #[serde(default)]
+    pub dns: Option<RawDns>,
+    #[serde(default)]
+    pub bootstrap: Option<RawBootstrap>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMicroK8s {
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCa {
+    /// Path to the CA certificate (PEM), relative to the facts file.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// The CA certificate PEM inline.
+    #[serde(default)]
+    pub cert: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawControlPlane {
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLoadBalancer {
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// External mode: the load balancer's IP address or DNS name.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// External mode: its port (default: the apiserver port).
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub traefik: Option<RawTraefik>,
+    #[serde(default)]
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTraefik {
+    /// The traefik version the node runs (3.6 or later: TCP health checks).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Where the binary is on the node (default /usr/local/bin/traefik).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Fetch the binary from here when it is not on the node...
+    #[serde(default)]
+    pub url: Option<String>,
+    /// ...and refuse it unless it has this sha256.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHealthCheck {
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDns {
+    #[serde(default)]
+    pub cluster_domain: Option<String>,
+    #[serde(default)]
+    pub cluster_dns: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBootstrap {
+    /// Seconds the bootstrap waits for the node to be Ready before it exits 75.
+    #[serde(default)]
+    pub ready_deadline_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawWorker {
+    pub name: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub kubelet_args: Vec<String>,
+}
+
+/// Parse facts text. Unknown keys are all collected (not just the first); any other
+/// structural problem (a missing key, a wrong type, bad YAML) is reported with its
+/// position and stops the parse.
+pub fn parse(text: &str, spans: &SpanMap) -> Result<RawFacts, Report> {
+    let mut report = Report::default();
+    let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut r = Report::default();
+            r.error(
+                "$",
+                format!("not valid YAML: {}", strip_location(&e.to_string())),
+                "fix the YAML syntax at the position shown",
+            );
+            if let Some(loc) = e.location() {
+                r.problems[0].line = Some(loc.line());
+                r.problems[0].column = Some(loc.column());
+            }
+            return Err(r);
+        }
+    };
+    // Each round either succeeds, or removes one unknown key and records it, or stops.
+    for _ in 0..64 {
+        match serde_path_to_error::deserialize::<_, RawFacts>(value.clone()) {
+            Ok(raw) if !report.has_errors() => return Ok(raw),
+            Ok(_) => break,
+            Err(e) => {
+                let path = to_json_path(&e.path().to_string());
+                let msg = e.inner().to_string();
+                if let Some(key) = unknown_field(&msg) {
+                    // serde_path_to_error's path already ends with the unknown key.
+                    let key_path = path.clone();
+                    let parent = path
+                        .strip_suffix(&format!(".{key}"))
+                        .unwrap_or(&path)
+                        .to_string();
+                    report.error_at_key(
+                        key_path.clone(),
+                        format!("unknown key `{key}`"),
+                        &format!("remove it, or check its spelling: {}", expected_list(&msg)),
+                    );
+                    if !remove_key(&mut value, &parent, &key) {
+                        break;
+                    }
+                } else {
+                    report.error(
+                        path,
+                        describe_serde_error(&msg),
+                        "see docs/cluster-facts.md for the schema",
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    report.locate(spans);
+    Err(report)
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn describe_serde_error(msg: &str) -> String {
+    let msg = strip_location(msg);
+    if let Some(rest) = msg.strip_prefix("missing field ") {
+        return format!("required key {rest} is missing");
+    }
+    msg
+}
+
+fn unknown_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn expected_list(msg: &str) -> String {
+    match msg.find("expected ") {
+        Some(i) => strip_location(&msg[i..]),
+        None => "this mapping takes no other keys".into(),
+    }
+}
+
+/// serde_path_to_error paths look like `cluster.control-plane[0]`; ours start at `$`.
+fn to_json_path(p: &str) -> String {
+    if p == "." || p.is_empty() {
+        "$".to_string()
+    } else {
+        format!("$.{p}")
+    }
+}
+
+/// Remove `key` from the mapping at `path` (a path produced by `to_json_path`).
+fn remove_key(root: &mut serde_yaml::Value, path: &str, key: &str) -> bool {
+    let mut cur = root;
+    let rest = path.strip_prefix('$').unwrap_or(path);
+    for seg in split_path(rest) {
+        cur = match seg {
+            Seg::Key(k) => match cur.get_mut(k.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            Seg::Index(i) => match cur.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            },
+        };
+    }
+    match cur.as_mapping_mut() {
+        Some(m) => m.remove(key).is_some(),
+        None => false,
+    }
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(p: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in p.split('.').filter(|s| !s.is_empty()) {
+        let (name, idxs) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            out.push(Seg::Key(name.to_string()));
+        }
+        for idx in idxs.split(['[', ']']).filter(|s| !s.is_empty()) {
+            if let Ok(n) = idx.parse() {
+                out.push(Seg::Index(n));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<RawFacts, Report> {
+        parse(text, &SpanMap::build(text))
+    }
+
+    const MIN: &str = "cluster:\n  name: c\n  microk8s: { channel: 1.30/stable }\n  ca: { cert-file: ca.crt }\n  control-plane:\n    - { name: cp1, address: 10.0.0.1 }\n";
+
+    #[test]
+    fn minimal_facts_parse() {
+        let raw = parse_str(MIN).unwrap();
+        assert_eq!(raw.cluster.name, "c");
+        assert!(raw.workers.is_empty());
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_position() {
+        let text = format!("{MIN}  colour: blue\nworkers:\n  - name: w1\n    lables: {{ a: b }}\n");
+        let r = parse_str(&text).unwrap_err();
+        let got: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.line, p.column))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("$.cluster.colour", Some(7), Some(3)),
+                ("$.workers[0].lables", Some(10), Some(5))
+            ]
+        );
+        assert!(r.problems[0]
+            .help
+            .as_deref()
+            .unwrap()
+            .contains("control-plane"));
+    }
+
+    #[test]
+    fn a_missing_key_names_it() {
+        let r = parse_str("cluster:\n  name: c\n").unwrap_err();
+        assert_eq!(r.problems.len(), 1);
+        assert!(
+            r.problems[0].message.contains("`microk8s`"),
+            "{:?}",
+            r.problems[0]
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_errors_have_a_position() {
+        let r = parse_str("cluster: [\n").unwrap_err();
+        assert!(r.problems[0].line.is_some());
+        assert!(r.problems[0].message.starts_with("not valid YAML"));
+    }
+
+    #[test]
+    fn yaml11_specials_in_names_stay_strings() {
+        let text = MIN
+            .replace("name: c\n", "name: on\n")
+            .replace("cp1", "0644");
+        let raw = parse_str(&text).unwrap();
+        assert_eq!(raw.cluster.name, "on");
+        assert_eq!(raw.cluster.control_plane[0].name, "0644");
+    }
+}

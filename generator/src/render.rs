@@ -1,0 +1,420 @@
+//! Facts + one worker -> the JoinPlan and every file the node needs -> cloud-config.
+//!
+//! All decisions are made here (paths, services, flags, tokens); the bootstrap only
+//! executes the plan. Output is a pure function of its inputs: no clock, no
+//! randomness, no environment, so the same inputs give byte-identical user-data.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use mk8s_bootstrap::plan::{
+    self, ApiserverSpec, BinarySpec, CaSpec, Credential, CredentialsSpec, Fetch, Flavour,
+    InstallFile, JoinPlan, LoadBalancerSpec, MicroK8sSpec, NodeSpec, TimingSpec,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::checks;
+use crate::secrets::{Identity, Secrets};
+use crate::templates;
+use crate::validate::{host_port, Facts, LoadBalancer, Worker};
+
+/// Where the user-data stages files on the node.
+pub const STAGE_DIR: &str = "/etc/mk8s-worker";
+pub const TRAEFIK_DIR: &str = "/etc/mk8s-worker/traefik";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
+pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
+pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
+
+/// How the bootstrap binary reaches the node.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// In the user-data, gzip + base64 (compressed once, deterministically).
+    Embedded { gz_b64: String },
+    /// Downloaded at boot and verified by sha256 before it runs.
+    Fetched { url: String, sha256: String },
+    /// Already in the image at [`plan::BOOTSTRAP_PATH`].
+    Preinstalled,
+}
+
+impl Delivery {
+    pub fn embedded(binary: &[u8]) -> Delivery {
+        Delivery::Embedded {
+            gz_b64: base64::engine::general_purpose::STANDARD.encode(gzip(binary)),
+        }
+    }
+}
+
+/// Deterministic gzip: mtime 0, no file name, fixed OS byte.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
+/// One file for the node, as cloud-init `write_files` (or Ignition) will write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFile {
+    pub path: String,
+    pub content: FileContent,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    Text(String),
+    GzipBase64(String),
+}
+
+/// Everything generated for one worker.
+#[derive(Debug, Clone)]
+pub struct NodeOutput {
+    pub plan: JoinPlan,
+    pub files: Vec<NodeFile>,
+    /// Commands run once the files are written.
+    pub commands: Vec<Vec<String>>,
+}
+
+/// systemd unit names of a MicroK8s snap service.
+fn snap_unit(daemon: &str) -> String {
+    format!("snap.microk8s.daemon-{daemon}.service")
+}
+
+/// Which services are kept off and which run the worker, per flavour.
+/// Sources (canonical/microk8s): 1.19/1.20 daemons as in the original method;
+/// `microk8s-resources/wrappers/run-kubelite-with-args` starts kubelite with
+/// `start-control-plane=false` when `var/lock/clustered.lock` exists;
+/// `scripts/wrappers/join.py` (`mark_worker_node`) also creates `no-k8s-dqlite` and
+/// restarts `apiserver-proxy`, which `run-apiserver-proxy-with-args` runs on workers
+/// of 1.25+ on :16443, the port our own load balancer uses.
+pub fn services(flavour: Flavour) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let names = |v: &[&str]| v.iter().map(|d| snap_unit(d)).collect::<Vec<_>>();
+    match flavour {
+        Flavour::Daemons => (
+            names(&[
+                "apiserver",
+                "apiserver-kicker",
+                "controller-manager",
+                "control-plane-kicker",
+                "scheduler",
+            ]),
+            names(&["kubelet", "proxy"]),
+            vec!["clustered.lock".into()],
+        ),
+        Flavour::Kubelite => (
+            names(&["k8s-dqlite", "apiserver-kicker"]),
+            names(&["kubelite"]),
+            vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
+        ),
+        Flavour::KubeliteApiserverProxy => (
+            names(&["k8s-dqlite", "apiserver-kicker", "apiserver-proxy"]),
+            names(&["kubelite"]),
+            vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
+        ),
+    }
+}
+
+/// The apiserver's systemd unit on control-plane nodes of this flavour.
+pub fn apiserver_unit(flavour: Flavour) -> String {
+    match flavour {
+        Flavour::Daemons => snap_unit("apiserver"),
+        _ => snap_unit("kubelite"),
+    }
+}
+
+/// The URL kubelet and kube-proxy use.
+pub fn server_url(facts: &Facts) -> String {
+    match &facts.load_balancer {
+        LoadBalancer::Traefik(_) => {
+            format!("https://{}", host_port("127.0.0.1", facts.apiserver_port))
+        }
+        LoadBalancer::External { host, port } => format!("https://{}", host_port(host, *port)),
+    }
+}
+
+#[derive(Serialize)]
+struct KubeconfigCtx<'a> {
+    user: &'a str,
+    node: &'a str,
+    ca_data: &'a str,
+    server: &'a str,
+    token: &'a str,
+}
+
+/// Render a worker's output. Template errors and failed self-checks are bugs in
+/// mk8s-gen, not in the input (the facts were validated), and say so.
+pub fn render_node(
+    facts: &Facts,
+    secrets: &Secrets,
+    worker: &Worker,
+    delivery: &Delivery,
+) -> anyhow::Result<NodeOutput> {
+    let server = server_url(facts);
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
+    let kubelet_token = secrets.token(&facts.name, Identity::Kubelet, &worker.name);
+    let proxy_token = secrets.token(&facts.name, Identity::KubeProxy, &worker.name);
+
+    let mut files = Vec::new();
+    let mut install = Vec::new();
+    let mut stage = |name: &str, target: &str, mode: u32, secret: bool, text: String| {
+        let path = format!("{STAGE_DIR}/{name}");
+        install.push(InstallFile {
+            staged: path.clone(),
+            target: target.into(),
+            mode,
+            sha256: plan::sha256_hex(text.as_bytes()),
+            secret,
+        });
+        files.push(NodeFile {
+            path,
+            content: FileContent::Text(text),
+            mode,
+        });
+    };
+
+    stage(
+        "ca.crt",
+        "certs/ca.remote.crt",
+        0o644,
+        false,
+        facts.ca.pem.clone(),
+    );
+    for (user, file, token) in [
+        ("kubelet", "kubelet.config", &kubelet_token),
+        ("kube-proxy", "proxy.config", &proxy_token),
+    ] {
+        let text = templates::render(
+            "kubeconfig.yaml",
+            KubeconfigCtx {
+                user,
+                node: &worker.name,
+                ca_data: &ca_b64,
+                server: &server,
+                token,
+            },
+        )?;
+        checks::kubeconfig(&text, &server, &ca_b64, user)?;
+        stage(file, &format!("credentials/{file}"), 0o600, true, text);
+    }
+
+    let (stop_services, start_services, locks) = services(facts.channel.flavour);
+    let mut labels = vec![
+        "microk8s.io/cluster=true".to_string(),
+        "node.kubernetes.io/microk8s-worker=microk8s-worker".into(),
+    ];
+    labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut kubelet_args = vec![
+        format!("--cluster-domain={}", facts.dns.cluster_domain),
+        format!("--cluster-dns={}", facts.dns.cluster_dns),
+        // MicroK8s's own join keeps the cluster CA apart from the node's (join.py).
+        "--client-ca-file=${SNAP_DATA}/certs/ca.remote.crt".to_string(),
+        format!("--node-labels={}", labels.join(",")),
+        // The token is bound to system:node:NAME; register under exactly that name.
+        format!("--hostname-override={}", worker.name),
+    ];
+    if let Some(ip) = worker.address {
+        kubelet_args.push(format!("--node-ip={ip}"));
+    }
+    kubelet_args.extend(worker.kubelet_args.iter().cloned());
+    let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
+
+    let endpoints: Vec<String> = facts
+        .control_plane
+        .iter()
+        .map(|c| host_port(&c.address.to_string(), facts.apiserver_port))
+        .collect();
+
+    let load_balancer = match &facts.load_balancer {
+        LoadBalancer::Traefik(t) => {
+            let listen = host_port("127.0.0.1", facts.apiserver_port);
+            let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
+            let provider_path = format!("{TRAEFIK_DIR}/provider.yaml");
+            let static_cfg = templates::render(
+                "traefik.yaml",
+                json!({"listen": listen, "provider_file": provider_path}),
+            )?;
+            let provider = templates::render(
+                "provider.yaml",
+                json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
+            )?;
+            checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
+            let unit = templates::render(
+                "mk8s-traefik.service",
+                json!({"binary": t.path, "config": static_path}),
+            )?;
+            files.push(NodeFile {
+                path: static_path,
+                content: FileContent::Text(static_cfg),
+                mode: 0o644,
+            });
+            files.push(NodeFile {
+                path: provider_path,
+                content: FileContent::Text(provider),
+                mode: 0o644,
+            });
+            files.push(NodeFile {
+                path: format!("{UNIT_DIR}/{TRAEFIK_UNIT}"),
+                content: FileContent::Text(unit),
+                mode: 0o644,
+            });
+            LoadBalancerSpec::Traefik {
+                unit: TRAEFIK_UNIT.into(),
+                listen,
+                binary: BinarySpec {
+                    path: t.path.clone(),
+                    fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
+                        url: url.clone(),
+                        sha256: sha256.clone(),
+                    }),
+                },
+            }
+        }
+        LoadBalancer::External { .. } => LoadBalancerSpec::External,
+    };
+
+    // The bootstrap binary and its unit.
+    let fetch_script = match delivery {
+        Delivery::Embedded { gz_b64 } => {
+            files.push(NodeFile {
+                path: plan::BOOTSTRAP_PATH.into(),
+                content: FileContent::GzipBase64(gz_b64.clone()),
+                mode: 0o755,
+            });
+            None
+        }
+        Delivery::Fetched { url, sha256 } => {
+            let script = templates::render(
+                "fetch-bootstrap.sh",
+                json!({"url": url, "sha256": sha256, "dest": plan::BOOTSTRAP_PATH}),
+            )?;
+            files.push(NodeFile {
+                path: FETCH_SCRIPT.into(),
+                content: FileContent::Text(script),
+                mode: 0o755,
+            });
+            Some(FETCH_SCRIPT)
+        }
+        Delivery::Preinstalled => None,
+    };
+    let unit = templates::render(
+        "mk8s-bootstrap.service",
+        json!({"binary": plan::BOOTSTRAP_PATH, "plan": plan::PLAN_PATH, "fetch_script": fetch_script}),
+    )?;
+    files.push(NodeFile {
+        path: format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
+        content: FileContent::Text(unit),
+        mode: 0o644,
+    });
+
+    let plan = JoinPlan {
+        api_version: plan::API_VERSION.into(),
+        kind: plan::KIND.into(),
+        cluster: facts.name.clone(),
+        node: NodeSpec {
+            name: worker.name.clone(),
+        },
+        microk8s: MicroK8sSpec {
+            channel: facts.channel.text.clone(),
+            flavour: facts.channel.flavour,
+            stop_services,
+            start_services,
+            locks,
+        },
+        ca: CaSpec {
+            pem: facts.ca.pem.clone(),
+            pin: facts.ca.pin.clone(),
+        },
+        apiserver: ApiserverSpec {
+            url: server,
+            endpoints,
+        },
+        credentials: CredentialsSpec {
+            kubelet: Credential::Token {
+                token: kubelet_token,
+            },
+        },
+        install,
+        kubelet_args,
+        kube_proxy_args,
+        load_balancer,
+        timing: TimingSpec {
+            ready_deadline_secs: facts.ready_deadline_secs,
+            ..TimingSpec::default()
+        },
+    };
+    plan.check()
+        .map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
+    files.push(NodeFile {
+        path: plan::PLAN_PATH.into(),
+        content: FileContent::Text(plan.to_json()),
+        mode: 0o600,
+    });
+
+    let commands = vec![
+        vec!["systemctl".into(), "daemon-reload".into()],
+        vec![
+            "systemctl".into(),
+            "enable".into(),
+            "--now".into(),
+            "--no-block".into(),
+            BOOTSTRAP_UNIT.into(),
+        ],
+    ];
+    Ok(NodeOutput {
+        plan,
+        files,
+        commands,
+    })
+}
+
+#[derive(Serialize)]
+struct CloudConfig<'a> {
+    write_files: Vec<WriteFile<'a>>,
+    runcmd: &'a [Vec<String>],
+}
+
+#[derive(Serialize)]
+struct WriteFile<'a> {
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    content: &'a str,
+    owner: &'static str,
+    /// cloud-init wants an octal string.
+    permissions: String,
+}
+
+/// The `#cloud-config` document for one worker.
+pub fn cloud_config(out: &NodeOutput) -> String {
+    let cc = CloudConfig {
+        write_files: out
+            .files
+            .iter()
+            .map(|f| {
+                let (encoding, content) = match &f.content {
+                    FileContent::Text(t) => (None, t.as_str()),
+                    FileContent::GzipBase64(b) => (Some("gz+b64"), b.as_str()),
+                };
+                WriteFile {
+                    path: &f.path,
+                    encoding,
+                    content,
+                    owner: "root:root",
+                    permissions: format!("{:04o}", f.mode),
+                }
+            })
+            .collect(),
+        runcmd: &out.commands,
+    };
+    let value = serde_json::to_value(&cc).expect("cloud-config serializes");
+    format!(
+        "#cloud-config\n# mk8s-worker: node {} of cluster {}. Generated by mk8s-gen; holds secrets.\n{}",
+        out.plan.node.name,
+        out.plan.cluster,
+        crate::yaml::to_string(&value)
+    )
+}

@@ -1,0 +1,185 @@
+//! The operator's private file: the seed every worker token is derived from.
+//! Kept apart from the facts so the facts can be committed.
+//!
+//! Tokens are `HMAC-SHA256(seed, "mk8s-worker/v1 token" 0 cluster 0 identity 0 node)`,
+//! hex-encoded: deterministic (same inputs, same token, so regenerating user-data does
+//! not change credentials), independent per identity (kubelet and kube-proxy never
+//! share a token) and per cluster, and not reversible to the seed.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::report::Report;
+use crate::util;
+
+pub const API_VERSION: &str = "mk8s-worker/v1";
+pub const KIND: &str = "Secrets";
+const SEED_BYTES: usize = 32;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSecrets {
+    api_version: String,
+    kind: String,
+    /// base64 of at least 32 random bytes.
+    token_seed: String,
+}
+
+pub struct Secrets {
+    seed: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+/// Which identity a token authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    Kubelet,
+    KubeProxy,
+}
+
+impl Identity {
+    fn label(self) -> &'static str {
+        match self {
+            Identity::Kubelet => "kubelet",
+            Identity::KubeProxy => "kube-proxy",
+        }
+    }
+}
+
+impl Secrets {
+    /// Parse a secrets file. Problems never quote the file's content.
+    pub fn parse(text: &str) -> Result<Secrets, Report> {
+        let mut r = Report::default();
+        let raw: RawSecrets = match serde_yaml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // serde_yaml messages can quote values; keep only the kind of problem.
+                let what = if e.to_string().contains("unknown field") {
+                    "it has an unknown key"
+                } else {
+                    "it is not a secrets file"
+                };
+                r.error(
+                    "$",
+                    format!("cannot read the secrets file: {what}"),
+                    "create one with `mk8s-gen secrets init --out FILE`",
+                );
+                if let Some(loc) = e.location() {
+                    r.problems[0].line = Some(loc.line());
+                    r.problems[0].column = Some(loc.column());
+                }
+                return Err(r);
+            }
+        };
+        if raw.api_version != API_VERSION || raw.kind != KIND {
+            r.error(
+                "$.api-version",
+                format!("expected api-version {API_VERSION} and kind {KIND}"),
+                "create one with `mk8s-gen secrets init --out FILE`",
+            );
+        }
+        let seed = base64::engine::general_purpose::STANDARD
+            .decode(raw.token_seed.trim())
+            .unwrap_or_default();
+        if seed.len() < SEED_BYTES {
+            r.error(
+                "$.token-seed",
+                format!("token-seed must be base64 of at least {SEED_BYTES} bytes"),
+                "create one with `mk8s-gen secrets init --out FILE`",
+            );
+        }
+        if r.has_errors() {
+            return Err(r);
+        }
+        Ok(Secrets { seed })
+    }
+
+    /// A new secrets file's text, with a fresh random seed.
+    pub fn generate() -> std::io::Result<String> {
+        let mut seed = [0u8; SEED_BYTES];
+        getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Self::text_for_seed(&seed))
+    }
+
+    fn text_for_seed(seed: &[u8]) -> String {
+        let raw = RawSecrets {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            token_seed: base64::engine::general_purpose::STANDARD.encode(seed),
+        };
+        format!(
+            "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
+            serde_yaml::to_string(&raw).expect("serializes")
+        )
+    }
+
+    /// The token for one identity on one node of one cluster.
+    pub fn token(&self, cluster: &str, identity: Identity, node: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
+        for part in ["mk8s-worker/v1 token", cluster, identity.label(), node] {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// `mk8s-gen secrets init --out FILE`: 0600 from the first byte, never overwrites.
+pub fn init(out: &std::path::Path) -> std::io::Result<()> {
+    let text = Secrets::generate()?;
+    util::create_new_private(out, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(seed: u8) -> Secrets {
+        Secrets::parse(&Secrets::text_for_seed(&[seed; 32])).unwrap()
+    }
+
+    #[test]
+    fn tokens_are_deterministic_and_distinct() {
+        let s = secrets(7);
+        let t = s.token("prod", Identity::Kubelet, "worker-1");
+        assert_eq!(t, secrets(7).token("prod", Identity::Kubelet, "worker-1"));
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let others = [
+            s.token("prod", Identity::KubeProxy, "worker-1"),
+            s.token("prod", Identity::Kubelet, "worker-2"),
+            s.token("stage", Identity::Kubelet, "worker-1"),
+            secrets(8).token("prod", Identity::Kubelet, "worker-1"),
+        ];
+        for o in others {
+            assert_ne!(o, t);
+        }
+    }
+
+    #[test]
+    fn the_separator_prevents_ambiguous_concatenation() {
+        let s = secrets(1);
+        assert_ne!(
+            s.token("a", Identity::Kubelet, "bc"),
+            s.token("ab", Identity::Kubelet, "c")
+        );
+    }
+
+    #[test]
+    fn bad_secrets_files_never_echo_their_content() {
+        let leaked = "token-seed: c2VjcmV0LXNlY3JldC1zZWNyZXQ=\napi-version: mk8s-worker/v1\nkind: Secrets\n";
+        let r = Secrets::parse(leaked).unwrap_err();
+        let text = format!("{r:?}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        let r = Secrets::parse("token-seed: [c2VjcmV0]\nextra: 1\n").unwrap_err();
+        assert!(!format!("{r:?}").contains("c2VjcmV0"));
+    }
+}

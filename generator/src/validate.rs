@@ -1,0 +1,851 @@
+//! Raw facts -> checked model. Every problem is collected (with its YAML path) before
+//! anything is rendered; rendering only ever sees a [`Facts`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+
+use mk8s_bootstrap::plan::Flavour;
+
+use crate::ca::CaCert;
+use crate::facts::{RawFacts, RawLoadBalancer};
+use crate::report::Report;
+
+pub const DEFAULT_APISERVER_PORT: u16 = 16443;
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_CLUSTER_DNS: &str = "10.152.183.10";
+pub const DEFAULT_TRAEFIK_PATH: &str = "/usr/local/bin/traefik";
+/// TCP `healthCheck` on traefik services exists from 3.6.0 (traefik's
+/// `pkg/config/dynamic/tcp_config.go`, `TCPServerHealthCheck`).
+pub const MIN_TRAEFIK: (u32, u32) = (3, 6);
+
+/// The checked cluster facts.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub name: String,
+    pub channel: Channel,
+    pub ca: CaCert,
+    pub auth: AuthMode,
+    pub control_plane: Vec<ControlPlaneNode>,
+    pub apiserver_port: u16,
+    pub load_balancer: LoadBalancer,
+    pub dns: Dns,
+    pub ready_deadline_secs: u64,
+    pub workers: Vec<Worker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Token,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub text: String,
+    /// (major, minor); None for `latest`.
+    pub version: Option<(u32, u32)>,
+    pub flavour: Flavour,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlPlaneNode {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+#[derive(Debug, Clone)]
+pub enum LoadBalancer {
+    Traefik(TraefikLb),
+    External { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct TraefikLb {
+    pub path: String,
+    pub fetch: Option<(String, String)>,
+    pub health_interval: String,
+    pub health_timeout: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dns {
+    pub cluster_domain: String,
+    pub cluster_dns: IpAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub name: String,
+    pub address: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub kubelet_args: Vec<String>,
+}
+
+impl Facts {
+    pub fn worker(&self, name: &str) -> Option<&Worker> {
+        self.workers.iter().find(|w| w.name == name)
+    }
+}
+
+/// `host:port` with IPv6 bracketed.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Check everything. `base_dir` resolves `ca.cert-file`.
+pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<Facts> {
+    let c = &raw.cluster;
+    check_dns_label(&c.name, "$.cluster.name", "the cluster name", report);
+
+    let channel = check_channel(&c.microk8s.channel, report);
+
+    let ca = load_ca(&c.ca, base_dir, report);
+
+    let auth = match c.auth.as_deref() {
+        None | Some("token") => Some(AuthMode::Token),
+        Some(other) => {
+            report.error(
+                "$.cluster.auth",
+                format!("auth mode {other:?} is not supported"),
+                "use `auth: token` (static tokens merged into known_tokens.csv)",
+            );
+            None
+        }
+    };
+
+    let apiserver_port = port(
+        c.apiserver_port,
+        DEFAULT_APISERVER_PORT,
+        "$.cluster.apiserver-port",
+        report,
+    );
+
+    // Names and addresses must be unique across control plane and workers.
+    let mut names: HashMap<&str, String> = HashMap::new();
+    let mut addrs: HashMap<IpAddr, String> = HashMap::new();
+
+    if c.control_plane.is_empty() {
+        report.error(
+            "$.cluster.control-plane",
+            "no control-plane nodes",
+            "list every control-plane node with its name and address",
+        );
+    }
+    let mut control_plane = Vec::new();
+    for (i, n) in c.control_plane.iter().enumerate() {
+        let base = format!("$.cluster.control-plane[{i}]");
+        let name_ok = check_node_name(&n.name, &format!("{base}.name"), report);
+        if name_ok {
+            unique(
+                &mut names,
+                &n.name,
+                format!("{base}.name"),
+                "node name",
+                report,
+            );
+        }
+        let addr = check_ip(&n.address, &format!("{base}.address"), report);
+        if let Some(a) = addr {
+            unique_addr(&mut addrs, a, format!("{base}.address"), report);
+            control_plane.push(ControlPlaneNode {
+                name: n.name.clone(),
+                address: a,
+            });
+        }
+    }
+
+    let load_balancer = check_lb(c.load_balancer.as_ref(), apiserver_port, report);
+
+    let dns = {
+        let d = c.dns.as_ref();
+        let domain = d
+            .and_then(|d| d.cluster_domain.clone())
+            .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
+        check_dns_name(
+            &domain,
+            "$.cluster.dns.cluster-domain",
+            "cluster-domain",
+            report,
+        );
+        let ip = d
+            .and_then(|d| d.cluster_dns.clone())
+            .unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
+        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns {
+            cluster_domain: domain,
+            cluster_dns: ip,
+        })
+    };
+
+    let ready_deadline_secs = match c.bootstrap.as_ref().and_then(|b| b.ready_deadline_seconds) {
+        None => 900,
+        Some(s) if (60..=86_400).contains(&s) => s as u64,
+        Some(s) => {
+            report.error(
+                "$.cluster.bootstrap.ready-deadline-seconds",
+                format!("{s} is out of range"),
+                "use 60 to 86400 seconds",
+            );
+            900
+        }
+    };
+
+    if raw.workers.is_empty() {
+        report.warning(
+            "$.workers",
+            "no workers are listed",
+            "add `workers: [{ name: worker-1 }]`",
+        );
+    }
+    let mut workers = Vec::new();
+    for (i, w) in raw.workers.iter().enumerate() {
+        let base = format!("$.workers[{i}]");
+        if check_node_name(&w.name, &format!("{base}.name"), report) {
+            unique(
+                &mut names,
+                &w.name,
+                format!("{base}.name"),
+                "node name",
+                report,
+            );
+        }
+        let address = w.address.as_ref().and_then(|a| {
+            let ip = check_ip(a, &format!("{base}.address"), report)?;
+            unique_addr(&mut addrs, ip, format!("{base}.address"), report);
+            Some(ip)
+        });
+        for (k, v) in &w.labels {
+            check_label(
+                k,
+                v,
+                &crate::spans::child_key(&format!("{base}.labels"), k),
+                report,
+            );
+        }
+        for (j, a) in w.kubelet_args.iter().enumerate() {
+            check_kubelet_arg(a, &format!("{base}.kubelet-args[{j}]"), report);
+        }
+        workers.push(Worker {
+            name: w.name.clone(),
+            address,
+            labels: w.labels.clone(),
+            kubelet_args: w.kubelet_args.clone(),
+        });
+    }
+
+    if report.has_errors() {
+        return None;
+    }
+    Some(Facts {
+        name: c.name.clone(),
+        channel: channel?,
+        ca: ca?,
+        auth: auth?,
+        control_plane,
+        apiserver_port,
+        load_balancer: load_balancer?,
+        dns: dns?,
+        ready_deadline_secs,
+        workers,
+    })
+}
+
+fn unique<'a>(
+    seen: &mut HashMap<&'a str, String>,
+    name: &'a str,
+    path: String,
+    what: &str,
+    report: &mut Report,
+) {
+    if let Some(first) = seen.get(name) {
+        report.error(
+            path,
+            format!("duplicate {what} {name:?} (first at {first})"),
+            "every node needs its own name",
+        );
+    } else {
+        seen.insert(name, path);
+    }
+}
+
+fn unique_addr(seen: &mut HashMap<IpAddr, String>, a: IpAddr, path: String, report: &mut Report) {
+    if let Some(first) = seen.get(&a) {
+        report.error(
+            path,
+            format!("duplicate address {a} (first at {first})"),
+            "every node needs its own address",
+        );
+    } else {
+        seen.insert(a, path);
+    }
+}
+
+fn port(v: Option<i64>, default: u16, path: &str, report: &mut Report) -> u16 {
+    match v {
+        None => default,
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => {
+            report.error(
+                path,
+                format!("port {p} is out of range"),
+                "use a TCP port from 1 to 65535",
+            );
+            default
+        }
+    }
+}
+
+/// RFC 1123 label: lowercase letters, digits and '-', 1 to 63 characters, starting and
+/// ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// RFC 1123 subdomain (what Kubernetes accepts as a node name).
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn show(s: &str) -> String {
+    // Debug-quote so control characters and quotes are visible, never raw.
+    format!("{s:?}")
+}
+
+fn check_dns_label(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
+    let ok = is_dns_label(s);
+    if !ok {
+        report.error(path, format!("{what} {} is not an RFC 1123 label", show(s)), "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit");
+    }
+    ok
+}
+
+fn check_dns_name(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
+    let ok = is_dns_name(s);
+    if !ok {
+        report.error(
+            path,
+            format!("{what} {} is not an RFC 1123 DNS name", show(s)),
+            "use lowercase letters, digits, '-' and '.', e.g. cluster.local",
+        );
+    }
+    ok
+}
+
+fn check_node_name(s: &str, path: &str, report: &mut Report) -> bool {
+    let ok = is_dns_name(s);
+    if !ok {
+        report.error(
+            path,
+            format!("node name {} is not a valid Kubernetes node name", show(s)),
+            "use lowercase letters, digits, '-' and '.' (RFC 1123), e.g. worker-1; commas, quotes, spaces and newlines are never allowed",
+        );
+    }
+    ok
+}
+
+fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
+    match s.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
+            report.error(
+                path,
+                format!("{ip} cannot be a node address"),
+                "use the node's unicast address",
+            );
+            None
+        }
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            report.error(
+                path,
+                format!("{} is not an IPv4 or IPv6 address", show(s)),
+                "write a bare address such as 10.130.0.2 or fd00::2 (no port, no brackets)",
+            );
+            None
+        }
+    }
+}
+
+fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
+    let path = "$.cluster.microk8s.channel";
+    let help =
+        "use a snap channel such as 1.30/stable (track/risk), e.g. 1.20/stable or 1.28/candidate";
+    let mut parts = s.split('/');
+    let track = parts.next().unwrap_or("");
+    let risk = parts.next();
+    let branch = parts.next();
+    let bad = parts.next().is_some()
+        || !matches!(risk, None | Some("stable" | "candidate" | "beta" | "edge"))
+        || branch.is_some_and(|b| !is_dns_label(b));
+    if bad {
+        report.error(
+            path,
+            format!("{} is not a MicroK8s snap channel", show(s)),
+            help,
+        );
+        return None;
+    }
+    if track == "latest" {
+        report.warning(
+            path,
+            "channel `latest` follows every new Kubernetes minor",
+            "pin a track such as 1.30/stable so workers match the control plane",
+        );
+        return Some(Channel {
+            text: s.into(),
+            version: None,
+            flavour: Flavour::KubeliteApiserverProxy,
+        });
+    }
+    if track.ends_with("-strict") || track.ends_with("-eksd") {
+        report.error(
+            path,
+            format!("track {track:?} is not supported"),
+            "use a classic track such as 1.30/stable",
+        );
+        return None;
+    }
+    let version = track
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let Some((major, minor)) = version else {
+        report.error(
+            path,
+            format!("{} is not a MicroK8s snap channel", show(s)),
+            help,
+        );
+        return None;
+    };
+    let flavour = match (major, minor) {
+        (1, 19..=20) => Flavour::Daemons,
+        (1, 21..=24) => Flavour::Kubelite,
+        (1, m) if m >= 25 => Flavour::KubeliteApiserverProxy,
+        _ => {
+            report.error(
+                path,
+                format!("MicroK8s {major}.{minor} is not supported"),
+                "worker-only nodes need MicroK8s 1.19 or later",
+            );
+            return None;
+        }
+    };
+    Some(Channel {
+        text: s.into(),
+        version: Some((major, minor)),
+        flavour,
+    })
+}
+
+fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {
+    let (pem, path) = match (&raw.cert_file, &raw.cert) {
+        (Some(file), None) => {
+            let p = base_dir.join(file);
+            match std::fs::read_to_string(&p) {
+                Ok(t) => (t, "$.cluster.ca.cert-file"),
+                Err(e) => {
+                    report.error("$.cluster.ca.cert-file", format!("cannot read {}: {e}", p.display()), "the path is relative to the facts file; copy the CA from a control-plane node's /var/snap/microk8s/current/certs/ca.crt");
+                    return None;
+                }
+            }
+        }
+        (None, Some(pem)) => (pem.clone(), "$.cluster.ca.cert"),
+        _ => {
+            report.error(
+                "$.cluster.ca",
+                "give exactly one of `cert-file` and `cert`",
+                "cert-file: path to ca.crt, or cert: the PEM inline",
+            );
+            return None;
+        }
+    };
+    match CaCert::from_pem(&pem) {
+        Ok(ca) => Some(ca),
+        Err(e) => {
+            report.error(path, format!("the CA certificate is not usable: {e}"), "use the cluster CA (certs/ca.crt on a control-plane node), a PEM X.509 certificate with CA:TRUE");
+            None
+        }
+    }
+}
+
+fn is_duration(s: &str) -> bool {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    !num.is_empty()
+        && num.len() <= 6
+        && matches!(unit, "ms" | "s" | "m")
+        && num.parse::<u32>().is_ok_and(|n| n > 0)
+}
+
+fn check_lb(
+    raw: Option<&RawLoadBalancer>,
+    apiserver_port: u16,
+    report: &mut Report,
+) -> Option<LoadBalancer> {
+    let base = "$.cluster.load-balancer";
+    let default = RawLoadBalancer {
+        mode: None,
+        kind: None,
+        address: None,
+        port: None,
+        traefik: None,
+        health_check: None,
+    };
+    let raw = raw.unwrap_or(&default);
+    match raw.mode.as_deref().unwrap_or("node-local") {
+        "node-local" => {
+            if raw.address.is_some() || raw.port.is_some() {
+                report.error(
+                    format!("{base}.address"),
+                    "`address` and `port` belong to `mode: external`",
+                    "remove them, or set `mode: external`",
+                );
+            }
+            match raw.kind.as_deref().unwrap_or("traefik") {
+                "traefik" => {}
+                other => {
+                    report.error(
+                        format!("{base}.kind"),
+                        format!("load-balancer kind {other:?} is not supported"),
+                        "use `kind: traefik`",
+                    );
+                    return None;
+                }
+            }
+            let t = raw.traefik.clone().unwrap_or(crate::facts::RawTraefik {
+                version: None,
+                path: None,
+                url: None,
+                sha256: None,
+            });
+            let tb = format!("{base}.traefik");
+            if let Some(v) = &t.version {
+                let parsed = v
+                    .trim_start_matches('v')
+                    .split('.')
+                    .take(2)
+                    .map(|p| p.parse::<u32>().ok())
+                    .collect::<Option<Vec<_>>>();
+                match parsed.as_deref() {
+                    Some([a, b]) if (*a, *b) >= MIN_TRAEFIK => {}
+                    Some([_, _]) => report.error(format!("{tb}.version"), format!("traefik {v} has no TCP health checks"), "use traefik 3.6 or later; without health checks a share of connections go to a dead apiserver"),
+                    _ => report.error(format!("{tb}.version"), format!("{} is not a traefik version", show(v)), "write it as 3.6.2"),
+                }
+            }
+            let path = t
+                .path
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TRAEFIK_PATH.into());
+            if !is_safe_abs_path(&path) {
+                report.error(
+                    format!("{tb}.path"),
+                    format!("{} is not a plain absolute path", show(&path)),
+                    "use letters, digits and / . _ - only, e.g. /usr/local/bin/traefik",
+                );
+            }
+            let fetch = match (&t.url, &t.sha256) {
+                (None, None) => None,
+                (Some(u), Some(h)) => {
+                    let ok_u = check_url(u, &format!("{tb}.url"), report);
+                    let ok_h = check_sha256(h, &format!("{tb}.sha256"), report);
+                    (ok_u && ok_h).then(|| (u.clone(), h.to_ascii_lowercase()))
+                }
+                _ => {
+                    report.error(
+                        tb.clone(),
+                        "`url` and `sha256` go together",
+                        "give both, so the node verifies what it downloads",
+                    );
+                    None
+                }
+            };
+            let hc = raw.health_check.as_ref();
+            let interval = hc
+                .and_then(|h| h.interval.clone())
+                .unwrap_or_else(|| "5s".into());
+            let timeout = hc
+                .and_then(|h| h.timeout.clone())
+                .unwrap_or_else(|| "3s".into());
+            for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
+                if !is_duration(v) {
+                    report.error(
+                        format!("{base}.health-check.{k}"),
+                        format!("{} is not a duration", show(v)),
+                        "write a whole number with ms, s or m, e.g. 5s",
+                    );
+                }
+            }
+            Some(LoadBalancer::Traefik(TraefikLb {
+                path,
+                fetch,
+                health_interval: interval,
+                health_timeout: timeout,
+            }))
+        }
+        "external" => {
+            if raw.kind.is_some() || raw.traefik.is_some() || raw.health_check.is_some() {
+                report.error(
+                    format!("{base}.kind"),
+                    "`kind`, `traefik` and `health-check` belong to `mode: node-local`",
+                    "remove them for an external load balancer",
+                );
+            }
+            let port = port(raw.port, apiserver_port, &format!("{base}.port"), report);
+            let Some(addr) = &raw.address else {
+                report.error(
+                    base,
+                    "`mode: external` needs `address`",
+                    "give the load balancer's IP address or DNS name",
+                );
+                return None;
+            };
+            let ok =
+                addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()) || is_dns_name(addr);
+            if !ok {
+                report.error(
+                    format!("{base}.address"),
+                    format!("{} is not an IP address or DNS name", show(addr)),
+                    "e.g. 167.172.5.46 or api.example.com",
+                );
+                return None;
+            }
+            Some(LoadBalancer::External {
+                host: addr.clone(),
+                port,
+            })
+        }
+        other => {
+            report.error(
+                format!("{base}.mode"),
+                format!("load-balancer mode {other:?} is not supported"),
+                "use `node-local` or `external`",
+            );
+            None
+        }
+    }
+}
+
+pub fn is_safe_abs_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.contains("..")
+        && p.len() < 256
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+}
+
+/// An https URL made only of characters that need no quoting anywhere we put it.
+pub fn is_safe_url(u: &str) -> bool {
+    u.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty()
+            && u.len() < 2048
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~/:?=&%+@[]".contains(&b))
+    })
+}
+
+fn check_url(u: &str, path: &str, report: &mut Report) -> bool {
+    let ok = is_safe_url(u);
+    if !ok {
+        report.error(
+            path,
+            format!("{} is not an https URL of plain characters", show(u)),
+            "use https:// with letters, digits and - . _ ~ / : ? = & % + @ only",
+        );
+    }
+    ok
+}
+
+pub fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_sha256(h: &str, path: &str, report: &mut Report) -> bool {
+    let ok = is_sha256_hex(h);
+    if !ok {
+        report.error(
+            path,
+            "not a sha256 digest",
+            "give 64 hex digits, as printed by sha256sum",
+        );
+    }
+    ok
+}
+
+/// Kubernetes label: optional DNS-subdomain prefix and '/', a name of at most 63
+/// characters, and a value of at most 63 (letters, digits, '-', '_', '.').
+fn check_label(k: &str, v: &str, path: &str, report: &mut Report) {
+    let part = |s: &str| {
+        s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+    };
+    let (prefix, name) = match k.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let key_ok = !name.is_empty() && part(name) && prefix.is_none_or(is_dns_name);
+    if !key_ok {
+        report.error_at_key(
+            path,
+            format!("label key {} is not a valid Kubernetes label key", show(k)),
+            "use [prefix/]name with letters, digits, '-', '_' and '.' (name at most 63 characters)",
+        );
+    }
+    if !part(v) {
+        report.error(path, format!("label value {} is not a valid Kubernetes label value", show(v)), "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit");
+    }
+    if key_ok
+        && (prefix == Some("node-role.kubernetes.io")
+            || prefix.is_some_and(|p| p.ends_with("kubernetes.io") && p != "node.kubernetes.io"))
+    {
+        report.warning(
+            path,
+            format!("kubelet may refuse to set label {k:?} on itself (NodeRestriction)"),
+            "label the node from the control plane, or use your own prefix",
+        );
+    }
+}
+
+/// Kubelet flags the generator manages itself; setting them by hand would break the join.
+pub const MANAGED_KUBELET_FLAGS: &[(&str, &str)] = &[
+    ("--kubeconfig", "the kubeconfig is generated"),
+    ("--cluster-dns", "set cluster.dns.cluster-dns"),
+    ("--cluster-domain", "set cluster.dns.cluster-domain"),
+    ("--node-labels", "set the worker's `labels`"),
+    ("--node-ip", "set the worker's `address`"),
+    (
+        "--hostname-override",
+        "the node is registered under its `name`",
+    ),
+    ("--client-ca-file", "the cluster CA is installed for you"),
+];
+
+fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
+    let (flag, value) = match a.split_once('=') {
+        Some((f, v)) => (f, Some(v)),
+        None => (a, None),
+    };
+    let flag_ok = flag.len() > 2
+        && flag.starts_with("--")
+        && flag[2..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    // The args file is read by a shell in the snap's wrappers: no quoting characters.
+    let value_ok = value.is_none_or(|v| {
+        v.len() < 1024
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/,=+@%-".contains(&b))
+    });
+    if !flag_ok || !value_ok {
+        report.error(path, format!("kubelet argument {} is not a plain --flag=value", show(a)), "write --flag or --flag=value; values may use letters, digits and . _ : / , = + @ % - (no spaces, quotes or $)");
+        return;
+    }
+    if let Some((_, why)) = MANAGED_KUBELET_FLAGS.iter().find(|(f, _)| *f == flag) {
+        report.error(path, format!("{flag} is managed by mk8s-gen"), why);
+    }
+}
+
+pub fn ip_to_string(ip: &IpAddr) -> String {
+    ip.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        for ok in ["worker-1", "a", "0644", "on", "w.example.com", "1e3"] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Worker",
+            "-a",
+            "a-",
+            "a,b",
+            "a\"b",
+            "a\nb",
+            "a b",
+            "a_b",
+            "system:masters",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_dns_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn channels_map_to_flavours() {
+        let mut r = Report::default();
+        let f = |s: &str, r: &mut Report| check_channel(s, r).map(|c| c.flavour);
+        assert_eq!(f("1.20/stable", &mut r), Some(Flavour::Daemons));
+        assert_eq!(f("1.19", &mut r), Some(Flavour::Daemons));
+        assert_eq!(f("1.24/edge", &mut r), Some(Flavour::Kubelite));
+        assert_eq!(
+            f("1.30/stable", &mut r),
+            Some(Flavour::KubeliteApiserverProxy)
+        );
+        assert!(!r.has_errors());
+        for bad in [
+            "1.18/stable",
+            "2.0",
+            "1.30/stabel",
+            "1.30/stable/x/y",
+            "one",
+            "1.30-strict/stable",
+            "",
+        ] {
+            let mut r = Report::default();
+            assert_eq!(f(bad, &mut r), None, "{bad}");
+            assert!(r.has_errors());
+        }
+    }
+
+    #[test]
+    fn durations_and_urls() {
+        assert!(is_duration("5s") && is_duration("500ms") && is_duration("1m"));
+        assert!(
+            !is_duration("5") && !is_duration("0s") && !is_duration("-1s") && !is_duration("5 s")
+        );
+        assert!(is_safe_url(
+            "https://example.com/traefik_v3.6.2_linux_amd64.tar.gz"
+        ));
+        assert!(
+            !is_safe_url("http://example.com/x")
+                && !is_safe_url("https://a.b/x y")
+                && !is_safe_url("https://a/'$(id)'")
+        );
+    }
+
+    #[test]
+    fn kubelet_args_are_plain_and_unmanaged() {
+        let check = |a: &str| {
+            let mut r = Report::default();
+            check_kubelet_arg(a, "$", &mut r);
+            r.has_errors()
+        };
+        assert!(!check("--max-pods=200"));
+        assert!(!check("--register-with-taints=dedicated=edge:NoSchedule"));
+        assert!(check("--max-pods=$(reboot)"));
+        assert!(check("--max-pods=1 --anonymous-auth=true"));
+        assert!(check("--x=\"a\""));
+        assert!(check("--kubeconfig=/tmp/x"));
+        assert!(check("-v=2"));
+    }
+
+    #[test]
+    fn host_port_brackets_ipv6() {
+        assert_eq!(host_port("10.0.0.1", 16443), "10.0.0.1:16443");
+        assert_eq!(host_port("fd00::1", 16443), "[fd00::1]:16443");
+    }
+}
