@@ -177,11 +177,7 @@ pub struct TimingSpec {
 
 impl Default for TimingSpec {
     fn default() -> Self {
-        TimingSpec {
-            ready_deadline_secs: 900,
-            retry_initial_ms: 500,
-            retry_cap_ms: 30_000,
-        }
+        TimingSpec { ready_deadline_secs: 900, retry_initial_ms: 500, retry_cap_ms: 30_000 }
     }
 }
 
@@ -220,15 +216,13 @@ impl JoinPlan {
     /// Parse and check a plan.
     pub fn from_json(text: &str) -> Result<JoinPlan, PlanError> {
         // Look at the version first so an old bootstrap names the real problem.
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| PlanError::Parse(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| PlanError::Parse(e.to_string()))?;
         match v.get("apiVersion").and_then(|a| a.as_str()) {
             Some(API_VERSION) => {}
             Some(other) => return Err(PlanError::Version(other.to_string())),
             None => return Err(PlanError::Parse("missing apiVersion".into())),
         }
-        let plan: JoinPlan =
-            serde_json::from_value(v).map_err(|e| PlanError::Parse(e.to_string()))?;
+        let plan: JoinPlan = serde_json::from_value(v).map_err(|e| PlanError::Parse(e.to_string()))?;
         plan.check()?;
         Ok(plan)
     }
@@ -247,10 +241,7 @@ impl JoinPlan {
         }
         for f in &self.install {
             if !f.staged.starts_with('/') || f.target.starts_with('/') || f.target.contains("..") {
-                return bad(format!(
-                    "install entry {:?} -> {:?} has a bad path",
-                    f.staged, f.target
-                ));
+                return bad(format!("install entry {:?} -> {:?} has a bad path", f.staged, f.target));
             }
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return bad(format!("install entry {:?} has a bad sha256", f.staged));

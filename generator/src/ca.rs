@@ -31,44 +31,22 @@ impl CaCert {
         let der = match certs.as_slice() {
             [one] => one.contents.clone(),
             [] => return Err("no CERTIFICATE block found".into()),
-            _ => {
-                return Err(format!(
-                    "{} certificates found, expected exactly one",
-                    certs.len()
-                ))
-            }
+            _ => return Err(format!("{} certificates found, expected exactly one", certs.len())),
         };
         Self::from_der(der)
     }
 
     pub fn from_der(der: Vec<u8>) -> Result<CaCert, String> {
-        let (_, cert) = X509Certificate::from_der(&der)
-            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-        let is_ca = cert
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .is_some_and(|bc| bc.value.ca);
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
         if !is_ca {
-            return Err(format!(
-                "{} is not a CA (basicConstraints CA:TRUE is missing)",
-                cert.subject()
-            ));
+            return Err(format!("{} is not a CA (basicConstraints CA:TRUE is missing)", cert.subject()));
         }
-        let pin = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(cert.public_key().raw))
-        );
+        let pin = format!("sha256:{}", hex::encode(Sha256::digest(cert.public_key().raw)));
         let subject = cert.subject().to_string();
         let not_after = cert.validity().not_after.timestamp();
         let pem = to_pem(&der);
-        Ok(CaCert {
-            pem,
-            der,
-            pin,
-            subject,
-            not_after,
-        })
+        Ok(CaCert { pem, der, pin, subject, not_after })
     }
 }
 
@@ -101,17 +79,10 @@ mod tests {
 
     #[test]
     fn garbage_and_keys_are_refused() {
-        assert!(CaCert::from_pem("hello")
-            .unwrap_err()
-            .contains("no CERTIFICATE"));
+        assert!(CaCert::from_pem("hello").unwrap_err().contains("no CERTIFICATE"));
         let two = format!("{SEED_CA}{SEED_CA}");
-        assert!(CaCert::from_pem(&two)
-            .unwrap_err()
-            .contains("2 certificates"));
-        let with_key =
-            format!("{SEED_CA}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
-        assert!(CaCert::from_pem(&with_key)
-            .unwrap_err()
-            .contains("private key"));
+        assert!(CaCert::from_pem(&two).unwrap_err().contains("2 certificates"));
+        let with_key = format!("{SEED_CA}-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        assert!(CaCert::from_pem(&with_key).unwrap_err().contains("private key"));
     }
 }

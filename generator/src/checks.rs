@@ -124,14 +124,11 @@ pub fn traefik(
     provider_path: &str,
     servers: &[String],
 ) -> anyhow::Result<()> {
-    let s: TraefikStatic = serde_yaml::from_str(static_cfg)
-        .context("internal error: generated traefik.yaml does not parse back")?;
-    let d: TraefikDynamic = serde_yaml::from_str(provider)
-        .context("internal error: generated provider.yaml does not parse back")?;
-    ensure!(
-        !s.global.check_new_version && !s.global.send_anonymous_usage,
-        "internal error: traefik would phone home"
-    );
+    let s: TraefikStatic =
+        serde_yaml::from_str(static_cfg).context("internal error: generated traefik.yaml does not parse back")?;
+    let d: TraefikDynamic =
+        serde_yaml::from_str(provider).context("internal error: generated provider.yaml does not parse back")?;
+    ensure!(!s.global.check_new_version && !s.global.send_anonymous_usage, "internal error: traefik would phone home");
     ensure!(
         s.providers.file.filename == provider_path,
         "internal error: traefik.yaml names a provider file that is not written"
@@ -146,33 +143,13 @@ pub fn traefik(
         "internal error: unexpected traefik routers/services"
     );
     for r in d.tcp.routers.values() {
+        ensure!(r.tls.passthrough, "internal error: traefik would terminate TLS");
+        ensure!(r.entry_points == ep, "internal error: router is not bound to the entry point");
+        let svc = d.tcp.services.get(&r.service).context("internal error: router names a missing service")?;
+        let got: Vec<_> = svc.load_balancer.servers.iter().map(|s| s.address.clone()).collect();
+        ensure!(got == servers, "internal error: traefik servers differ from the control plane");
         ensure!(
-            r.tls.passthrough,
-            "internal error: traefik would terminate TLS"
-        );
-        ensure!(
-            r.entry_points == ep,
-            "internal error: router is not bound to the entry point"
-        );
-        let svc = d
-            .tcp
-            .services
-            .get(&r.service)
-            .context("internal error: router names a missing service")?;
-        let got: Vec<_> = svc
-            .load_balancer
-            .servers
-            .iter()
-            .map(|s| s.address.clone())
-            .collect();
-        ensure!(
-            got == servers,
-            "internal error: traefik servers differ from the control plane"
-        );
-        ensure!(
-            d.tcp
-                .servers_transports
-                .contains_key(&svc.load_balancer.servers_transport),
+            d.tcp.servers_transports.contains_key(&svc.load_balancer.servers_transport),
             "internal error: service names a missing serversTransport"
         );
     }
@@ -229,21 +206,12 @@ pub struct KubeContext {
 }
 
 pub fn kubeconfig(text: &str, server: &str, ca_b64: &str, user: &str) -> anyhow::Result<()> {
-    let k: Kubeconfig = serde_yaml::from_str(text)
-        .context("internal error: generated kubeconfig does not parse back")?;
-    ensure!(
-        k.api_version == "v1" && k.kind == "Config",
-        "internal error: kubeconfig header"
-    );
-    let [c] = k.clusters.as_slice() else {
-        bail!("internal error: kubeconfig must have one cluster")
-    };
-    let [u] = k.users.as_slice() else {
-        bail!("internal error: kubeconfig must have one user")
-    };
-    let [x] = k.contexts.as_slice() else {
-        bail!("internal error: kubeconfig must have one context")
-    };
+    let k: Kubeconfig =
+        serde_yaml::from_str(text).context("internal error: generated kubeconfig does not parse back")?;
+    ensure!(k.api_version == "v1" && k.kind == "Config", "internal error: kubeconfig header");
+    let [c] = k.clusters.as_slice() else { bail!("internal error: kubeconfig must have one cluster") };
+    let [u] = k.users.as_slice() else { bail!("internal error: kubeconfig must have one user") };
+    let [x] = k.contexts.as_slice() else { bail!("internal error: kubeconfig must have one context") };
     ensure!(
         c.value.server == server && c.value.certificate_authority_data == ca_b64,
         "internal error: kubeconfig cluster"
@@ -252,10 +220,7 @@ pub fn kubeconfig(text: &str, server: &str, ca_b64: &str, user: &str) -> anyhow:
         u.name == user && x.value.user == user && x.value.cluster == c.name,
         "internal error: kubeconfig user/context"
     );
-    ensure!(
-        k.current_context == x.name,
-        "internal error: kubeconfig current-context"
-    );
+    ensure!(k.current_context == x.name, "internal error: kubeconfig current-context");
     ensure!(
         u.value.token.is_some() || u.value.client_certificate_data.is_some(),
         "internal error: kubeconfig has no credential"
@@ -272,9 +237,7 @@ mod tests {
     #[test]
     fn the_seed_mis_nesting_is_refused() {
         let seed = include_str!("../../fixtures/seed-original/provider.yaml");
-        let err = serde_yaml::from_str::<TraefikDynamic>(seed)
-            .err()
-            .expect("seed provider must not parse");
+        let err = serde_yaml::from_str::<TraefikDynamic>(seed).err().expect("seed provider must not parse");
         assert!(err.to_string().contains("routers"), "{err}");
     }
 }

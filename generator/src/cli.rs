@@ -100,12 +100,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["bootstrap_url", "bootstrap_preinstalled"])]
     pub bootstrap_bin: Option<PathBuf>,
     /// Fetch mk8s-bootstrap from this https URL at boot (needs --bootstrap-sha256).
-    #[arg(
-        long,
-        value_name = "URL",
-        requires = "bootstrap_sha256",
-        conflicts_with = "bootstrap_preinstalled"
-    )]
+    #[arg(long, value_name = "URL", requires = "bootstrap_sha256", conflicts_with = "bootstrap_preinstalled")]
     pub bootstrap_url: Option<String>,
     /// The sha256 the fetched mk8s-bootstrap must have.
     #[arg(long, value_name = "HEX", requires = "bootstrap_url")]
@@ -185,8 +180,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
 }
 
 fn read(path: &Path, what: &str) -> Result<String, Failure> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 /// Print a report (problems and warnings) in the chosen format.
@@ -206,28 +200,14 @@ fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut
 
 /// Load and check facts; problems are printed; `Invalid` when there are errors (or
 /// warnings under --strict).
-pub fn load_facts(
-    common: &CommonArgs,
-    io: &mut Io,
-    extra: impl FnOnce(&Facts, &mut Report),
-) -> Result<Facts, Failure> {
-    let path = common
-        .cluster
-        .as_ref()
-        .ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
+pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &mut Report)) -> Result<Facts, Failure> {
+    let path = common.cluster.as_ref().ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
     let source = read(path, "cluster facts")?;
     let file = path.display().to_string();
     let spans = SpanMap::build(&source);
-    let raw = match facts::parse(&source, &spans) {
-        Ok(raw) => raw,
-        Err(report) => {
-            emit(&report, &file, &source, common, io);
-            return Err(Failure::Invalid);
-        }
-    };
+    let (raw, mut report) = facts::parse(&source, &spans);
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut report = Report::default();
-    let facts = validate::validate(&raw, base, &mut report);
+    let facts = raw.and_then(|raw| validate::validate(&raw, base, &mut report));
     if let Some(f) = &facts {
         extra(f, &mut report);
     }
@@ -257,10 +237,7 @@ fn node_exists(node: Option<&str>) -> impl FnOnce(&Facts, &mut Report) + '_ {
 fn load_secrets(path: &Path, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
     let text = read(path, "secrets file")?;
     Secrets::parse(&text).map_err(|mut report| {
-        report
-            .problems
-            .iter_mut()
-            .for_each(|p| p.help = p.help.take());
+        report.problems.iter_mut().for_each(|p| p.help = p.help.take());
         // Never show the secrets file's lines: render without source.
         emit(&report, &path.display().to_string(), "", common, io);
         Failure::Invalid
@@ -269,49 +246,39 @@ fn load_secrets(path: &Path, common: &CommonArgs, io: &mut Io) -> Result<Secrets
 
 fn delivery(a: &GenerateArgs) -> Result<Delivery, Failure> {
     if let Some(p) = &a.bootstrap_bin {
-        let bytes = std::fs::read(p).map_err(|e| {
-            Failure::Usage(format!("cannot read bootstrap binary {}: {e}", p.display()))
-        })?;
+        let bytes = std::fs::read(p)
+            .map_err(|e| Failure::Usage(format!("cannot read bootstrap binary {}: {e}", p.display())))?;
         if !bytes.starts_with(b"\x7fELF") {
-            return Err(Failure::Usage(format!(
-                "{} is not an ELF executable",
-                p.display()
-            )));
+            return Err(Failure::Usage(format!("{} is not an ELF executable", p.display())));
         }
         return Ok(Delivery::embedded(&bytes));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
         if !validate::is_safe_url(url) {
-            return Err(Failure::Usage(format!(
-                "--bootstrap-url {url:?} is not an https URL of plain characters"
-            )));
+            return Err(Failure::Usage(format!("--bootstrap-url {url:?} is not an https URL of plain characters")));
         }
         if !validate::is_sha256_hex(sha) {
-            return Err(Failure::Usage(
-                "--bootstrap-sha256 must be 64 hex digits".into(),
-            ));
+            return Err(Failure::Usage("--bootstrap-sha256 must be 64 hex digits".into()));
         }
-        return Ok(Delivery::Fetched {
-            url: url.clone(),
-            sha256: sha.to_ascii_lowercase(),
-        });
+        return Ok(Delivery::Fetched { url: url.clone(), sha256: sha.to_ascii_lowercase() });
     }
     Ok(Delivery::Preinstalled)
 }
 
 fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
-    let node = a.node.as_deref().ok_or_else(|| {
-        Failure::Usage("--node NAME is required (or use a subcommand; see --help)".into())
-    })?;
-    let secrets_path = a.secrets.as_ref().ok_or_else(|| {
-        Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into())
-    })?;
+    let node = a
+        .node
+        .as_deref()
+        .ok_or_else(|| Failure::Usage("--node NAME is required (or use a subcommand; see --help)".into()))?;
+    let secrets_path = a
+        .secrets
+        .as_ref()
+        .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
     let delivery = delivery(a)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
     let secrets = load_secrets(secrets_path, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
-    let out = render::render_node(&facts, &secrets, worker, &delivery)
-        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let out = render::render_node(&facts, &secrets, worker, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let text = render::cloud_config(&out);
     match &a.output {
         Some(p) => {
@@ -336,13 +303,8 @@ fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
 }
 
 fn secrets_init(out: &Path, io: &mut Io) -> Result<(), Failure> {
-    crate::secrets::init(out)
-        .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
-    writeln!(
-        io.stderr,
-        "wrote {} (0600): keep it private and out of version control",
-        out.display()
-    )?;
+    crate::secrets::init(out).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
+    writeln!(io.stderr, "wrote {} (0600): keep it private and out of version control", out.display())?;
     Ok(())
 }
 

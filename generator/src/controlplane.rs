@@ -35,9 +35,7 @@ pub fn token_lines(facts: &Facts, secrets: &Secrets, w: &Worker) -> String {
         uid(Identity::Kubelet, &w.name)
     );
     assert!(
-        lines
-            .lines()
-            .all(|l| l.matches(',').count() == 2 + usize::from(l.contains("system:nodes"))),
+        lines.lines().all(|l| l.matches(',').count() == 2 + usize::from(l.contains("system:nodes"))),
         "token lines must have exactly their own fields"
     );
     lines
@@ -62,25 +60,14 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
 
 /// Write the control-plane bundle into `dir`. Each file is replaced atomically and
 /// left untouched when unchanged. Returns the files written or confirmed.
-pub fn write_bundle(
-    facts: &Facts,
-    secrets: &Secrets,
-    workers: &[&Worker],
-    dir: &Path,
-) -> anyhow::Result<Vec<String>> {
+pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: &Path) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    let csv: String = workers
-        .iter()
-        .map(|w| token_lines(facts, secrets, w))
-        .collect();
+    let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
     let script = templates::render(
         "merge-known-tokens.sh",
         serde_json::json!({"cluster": facts.name, "apiserver_service": apiserver_unit(facts.channel.flavour)}),
     )?;
-    let mut files = vec![
-        ("known-tokens.csv", csv, 0o600),
-        ("merge-known-tokens.sh", script, 0o755),
-    ];
+    let mut files = vec![("known-tokens.csv", csv, 0o600), ("merge-known-tokens.sh", script, 0o755)];
     if let Some(alt) = alt_names(facts) {
         files.push(("csr-alt-names.txt", alt, 0o644));
     }

@@ -12,7 +12,8 @@ use crate::spans::SpanMap;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawFacts {
-    pub cluster: RawCluster,
+    #[serde(default)]
+    pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub workers: Vec<RawWorker>,
 }
@@ -20,11 +21,15 @@ pub struct RawFacts {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCluster {
-    pub name: String,
-    pub microk8s: RawMicroK8s,
-    pub ca: RawCa,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub microk8s: Option<RawMicroK8s>,
+    #[serde(default)]
+    pub ca: Option<RawCa>,
     #[serde(default)]
     pub auth: Option<String>,
+    #[serde(default)]
     pub control_plane: Vec<RawControlPlane>,
     #[serde(default)]
     pub apiserver_port: Option<i64>,
@@ -39,7 +44,8 @@ pub struct RawCluster {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawMicroK8s {
-    pub channel: String,
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,8 +62,10 @@ pub struct RawCa {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawControlPlane {
-    pub name: String,
-    pub address: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,7 +133,8 @@ pub struct RawBootstrap {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawWorker {
-    pub name: String,
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub address: Option<String>,
     #[serde(default)]
@@ -134,63 +143,61 @@ pub struct RawWorker {
     pub kubelet_args: Vec<String>,
 }
 
-/// Parse facts text. Unknown keys are all collected (not just the first); any other
-/// structural problem (a missing key, a wrong type, bad YAML) is reported with its
-/// position and stops the parse.
-pub fn parse(text: &str, spans: &SpanMap) -> Result<RawFacts, Report> {
+/// Parse facts text. Required keys are checked by `validate`, so a missing key does
+/// not hide other problems. Every unknown key is reported; a value of the wrong type
+/// is reported and dropped so the rest is still parsed. Only bad YAML syntax stops
+/// everything. Returns the raw facts (when the YAML parsed) and the problems so far.
+pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
     let mut report = Report::default();
     let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(serde_yaml::Value::Null) => serde_yaml::Value::Mapping(Default::default()),
         Ok(v) => v,
         Err(e) => {
-            let mut r = Report::default();
-            r.error(
+            report.error(
                 "$",
                 format!("not valid YAML: {}", strip_location(&e.to_string())),
                 "fix the YAML syntax at the position shown",
             );
             if let Some(loc) = e.location() {
-                r.problems[0].line = Some(loc.line());
-                r.problems[0].column = Some(loc.column());
+                report.problems[0].line = Some(loc.line());
+                report.problems[0].column = Some(loc.column());
             }
-            return Err(r);
+            return (None, report);
         }
     };
-    // Each round either succeeds, or removes one unknown key and records it, or stops.
-    for _ in 0..64 {
+    // Each round either succeeds, or records one problem and removes its key.
+    let mut raw = None;
+    for _ in 0..256 {
         match serde_path_to_error::deserialize::<_, RawFacts>(value.clone()) {
-            Ok(raw) if !report.has_errors() => return Ok(raw),
-            Ok(_) => break,
+            Ok(r) => {
+                raw = Some(r);
+                break;
+            }
             Err(e) => {
                 let path = to_json_path(&e.path().to_string());
                 let msg = e.inner().to_string();
-                if let Some(key) = unknown_field(&msg) {
+                let (parent, key) = match path.rfind('.') {
+                    Some(i) if !path[i + 1..].contains('[') => (path[..i].to_string(), path[i + 1..].to_string()),
+                    _ => (path.clone(), String::new()),
+                };
+                if let Some(unknown) = unknown_field(&msg) {
                     // serde_path_to_error's path already ends with the unknown key.
-                    let key_path = path.clone();
-                    let parent = path
-                        .strip_suffix(&format!(".{key}"))
-                        .unwrap_or(&path)
-                        .to_string();
                     report.error_at_key(
-                        key_path.clone(),
-                        format!("unknown key `{key}`"),
+                        path.clone(),
+                        format!("unknown key `{unknown}`"),
                         &format!("remove it, or check its spelling: {}", expected_list(&msg)),
                     );
-                    if !remove_key(&mut value, &parent, &key) {
-                        break;
-                    }
                 } else {
-                    report.error(
-                        path,
-                        describe_serde_error(&msg),
-                        "see docs/cluster-facts.md for the schema",
-                    );
+                    report.error(path.clone(), describe_serde_error(&msg), "see docs/cluster-facts.md for the schema");
+                }
+                if key.is_empty() || !remove_key(&mut value, &parent, &key) {
                     break;
                 }
             }
         }
     }
     report.locate(spans);
-    Err(report)
+    (raw, report)
 }
 
 fn strip_location(msg: &str) -> String {
@@ -280,7 +287,10 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<RawFacts, Report> {
-        parse(text, &SpanMap::build(text))
+        match parse(text, &SpanMap::build(text)) {
+            (Some(raw), r) if !r.has_errors() => Ok(raw),
+            (_, r) => Err(r),
+        }
     }
 
     const MIN: &str = "cluster:\n  name: c\n  microk8s: { channel: 1.30/stable }\n  ca: { cert-file: ca.crt }\n  control-plane:\n    - { name: cp1, address: 10.0.0.1 }\n";
@@ -288,7 +298,7 @@ mod tests {
     #[test]
     fn minimal_facts_parse() {
         let raw = parse_str(MIN).unwrap();
-        assert_eq!(raw.cluster.name, "c");
+        assert_eq!(raw.cluster.unwrap().name.as_deref(), Some("c"));
         assert!(raw.workers.is_empty());
     }
 
@@ -296,34 +306,17 @@ mod tests {
     fn every_unknown_key_is_reported_with_its_position() {
         let text = format!("{MIN}  colour: blue\nworkers:\n  - name: w1\n    lables: {{ a: b }}\n");
         let r = parse_str(&text).unwrap_err();
-        let got: Vec<_> = r
-            .problems
-            .iter()
-            .map(|p| (p.path.as_str(), p.line, p.column))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("$.cluster.colour", Some(7), Some(3)),
-                ("$.workers[0].lables", Some(10), Some(5))
-            ]
-        );
-        assert!(r.problems[0]
-            .help
-            .as_deref()
-            .unwrap()
-            .contains("control-plane"));
+        let got: Vec<_> = r.problems.iter().map(|p| (p.path.as_str(), p.line, p.column)).collect();
+        assert_eq!(got, vec![("$.cluster.colour", Some(7), Some(3)), ("$.workers[0].lables", Some(10), Some(5))]);
+        assert!(r.problems[0].help.as_deref().unwrap().contains("control-plane"));
     }
 
     #[test]
-    fn a_missing_key_names_it() {
-        let r = parse_str("cluster:\n  name: c\n").unwrap_err();
-        assert_eq!(r.problems.len(), 1);
-        assert!(
-            r.problems[0].message.contains("`microk8s`"),
-            "{:?}",
-            r.problems[0]
-        );
+    fn a_wrong_type_is_reported_and_the_rest_still_parsed() {
+        let text = format!("{MIN}  apiserver-port: high\n  colour: x\n");
+        let r = parse_str(&text).unwrap_err();
+        let paths: Vec<_> = r.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["$.cluster.apiserver-port", "$.cluster.colour"], "{r:?}");
     }
 
     #[test]
@@ -335,11 +328,10 @@ mod tests {
 
     #[test]
     fn yaml11_specials_in_names_stay_strings() {
-        let text = MIN
-            .replace("name: c\n", "name: on\n")
-            .replace("cp1", "0644");
+        let text = MIN.replace("name: c\n", "name: on\n").replace("cp1", "0644");
         let raw = parse_str(&text).unwrap();
-        assert_eq!(raw.cluster.name, "on");
-        assert_eq!(raw.cluster.control_plane[0].name, "0644");
+        let c = raw.cluster.unwrap();
+        assert_eq!(c.name.as_deref(), Some("on"));
+        assert_eq!(c.control_plane[0].name.as_deref(), Some("0644"));
     }
 }

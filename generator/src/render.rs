@@ -8,8 +8,8 @@ use std::io::Write as _;
 
 use base64::Engine as _;
 use mk8s_bootstrap::plan::{
-    self, ApiserverSpec, BinarySpec, CaSpec, Credential, CredentialsSpec, Fetch, Flavour,
-    InstallFile, JoinPlan, LoadBalancerSpec, MicroK8sSpec, NodeSpec, TimingSpec,
+    self, ApiserverSpec, BinarySpec, CaSpec, Credential, CredentialsSpec, Fetch, Flavour, InstallFile, JoinPlan,
+    LoadBalancerSpec, MicroK8sSpec, NodeSpec, TimingSpec,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -40,18 +40,14 @@ pub enum Delivery {
 
 impl Delivery {
     pub fn embedded(binary: &[u8]) -> Delivery {
-        Delivery::Embedded {
-            gz_b64: base64::engine::general_purpose::STANDARD.encode(gzip(binary)),
-        }
+        Delivery::Embedded { gz_b64: base64::engine::general_purpose::STANDARD.encode(gzip(binary)) }
     }
 }
 
 /// Deterministic gzip: mtime 0, no file name, fixed OS byte.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::best());
+    let mut enc =
+        flate2::GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), flate2::Compression::best());
     enc.write_all(data).expect("writing to memory");
     enc.finish().expect("writing to memory")
 }
@@ -95,13 +91,7 @@ pub fn services(flavour: Flavour) -> (Vec<String>, Vec<String>, Vec<String>) {
     let names = |v: &[&str]| v.iter().map(|d| snap_unit(d)).collect::<Vec<_>>();
     match flavour {
         Flavour::Daemons => (
-            names(&[
-                "apiserver",
-                "apiserver-kicker",
-                "controller-manager",
-                "control-plane-kicker",
-                "scheduler",
-            ]),
+            names(&["apiserver", "apiserver-kicker", "controller-manager", "control-plane-kicker", "scheduler"]),
             names(&["kubelet", "proxy"]),
             vec!["clustered.lock".into()],
         ),
@@ -169,43 +159,24 @@ pub fn render_node(
             sha256: plan::sha256_hex(text.as_bytes()),
             secret,
         });
-        files.push(NodeFile {
-            path,
-            content: FileContent::Text(text),
-            mode,
-        });
+        files.push(NodeFile { path, content: FileContent::Text(text), mode });
     };
 
-    stage(
-        "ca.crt",
-        "certs/ca.remote.crt",
-        0o644,
-        false,
-        facts.ca.pem.clone(),
-    );
-    for (user, file, token) in [
-        ("kubelet", "kubelet.config", &kubelet_token),
-        ("kube-proxy", "proxy.config", &proxy_token),
-    ] {
+    stage("ca.crt", "certs/ca.remote.crt", 0o644, false, facts.ca.pem.clone());
+    for (user, file, token) in
+        [("kubelet", "kubelet.config", &kubelet_token), ("kube-proxy", "proxy.config", &proxy_token)]
+    {
         let text = templates::render(
             "kubeconfig.yaml",
-            KubeconfigCtx {
-                user,
-                node: &worker.name,
-                ca_data: &ca_b64,
-                server: &server,
-                token,
-            },
+            KubeconfigCtx { user, node: &worker.name, ca_data: &ca_b64, server: &server, token },
         )?;
         checks::kubeconfig(&text, &server, &ca_b64, user)?;
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
     }
 
     let (stop_services, start_services, locks) = services(facts.channel.flavour);
-    let mut labels = vec![
-        "microk8s.io/cluster=true".to_string(),
-        "node.kubernetes.io/microk8s-worker=microk8s-worker".into(),
-    ];
+    let mut labels =
+        vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
     labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
     let mut kubelet_args = vec![
         format!("--cluster-domain={}", facts.dns.cluster_domain),
@@ -222,40 +193,24 @@ pub fn render_node(
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
     let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
 
-    let endpoints: Vec<String> = facts
-        .control_plane
-        .iter()
-        .map(|c| host_port(&c.address.to_string(), facts.apiserver_port))
-        .collect();
+    let endpoints: Vec<String> =
+        facts.control_plane.iter().map(|c| host_port(&c.address.to_string(), facts.apiserver_port)).collect();
 
     let load_balancer = match &facts.load_balancer {
         LoadBalancer::Traefik(t) => {
             let listen = host_port("127.0.0.1", facts.apiserver_port);
             let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
             let provider_path = format!("{TRAEFIK_DIR}/provider.yaml");
-            let static_cfg = templates::render(
-                "traefik.yaml",
-                json!({"listen": listen, "provider_file": provider_path}),
-            )?;
+            let static_cfg =
+                templates::render("traefik.yaml", json!({"listen": listen, "provider_file": provider_path}))?;
             let provider = templates::render(
                 "provider.yaml",
                 json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
             )?;
             checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
-            let unit = templates::render(
-                "mk8s-traefik.service",
-                json!({"binary": t.path, "config": static_path}),
-            )?;
-            files.push(NodeFile {
-                path: static_path,
-                content: FileContent::Text(static_cfg),
-                mode: 0o644,
-            });
-            files.push(NodeFile {
-                path: provider_path,
-                content: FileContent::Text(provider),
-                mode: 0o644,
-            });
+            let unit = templates::render("mk8s-traefik.service", json!({"binary": t.path, "config": static_path}))?;
+            files.push(NodeFile { path: static_path, content: FileContent::Text(static_cfg), mode: 0o644 });
+            files.push(NodeFile { path: provider_path, content: FileContent::Text(provider), mode: 0o644 });
             files.push(NodeFile {
                 path: format!("{UNIT_DIR}/{TRAEFIK_UNIT}"),
                 content: FileContent::Text(unit),
@@ -266,10 +221,7 @@ pub fn render_node(
                 listen,
                 binary: BinarySpec {
                     path: t.path.clone(),
-                    fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
-                        url: url.clone(),
-                        sha256: sha256.clone(),
-                    }),
+                    fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch { url: url.clone(), sha256: sha256.clone() }),
                 },
             }
         }
@@ -291,11 +243,7 @@ pub fn render_node(
                 "fetch-bootstrap.sh",
                 json!({"url": url, "sha256": sha256, "dest": plan::BOOTSTRAP_PATH}),
             )?;
-            files.push(NodeFile {
-                path: FETCH_SCRIPT.into(),
-                content: FileContent::Text(script),
-                mode: 0o755,
-            });
+            files.push(NodeFile { path: FETCH_SCRIPT.into(), content: FileContent::Text(script), mode: 0o755 });
             Some(FETCH_SCRIPT)
         }
         Delivery::Preinstalled => None,
@@ -314,9 +262,7 @@ pub fn render_node(
         api_version: plan::API_VERSION.into(),
         kind: plan::KIND.into(),
         cluster: facts.name.clone(),
-        node: NodeSpec {
-            name: worker.name.clone(),
-        },
+        node: NodeSpec { name: worker.name.clone() },
         microk8s: MicroK8sSpec {
             channel: facts.channel.text.clone(),
             flavour: facts.channel.flavour,
@@ -324,51 +270,23 @@ pub fn render_node(
             start_services,
             locks,
         },
-        ca: CaSpec {
-            pem: facts.ca.pem.clone(),
-            pin: facts.ca.pin.clone(),
-        },
-        apiserver: ApiserverSpec {
-            url: server,
-            endpoints,
-        },
-        credentials: CredentialsSpec {
-            kubelet: Credential::Token {
-                token: kubelet_token,
-            },
-        },
+        ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
+        apiserver: ApiserverSpec { url: server, endpoints },
+        credentials: CredentialsSpec { kubelet: Credential::Token { token: kubelet_token } },
         install,
         kubelet_args,
         kube_proxy_args,
         load_balancer,
-        timing: TimingSpec {
-            ready_deadline_secs: facts.ready_deadline_secs,
-            ..TimingSpec::default()
-        },
+        timing: TimingSpec { ready_deadline_secs: facts.ready_deadline_secs, ..TimingSpec::default() },
     };
-    plan.check()
-        .map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
-    files.push(NodeFile {
-        path: plan::PLAN_PATH.into(),
-        content: FileContent::Text(plan.to_json()),
-        mode: 0o600,
-    });
+    plan.check().map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
+    files.push(NodeFile { path: plan::PLAN_PATH.into(), content: FileContent::Text(plan.to_json()), mode: 0o600 });
 
     let commands = vec![
         vec!["systemctl".into(), "daemon-reload".into()],
-        vec![
-            "systemctl".into(),
-            "enable".into(),
-            "--now".into(),
-            "--no-block".into(),
-            BOOTSTRAP_UNIT.into(),
-        ],
+        vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), BOOTSTRAP_UNIT.into()],
     ];
-    Ok(NodeOutput {
-        plan,
-        files,
-        commands,
-    })
+    Ok(NodeOutput { plan, files, commands })
 }
 
 #[derive(Serialize)]

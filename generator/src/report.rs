@@ -44,33 +44,13 @@ impl Report {
         self.push(Severity::Warning, path.into(), message.into(), help, false);
     }
 
-    pub fn error_at_key(
-        &mut self,
-        path: impl Into<String>,
-        message: impl Into<String>,
-        help: &str,
-    ) {
+    pub fn error_at_key(&mut self, path: impl Into<String>, message: impl Into<String>, help: &str) {
         self.push(Severity::Error, path.into(), message.into(), help, true);
     }
 
-    fn push(
-        &mut self,
-        severity: Severity,
-        path: String,
-        message: String,
-        help: &str,
-        at_key: bool,
-    ) {
+    fn push(&mut self, severity: Severity, path: String, message: String, help: &str, at_key: bool) {
         let help = (!help.is_empty()).then(|| help.to_string());
-        self.problems.push(Problem {
-            severity,
-            path,
-            message,
-            help,
-            at_key,
-            line: None,
-            column: None,
-        });
+        self.problems.push(Problem { severity, path, message, help, at_key, line: None, column: None });
     }
 
     pub fn has_errors(&self) -> bool {
@@ -78,10 +58,7 @@ impl Report {
     }
 
     pub fn errors(&self) -> usize {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
-            .count()
+        self.problems.iter().filter(|p| p.severity == Severity::Error).count()
     }
 
     /// Fill in line and column from the source's span map.
@@ -90,11 +67,7 @@ impl Report {
             if p.line.is_some() {
                 continue;
             }
-            let pos = if p.at_key {
-                spans.key(&p.path)
-            } else {
-                spans.value(&p.path)
-            };
+            let pos = if p.at_key { spans.key(&p.path) } else { spans.value(&p.path) };
             if let Some(pos) = pos {
                 p.line = Some(pos.line);
                 p.column = Some(pos.col);

@@ -85,9 +85,7 @@ impl Secrets {
                 "create one with `mk8s-gen secrets init --out FILE`",
             );
         }
-        let seed = base64::engine::general_purpose::STANDARD
-            .decode(raw.token_seed.trim())
-            .unwrap_or_default();
+        let seed = base64::engine::general_purpose::STANDARD.decode(raw.token_seed.trim()).unwrap_or_default();
         if seed.len() < SEED_BYTES {
             r.error(
                 "$.token-seed",
@@ -122,8 +120,7 @@ impl Secrets {
 
     /// The token for one identity on one node of one cluster.
     pub fn token(&self, cluster: &str, identity: Identity, node: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
         for part in ["mk8s-worker/v1 token", cluster, identity.label(), node] {
             mac.update(part.as_bytes());
             mac.update(&[0]);
@@ -167,10 +164,7 @@ mod tests {
     #[test]
     fn the_separator_prevents_ambiguous_concatenation() {
         let s = secrets(1);
-        assert_ne!(
-            s.token("a", Identity::Kubelet, "bc"),
-            s.token("ab", Identity::Kubelet, "c")
-        );
+        assert_ne!(s.token("a", Identity::Kubelet, "bc"), s.token("ab", Identity::Kubelet, "c"));
     }
 
     #[test]

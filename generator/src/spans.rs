@@ -62,11 +62,7 @@ fn parent(path: &str) -> Option<&str> {
 
 /// Append a mapping key to a path. Keys that are not plain identifiers are quoted.
 pub fn child_key(path: &str, key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         format!("{path}.{key}")
     } else {
         format!("{path}[{}]", serde_json::to_string(key).unwrap_or_default())
@@ -74,14 +70,8 @@ pub fn child_key(path: &str, key: &str) -> String {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        pending_key: Option<(String, Pos)>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, pending_key: Option<(String, Pos)> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
@@ -119,10 +109,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos {
-            line: mark.line(),
-            col: mark.col() + 1,
-        };
+        let pos = Pos { line: mark.line(), col: mark.col() + 1 };
         match ev {
             Event::Scalar(text, ..) => {
                 if let Some(p) = self.next_path(Some(&text), pos) {
@@ -137,10 +124,7 @@ impl MarkedEventReceiver for Builder {
             Event::MappingStart(..) => {
                 let p = self.next_path(None, pos).unwrap_or_else(|| "?".into());
                 self.map.values.insert(p.clone(), pos);
-                self.stack.push(Frame::Map {
-                    path: p,
-                    pending_key: None,
-                });
+                self.stack.push(Frame::Map { path: p, pending_key: None });
             }
             Event::SequenceStart(..) => {
                 let p = self.next_path(None, pos).unwrap_or_else(|| "?".into());
@@ -165,14 +149,8 @@ mod tests {
     fn positions_of_nested_values() {
         let m = SpanMap::build(DOC);
         assert_eq!(m.value("$.cluster.name"), Some(Pos { line: 2, col: 9 }));
-        assert_eq!(
-            m.value("$.cluster.control-plane[0].address"),
-            Some(Pos { line: 4, col: 27 })
-        );
-        assert_eq!(
-            m.value("$.cluster.control-plane[1].address"),
-            Some(Pos { line: 6, col: 16 })
-        );
+        assert_eq!(m.value("$.cluster.control-plane[0].address"), Some(Pos { line: 4, col: 27 }));
+        assert_eq!(m.value("$.cluster.control-plane[1].address"), Some(Pos { line: 6, col: 16 }));
         assert_eq!(m.value("$.workers[0].name"), Some(Pos { line: 8, col: 9 }));
         assert_eq!(m.key("$.workers[0].name"), Some(Pos { line: 8, col: 3 }));
     }

@@ -12,34 +12,13 @@ use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 
 const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "kubeconfig.yaml",
-        include_str!("../../templates/kubeconfig.yaml.j2"),
-    ),
-    (
-        "traefik.yaml",
-        include_str!("../../templates/traefik.yaml.j2"),
-    ),
-    (
-        "provider.yaml",
-        include_str!("../../templates/provider.yaml.j2"),
-    ),
-    (
-        "mk8s-traefik.service",
-        include_str!("../../templates/mk8s-traefik.service.j2"),
-    ),
-    (
-        "mk8s-bootstrap.service",
-        include_str!("../../templates/mk8s-bootstrap.service.j2"),
-    ),
-    (
-        "fetch-bootstrap.sh",
-        include_str!("../../templates/fetch-bootstrap.sh.j2"),
-    ),
-    (
-        "merge-known-tokens.sh",
-        include_str!("../../templates/merge-known-tokens.sh.j2"),
-    ),
+    ("kubeconfig.yaml", include_str!("../../templates/kubeconfig.yaml.j2")),
+    ("traefik.yaml", include_str!("../../templates/traefik.yaml.j2")),
+    ("provider.yaml", include_str!("../../templates/provider.yaml.j2")),
+    ("mk8s-traefik.service", include_str!("../../templates/mk8s-traefik.service.j2")),
+    ("mk8s-bootstrap.service", include_str!("../../templates/mk8s-bootstrap.service.j2")),
+    ("fetch-bootstrap.sh", include_str!("../../templates/fetch-bootstrap.sh.j2")),
+    ("merge-known-tokens.sh", include_str!("../../templates/merge-known-tokens.sh.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {
@@ -56,24 +35,14 @@ fn env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_syntax(
-            SyntaxConfig::builder()
-                .keep_trailing_newline(true)
-                .build()
-                .expect("valid syntax"),
-        );
+        env.set_syntax(SyntaxConfig::builder().keep_trailing_newline(true).build().expect("valid syntax"));
         env.set_auto_escape_callback(escape_mode);
         env.set_formatter(|out, state, value| {
-            let text = if value.is_safe() {
-                value.to_string()
-            } else {
-                escape(state.auto_escape(), value)?
-            };
+            let text = if value.is_safe() { value.to_string() } else { escape(state.auto_escape(), value)? };
             out.write_str(&text).map_err(Error::from)
         });
         for (name, src) in TEMPLATES {
-            env.add_template(name, src)
-                .expect("bundled templates compile");
+            env.add_template(name, src).expect("bundled templates compile");
         }
         env
     })
@@ -86,10 +55,7 @@ fn escape(mode: &AutoEscape, value: &Value) -> Result<String, Error> {
         None => {
             return Err(Error::new(
                 ErrorKind::BadSerialization,
-                format!(
-                    "only strings and numbers can be interpolated, got {}",
-                    value.kind()
-                ),
+                format!("only strings and numbers can be interpolated, got {}", value.kind()),
             ))
         }
     };
@@ -107,10 +73,7 @@ fn escape(mode: &AutoEscape, value: &Value) -> Result<String, Error> {
         }
         "shell" => Ok(shell_quote(&s)),
         "systemd" => {
-            if !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"/._-=:@+".contains(&b))
-            {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:@+".contains(&b)) {
                 Ok(s)
             } else {
                 Err(Error::new(
@@ -119,10 +82,7 @@ fn escape(mode: &AutoEscape, value: &Value) -> Result<String, Error> {
                 ))
             }
         }
-        _ => Err(Error::new(
-            ErrorKind::BadSerialization,
-            "no escaping rule for this template",
-        )),
+        _ => Err(Error::new(ErrorKind::BadSerialization, "no escaping rule for this template")),
     }
 }
 
@@ -133,9 +93,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// Render a bundled template with a serializable context.
 pub fn render<S: serde::Serialize>(name: &str, ctx: S) -> Result<String, Error> {
-    env()
-        .get_template(name)?
-        .render(Value::from(minijinja::value::Serde(ctx)))
+    env().get_template(name)?.render(Value::from(minijinja::value::Serde(ctx)))
 }
 
 #[cfg(test)]
@@ -169,23 +127,14 @@ mod tests {
             json!({"url": "https://x/'; reboot; '", "sha256": "00", "dest": "/usr/local/bin/x"}),
         )
         .unwrap();
-        assert!(
-            out.contains("url='https://x/'\\''; reboot; '\\'''"),
-            "{out}"
-        );
+        assert!(out.contains("url='https://x/'\\''; reboot; '\\'''"), "{out}");
     }
 
     #[test]
     fn systemd_units_refuse_values_that_need_quoting() {
-        let ok = render(
-            "mk8s-traefik.service",
-            json!({"binary": "/usr/local/bin/traefik", "config": "/etc/x.yaml"}),
-        );
+        let ok = render("mk8s-traefik.service", json!({"binary": "/usr/local/bin/traefik", "config": "/etc/x.yaml"}));
         assert!(ok.is_ok());
-        let bad = render(
-            "mk8s-traefik.service",
-            json!({"binary": "/usr/bin/x; rm -rf /", "config": "/etc/x.yaml"}),
-        );
+        let bad = render("mk8s-traefik.service", json!({"binary": "/usr/bin/x; rm -rf /", "config": "/etc/x.yaml"}));
         assert!(bad.is_err());
     }
 }

@@ -98,12 +98,23 @@ pub fn host_port(host: &str, port: u16) -> String {
 
 /// Check everything. `base_dir` resolves `ca.cert-file`.
 pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<Facts> {
-    let c = &raw.cluster;
-    check_dns_label(&c.name, "$.cluster.name", "the cluster name", report);
+    let Some(c) = &raw.cluster else {
+        report.error("$.cluster", "required key `cluster` is missing", "see docs/cluster-facts.md for the schema");
+        return None;
+    };
+    let name = required(c.name.as_ref(), "$.cluster.name", report);
+    if let Some(n) = name {
+        check_dns_label(n, "$.cluster.name", "the cluster name", report);
+    }
 
-    let channel = check_channel(&c.microk8s.channel, report);
+    let channel = match c.microk8s.as_ref() {
+        None => required::<String>(None, "$.cluster.microk8s", report).and(None),
+        Some(m) => {
+            required(m.channel.as_ref(), "$.cluster.microk8s.channel", report).and_then(|ch| check_channel(ch, report))
+        }
+    };
 
-    let ca = load_ca(&c.ca, base_dir, report);
+    let ca = required(c.ca.as_ref(), "$.cluster.ca", report).and_then(|ca| load_ca(ca, base_dir, report));
 
     let auth = match c.auth.as_deref() {
         None | Some("token") => Some(AuthMode::Token),
@@ -117,12 +128,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         }
     };
 
-    let apiserver_port = port(
-        c.apiserver_port,
-        DEFAULT_APISERVER_PORT,
-        "$.cluster.apiserver-port",
-        report,
-    );
+    let apiserver_port = port(c.apiserver_port, DEFAULT_APISERVER_PORT, "$.cluster.apiserver-port", report);
 
     // Names and addresses must be unique across control plane and workers.
     let mut names: HashMap<&str, String> = HashMap::new();
@@ -138,23 +144,17 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     let mut control_plane = Vec::new();
     for (i, n) in c.control_plane.iter().enumerate() {
         let base = format!("$.cluster.control-plane[{i}]");
-        let name_ok = check_node_name(&n.name, &format!("{base}.name"), report);
-        if name_ok {
-            unique(
-                &mut names,
-                &n.name,
-                format!("{base}.name"),
-                "node name",
-                report,
-            );
+        let name = required(n.name.as_ref(), &format!("{base}.name"), report);
+        if let Some(name) = name {
+            if check_node_name(name, &format!("{base}.name"), report) {
+                unique(&mut names, name, format!("{base}.name"), "node name", report);
+            }
         }
-        let addr = check_ip(&n.address, &format!("{base}.address"), report);
-        if let Some(a) = addr {
+        let addr = required(n.address.as_ref(), &format!("{base}.address"), report)
+            .and_then(|a| check_ip(a, &format!("{base}.address"), report));
+        if let (Some(name), Some(a)) = (name, addr) {
             unique_addr(&mut addrs, a, format!("{base}.address"), report);
-            control_plane.push(ControlPlaneNode {
-                name: n.name.clone(),
-                address: a,
-            });
+            control_plane.push(ControlPlaneNode { name: name.clone(), address: a });
         }
     }
 
@@ -162,22 +162,10 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
 
     let dns = {
         let d = c.dns.as_ref();
-        let domain = d
-            .and_then(|d| d.cluster_domain.clone())
-            .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
-        check_dns_name(
-            &domain,
-            "$.cluster.dns.cluster-domain",
-            "cluster-domain",
-            report,
-        );
-        let ip = d
-            .and_then(|d| d.cluster_dns.clone())
-            .unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
-        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns {
-            cluster_domain: domain,
-            cluster_dns: ip,
-        })
+        let domain = d.and_then(|d| d.cluster_domain.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
+        check_dns_name(&domain, "$.cluster.dns.cluster-domain", "cluster-domain", report);
+        let ip = d.and_then(|d| d.cluster_dns.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
+        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns { cluster_domain: domain, cluster_dns: ip })
     };
 
     let ready_deadline_secs = match c.bootstrap.as_ref().and_then(|b| b.ready_deadline_seconds) {
@@ -194,23 +182,14 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     };
 
     if raw.workers.is_empty() {
-        report.warning(
-            "$.workers",
-            "no workers are listed",
-            "add `workers: [{ name: worker-1 }]`",
-        );
+        report.warning("$.workers", "no workers are listed", "add `workers: [{ name: worker-1 }]`");
     }
     let mut workers = Vec::new();
     for (i, w) in raw.workers.iter().enumerate() {
         let base = format!("$.workers[{i}]");
-        if check_node_name(&w.name, &format!("{base}.name"), report) {
-            unique(
-                &mut names,
-                &w.name,
-                format!("{base}.name"),
-                "node name",
-                report,
-            );
+        let Some(name) = required(w.name.as_ref(), &format!("{base}.name"), report) else { continue };
+        if check_node_name(name, &format!("{base}.name"), report) {
+            unique(&mut names, name, format!("{base}.name"), "node name", report);
         }
         let address = w.address.as_ref().and_then(|a| {
             let ip = check_ip(a, &format!("{base}.address"), report)?;
@@ -218,18 +197,13 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             Some(ip)
         });
         for (k, v) in &w.labels {
-            check_label(
-                k,
-                v,
-                &crate::spans::child_key(&format!("{base}.labels"), k),
-                report,
-            );
+            check_label(k, v, &crate::spans::child_key(&format!("{base}.labels"), k), report);
         }
         for (j, a) in w.kubelet_args.iter().enumerate() {
             check_kubelet_arg(a, &format!("{base}.kubelet-args[{j}]"), report);
         }
         workers.push(Worker {
-            name: w.name.clone(),
+            name: name.clone(),
             address,
             labels: w.labels.clone(),
             kubelet_args: w.kubelet_args.clone(),
@@ -240,7 +214,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         return None;
     }
     Some(Facts {
-        name: c.name.clone(),
+        name: name?.clone(),
         channel: channel?,
         ca: ca?,
         auth: auth?,
@@ -253,19 +227,18 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     })
 }
 
-fn unique<'a>(
-    seen: &mut HashMap<&'a str, String>,
-    name: &'a str,
-    path: String,
-    what: &str,
-    report: &mut Report,
-) {
+/// A key the schema requires; reported once per path.
+fn required<'a, T>(v: Option<&'a T>, path: &str, report: &mut Report) -> Option<&'a T> {
+    if v.is_none() {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        report.error(path, format!("required key `{key}` is missing"), "see docs/cluster-facts.md for the schema");
+    }
+    v
+}
+
+fn unique<'a>(seen: &mut HashMap<&'a str, String>, name: &'a str, path: String, what: &str, report: &mut Report) {
     if let Some(first) = seen.get(name) {
-        report.error(
-            path,
-            format!("duplicate {what} {name:?} (first at {first})"),
-            "every node needs its own name",
-        );
+        report.error(path, format!("duplicate {what} {name:?} (first at {first})"), "every node needs its own name");
     } else {
         seen.insert(name, path);
     }
@@ -273,11 +246,7 @@ fn unique<'a>(
 
 fn unique_addr(seen: &mut HashMap<IpAddr, String>, a: IpAddr, path: String, report: &mut Report) {
     if let Some(first) = seen.get(&a) {
-        report.error(
-            path,
-            format!("duplicate address {a} (first at {first})"),
-            "every node needs its own address",
-        );
+        report.error(path, format!("duplicate address {a} (first at {first})"), "every node needs its own address");
     } else {
         seen.insert(a, path);
     }
@@ -288,11 +257,7 @@ fn port(v: Option<i64>, default: u16, path: &str, report: &mut Report) -> u16 {
         None => default,
         Some(p) if (1..=65535).contains(&p) => p as u16,
         Some(p) => {
-            report.error(
-                path,
-                format!("port {p} is out of range"),
-                "use a TCP port from 1 to 65535",
-            );
+            report.error(path, format!("port {p} is out of range"), "use a TCP port from 1 to 65535");
             default
         }
     }
@@ -304,8 +269,7 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -323,7 +287,11 @@ fn show(s: &str) -> String {
 fn check_dns_label(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
     let ok = is_dns_label(s);
     if !ok {
-        report.error(path, format!("{what} {} is not an RFC 1123 label", show(s)), "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit");
+        report.error(
+            path,
+            format!("{what} {} is not an RFC 1123 label", show(s)),
+            "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+        );
     }
     ok
 }
@@ -355,11 +323,7 @@ fn check_node_name(s: &str, path: &str, report: &mut Report) -> bool {
 fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
     match s.parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
-            report.error(
-                path,
-                format!("{ip} cannot be a node address"),
-                "use the node's unicast address",
-            );
+            report.error(path, format!("{ip} cannot be a node address"), "use the node's unicast address");
             None
         }
         Ok(ip) => Some(ip),
@@ -376,8 +340,7 @@ fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
 
 fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
     let path = "$.cluster.microk8s.channel";
-    let help =
-        "use a snap channel such as 1.30/stable (track/risk), e.g. 1.20/stable or 1.28/candidate";
+    let help = "use a snap channel such as 1.30/stable (track/risk), e.g. 1.20/stable or 1.28/candidate";
     let mut parts = s.split('/');
     let track = parts.next().unwrap_or("");
     let risk = parts.next();
@@ -386,11 +349,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
         || !matches!(risk, None | Some("stable" | "candidate" | "beta" | "edge"))
         || branch.is_some_and(|b| !is_dns_label(b));
     if bad {
-        report.error(
-            path,
-            format!("{} is not a MicroK8s snap channel", show(s)),
-            help,
-        );
+        report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
         return None;
     }
     if track == "latest" {
@@ -399,29 +358,15 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             "channel `latest` follows every new Kubernetes minor",
             "pin a track such as 1.30/stable so workers match the control plane",
         );
-        return Some(Channel {
-            text: s.into(),
-            version: None,
-            flavour: Flavour::KubeliteApiserverProxy,
-        });
+        return Some(Channel { text: s.into(), version: None, flavour: Flavour::KubeliteApiserverProxy });
     }
     if track.ends_with("-strict") || track.ends_with("-eksd") {
-        report.error(
-            path,
-            format!("track {track:?} is not supported"),
-            "use a classic track such as 1.30/stable",
-        );
+        report.error(path, format!("track {track:?} is not supported"), "use a classic track such as 1.30/stable");
         return None;
     }
-    let version = track
-        .split_once('.')
-        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    let version = track.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
     let Some((major, minor)) = version else {
-        report.error(
-            path,
-            format!("{} is not a MicroK8s snap channel", show(s)),
-            help,
-        );
+        report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
         return None;
     };
     let flavour = match (major, minor) {
@@ -437,11 +382,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             return None;
         }
     };
-    Some(Channel {
-        text: s.into(),
-        version: Some((major, minor)),
-        flavour,
-    })
+    Some(Channel { text: s.into(), version: Some((major, minor)), flavour })
 }
 
 fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {
@@ -469,7 +410,11 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
     match CaCert::from_pem(&pem) {
         Ok(ca) => Some(ca),
         Err(e) => {
-            report.error(path, format!("the CA certificate is not usable: {e}"), "use the cluster CA (certs/ca.crt on a control-plane node), a PEM X.509 certificate with CA:TRUE");
+            report.error(
+                path,
+                format!("the CA certificate is not usable: {e}"),
+                "use the cluster CA (certs/ca.crt on a control-plane node), a PEM X.509 certificate with CA:TRUE",
+            );
             None
         }
     }
@@ -477,26 +422,13 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
 
 fn is_duration(s: &str) -> bool {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    !num.is_empty()
-        && num.len() <= 6
-        && matches!(unit, "ms" | "s" | "m")
-        && num.parse::<u32>().is_ok_and(|n| n > 0)
+    !num.is_empty() && num.len() <= 6 && matches!(unit, "ms" | "s" | "m") && num.parse::<u32>().is_ok_and(|n| n > 0)
 }
 
-fn check_lb(
-    raw: Option<&RawLoadBalancer>,
-    apiserver_port: u16,
-    report: &mut Report,
-) -> Option<LoadBalancer> {
+fn check_lb(raw: Option<&RawLoadBalancer>, apiserver_port: u16, report: &mut Report) -> Option<LoadBalancer> {
     let base = "$.cluster.load-balancer";
-    let default = RawLoadBalancer {
-        mode: None,
-        kind: None,
-        address: None,
-        port: None,
-        traefik: None,
-        health_check: None,
-    };
+    let default =
+        RawLoadBalancer { mode: None, kind: None, address: None, port: None, traefik: None, health_check: None };
     let raw = raw.unwrap_or(&default);
     match raw.mode.as_deref().unwrap_or("node-local") {
         "node-local" => {
@@ -534,14 +466,19 @@ fn check_lb(
                     .collect::<Option<Vec<_>>>();
                 match parsed.as_deref() {
                     Some([a, b]) if (*a, *b) >= MIN_TRAEFIK => {}
-                    Some([_, _]) => report.error(format!("{tb}.version"), format!("traefik {v} has no TCP health checks"), "use traefik 3.6 or later; without health checks a share of connections go to a dead apiserver"),
-                    _ => report.error(format!("{tb}.version"), format!("{} is not a traefik version", show(v)), "write it as 3.6.2"),
+                    Some([_, _]) => report.error(
+                        format!("{tb}.version"),
+                        format!("traefik {v} has no TCP health checks"),
+                        "use traefik 3.6 or later; without health checks a share of connections go to a dead apiserver",
+                    ),
+                    _ => report.error(
+                        format!("{tb}.version"),
+                        format!("{} is not a traefik version", show(v)),
+                        "write it as 3.6.2",
+                    ),
                 }
             }
-            let path = t
-                .path
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TRAEFIK_PATH.into());
+            let path = t.path.clone().unwrap_or_else(|| DEFAULT_TRAEFIK_PATH.into());
             if !is_safe_abs_path(&path) {
                 report.error(
                     format!("{tb}.path"),
@@ -566,12 +503,8 @@ fn check_lb(
                 }
             };
             let hc = raw.health_check.as_ref();
-            let interval = hc
-                .and_then(|h| h.interval.clone())
-                .unwrap_or_else(|| "5s".into());
-            let timeout = hc
-                .and_then(|h| h.timeout.clone())
-                .unwrap_or_else(|| "3s".into());
+            let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
+            let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
             for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
                 if !is_duration(v) {
                     report.error(
@@ -581,12 +514,7 @@ fn check_lb(
                     );
                 }
             }
-            Some(LoadBalancer::Traefik(TraefikLb {
-                path,
-                fetch,
-                health_interval: interval,
-                health_timeout: timeout,
-            }))
+            Some(LoadBalancer::Traefik(TraefikLb { path, fetch, health_interval: interval, health_timeout: timeout }))
         }
         "external" => {
             if raw.kind.is_some() || raw.traefik.is_some() || raw.health_check.is_some() {
@@ -605,8 +533,7 @@ fn check_lb(
                 );
                 return None;
             };
-            let ok =
-                addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()) || is_dns_name(addr);
+            let ok = addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()) || is_dns_name(addr);
             if !ok {
                 report.error(
                     format!("{base}.address"),
@@ -615,10 +542,7 @@ fn check_lb(
                 );
                 return None;
             }
-            Some(LoadBalancer::External {
-                host: addr.clone(),
-                port,
-            })
+            Some(LoadBalancer::External { host: addr.clone(), port })
         }
         other => {
             report.error(
@@ -635,8 +559,7 @@ pub fn is_safe_abs_path(p: &str) -> bool {
     p.starts_with('/')
         && !p.contains("..")
         && p.len() < 256
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
 }
 
 /// An https URL made only of characters that need no quoting anywhere we put it.
@@ -644,9 +567,7 @@ pub fn is_safe_url(u: &str) -> bool {
     u.strip_prefix("https://").is_some_and(|rest| {
         !rest.is_empty()
             && u.len() < 2048
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~/:?=&%+@[]".contains(&b))
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/:?=&%+@[]".contains(&b))
     })
 }
 
@@ -669,11 +590,7 @@ pub fn is_sha256_hex(h: &str) -> bool {
 fn check_sha256(h: &str, path: &str, report: &mut Report) -> bool {
     let ok = is_sha256_hex(h);
     if !ok {
-        report.error(
-            path,
-            "not a sha256 digest",
-            "give 64 hex digits, as printed by sha256sum",
-        );
+        report.error(path, "not a sha256 digest", "give 64 hex digits, as printed by sha256sum");
     }
     ok
 }
@@ -683,8 +600,7 @@ fn check_sha256(h: &str, path: &str, report: &mut Report) -> bool {
 fn check_label(k: &str, v: &str, path: &str, report: &mut Report) {
     let part = |s: &str| {
         s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
             && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
     };
@@ -701,7 +617,11 @@ fn check_label(k: &str, v: &str, path: &str, report: &mut Report) {
         );
     }
     if !part(v) {
-        report.error(path, format!("label value {} is not a valid Kubernetes label value", show(v)), "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit");
+        report.error(
+            path,
+            format!("label value {} is not a valid Kubernetes label value", show(v)),
+            "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        );
     }
     if key_ok
         && (prefix == Some("node-role.kubernetes.io")
@@ -722,10 +642,7 @@ pub const MANAGED_KUBELET_FLAGS: &[(&str, &str)] = &[
     ("--cluster-domain", "set cluster.dns.cluster-domain"),
     ("--node-labels", "set the worker's `labels`"),
     ("--node-ip", "set the worker's `address`"),
-    (
-        "--hostname-override",
-        "the node is registered under its `name`",
-    ),
+    ("--hostname-override", "the node is registered under its `name`"),
     ("--client-ca-file", "the cluster CA is installed for you"),
 ];
 
@@ -736,15 +653,10 @@ fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
     };
     let flag_ok = flag.len() > 2
         && flag.starts_with("--")
-        && flag[2..]
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && flag[2..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     // The args file is read by a shell in the snap's wrappers: no quoting characters.
-    let value_ok = value.is_none_or(|v| {
-        v.len() < 1024
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:/,=+@%-".contains(&b))
-    });
+    let value_ok = value
+        .is_none_or(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/,=+@%-".contains(&b)));
     if !flag_ok || !value_ok {
         report.error(path, format!("kubelet argument {} is not a plain --flag=value", show(a)), "write --flag or --flag=value; values may use letters, digits and . _ : / , = + @ % - (no spaces, quotes or $)");
         return;
@@ -767,19 +679,7 @@ mod tests {
         for ok in ["worker-1", "a", "0644", "on", "w.example.com", "1e3"] {
             assert!(is_dns_name(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "Worker",
-            "-a",
-            "a-",
-            "a,b",
-            "a\"b",
-            "a\nb",
-            "a b",
-            "a_b",
-            "system:masters",
-            &"x".repeat(64),
-        ] {
+        for bad in ["", "Worker", "-a", "a-", "a,b", "a\"b", "a\nb", "a b", "a_b", "system:masters", &"x".repeat(64)] {
             assert!(!is_dns_name(bad), "{bad:?}");
         }
     }
@@ -791,20 +691,9 @@ mod tests {
         assert_eq!(f("1.20/stable", &mut r), Some(Flavour::Daemons));
         assert_eq!(f("1.19", &mut r), Some(Flavour::Daemons));
         assert_eq!(f("1.24/edge", &mut r), Some(Flavour::Kubelite));
-        assert_eq!(
-            f("1.30/stable", &mut r),
-            Some(Flavour::KubeliteApiserverProxy)
-        );
+        assert_eq!(f("1.30/stable", &mut r), Some(Flavour::KubeliteApiserverProxy));
         assert!(!r.has_errors());
-        for bad in [
-            "1.18/stable",
-            "2.0",
-            "1.30/stabel",
-            "1.30/stable/x/y",
-            "one",
-            "1.30-strict/stable",
-            "",
-        ] {
+        for bad in ["1.18/stable", "2.0", "1.30/stabel", "1.30/stable/x/y", "one", "1.30-strict/stable", ""] {
             let mut r = Report::default();
             assert_eq!(f(bad, &mut r), None, "{bad}");
             assert!(r.has_errors());
@@ -814,12 +703,8 @@ mod tests {
     #[test]
     fn durations_and_urls() {
         assert!(is_duration("5s") && is_duration("500ms") && is_duration("1m"));
-        assert!(
-            !is_duration("5") && !is_duration("0s") && !is_duration("-1s") && !is_duration("5 s")
-        );
-        assert!(is_safe_url(
-            "https://example.com/traefik_v3.6.2_linux_amd64.tar.gz"
-        ));
+        assert!(!is_duration("5") && !is_duration("0s") && !is_duration("-1s") && !is_duration("5 s"));
+        assert!(is_safe_url("https://example.com/traefik_v3.6.2_linux_amd64.tar.gz"));
         assert!(
             !is_safe_url("http://example.com/x")
                 && !is_safe_url("https://a.b/x y")

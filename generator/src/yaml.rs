@@ -164,8 +164,7 @@ fn plain_ok(s: &str) -> bool {
     if YAML11_WORDS.iter().any(|w| w.eq_ignore_ascii_case(s)) {
         return false;
     }
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@'))
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@'))
 }
 
 #[cfg(test)]
@@ -210,19 +209,9 @@ mod tests {
             "a,b",
             "[x]",
         ] {
-            assert!(
-                scalar_inline(s).starts_with('"'),
-                "{s:?} -> {}",
-                scalar_inline(s)
-            );
+            assert!(scalar_inline(s).starts_with('"'), "{s:?} -> {}", scalar_inline(s));
         }
-        for s in [
-            "worker-1",
-            "/etc/mk8s-worker/plan.json",
-            "root",
-            "gz+b64",
-            "mk8s-bootstrap.service",
-        ] {
+        for s in ["worker-1", "/etc/mk8s-worker/plan.json", "root", "gz+b64", "mk8s-bootstrap.service"] {
             assert_eq!(scalar_inline(s), s);
         }
     }

@@ -1,1 +1,12 @@
+//! Test support shared by the workspace's integration tests: a test PKI, a real-TLS
+//! server, the simulated kube-apiserver, real-tool lookup and child processes.
 
+pub mod pki;
+pub mod proc;
+pub mod tls;
+pub mod tools;
+
+/// The workspace root (for fixtures/).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}

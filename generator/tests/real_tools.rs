@@ -1,0 +1,387 @@
+//! The generated files, checked by the programs that consume them: cloud-init's own
+//! schema check, PyYAML (cloud-init's parser), kubectl, a real traefik proxying TLS,
+//! and bash running the control-plane merge script. A missing tool fails the test.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mk8s_gen::render::{self, Delivery, FileContent, NodeOutput};
+use mk8s_gen::report::Report;
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::proc::{free_port, wait_listening, Guard};
+use mk8s_testkit::tls::{self, https_get, server_config, Response, TlsServer};
+use mk8s_testkit::{tools, workspace};
+use serde_json::Value;
+
+/// Every golden user-data document in fixtures/, with the node it is for.
+fn golden_user_data() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for case in fs::read_dir(workspace().join("fixtures")).unwrap() {
+        let exp = case.unwrap().path().join("expected");
+        let Ok(rd) = fs::read_dir(&exp) else { continue };
+        for f in rd {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "stdout") && fs::read(&p).unwrap().starts_with(b"#cloud-config\n") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 8, "expected the golden user-data files, found {}", out.len());
+    out
+}
+
+fn cloud_init_schema(path: &Path) -> (bool, String) {
+    let ci = tools::require("cloud-init");
+    let out = Command::new(ci).args(["schema", "--config-file"]).arg(path).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn cloud_init_schema_accepts_every_generated_user_data() {
+    for p in golden_user_data() {
+        let (ok, text) = cloud_init_schema(&p);
+        assert!(ok && text.contains("Valid cloud-config"), "{}: {text}", p.display());
+    }
+}
+
+#[test]
+fn cloud_init_schema_check_is_able_to_fail() {
+    // The control: the same checker refuses a document with a wrong type, so the
+    // test above means something.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    fs::write(&bad, "#cloud-config\nwrite_files:\n  - path: /x\n    content: y\n    permissions: [0600]\n").unwrap();
+    let (ok, text) = cloud_init_schema(&bad);
+    assert!(!ok, "cloud-init accepted an invalid document: {text}");
+}
+
+fn read_with_pyyaml(path: &Path) -> Value {
+    let py = tools::python_with_yaml();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/read_user_data.py");
+    let out = Command::new(py).arg(script).arg(path).output().unwrap();
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn pyyaml_sees_strings_where_we_wrote_strings() {
+    for p in golden_user_data() {
+        let v = read_with_pyyaml(&p);
+        let node = p.file_stem().unwrap().to_string_lossy().to_string();
+        assert_eq!(v["keys"], serde_json::json!(["runcmd", "write_files"]), "{}", p.display());
+        for t in v["runcmd_types"].as_array().unwrap().iter().flat_map(|c| c.as_array().unwrap()) {
+            assert_eq!(t, "str", "{}", p.display());
+        }
+        let files = v["files"].as_array().unwrap();
+        let mut paths = BTreeSet::new();
+        for f in files {
+            assert_eq!(f["path_type"], "str");
+            assert_eq!(f["permissions_type"], "str", "{}: {f}", p.display());
+            let perm = f["permissions"].as_str().unwrap();
+            assert!(perm.len() == 4 && perm.starts_with('0'), "{perm}");
+            assert_eq!(f["owner"], "root:root");
+            paths.insert(f["path"].as_str().unwrap().to_string());
+            if let Some(kc) = f.get("kubeconfig") {
+                assert_eq!(kc["token_type"], "str");
+                assert_eq!(f["permissions"], "0600", "kubeconfigs hold tokens");
+            }
+        }
+        assert_eq!(paths.len(), files.len(), "duplicate write_files paths in {}", p.display());
+        // The plan, as the bootstrap will read it.
+        let plan = files.iter().find(|f| f["path"] == mk8s_bootstrap::plan::PLAN_PATH).expect("plan");
+        assert_eq!(plan["permissions"], "0600");
+        let parsed = mk8s_bootstrap::plan::JoinPlan::from_json(plan["content"].as_str().unwrap()).unwrap();
+        let expected_node = node.trim_end_matches("-fetched").trim_end_matches("-embedded");
+        assert_eq!(parsed.node.name, expected_node, "{}", p.display());
+        // Each staged file's content matches the sha256 the plan carries.
+        for inst in &parsed.install {
+            let f = files.iter().find(|f| f["path"] == inst.staged.as_str()).expect("staged file present");
+            let got = mk8s_bootstrap::plan::sha256_hex(f["content"].as_str().unwrap().as_bytes());
+            assert_eq!(got, inst.sha256, "{}", inst.staged);
+        }
+    }
+}
+
+#[test]
+fn embedded_bootstrap_decodes_to_the_same_bytes() {
+    let p = workspace().join("fixtures/seed/expected/worker-1-embedded.stdout");
+    let v = read_with_pyyaml(&p);
+    let f = v["files"].as_array().unwrap().iter().find(|f| f["path"] == "/usr/local/bin/mk8s-bootstrap").unwrap();
+    assert_eq!(f["encoding"], "gz+b64");
+    assert_eq!(f["permissions"], "0755");
+    let want = fs::read(workspace().join("fixtures/seed/bootstrap-stand-in.bin")).unwrap();
+    assert_eq!(f["size"].as_u64().unwrap() as usize, want.len());
+}
+
+/// Render one node through the library, like the CLI does.
+fn render_facts(facts_yaml: &str, dir: &Path, node: &str) -> NodeOutput {
+    let spans = SpanMap::build(facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.expect("parses"), dir, &mut report);
+    assert!(!report.has_errors(), "{}", report.render("facts", facts_yaml));
+    let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
+    let facts = facts.unwrap();
+    render::render_node(&facts, &secrets, facts.worker(node).unwrap(), &Delivery::Preinstalled).unwrap()
+}
+
+fn text_of<'a>(out: &'a NodeOutput, path: &str) -> &'a str {
+    match &out.files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("{path} not generated")).content {
+        FileContent::Text(t) => t,
+        FileContent::GzipBase64(_) => panic!("{path} is binary"),
+    }
+}
+
+#[test]
+fn kubectl_reads_the_generated_kubeconfigs() {
+    let kubectl = tools::require("kubectl");
+    let fx = workspace().join("fixtures/seed");
+    let out = render_facts(&fs::read_to_string(fx.join("cluster.yaml")).unwrap(), &fx, "worker-1");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(fs::read_to_string(fx.join("ca.crt")).unwrap())
+    };
+    let plan = &out.plan;
+    for (file, user) in [("kubelet.config", "kubelet"), ("proxy.config", "kube-proxy")] {
+        let path = dir.path().join(file);
+        fs::write(&path, text_of(&out, &format!("/etc/mk8s-worker/{file}"))).unwrap();
+        let res = Command::new(&kubectl)
+            .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
+            .arg(&path)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+        let v: Value = serde_json::from_slice(&res.stdout).unwrap();
+        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:16443");
+        assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], ca_b64.as_str());
+        assert_eq!(v["current-context"], "microk8s");
+        assert_eq!(v["contexts"][0]["context"]["user"], user);
+        assert_eq!(v["users"][0]["name"], user);
+        let token = v["users"][0]["user"]["token"].as_str().unwrap();
+        assert_eq!(token.len(), 64);
+        if user == "kubelet" {
+            let mk8s_bootstrap::plan::Credential::Token { token: t } = &plan.credentials.kubelet else { panic!() };
+            assert_eq!(token, t);
+        }
+    }
+}
+
+/// Three TLS backends on 127.0.0.2-4, standing in for apiservers.
+struct Backends {
+    ca: Ca,
+    port: u16,
+    servers: Vec<TlsServer>,
+    certs: Vec<Vec<u8>>,
+}
+
+fn backends() -> Backends {
+    let ca = Ca::new("test-cluster-ca");
+    let port = free_port();
+    let mut servers = Vec::new();
+    let mut certs = Vec::new();
+    for i in 2..=4 {
+        let ip = format!("127.0.0.{i}");
+        let leaf = ca.server(&["127.0.0.1", &ip, "kubernetes"]);
+        certs.push(leaf.cert_der.clone());
+        let body = format!("backend-{i}");
+        let handler: tls::Handler = std::sync::Arc::new(move |_req| Response::text(200, body.clone()));
+        servers.push(TlsServer::start(&format!("{ip}:{port}"), server_config(&leaf, None), handler).unwrap());
+    }
+    Backends { ca, port, servers, certs }
+}
+
+fn facts_for(b: &Backends, ca_file: &Path) -> String {
+    format!(
+        "cluster:\n  name: t\n  microk8s: {{ channel: 1.28/stable }}\n  ca: {{ cert-file: {} }}\n  apiserver-port: {}\n  control-plane:\n    - {{ name: a, address: 127.0.0.2 }}\n    - {{ name: b, address: 127.0.0.3 }}\n    - {{ name: c, address: 127.0.0.4 }}\n  load-balancer: {{ mode: node-local, kind: traefik, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: w }}\n",
+        ca_file.display(),
+        b.port
+    )
+}
+
+fn start_traefik(static_cfg: &Path, log: &Path) -> Guard {
+    let traefik = tools::require("traefik");
+    Guard::spawn(
+        Command::new(traefik)
+            .arg(format!("--configFile={}", static_cfg.display()))
+            .stdout(fs::File::create(log).unwrap())
+            .stderr(fs::File::create(log.with_extension("err")).unwrap()),
+    )
+}
+
+/// Retry until `ok` holds or the deadline passes; returns the last result.
+fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn real_traefik_passes_tls_through_to_the_apiservers() {
+    let b = backends();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    fs::write(&ca_file, &b.ca.cert_pem).unwrap();
+    let out = render_facts(&facts_for(&b, &ca_file), dir.path(), "w");
+    // Same files, relocated from /etc to the temp dir (the only change).
+    let provider = dir.path().join("provider.yaml");
+    fs::write(&provider, text_of(&out, "/etc/mk8s-worker/traefik/provider.yaml")).unwrap();
+    let static_cfg = dir.path().join("traefik.yaml");
+    let text = text_of(&out, "/etc/mk8s-worker/traefik/traefik.yaml");
+    assert!(text.contains("\"/etc/mk8s-worker/traefik/provider.yaml\""));
+    fs::write(&static_cfg, text.replace("/etc/mk8s-worker/traefik/provider.yaml", provider.to_str().unwrap())).unwrap();
+    let _traefik = start_traefik(&static_cfg, &dir.path().join("traefik.log"));
+    let lb: std::net::SocketAddr = format!("127.0.0.1:{}", b.port).parse().unwrap();
+    assert!(wait_listening(lb, Duration::from_secs(20)), "traefik did not listen on {lb}");
+    // Verified against the cluster CA, as kubelet does: the backend's certificate.
+    let mut seen = BTreeSet::new();
+    let first =
+        until(Duration::from_secs(20), || https_get(lb, "/", Some(&b.ca), None).ok().filter(|r| r.status == 200));
+    if first.is_none() {
+        let log = fs::read_to_string(dir.path().join("traefik.log")).unwrap_or_default();
+        let err = fs::read_to_string(dir.path().join("traefik.err")).unwrap_or_default();
+        let last = https_get(lb, "/", Some(&b.ca), None);
+        panic!("no TLS connection through traefik to a backend: {last:?}\n{log}\n{err}");
+    }
+    for _ in 0..30 {
+        let r = https_get(lb, "/", Some(&b.ca), None).expect("TLS through traefik, verified against the test CA");
+        assert_eq!(r.status, 200);
+        assert!(b.certs.contains(&r.peer_cert), "not a backend certificate: {}", tls::subject_cn(&r.peer_cert));
+        seen.insert(r.body);
+    }
+    assert_eq!(seen.len(), 3, "load not spread across the three backends: {seen:?}");
+    drop(b.servers);
+}
+
+#[test]
+fn the_original_traefik_files_serve_traefiks_default_certificate() {
+    let b = backends();
+    let dir = tempfile::tempdir().unwrap();
+    let lb_port = free_port();
+    let seed = workspace().join("fixtures/seed-original");
+    // Point the seed's files at loopback only (its addresses are not ours to reach).
+    let provider = fs::read_to_string(seed.join("provider.yaml"))
+        .unwrap()
+        .replace("10.130.0.2:16443", &format!("127.0.0.2:{}", b.port))
+        .replace("10.130.0.3:16443", &format!("127.0.0.3:{}", b.port))
+        .replace("10.130.0.4:16443", &format!("127.0.0.4:{}", b.port));
+    assert!(!provider.contains("10.130."));
+    // As the original procedure does: it writes provider.yaml...
+    fs::write(dir.path().join("provider.yaml"), &provider).unwrap();
+    let lb: std::net::SocketAddr = format!("127.0.0.1:{lb_port}").parse().unwrap();
+    for (name, filename) in [("as written", "providers.yaml"), ("file name corrected", "provider.yaml")] {
+        // ...and its static configuration names providers.yaml.
+        let static_cfg = dir.path().join(format!("traefik-{filename}"));
+        let text = fs::read_to_string(seed.join("traefik.yaml"))
+            .unwrap()
+            .replace("\":16443\"", &format!("\"127.0.0.1:{lb_port}\""))
+            .replace("/etc/traefik/providers.yaml", dir.path().join(filename).to_str().unwrap());
+        fs::write(&static_cfg, text).unwrap();
+        let traefik = start_traefik(&static_cfg, &dir.path().join(format!("{filename}.log")));
+        assert!(wait_listening(lb, Duration::from_secs(20)), "traefik did not listen");
+        std::thread::sleep(Duration::from_secs(2)); // give the file provider time to load
+        let r = until(Duration::from_secs(10), || https_get(lb, "/", None, None).ok()).expect("a TLS handshake");
+        let cn = tls::subject_cn(&r.peer_cert);
+        assert_eq!(cn, "TRAEFIK DEFAULT CERT", "{name}: traefik presented {cn}");
+        assert!(!b.certs.contains(&r.peer_cert));
+        // And a client that verifies, like kubelet, fails.
+        assert!(https_get(lb, "/", Some(&b.ca), None).is_err(), "{name}: verification should fail");
+        drop(traefik);
+        until(Duration::from_secs(10), || (!wait_listening(lb, Duration::from_millis(100))).then_some(()));
+    }
+}
+
+/// A fake control-plane node: `$SNAP_DATA/credentials/known_tokens.csv` and a
+/// `systemctl` on PATH that records its arguments.
+fn fake_control_plane(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let snap_data = dir.join("snap");
+    fs::create_dir_all(snap_data.join("credentials")).unwrap();
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("systemctl.log");
+    let sc = bin.join("systemctl");
+    fs::write(&sc, format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&sc, fs::Permissions::from_mode(0o755)).unwrap();
+    (snap_data, bin, log)
+}
+
+#[test]
+fn merge_script_is_idempotent_and_keeps_other_lines() {
+    let bash = tools::require("bash");
+    let fx = workspace().join("fixtures/seed");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
+        .args(["control-plane", "--cluster"])
+        .arg(fx.join("cluster.yaml"))
+        .arg("--secrets")
+        .arg(fx.join("secrets.yaml"))
+        .arg("--out")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (snap_data, bin, log) = fake_control_plane(dir.path());
+    let csv = snap_data.join("credentials/known_tokens.csv");
+    let theirs = "adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\nstale-token,system:node:worker-1,mk8s-kubelet-worker-1,\"system:nodes\"\n";
+    fs::write(&csv, theirs).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&csv, fs::Permissions::from_mode(0o660)).unwrap();
+    let run = || {
+        let out = Command::new(&bash)
+            .arg(bundle.join("merge-known-tokens.sh"))
+            .env("SNAP_DATA", &snap_data)
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run();
+    let ours = fs::read_to_string(bundle.join("known-tokens.csv")).unwrap();
+    let merged = fs::read_to_string(&csv).unwrap();
+    assert_eq!(merged, format!("adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\n{ours}"));
+    assert!(!merged.contains("stale-token"), "the old line for the same identity is replaced");
+    assert_eq!(fs::metadata(&csv).unwrap().permissions().mode() & 0o777, 0o660, "mode kept");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "restart snap.microk8s.daemon-apiserver.service\n");
+    let backups: Vec<_> = fs::read_dir(snap_data.join("credentials"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("known_tokens.csv.bak."))
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(fs::read_to_string(backups[0].path()).unwrap(), theirs);
+    // Second run: nothing changes, nothing restarts, no new backup.
+    let said = run();
+    assert!(said.contains("nothing to do"), "{said}");
+    assert_eq!(fs::read_to_string(&csv).unwrap(), merged);
+    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
+    let leftovers: Vec<_> =
+        fs::read_dir(snap_data.join("credentials")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "no temp files left: {leftovers:?}");
+}
+
+#[test]
+fn token_lines_cannot_be_injected() {
+    // Hostile names never reach known_tokens.csv: they are rejected at validation.
+    let text = fs::read_to_string(workspace().join("fixtures/invalid-hostile/cluster.yaml")).unwrap();
+    let spans = SpanMap::build(&text);
+    let (raw, mut report): (_, Report) = mk8s_gen::facts::parse(&text, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), &workspace().join("fixtures/invalid-hostile"), &mut report);
+    assert!(facts.is_none());
+    assert!(report.problems.iter().any(|p| p.path == "$.workers[0].name"));
+}

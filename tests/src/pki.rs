@@ -1,0 +1,91 @@
+//! Test PKI made with rcgen: a CA and leaves it signs, like MicroK8s's own
+//! (an apiserver certificate with IP SANs, client certificates with CN/O).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub struct Ca {
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_pem: String,
+    params: CertificateParams,
+    key: KeyPair,
+}
+
+pub struct Leaf {
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub key_pem: String,
+    key_der: Vec<u8>,
+}
+
+impl Leaf {
+    pub fn rustls_chain(&self) -> Vec<CertificateDer<'static>> {
+        vec![CertificateDer::from(self.cert_der.clone())]
+    }
+    pub fn rustls_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+}
+
+impl Ca {
+    pub fn new(common_name: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        Ca { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key_pem: key.serialize_pem(), params, key }
+    }
+
+    fn issue(&self, cn: &str, orgs: &[&str], sans: &[&str], eku: ExtendedKeyUsagePurpose) -> Leaf {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        for o in orgs {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        params.distinguished_name = dn;
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| match s.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*s).try_into().expect("dns name")),
+            })
+            .collect();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![eku];
+        let key = KeyPair::generate().expect("key");
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("signed");
+        Leaf {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+        }
+    }
+
+    /// A server certificate for these IPs / DNS names (an apiserver's).
+    pub fn server(&self, sans: &[&str]) -> Leaf {
+        self.issue("kube-apiserver", &[], sans, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate with this CN and organisations (user and groups).
+    pub fn client(&self, cn: &str, orgs: &[&str]) -> Leaf {
+        self.issue(cn, orgs, &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    pub fn rustls_root(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(self.cert_der.clone())).expect("root");
+        roots
+    }
+}

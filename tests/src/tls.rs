@@ -1,0 +1,299 @@
+//! A small real-TLS HTTP/1.1 server on std threads, and TLS client helpers.
+//! Used for traefik backends and, through `apiserver`, the simulated kube-apiserver.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ServerConfig};
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// One parsed request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// DER of the client certificate, if one was presented and verified.
+    pub client_cert: Option<Vec<u8>>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+    /// Keep the connection open this long after the headers (a watch).
+    pub hold: Option<Duration>,
+}
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response { status, body: body.into(), content_type: "text/plain", hold: None }
+    }
+    pub fn json(status: u16, body: impl Into<String>) -> Response {
+        Response { status, body: body.into(), content_type: "application/json", hold: None }
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// A TLS server that stops when dropped (or on `stop()`).
+pub struct TlsServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TlsServer {
+    /// Listen on `addr` (port 0 picks one) and serve `handler` over TLS.
+    pub fn start(addr: &str, config: Arc<ServerConfig>, handler: Handler) -> std::io::Result<TlsServer> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let (config, handler, stop3) = (config.clone(), handler.clone(), stop2.clone());
+                        thread::spawn(move || {
+                            let _ = serve_conn(sock, config, handler, stop3);
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(TlsServer { addr, stop, thread: Some(thread) })
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve_conn(
+    sock: TcpStream,
+    config: Arc<ServerConfig>,
+    handler: Handler,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    loop {
+        let mut reader = BufReader::new(&mut tls);
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        drop(reader);
+        let client_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+        let close =
+            headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        let req = Request { method, path, headers, client_cert };
+        let resp = handler(&req);
+        let reason = match resp.status {
+            200 => "OK",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            resp.status,
+            resp.content_type,
+            resp.body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        tls.write_all(head.as_bytes())?;
+        tls.write_all(resp.body.as_bytes())?;
+        tls.flush()?;
+        if let Some(hold) = resp.hold {
+            let end = std::time::Instant::now() + hold;
+            while std::time::Instant::now() < end && !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
+        if close || stop.load(Ordering::SeqCst) {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            return Ok(());
+        }
+    }
+}
+
+/// Server config with this certificate, optionally asking for (not requiring)
+/// client certificates signed by `client_ca`.
+pub fn server_config(leaf: &crate::pki::Leaf, client_ca: Option<&crate::pki::Ca>) -> Arc<ServerConfig> {
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions");
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(ca.rustls_root()), provider())
+                    .allow_unauthenticated()
+                    .build()
+                    .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(leaf.rustls_chain(), leaf.rustls_key()).expect("server cert");
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// Accepts any server certificate and remembers it: to see *which* certificate a
+/// proxy presents (e.g. traefik's default one).
+#[derive(Debug)]
+struct RecordAny;
+
+impl rustls::client::danger::ServerCertVerifier for RecordAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The outcome of one HTTPS request.
+#[derive(Debug)]
+pub struct Fetched {
+    /// DER of the certificate the server presented.
+    pub peer_cert: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+/// GET `path` from `addr` (no SNI: like kubelet talking to 127.0.0.1). With `ca`,
+/// the server must chain to it; without, any certificate is accepted and recorded.
+pub fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    ca: Option<&crate::pki::Ca>,
+    token: Option<&str>,
+) -> std::io::Result<Fetched> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions");
+    let cfg = match ca {
+        Some(ca) => builder.with_root_certificates(ca.rustls_root()).with_no_client_auth(),
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(RecordAny)).with_no_client_auth(),
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(std::io::Error::other)?;
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
+    tls.flush()?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // Servers that close without close_notify.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(Fetched { peer_cert, status, body })
+}
+
+/// Common name of a DER certificate's subject (for messages and assertions).
+pub fn subject_cn(der: &[u8]) -> String {
+    // Find the last CN attribute (OID 2.5.4.3) in the subject; good enough for tests.
+    let oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let mut cn = String::new();
+    let mut i = 0;
+    while i + oid.len() + 2 < der.len() {
+        if der[i..i + oid.len()] == oid {
+            let len = der[i + oid.len() + 1] as usize;
+            let start = i + oid.len() + 2;
+            if start + len <= der.len() {
+                cn = String::from_utf8_lossy(&der[start..start + len]).to_string();
+            }
+        }
+        i += 1;
+    }
+    cn
+}

