@@ -1,5 +1,12 @@
 //! mk8s-bootstrap: the first-boot agent of a worker-only MicroK8s node.
 //!
-//! The library owns the [`plan::JoinPlan`] type, the contract with `mk8s-gen`.
+//! The library owns the [`plan::JoinPlan`] type (the contract with `mk8s-gen`) and
+//! the join itself ([`join::Joiner`]), so tests drive the same code as the binary.
 
+pub mod api;
+pub mod cli;
+pub mod join;
+pub mod pin;
 pub mod plan;
+pub mod retry;
+pub mod system;

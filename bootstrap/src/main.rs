@@ -1,1 +1,27 @@
-fn main() {}
+use std::process::ExitCode;
+
+use mk8s_bootstrap::cli::{self, Parsed, HELP};
+use mk8s_bootstrap::join::Joiner;
+
+fn main() -> ExitCode {
+    match cli::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Help) => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Version) => {
+            println!("mk8s-bootstrap {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Run { node, plan }) => {
+            let node = node.node();
+            let mut stderr = std::io::stderr();
+            let exit = Joiner::new(&node, &plan, &mut stderr).run();
+            ExitCode::from(exit as u8)
+        }
+        Err(e) => {
+            eprintln!("mk8s-bootstrap: {e}");
+            ExitCode::from(64)
+        }
+    }
+}

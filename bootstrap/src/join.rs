@@ -1,0 +1,525 @@
+//! The join, step by step. Every step is idempotent (it checks before it changes),
+//! every write is atomic, and the completion stamp is written last, so a run killed
+//! at any point and started again converges to the same state.
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::{Api, NodeState};
+use crate::plan::{sha256_hex, BinarySpec, JoinPlan, LoadBalancerSpec};
+use crate::retry::{Backoff, Failure, Jitter, Outcome};
+use crate::system::{merge_args, write_atomic, Node};
+
+pub const STATE_DIR: &str = "/var/lib/mk8s-worker";
+pub const STATUS_FILE: &str = "/var/lib/mk8s-worker/status.json";
+pub const STAMP_FILE: &str = "/var/lib/mk8s-worker/joined";
+/// Cluster API's bootstrap-provider contract: tooling watches for this file.
+pub const CAPI_STAMP: &str = "/run/cluster-api/bootstrap-success.complete";
+
+/// Exit codes (also in `--help` and the unit file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Joined = 0,
+    Retryable = 75,
+    BadPlan = 78,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    node: String,
+    phase: String,
+    result: String,
+    attempts: u32,
+    last_error: Option<String>,
+    started_at: u64,
+    updated_at: u64,
+    steps: Vec<StepTiming>,
+}
+
+#[derive(Debug, Serialize)]
+struct StepTiming {
+    step: String,
+    seconds: f64,
+}
+
+pub struct Joiner<'a> {
+    node: &'a Node,
+    plan_path: PathBuf,
+    log: &'a mut dyn Write,
+    status: Status,
+    started: Instant,
+    deadline: Instant,
+    jitter: Jitter,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Why a step stopped the run.
+enum Stop {
+    Fatal(String),
+    Retryable(String),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Retryable(e.to_string())
+    }
+}
+
+type StepResult = Result<(), Stop>;
+
+impl<'a> Joiner<'a> {
+    pub fn new(node: &'a Node, plan_path: &str, log: &'a mut dyn Write) -> Joiner<'a> {
+        let now = unix_now();
+        Joiner {
+            node,
+            plan_path: node.path(plan_path),
+            log,
+            status: Status {
+                node: String::new(),
+                phase: "plan".into(),
+                result: "running".into(),
+                attempts: 0,
+                last_error: None,
+                started_at: now,
+                updated_at: now,
+                steps: Vec::new(),
+            },
+            started: Instant::now(),
+            deadline: Instant::now(),
+            jitter: Jitter::from_entropy(),
+        }
+    }
+
+    fn say(&mut self, step: &str, msg: &str) {
+        let _ = writeln!(self.log, "mk8s-bootstrap[{step}]: {msg}");
+    }
+
+    fn save_status(&mut self) {
+        self.status.updated_at = unix_now();
+        let mut text = serde_json::to_string_pretty(&self.status).unwrap_or_default();
+        text.push('\n');
+        // Losing a status update is not worth failing the join for.
+        let _ = write_atomic(&self.node.path(STATUS_FILE), text.as_bytes(), 0o644);
+    }
+
+    fn enter(&mut self, phase: &str) {
+        self.status.phase = phase.into();
+        self.status.attempts = 0;
+        self.save_status();
+    }
+
+    fn finish_step(&mut self, step: &str, since: Instant) {
+        self.status
+            .steps
+            .push(StepTiming { step: step.into(), seconds: (since.elapsed().as_millis() as f64) / 1000.0 });
+    }
+
+    /// Retry `op` under the plan's backoff until the run's deadline.
+    fn retry<T>(
+        &mut self,
+        step: &str,
+        plan: &JoinPlan,
+        mut op: impl FnMut(u32) -> Result<T, Failure>,
+    ) -> Result<T, Stop> {
+        let backoff = Backoff {
+            initial: Duration::from_millis(plan.timing.retry_initial_ms),
+            cap: Duration::from_millis(plan.timing.retry_cap_ms),
+            deadline: self.deadline,
+        };
+        let mut attempts = 0;
+        // Disjoint borrows: the log and the jitter; `op` never touches `self`.
+        let log = &mut *self.log;
+        let outcome = backoff.run(
+            &mut self.jitter,
+            |a| {
+                attempts = a;
+                op(a)
+            },
+            |a, f, delay| {
+                let _ = match f {
+                    Failure::Retry(m) => {
+                        writeln!(
+                            log,
+                            "mk8s-bootstrap[{step}]: attempt {a} failed: {m}; retrying in {:.1}s",
+                            delay.as_secs_f64()
+                        )
+                    }
+                    Failure::Fatal(m) => writeln!(log, "mk8s-bootstrap[{step}]: attempt {a} failed, not retrying: {m}"),
+                };
+            },
+            std::thread::sleep,
+            Instant::now,
+        );
+        self.status.attempts += attempts;
+        match outcome {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Fatal(m) => Err(Stop::Fatal(m)),
+            Outcome::TimedOut(m) => Err(Stop::Retryable(format!("gave up after {attempts} attempt(s): {m}"))),
+        }
+    }
+
+    /// Run the whole join. The exit code follows the contract: 0, 75 or 78.
+    pub fn run(&mut self) -> Exit {
+        // Already joined: a no-op, except finishing a cleanup a kill interrupted.
+        if self.node.path(STAMP_FILE).exists() {
+            self.say("done", "this node already joined; nothing to do");
+            if let Ok(plan) = self.load_plan_quietly() {
+                self.cleanup(&plan);
+            }
+            return Exit::Joined;
+        }
+        let plan = match self.step_plan() {
+            Ok(p) => p,
+            Err(m) => return self.fail("plan", Stop::Fatal(m)),
+        };
+        self.status.node = plan.node.name.clone();
+        self.deadline = self.started + Duration::from_secs(plan.timing.ready_deadline_secs);
+        #[allow(clippy::type_complexity)]
+        let steps: [(&str, fn(&mut Self, &JoinPlan) -> StepResult); 6] = [
+            ("snap", Joiner::step_snap),
+            ("control-plane-off", Joiner::step_control_plane_off),
+            ("load-balancer", Joiner::step_load_balancer),
+            ("install", Joiner::step_install),
+            ("apiserver", Joiner::step_apiserver),
+            ("start", Joiner::step_start),
+        ];
+        for (name, step) in steps {
+            self.enter(name);
+            let t = Instant::now();
+            if let Err(stop) = step(self, &plan) {
+                return self.fail(name, stop);
+            }
+            self.finish_step(name, t);
+        }
+        self.enter("finish");
+        match self.step_finish(&plan) {
+            Ok(()) => {
+                self.say(
+                    "done",
+                    &format!(
+                        "node {} joined and Ready in {:.1}s",
+                        plan.node.name,
+                        self.started.elapsed().as_secs_f64()
+                    ),
+                );
+                Exit::Joined
+            }
+            Err(stop) => self.fail("finish", stop),
+        }
+    }
+
+    fn fail(&mut self, step: &str, stop: Stop) -> Exit {
+        let (exit, msg, result) = match stop {
+            Stop::Fatal(m) => (Exit::BadPlan, m, "failed"),
+            Stop::Retryable(m) => (Exit::Retryable, m, "retrying"),
+        };
+        self.say(step, &format!("{msg} (exit {})", exit as i32));
+        self.status.result = result.into();
+        self.status.last_error = Some(msg);
+        self.save_status();
+        exit
+    }
+
+    fn load_plan_quietly(&self) -> Result<JoinPlan, String> {
+        let text = fs::read_to_string(&self.plan_path).map_err(|e| e.to_string())?;
+        JoinPlan::from_json(&text).map_err(|e| e.to_string())
+    }
+
+    /// 1. Load and check the plan; verify the CA against its pin and every staged
+    ///    file against its sha256, before anything on the node changes.
+    fn step_plan(&mut self) -> Result<JoinPlan, String> {
+        let text = fs::read_to_string(&self.plan_path)
+            .map_err(|e| format!("cannot read the plan {}: {e}", self.plan_path.display()))?;
+        let plan = JoinPlan::from_json(&text).map_err(|e| e.to_string())?;
+        match crate::pin::pin_of_pem(&plan.ca.pem) {
+            Some(p) if p == plan.ca.pin => {}
+            Some(p) => {
+                return Err(format!(
+                    "the CA in the plan does not match its pin: expected {}, got {p}; nothing was installed. \
+                     Regenerate the user-data from the cluster's real CA",
+                    plan.ca.pin
+                ))
+            }
+            None => return Err("the CA in the plan is not a PEM certificate".into()),
+        }
+        for f in &plan.install {
+            let staged = self.node.path(&f.staged);
+            match fs::read(&staged) {
+                Ok(data) if sha256_hex(&data) == f.sha256 => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "{} does not match the plan's sha256; the user-data was altered or truncated",
+                        f.staged
+                    ))
+                }
+                Err(_) => {
+                    // Already installed by an earlier run (and then cleaned up)?
+                    let installed =
+                        fs::read(self.node.snap_data(&f.target)).map(|d| sha256_hex(&d) == f.sha256).unwrap_or(false);
+                    if !installed {
+                        return Err(format!("{} is missing; the user-data did not write it", f.staged));
+                    }
+                }
+            }
+        }
+        self.say(
+            "plan",
+            &format!(
+                "plan for node {} (cluster {}, MicroK8s {}, {:?}) is valid; CA pin verified",
+                plan.node.name, plan.cluster, plan.microk8s.channel, plan.microk8s.flavour
+            ),
+        );
+        Ok(plan)
+    }
+
+    /// 2. MicroK8s at the plan's channel.
+    fn step_snap(&mut self, plan: &JoinPlan) -> StepResult {
+        let node = self.node.clone();
+        let installed = node.snap(&["list", "microk8s"]).map(|r| r.ok).unwrap_or(false);
+        if installed {
+            self.say("snap", "microk8s is installed");
+            return Ok(());
+        }
+        // snapd must have finished seeding on a fresh image before installs work.
+        if let Ok(r) = node.snap(&["wait", "system", "seed.loaded"]) {
+            if !r.ok {
+                self.say("snap", &format!("snap wait system seed.loaded: {}", r.output));
+            }
+        }
+        let channel = plan.microk8s.channel.clone();
+        self.say("snap", &format!("installing microk8s from channel {channel}"));
+        self.retry("snap", plan, |_| {
+            let r = node
+                .snap(&["install", "microk8s", "--classic", "--channel", &channel])
+                .map_err(|e| Failure::Retry(e.to_string()))?;
+            if r.ok || r.output.contains("already installed") {
+                Ok(())
+            } else {
+                Err(Failure::Retry(format!("snap install microk8s failed: {}", r.output)))
+            }
+        })?;
+        self.say("snap", "microk8s installed");
+        Ok(())
+    }
+
+    /// 3. Locks first (so no restart or refresh brings the control plane back), then
+    ///    stop and disable the control-plane services of this flavour.
+    fn step_control_plane_off(&mut self, plan: &JoinPlan) -> StepResult {
+        for lock in &plan.microk8s.locks {
+            let p = self.node.snap_data(&format!("var/lock/{lock}"));
+            if !p.exists() {
+                write_atomic(&p, b"", 0o600)?;
+                self.say("control-plane-off", &format!("created var/lock/{lock}"));
+            }
+        }
+        for unit in &plan.microk8s.stop_services {
+            let node = self.node.clone();
+            for verb in ["stop", "disable"] {
+                let r = node.systemctl(&[verb, unit])?;
+                // 5: unit not loaded (this MicroK8s version has no such service).
+                if !r.ok
+                    && r.code != Some(5)
+                    && !r.output.contains("not loaded")
+                    && !r.output.contains("does not exist")
+                {
+                    return Err(Stop::Retryable(format!("systemctl {verb} {unit}: {}", r.output)));
+                }
+            }
+        }
+        self.say(
+            "control-plane-off",
+            &format!("stopped and disabled {} control-plane service(s)", plan.microk8s.stop_services.len()),
+        );
+        Ok(())
+    }
+
+    /// 4. The node-local load balancer, from the files the user-data wrote.
+    fn step_load_balancer(&mut self, plan: &JoinPlan) -> StepResult {
+        let LoadBalancerSpec::Traefik { unit, listen, binary } = &plan.load_balancer else {
+            self.say("load-balancer", "external load balancer: nothing to run on this node");
+            return Ok(());
+        };
+        self.ensure_binary(plan, binary)?;
+        let node = self.node.clone();
+        for args in [vec!["daemon-reload"], vec!["enable", "--now", unit.as_str()]] {
+            let r = node.systemctl(&args)?;
+            if !r.ok {
+                return Err(Stop::Retryable(format!("systemctl {}: {}", args.join(" "), r.output)));
+            }
+        }
+        let addr = listen.clone();
+        self.retry("load-balancer", plan, |_| {
+            let a =
+                addr.to_socket_addrs().map_err(|e| Failure::Fatal(format!("bad listen address {addr}: {e}")))?.next();
+            let a = a.ok_or_else(|| Failure::Fatal(format!("bad listen address {addr}")))?;
+            TcpStream::connect_timeout(&a, Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(|e| Failure::Retry(format!("{unit} not listening on {addr} yet: {e}")))
+        })?;
+        self.say("load-balancer", &format!("{unit} is listening on {listen}"));
+        Ok(())
+    }
+
+    fn ensure_binary(&mut self, plan: &JoinPlan, b: &BinarySpec) -> StepResult {
+        let dest = self.node.path(&b.path);
+        let Some(fetch) = &b.fetch else {
+            return if dest.exists() {
+                Ok(())
+            } else {
+                Err(Stop::Fatal(format!("{} is not on this node and the plan gives no URL to fetch it from", b.path)))
+            };
+        };
+        if fs::read(&dest).map(|d| sha256_hex(&d) == fetch.sha256).unwrap_or(false) {
+            return Ok(());
+        }
+        let dir = dest.parent().ok_or_else(|| Stop::Fatal("bad binary path".into()))?.to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let download = dir.join(".mk8s-download");
+        let node = self.node.clone();
+        let (url, want) = (fetch.url.clone(), fetch.sha256.clone());
+        self.say("load-balancer", &format!("fetching {url}"));
+        self.retry("load-balancer", plan, |_| {
+            let r = node
+                .run(&node.curl, &["-fsSL", "--max-time", "300", "-o", download.to_str().unwrap_or_default(), &url])
+                .map_err(|e| Failure::Retry(e.to_string()))?;
+            if !r.ok {
+                return Err(Failure::Retry(format!("download of {url} failed: {}", r.output)));
+            }
+            let got = sha256_file(&download).map_err(|e| Failure::Retry(e.to_string()))?;
+            if got != want {
+                return Err(Failure::Fatal(format!("{url} has sha256 {got}, the plan expects {want}; refusing it")));
+            }
+            Ok(())
+        })?;
+        let file_name = Path::new(&b.path).file_name().and_then(|n| n.to_str()).unwrap_or("traefik").to_string();
+        let unpacked = if url.ends_with(".tar.gz") || url.ends_with(".tgz") {
+            let out = dir.join(".mk8s-unpack");
+            let _ = fs::remove_dir_all(&out);
+            fs::create_dir_all(&out)?;
+            let r = node.run(
+                &node.tar,
+                &["-xzf", download.to_str().unwrap_or_default(), "-C", out.to_str().unwrap_or_default(), &file_name],
+            )?;
+            if !r.ok {
+                return Err(Stop::Fatal(format!("{url} does not contain {file_name}: {}", r.output)));
+            }
+            out.join(&file_name)
+        } else {
+            download.clone()
+        };
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&unpacked, fs::Permissions::from_mode(0o755))?;
+        fs::rename(&unpacked, &dest)?;
+        let _ = fs::remove_file(&download);
+        let _ = fs::remove_dir_all(dir.join(".mk8s-unpack"));
+        Ok(())
+    }
+
+    /// 5. CA, kubeconfigs and args into the snap's data directory.
+    fn step_install(&mut self, plan: &JoinPlan) -> StepResult {
+        let mut changed = 0;
+        for f in &plan.install {
+            let target = self.node.snap_data(&f.target);
+            let data = match fs::read(self.node.path(&f.staged)) {
+                Ok(d) => d,
+                // Cleaned up after an earlier install; step_plan checked the target.
+                Err(_) => continue,
+            };
+            if write_atomic(&target, &data, f.mode)? {
+                changed += 1;
+            }
+        }
+        for (file, args) in [("args/kubelet", &plan.kubelet_args), ("args/kube-proxy", &plan.kube_proxy_args)] {
+            let p = self.node.snap_data(file);
+            let existing = fs::read_to_string(&p).unwrap_or_default();
+            if let Some(text) = merge_args(&existing, args) {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = fs::metadata(&p).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o660);
+                write_atomic(&p, text.as_bytes(), mode)?;
+                changed += 1;
+            }
+        }
+        self.say(
+            "install",
+            &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
+        );
+        Ok(())
+    }
+
+    /// 6. The apiserver answers through the load balancer, and accepts our credential.
+    fn step_apiserver(&mut self, plan: &JoinPlan) -> StepResult {
+        let api = Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?;
+        self.retry("apiserver", plan, |_| api.readyz())?;
+        let state = self.retry("apiserver", plan, |_| api.node())?;
+        let what = match state {
+            NodeState::Absent => "not registered yet",
+            _ => "already registered",
+        };
+        self.say(
+            "apiserver",
+            &format!("{} is ready and accepts the kubelet credential; node {what}", plan.apiserver.url),
+        );
+        Ok(())
+    }
+
+    /// 7. Start the worker's services and wait until the Node is Ready.
+    fn step_start(&mut self, plan: &JoinPlan) -> StepResult {
+        let node = self.node.clone();
+        for unit in &plan.microk8s.start_services {
+            for verb in ["enable", "restart"] {
+                let r = node.systemctl(&[verb, unit])?;
+                if !r.ok {
+                    return Err(Stop::Retryable(format!("systemctl {verb} {unit}: {}", r.output)));
+                }
+            }
+        }
+        self.say("start", &format!("started {}", plan.microk8s.start_services.join(", ")));
+        let api = Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?;
+        self.retry("start", plan, |_| match api.node()? {
+            NodeState::Ready => Ok(()),
+            NodeState::Absent => Err(Failure::Retry("the node has not registered yet".into())),
+            NodeState::NotReady(why) => Err(Failure::Retry(format!("the node is registered but not Ready: {why}"))),
+        })?;
+        self.say("start", &format!("node {} is Ready", plan.node.name));
+        Ok(())
+    }
+
+    /// 8. Status, the stamp (last), then remove what the node no longer needs.
+    fn step_finish(&mut self, plan: &JoinPlan) -> StepResult {
+        self.status.result = "joined".into();
+        self.status.last_error = None;
+        self.save_status();
+        let stamp = format!("node {}\nplan sha256 {}\n", plan.node.name, sha256_hex(plan.to_json().as_bytes()));
+        write_atomic(&self.node.path(STAMP_FILE), stamp.as_bytes(), 0o644)?;
+        self.cleanup(plan);
+        Ok(())
+    }
+
+    /// Remove the staged copies of secrets (the installed kubeconfigs keep theirs, 0600)
+    /// and write the Cluster API stamp.
+    fn cleanup(&mut self, plan: &JoinPlan) {
+        for f in plan.install.iter().filter(|f| f.secret) {
+            if fs::remove_file(self.node.path(&f.staged)).is_ok() {
+                self.say("done", &format!("removed {}", f.staged));
+            }
+        }
+        let _ = write_atomic(&self.node.path(CAPI_STAMP), b"success", 0o644);
+    }
+}
+
+fn sha256_file(p: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(p)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
