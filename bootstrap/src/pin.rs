@@ -5,8 +5,10 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-/// One DER TLV: (tag, header+content as a slice, content as a slice).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER TLV: (tag, header+content, content, what follows).
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
     let tag = *input.first()?;
     let first = *input.get(1)? as usize;
     let (len, hdr) = if first < 0x80 {
