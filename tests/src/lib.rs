@@ -1,6 +1,8 @@
 //! Test support shared by the workspace's integration tests: a test PKI, a real-TLS
 //! server, the simulated kube-apiserver, real-tool lookup and child processes.
 
+pub mod apiserver;
+pub mod fakes;
 pub mod pki;
 pub mod proc;
 pub mod tls;

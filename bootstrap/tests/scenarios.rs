@@ -1,0 +1,495 @@
+//! Bootstrap scenarios: the real `mk8s-bootstrap` binary in a temp root, with the
+//! files of a real `mk8s-gen` user-data written as cloud-init would, substitute
+//! `snap`/`systemctl`, and the simulated apiserver.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
+use mk8s_gen::render::{self, Delivery};
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::SimApiserver;
+use mk8s_testkit::fakes::Fakes;
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::workspace;
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
+const NODE: &str = "worker-1";
+
+struct World {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    fakes: Fakes,
+    sim: SimApiserver,
+    user_data: String,
+    token_csv: String,
+}
+
+/// Generate facts for a cluster whose apiserver is the simulator, render the
+/// user-data with the real generator, and "boot" a node: write its files.
+fn world(channel: &str) -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let fakes = Fakes::new(&tmp.path().join("fake"), &root);
+    let ca = Arc::new(Ca::new("scenario-cluster-ca"));
+    let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts_yaml = format!(
+        "cluster:\n  name: scen\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {{ mode: external, address: 127.0.0.1, port: {} }}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
+        sim.addr.port()
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
+    let worker = facts.worker(NODE).unwrap();
+    let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
+    let user_data = render::cloud_config(&out);
+    let token_csv = mk8s_gen::controlplane::token_lines(&facts, &secrets, worker);
+    sim.set_tokens(&token_csv);
+    let w = World { tmp, root, fakes, sim, user_data, token_csv };
+    w.boot();
+    w
+}
+
+impl World {
+    /// What cloud-init does with our user-data: write_files, with modes, decoded.
+    fn boot(&self) {
+        let _ = fs::remove_dir_all(&self.root);
+        fs::create_dir_all(&self.root).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&self.user_data).unwrap();
+        for f in doc["write_files"].as_sequence().unwrap() {
+            let path = self.root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
+            let content = f["content"].as_str().unwrap();
+            let data = match f.get("encoding").and_then(|e| e.as_str()) {
+                Some("gz+b64") => {
+                    let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+                    out
+                }
+                _ => content.as_bytes().to_vec(),
+            };
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, data).unwrap();
+            let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        self.fakes.clear_calls();
+    }
+
+    /// Change the plan on the node (shorter deadlines for tests, or tampering).
+    fn edit_plan(&self, f: impl FnOnce(&mut JoinPlan)) {
+        let p = self.root.join(PLAN_PATH.trim_start_matches('/'));
+        let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+        f(&mut plan);
+        fs::write(&p, plan.to_json()).unwrap();
+    }
+
+    fn fast(&self, deadline_secs: u64) {
+        self.edit_plan(|p| {
+            p.timing.ready_deadline_secs = deadline_secs;
+            p.timing.retry_initial_ms = 50;
+            p.timing.retry_cap_ms = 400;
+        });
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.fakes.systemctl)
+            .arg("--snap")
+            .arg(&self.fakes.snap);
+        c
+    }
+
+    /// Run to completion: (exit code, stderr).
+    fn run(&self) -> (i32, String) {
+        let out = self.command().output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    /// Stand in for kubelet: once the worker's service is (re)started, the Node
+    /// appears, Ready.
+    fn kubelet(&self) {
+        let (control, marker) = (self.sim.control(), self.fakes.dir.join("kubelet-started"));
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < end {
+                if marker.exists() {
+                    control.register_node(NODE, true);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
+
+    fn snap_data(&self, rel: &str) -> PathBuf {
+        self.root.join("var/snap/microk8s/current").join(rel)
+    }
+
+    fn read(&self, abs: &str) -> String {
+        fs::read_to_string(self.root.join(abs.trim_start_matches('/'))).unwrap_or_default()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.read("/var/lib/mk8s-worker/status.json")).unwrap()
+    }
+
+    /// Every file under the root: path -> (mode, sha256). The status file's timings
+    /// differ between runs by nature and are left out.
+    fn snapshot(&self) -> BTreeMap<String, (u32, String)> {
+        fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, String)>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(base).unwrap().display().to_string();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else if rel != "var/lib/mk8s-worker/status.json" {
+                    let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+                    out.insert(rel, (mode, hex::encode(sha2::Sha256::digest(fs::read(&p).unwrap()))));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.root, &self.root, &mut out);
+        out
+    }
+}
+
+fn units(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("snap.microk8s.daemon-{n}.service")).collect()
+}
+
+/// The commands a clean join runs, in order, for a flavour.
+fn expected_calls(channel: &str, stops: &[&str], starts: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "snap list microk8s".to_string(),
+        "snap wait system seed.loaded".into(),
+        format!("snap install microk8s --classic --channel {channel}"),
+    ];
+    for u in units(stops) {
+        v.push(format!("systemctl stop {u}"));
+        v.push(format!("systemctl disable {u}"));
+    }
+    for u in units(starts) {
+        v.push(format!("systemctl enable {u}"));
+        v.push(format!("systemctl restart {u}"));
+    }
+    v
+}
+
+fn happy_path(channel: &str, stops: &[&str], starts: &[&str], locks: &[&str]) -> World {
+    let w = world(channel);
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(w.fakes.calls(), expected_calls(channel, stops, starts), "{log}");
+
+    // Installed files, with their modes.
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let ca = w.snap_data("certs/ca.remote.crt");
+    assert_eq!(fs::read_to_string(&ca).unwrap(), w.sim.ca.cert_pem.replace("\r\n", "\n"));
+    assert_eq!(mode(&ca), 0o644);
+    for kc in ["credentials/kubelet.config", "credentials/proxy.config"] {
+        let p = w.snap_data(kc);
+        assert_eq!(mode(&p), 0o600, "{kc}");
+        assert!(fs::read_to_string(&p).unwrap().contains(&format!("server: \"{}\"", w.sim.url())));
+    }
+    assert_eq!(
+        fs::read_to_string(w.snap_data("certs/ca.crt")).unwrap(),
+        "local node CA\n",
+        "the node's own CA is kept"
+    );
+    let kubelet_args = fs::read_to_string(w.snap_data("args/kubelet")).unwrap();
+    for want in [
+        "--cluster-dns=10.152.183.10",
+        "--cluster-domain=cluster.local",
+        "--client-ca-file=${SNAP_DATA}/certs/ca.remote.crt",
+        "--node-labels=microk8s.io/cluster=true,node.kubernetes.io/microk8s-worker=microk8s-worker",
+        "--hostname-override=worker-1",
+        "--node-ip=127.0.0.9",
+        "--kubeconfig=${SNAP_DATA}/credentials/kubelet.config",
+    ] {
+        assert_eq!(kubelet_args.lines().filter(|l| *l == want).count(), 1, "{want} in\n{kubelet_args}");
+    }
+    assert!(!kubelet_args.contains("microk8s-controlplane"), "the control-plane label is replaced");
+    assert!(!kubelet_args.contains("certs/ca.crt"), "one --client-ca-file");
+    assert!(fs::read_to_string(w.snap_data("args/kube-proxy")).unwrap().contains("--hostname-override=worker-1\n"));
+    for l in locks {
+        assert!(w.snap_data(&format!("var/lock/{l}")).exists(), "{l}");
+    }
+
+    // Stamp, status, CAPI contract, secrets cleaned up.
+    assert!(w.read("/var/lib/mk8s-worker/joined").starts_with("node worker-1\n"));
+    assert_eq!(w.read("/run/cluster-api/bootstrap-success.complete"), "success");
+    let st = w.status();
+    assert_eq!(
+        (st["result"].as_str(), st["phase"].as_str(), st["node"].as_str()),
+        (Some("joined"), Some("finish"), Some(NODE))
+    );
+    assert_eq!(st["steps"].as_array().unwrap().len(), 6);
+    assert!(!w.root.join("etc/mk8s-worker/kubelet.config").exists(), "staged secret removed");
+    assert!(!w.root.join("etc/mk8s-worker/proxy.config").exists(), "staged secret removed");
+    assert!(w.root.join("etc/mk8s-worker/ca.crt").exists(), "public files stay");
+
+    // One line per step at least, and never a secret.
+    for step in ["plan", "snap", "control-plane-off", "load-balancer", "install", "apiserver", "start", "done"] {
+        assert!(log.contains(&format!("mk8s-bootstrap[{step}]")), "no line for {step}:\n{log}");
+    }
+    for token in w.token_csv.lines().map(|l| l.split(',').next().unwrap()) {
+        assert!(!log.contains(token), "a token was logged");
+        assert!(!w.read("/var/lib/mk8s-worker/status.json").contains(token));
+    }
+    // It checked the credential before starting anything (404 = not registered yet).
+    let reqs = w.sim.requests();
+    assert!(
+        reqs.iter().any(|r| r.1 == "/api/v1/nodes/worker-1" && r.3 == 404 && r.2 == "system:node:worker-1"),
+        "{reqs:?}"
+    );
+    assert!(reqs.iter().any(|r| r.1 == "/api/v1/nodes/worker-1" && r.3 == 200));
+    w
+}
+
+#[test]
+fn joins_a_1_20_node_with_the_separate_daemons() {
+    happy_path(
+        "1.20/stable",
+        &["apiserver", "apiserver-kicker", "controller-manager", "control-plane-kicker", "scheduler"],
+        &["kubelet", "proxy"],
+        &["clustered.lock"],
+    );
+}
+
+#[test]
+fn joins_a_kubelite_node() {
+    happy_path("1.24/stable", &["k8s-dqlite", "apiserver-kicker"], &["kubelite"], &["clustered.lock", "no-k8s-dqlite"]);
+}
+
+#[test]
+fn joins_a_1_30_node_with_the_apiserver_proxy_kept_off() {
+    happy_path(
+        "1.30/stable",
+        &["k8s-dqlite", "apiserver-kicker", "apiserver-proxy"],
+        &["kubelite"],
+        &["clustered.lock", "no-k8s-dqlite"],
+    );
+}
+
+#[test]
+fn a_second_run_after_success_changes_nothing() {
+    let w = happy_path(
+        "1.30/stable",
+        &["k8s-dqlite", "apiserver-kicker", "apiserver-proxy"],
+        &["kubelite"],
+        &["clustered.lock", "no-k8s-dqlite"],
+    );
+    let before = w.snapshot();
+    w.fakes.clear_calls();
+    let requests = w.sim.requests().len();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("already joined"), "{log}");
+    assert_eq!(w.fakes.calls(), Vec::<String>::new(), "nothing restarted or installed");
+    assert_eq!(w.sim.requests().len(), requests, "no apiserver traffic");
+    assert_eq!(w.snapshot(), before);
+}
+
+#[test]
+fn apiserver_down_for_a_while_then_back() {
+    let mut w = world("1.28/stable");
+    w.fast(60);
+    w.kubelet();
+    w.sim.stop();
+    let start = Instant::now();
+    let child = w.command().stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    w.sim.restart();
+    let back = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    // With a 400 ms cap the node notices within a cap or two of recovery.
+    let after = back.elapsed();
+    assert!(after < Duration::from_secs(5), "joined {after:?} after recovery\n{log}");
+    assert!(start.elapsed() >= Duration::from_secs(3));
+    let failed: Vec<_> = log.lines().filter(|l| l.starts_with("mk8s-bootstrap[apiserver]: attempt")).collect();
+    assert!(failed.len() >= 3, "one line per failed attempt:\n{log}");
+    // Not a tight loop: with full jitter and a 400 ms cap, well under 100 tries in 3 s.
+    assert!(failed.len() < 100, "{} attempts in 3 s", failed.len());
+}
+
+#[test]
+fn apiserver_not_ready_then_ready() {
+    let w = world("1.28/stable");
+    w.fast(60);
+    w.kubelet();
+    w.sim.set_ready(false);
+    let child = w.command().stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    w.sim.set_ready(true);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(w.sim.requests().iter().any(|r| r.1 == "/readyz" && r.3 == 503));
+    assert!(log.contains("GET /readyz answered 503"), "{log}");
+}
+
+#[test]
+fn a_token_the_control_plane_does_not_know_is_fatal() {
+    let w = world("1.28/stable");
+    w.fast(60);
+    w.sim.set_tokens("someone-elses-token,system:node:worker-1,x,\"system:nodes\"\n");
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("does not know it") && log.contains("merge-known-tokens.sh"), "{log}");
+    let calls = w.fakes.calls();
+    assert!(!calls.iter().any(|c| c.contains("restart")), "nothing started with a rejected credential: {calls:?}");
+    let st = w.status();
+    assert_eq!(st["result"], "failed");
+    assert_eq!(st["phase"], "apiserver");
+    assert!(st["lastError"].as_str().unwrap().contains("401"));
+}
+
+#[test]
+fn another_nodes_token_is_refused() {
+    let w = world("1.28/stable");
+    w.fast(60);
+    // The control plane knows the token, but as another node's.
+    let csv = w.token_csv.replace("system:node:worker-1", "system:node:worker-2");
+    w.sim.set_tokens(&csv);
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("403"), "{log}");
+}
+
+#[test]
+fn a_ca_that_does_not_match_its_pin_stops_before_anything_is_installed() {
+    let w = world("1.28/stable");
+    w.edit_plan(|p| p.ca.pin = format!("sha256:{}", "0".repeat(64)));
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("does not match its pin"), "{log}");
+    assert_eq!(w.fakes.calls(), Vec::<String>::new());
+    assert!(!w.root.join("var/snap").exists(), "nothing installed");
+    assert!(w.sim.requests().is_empty(), "no connection before the pin check");
+}
+
+#[test]
+fn a_tampered_staged_file_is_refused() {
+    let w = world("1.28/stable");
+    fs::write(w.root.join("etc/mk8s-worker/kubelet.config"), "apiVersion: v1\n").unwrap();
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("does not match the plan's sha256"), "{log}");
+    assert_eq!(w.fakes.calls(), Vec::<String>::new());
+}
+
+#[test]
+fn a_bad_plan_exits_78() {
+    let w = world("1.28/stable");
+    fs::write(w.root.join(PLAN_PATH.trim_start_matches('/')), "{\"apiVersion\": \"mk8s-worker/v9\"}").unwrap();
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("mk8s-worker/v9"), "{log}");
+    let out = Command::new(BIN).arg("--nonsense").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn no_network_to_the_snap_store_is_retried_then_exits_75() {
+    let w = world("1.28/stable");
+    w.fast(3);
+    w.fakes.set_store_down(true);
+    let t = Instant::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 75, "{log}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let installs = w.fakes.calls().iter().filter(|c| c.starts_with("snap install")).count();
+    assert!(installs >= 3, "retried: {installs}\n{log}");
+    let st = w.status();
+    assert_eq!(st["result"], "retrying");
+    assert!(st["lastError"].as_str().unwrap().contains("api.snapcraft.io"));
+    // systemd restarts the unit; this time the store answers.
+    w.fakes.set_store_down(false);
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// Paths whose presence, mode or content differ.
+fn diff(got: &BTreeMap<String, (u32, String)>, want: &BTreeMap<String, (u32, String)>) -> Vec<String> {
+    let mut keys: Vec<_> = got.keys().chain(want.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| got.get(k) != want.get(k))
+        .map(|k| format!("{k}: got {:?}, want {:?}", got.get(&k), want.get(&k)))
+        .collect()
+}
+
+/// Reference: the final state of an uninterrupted run.
+fn reference(w: &World) -> (BTreeMap<String, (u32, String)>, usize) {
+    w.boot();
+    w.fast(60);
+    w.sim.register_node(NODE, true);
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    (w.snapshot(), w.fakes.calls().len())
+}
+
+#[test]
+fn killed_before_every_command_and_rerun_converges() {
+    let w = world("1.20/stable");
+    let (want, n) = reference(&w);
+    assert!(n >= 10, "{n}");
+    for k in 1..=n as u32 {
+        w.boot();
+        w.fast(60);
+        w.fakes.kill_at(Some(k));
+        let (code, _) = w.run();
+        assert_eq!(code, -1, "run {k} was to be killed by SIGKILL");
+        w.fakes.kill_at(None);
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "rerun after a kill at command {k}: {log}");
+        let got = w.snapshot();
+        assert_eq!(diff(&got, &want), Vec::<String>::new(), "state after a kill at command {k} differs");
+    }
+}
+
+#[test]
+fn killed_at_arbitrary_moments_and_rerun_converges() {
+    let w = world("1.30/stable");
+    let (want, _) = reference(&w);
+    let mut killed = 0;
+    for delay_ms in (0..=240).step_by(12) {
+        w.boot();
+        w.fast(60);
+        let mut child = w.command().stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        let _ = child.wait();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "rerun after a kill at {delay_ms} ms: {log}");
+        assert_eq!(diff(&w.snapshot(), &want), Vec::<String>::new(), "state after a kill at {delay_ms} ms differs");
+        // No temp file survives a rerun.
+        assert!(!w.snapshot().keys().any(|k| k.contains("mk8s-tmp")));
+    }
+    assert!(killed >= 5, "only {killed} runs were actually interrupted");
+}

@@ -1,0 +1,283 @@
+//! The simulated kube-apiserver: the only stand-in in the test suite, kept here.
+//!
+//! Honest where it matters to the bootstrap: real TLS with a leaf certificate
+//! signed by a test CA (SANs 127.0.0.1 and its own address, like MicroK8s's
+//! apiserver certificate); token authentication from a `known_tokens.csv` in the
+//! format MicroK8s uses (`token,user,uid,"group1,group2"`, last duplicate wins);
+//! client-certificate authentication against the CA (CN = user, O = groups);
+//! anonymous access to `/readyz`, `/livez`, `/version` only; the Node authorizer's
+//! rule that a node may read only its own Node; real status codes with
+//! `Status` bodies. It can go down and come back on the same address, and
+//! `/readyz` can be switched between 503 and 200.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::pki::Ca;
+use crate::tls::{server_config, Handler, Request, Response, TlsServer};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: bool,
+    tokens: HashMap<String, User>,
+    /// name -> Ready
+    nodes: HashMap<String, bool>,
+    /// (method, path, authenticated user or "-", status)
+    log: Vec<(String, String, String, u16)>,
+}
+
+pub struct SimApiserver {
+    pub ca: Arc<Ca>,
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    config: Arc<rustls::ServerConfig>,
+    server: Option<TlsServer>,
+}
+
+/// Parse MicroK8s's `known_tokens.csv`: `token,user,uid[,"g1,g2"]`.
+pub fn parse_known_tokens(csv: &str) -> HashMap<String, User> {
+    let mut out = HashMap::new();
+    for line in csv.lines().filter(|l| !l.trim().is_empty()) {
+        let fields = split_csv(line);
+        if fields.len() < 3 {
+            continue;
+        }
+        let groups = fields
+            .get(3)
+            .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        // A duplicated token keeps the last line, as kube-apiserver's tokenfile does.
+        out.insert(fields[0].clone(), User { name: fields[1].clone(), groups });
+    }
+    out
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().unwrap().push(c),
+        }
+    }
+    fields
+}
+
+/// CN and O values of a client certificate.
+fn cert_user(der: &[u8]) -> Option<User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = cert.subject().iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    Some(User { name, groups })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code});
+    Response::json(code, body.to_string())
+}
+
+fn handle(state: &Mutex<State>, req: &Request) -> (Response, String) {
+    let st = state.lock().unwrap();
+    let user = match req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
+        Some(token) => match st.tokens.get(token.trim()) {
+            Some(u) => Some(u.clone()),
+            None => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
+        },
+        None => req.client_cert.as_deref().and_then(cert_user),
+    };
+    let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| "-".into());
+    let path = req.path.split('?').next().unwrap_or("");
+    let resp = match (req.method.as_str(), path) {
+        ("GET", "/readyz") if st.ready => Response::text(200, "ok"),
+        ("GET", "/readyz") => Response::text(503, "[-]etcd failed: reason withheld\nreadyz check failed"),
+        ("GET", "/livez") => Response::text(200, "ok"),
+        ("GET", "/version") => Response::json(200, r#"{"major":"1","minor":"30","gitVersion":"v1.30.0-sim"}"#),
+        ("GET", p) if p.starts_with("/api/v1/nodes/") => {
+            let name = &p["/api/v1/nodes/".len()..];
+            match &user {
+                None => status(401, "Unauthorized", "Unauthorized"),
+                Some(u) => {
+                    let is_node = u.groups.iter().any(|g| g == "system:nodes");
+                    let own = u.name == format!("system:node:{name}");
+                    let allowed = (is_node && own)
+                        || u.name == "system:kube-proxy"
+                        || u.groups.iter().any(|g| g == "system:masters");
+                    if !allowed {
+                        status(
+                            403,
+                            "Forbidden",
+                            &format!(
+                                "nodes \"{name}\" is forbidden: User \"{}\" cannot get resource \"nodes\"",
+                                u.name
+                            ),
+                        )
+                    } else {
+                        match st.nodes.get(name) {
+                            None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
+                            Some(ready) => {
+                                let body = serde_json::json!({
+                                    "kind": "Node", "apiVersion": "v1",
+                                    "metadata": {"name": name},
+                                    "status": {"conditions": [
+                                        {"type": "Ready", "status": if *ready { "True" } else { "False" }, "reason": if *ready { "KubeletReady" } else { "KubeletNotReady" }}
+                                    ]}
+                                });
+                                Response::json(200, body.to_string())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => status(404, "NotFound", "the server could not find the requested resource"),
+    };
+    (resp, who)
+}
+
+/// A cloneable handle to the simulator's state, for threads that stand in for
+/// kubelet while a test holds the server itself.
+#[derive(Clone)]
+pub struct Control(Arc<Mutex<State>>);
+
+impl Control {
+    pub fn register_node(&self, name: &str, ready: bool) {
+        self.0.lock().unwrap().nodes.insert(name.to_string(), ready);
+    }
+}
+
+impl SimApiserver {
+    pub fn control(&self) -> Control {
+        Control(self.state.clone())
+    }
+
+    /// Start on `ip` (a loopback address) at a free port, trusting `known_tokens_csv`.
+    pub fn start(ca: Arc<Ca>, ip: &str, known_tokens_csv: &str) -> SimApiserver {
+        let leaf = ca.server(&["127.0.0.1", ip, "kubernetes", "kubernetes.default"]);
+        let config = server_config(&leaf, Some(&ca));
+        let state = Arc::new(Mutex::new(State {
+            ready: true,
+            tokens: parse_known_tokens(known_tokens_csv),
+            ..State::default()
+        }));
+        let mut sim = SimApiserver { ca, addr: format!("{ip}:0").parse().unwrap(), state, config, server: None };
+        sim.bring_up();
+        sim
+    }
+
+    fn bring_up(&mut self) {
+        let state = self.state.clone();
+        let handler: Handler = Arc::new(move |req: &Request| {
+            let (resp, who) = handle(&state, req);
+            state.lock().unwrap().log.push((req.method.clone(), req.path.clone(), who, resp.status));
+            resp
+        });
+        // The same address every time (port chosen on first start).
+        let mut tries = 0;
+        let server = loop {
+            match TlsServer::start(&self.addr.to_string(), self.config.clone(), handler.clone()) {
+                Ok(s) => break s,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("simulated apiserver cannot listen on {}: {e}", self.addr),
+            }
+        };
+        self.addr = server.addr;
+        self.server = Some(server);
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Take the apiserver down (connections refused) ...
+    pub fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
+    }
+
+    /// ... and bring it back on the same address.
+    pub fn restart(&mut self) {
+        if self.server.is_none() {
+            self.bring_up();
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.state.lock().unwrap().ready = ready;
+    }
+
+    /// Stand in for kubelet: the Node object appears (Ready or not).
+    pub fn register_node(&self, name: &str, ready: bool) {
+        self.state.lock().unwrap().nodes.insert(name.to_string(), ready);
+    }
+
+    pub fn set_tokens(&self, known_tokens_csv: &str) {
+        self.state.lock().unwrap().tokens = parse_known_tokens(known_tokens_csv);
+    }
+
+    /// Requests seen: (method, path, user or "-", status).
+    pub fn requests(&self) -> Vec<(String, String, String, u16)> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_tokens_parse_like_the_apiserver() {
+        let csv = "t1,system:kube-proxy,kube-proxy\nt2,system:node:w1,kubelet-1,\"system:nodes\"\nt3,admin,admin,\"system:masters,other\"\nt1,system:node:w1,dup,\"system:nodes\"\n";
+        let m = parse_known_tokens(csv);
+        assert_eq!(m["t2"], User { name: "system:node:w1".into(), groups: vec!["system:nodes".into()] });
+        assert_eq!(m["t3"].groups, vec!["system:masters".to_string(), "other".into()]);
+        // The original method's bug: one token on two lines; the last one wins.
+        assert_eq!(m["t1"].name, "system:node:w1");
+    }
+
+    #[test]
+    fn authentication_and_authorization() {
+        let ca = Arc::new(Ca::new("sim-ca"));
+        let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "good,system:node:w1,u1,\"system:nodes\"\n");
+        let get =
+            |path: &str, token: Option<&str>| crate::tls::https_get(sim.addr, path, Some(&ca), token).unwrap().status;
+        assert_eq!(get("/readyz", None), 200);
+        assert_eq!(get("/version", None), 200);
+        assert_eq!(get("/api/v1/nodes/w1", None), 401);
+        assert_eq!(get("/api/v1/nodes/w1", Some("bad")), 401);
+        assert_eq!(get("/api/v1/nodes/w1", Some("good")), 404);
+        assert_eq!(get("/api/v1/nodes/w2", Some("good")), 403);
+        sim.register_node("w1", true);
+        assert_eq!(get("/api/v1/nodes/w1", Some("good")), 200);
+        sim.set_ready(false);
+        assert_eq!(get("/readyz", None), 503);
+        // A client that does not trust the sim's CA cannot talk to it.
+        let other = Ca::new("other-ca");
+        assert!(crate::tls::https_get(sim.addr, "/readyz", Some(&other), None).is_err());
+    }
+
+    #[test]
+    fn goes_down_and_comes_back_on_the_same_address() {
+        let ca = Arc::new(Ca::new("sim-ca"));
+        let mut sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        let addr = sim.addr;
+        sim.stop();
+        assert!(crate::tls::https_get(addr, "/readyz", Some(&ca), None).is_err());
+        sim.restart();
+        assert_eq!(sim.addr, addr);
+        assert_eq!(crate::tls::https_get(addr, "/readyz", Some(&ca), None).unwrap().status, 200);
+    }
+}
