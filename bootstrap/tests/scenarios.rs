@@ -25,7 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
 
 struct World {
-    tmp: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
     root: PathBuf,
     fakes: Fakes,
     sim: SimApiserver,
@@ -55,7 +55,7 @@ fn world(channel: &str) -> World {
     let user_data = render::cloud_config(&out);
     let token_csv = mk8s_gen::controlplane::token_lines(&facts, &secrets, worker);
     sim.set_tokens(&token_csv);
-    let w = World { tmp, root, fakes, sim, user_data, token_csv };
+    let w = World { _tmp: tmp, root, fakes, sim, user_data, token_csv };
     w.boot();
     w
 }
