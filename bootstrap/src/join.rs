@@ -296,18 +296,42 @@ impl<'a> Joiner<'a> {
                 self.say("snap", &format!("snap wait system seed.loaded: {}", r.output));
             }
         }
-        let channel = plan.microk8s.channel.clone();
-        self.say("snap", &format!("installing microk8s from channel {channel}"));
-        self.retry("snap", plan, |_| {
-            let r = node
-                .snap(&["install", "microk8s", "--classic", "--channel", &channel])
-                .map_err(|e| Failure::Retry(e.to_string()))?;
-            if r.ok || r.output.contains("already installed") {
-                Ok(())
-            } else {
-                Err(Failure::Retry(format!("snap install microk8s failed: {}", r.output)))
+        if let Some(local) = &plan.microk8s.local_snap {
+            let (file, assert) = (node.path(&local.file), node.path(&local.assert));
+            if !file.exists() || !assert.exists() {
+                return Err(Stop::Fatal(format!(
+                    "air-gapped install: {} or {} is not on this node; bake them into the image or copy them before boot",
+                    local.file, local.assert
+                )));
             }
-        })?;
+            let (file, assert) = (file.display().to_string(), assert.display().to_string());
+            self.say("snap", &format!("installing microk8s from {}", local.file));
+            self.retry("snap", plan, |_| {
+                let ack = node.snap(&["ack", &assert]).map_err(|e| Failure::Retry(e.to_string()))?;
+                if !ack.ok {
+                    return Err(Failure::Retry(format!("snap ack {assert} failed: {}", ack.output)));
+                }
+                let r = node.snap(&["install", &file, "--classic"]).map_err(|e| Failure::Retry(e.to_string()))?;
+                if r.ok {
+                    Ok(())
+                } else {
+                    Err(Failure::Retry(format!("snap install {file} failed: {}", r.output)))
+                }
+            })?;
+        } else {
+            let channel = plan.microk8s.channel.clone();
+            self.say("snap", &format!("installing microk8s from channel {channel}"));
+            self.retry("snap", plan, |_| {
+                let r = node
+                    .snap(&["install", "microk8s", "--classic", "--channel", &channel])
+                    .map_err(|e| Failure::Retry(e.to_string()))?;
+                if r.ok || r.output.contains("already installed") {
+                    Ok(())
+                } else {
+                    Err(Failure::Retry(format!("snap install microk8s failed: {}", r.output)))
+                }
+            })?;
+        }
         self.say("snap", "microk8s installed");
         Ok(())
     }

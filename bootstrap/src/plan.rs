@@ -74,6 +74,19 @@ pub struct MicroK8sSpec {
     /// Files created under `var/lock/` before anything is (re)started, so the control
     /// plane stays off across restarts and snap refreshes.
     pub locks: Vec<String>,
+    /// Air-gapped sites: install from this local snap and its assertion instead of
+    /// the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_snap: Option<LocalSnap>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalSnap {
+    /// Absolute path of the `.snap` file on the node.
+    pub file: String,
+    /// Absolute path of its `.assert` file.
+    pub assert: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

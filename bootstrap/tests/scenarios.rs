@@ -36,15 +36,28 @@ struct World {
 /// Generate facts for a cluster whose apiserver is the simulator, render the
 /// user-data with the real generator, and "boot" a node: write its files.
 fn world(channel: &str) -> World {
+    world_with(&format!("{{ channel: {channel} }}"))
+}
+
+/// `microk8s` is the facts' `cluster.microk8s` value (flow YAML).
+fn world_with(microk8s: &str) -> World {
+    world_full(microk8s, "127.0.0.1", |port| format!("{{ mode: external, address: 127.0.0.1, port: {port} }}"), |_| {})
+}
+
+/// The general form: the simulator listens on `sim_ip`, `lb` gives the facts'
+/// load-balancer for its port, `prepare` runs in the temp dir before generating.
+fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, prepare: impl FnOnce(&Path)) -> World {
     let tmp = tempfile::tempdir().unwrap();
+    prepare(tmp.path());
     let root = tmp.path().join("root");
     let fakes = Fakes::new(&tmp.path().join("fake"), &root);
     let ca = Arc::new(Ca::new("scenario-cluster-ca"));
-    let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+    let sim = SimApiserver::start(ca.clone(), sim_ip, "");
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let facts_yaml = format!(
-        "cluster:\n  name: scen\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {{ mode: external, address: 127.0.0.1, port: {} }}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
-        sim.addr.port()
+        "cluster:\n  name: scen\n  microk8s: {microk8s}\n  ca: {{ cert-file: ca.crt }}\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
+        port = sim.addr.port(),
+        lb = lb(sim.addr.port())
     );
     let spans = SpanMap::build(&facts_yaml);
     let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
@@ -104,12 +117,10 @@ impl World {
 
     fn command(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(&self.root)
-            .arg("--systemctl")
-            .arg(&self.fakes.systemctl)
-            .arg("--snap")
-            .arg(&self.fakes.snap);
+        c.arg("--root").arg(&self.root);
+        c.arg("--systemctl").arg(&self.fakes.systemctl);
+        c.arg("--snap").arg(&self.fakes.snap);
+        c.arg("--curl").arg(&self.fakes.curl);
         c
     }
 
@@ -492,4 +503,126 @@ fn killed_at_arbitrary_moments_and_rerun_converges() {
         assert!(!w.snapshot().keys().any(|k| k.contains("mk8s-tmp")));
     }
     assert!(killed >= 5, "only {killed} runs were actually interrupted");
+}
+
+#[test]
+fn air_gapped_install_from_a_local_snap_and_assertion() {
+    let w = world_with("{ channel: 1.28/stable, local-snap: { file: /var/cache/mk8s/microk8s_1234.snap, assert: /var/cache/mk8s/microk8s_1234.assert } }");
+    w.fast(60);
+    w.fakes.set_store_down(true);
+    // Without the files on the node: a clear, fatal error.
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("air-gapped install"), "{log}");
+    // With them (baked into the image): installs without the store.
+    w.boot();
+    w.fast(60);
+    w.kubelet();
+    let cache = w.root.join("var/cache/mk8s");
+    fs::create_dir_all(&cache).unwrap();
+    fs::write(cache.join("microk8s_1234.snap"), "snap").unwrap();
+    fs::write(cache.join("microk8s_1234.assert"), "assert").unwrap();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    let calls = w.fakes.calls();
+    let file = cache.join("microk8s_1234.snap").display().to_string();
+    let assert = cache.join("microk8s_1234.assert").display().to_string();
+    assert_eq!(calls[2..4], [format!("snap ack {assert}"), format!("snap install {file} --classic")], "{calls:?}");
+}
+
+/// Kills the traefik that the substitute systemctl started.
+struct KillPidFile(PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// A traefik "release" tarball holding a `traefik` that runs the real one.
+fn traefik_tarball(dir: &Path) -> String {
+    let real = mk8s_testkit::tools::require("traefik");
+    let stage = dir.join("release");
+    fs::create_dir_all(&stage).unwrap();
+    fs::write(stage.join("traefik"), format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
+    fs::set_permissions(stage.join("traefik"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(stage.join("LICENSE.md"), "MIT\n").unwrap();
+    let tarball = dir.join("traefik_v3_linux_amd64.tar.gz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&stage)
+        .args(["traefik", "LICENSE.md"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    hex::encode(sha2::Sha256::digest(fs::read(&tarball).unwrap()))
+}
+
+fn node_local_world(sha256: &str) -> World {
+    let sha = sha256.to_string();
+    let w = world_full(
+        "{ channel: 1.30/stable }",
+        "127.0.0.2",
+        move |_| {
+            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz\", sha256: {sha} }}, health-check: {{ interval: 1s, timeout: 500ms }} }}")
+        },
+        |_| {},
+    );
+    w
+}
+
+#[test]
+fn node_local_traefik_is_fetched_verified_started_and_carries_the_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let sha = traefik_tarball(dir.path());
+    let w = node_local_world(&sha);
+    w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
+    let pidfile = w.fakes.dir.join("traefik.pid");
+    let _guard = KillPidFile(pidfile.clone());
+    // What the real unit does, with the configuration relocated under the root.
+    w.fakes.on_start(
+        "mk8s-traefik.service",
+        &format!(
+            "#!/bin/sh\nsed 's#/etc/mk8s-worker/#{root}/etc/mk8s-worker/#g' '{root}/etc/mk8s-worker/traefik/traefik.yaml' > '{fake}/traefik.yaml'\nsetsid '{root}/usr/local/bin/traefik' --configFile='{fake}/traefik.yaml' > '{fake}/traefik.log' 2>&1 < /dev/null &\necho $! > '{pid}'\n",
+            root = w.root.display(),
+            fake = w.fakes.dir.display(),
+            pid = pidfile.display()
+        ),
+    );
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", fs::read_to_string(w.fakes.dir.join("traefik.log")).unwrap_or_default());
+    let installed = w.root.join("usr/local/bin/traefik");
+    assert_eq!(fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o755);
+    assert!(fs::read_to_string(&installed).unwrap().contains("exec "));
+    let fetch = format!(
+        "curl -fsSL --max-time 300 -o {} https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz",
+        w.root.join("usr/local/bin/.mk8s-download").display()
+    );
+    assert!(w.fakes.calls().contains(&fetch), "{:?}", w.fakes.calls());
+    assert!(w.fakes.calls().contains(&"systemctl enable --now mk8s-traefik.service".to_string()));
+    assert!(log.contains("mk8s-traefik.service is listening on 127.0.0.1:"), "{log}");
+    // The apiserver was reached through traefik (TLS passed through: the sim saw our token).
+    assert!(w.sim.requests().iter().any(|r| r.2 == "system:node:worker-1"));
+    assert!(
+        !w.root.join("usr/local/bin/.mk8s-download").exists() && !w.root.join("usr/local/bin/.mk8s-unpack").exists()
+    );
+}
+
+#[test]
+fn a_load_balancer_download_with_the_wrong_sha256_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    traefik_tarball(dir.path());
+    let w = node_local_world(&"ab".repeat(32));
+    w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
+    w.fast(60);
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("refusing it"), "{log}");
+    assert!(!w.root.join("usr/local/bin/traefik").exists());
 }

@@ -46,6 +46,18 @@ pub struct RawCluster {
 pub struct RawMicroK8s {
     #[serde(default)]
     pub channel: Option<String>,
+    /// Air-gapped: a `.snap` and `.assert` already on the node (baked or copied).
+    #[serde(default)]
+    pub local_snap: Option<RawLocalSnap>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLocalSnap {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub assert: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -269,6 +269,11 @@ pub fn render_node(
             stop_services,
             start_services,
             locks,
+            local_snap: facts
+                .channel
+                .local_snap
+                .as_ref()
+                .map(|(file, assert)| plan::LocalSnap { file: file.clone(), assert: assert.clone() }),
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },

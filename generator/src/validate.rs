@@ -42,6 +42,8 @@ pub enum AuthMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
     pub text: String,
+    /// Air-gapped install: (snap file, assert file) on the node.
+    pub local_snap: Option<(String, String)>,
     /// (major, minor); None for `latest`.
     pub version: Option<(u32, u32)>,
     pub flavour: Flavour,
@@ -110,7 +112,26 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     let channel = match c.microk8s.as_ref() {
         None => required::<String>(None, "$.cluster.microk8s", report).and(None),
         Some(m) => {
-            required(m.channel.as_ref(), "$.cluster.microk8s.channel", report).and_then(|ch| check_channel(ch, report))
+            let ch = required(m.channel.as_ref(), "$.cluster.microk8s.channel", report)
+                .and_then(|ch| check_channel(ch, report));
+            let local = m.local_snap.as_ref().and_then(|l| {
+                let base = "$.cluster.microk8s.local-snap";
+                let file = required(l.file.as_ref(), &format!("{base}.file"), report)?;
+                let assert = required(l.assert.as_ref(), &format!("{base}.assert"), report)?;
+                let mut ok = true;
+                for (v, k, ext) in [(file, "file", ".snap"), (assert, "assert", ".assert")] {
+                    if !is_safe_abs_path(v) || !v.ends_with(ext) {
+                        report.error(
+                            format!("{base}.{k}"),
+                            format!("{} is not a plain absolute path to a {ext} file", show(v)),
+                            "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
+                        );
+                        ok = false;
+                    }
+                }
+                ok.then(|| (file.clone(), assert.clone()))
+            });
+            ch.map(|c| Channel { local_snap: local, ..c })
         }
     };
 
@@ -358,7 +379,12 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             "channel `latest` follows every new Kubernetes minor",
             "pin a track such as 1.30/stable so workers match the control plane",
         );
-        return Some(Channel { text: s.into(), version: None, flavour: Flavour::KubeliteApiserverProxy });
+        return Some(Channel {
+            text: s.into(),
+            local_snap: None,
+            version: None,
+            flavour: Flavour::KubeliteApiserverProxy,
+        });
     }
     if track.ends_with("-strict") || track.ends_with("-eksd") {
         report.error(path, format!("track {track:?} is not supported"), "use a classic track such as 1.30/stable");
@@ -382,7 +408,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             return None;
         }
     };
-    Some(Channel { text: s.into(), version: Some((major, minor)), flavour })
+    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), flavour })
 }
 
 fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {

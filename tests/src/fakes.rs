@@ -4,6 +4,7 @@
 //! Switches are files in the fake directory:
 //! - `store-down`: `snap install` fails like a node without network to the store;
 //! - `kill-at` (a number N): the Nth fake command SIGKILLs its caller first;
+//! - `download`: the path of the file the substitute `curl` "downloads";
 //! - `on-start-UNIT` (executable): run when `systemctl enable --now UNIT` is called.
 //!
 //! A `systemctl restart` of kubelite or kubelet touches `kubelet-started`, which a
@@ -18,6 +19,7 @@ pub struct Fakes {
     pub root: PathBuf,
     pub snap: PathBuf,
     pub systemctl: PathBuf,
+    pub curl: PathBuf,
 }
 
 const PRELUDE: &str = r#"#!/bin/sh
@@ -39,8 +41,17 @@ case "$1" in
     if [ -d "$sd" ]; then echo "microk8s  v1.x  1234  1.30/stable  canonical  classic"; exit 0; fi
     echo "error: no matching snaps installed" >&2; exit 1 ;;
   wait) exit 0 ;;
+  ack)
+    [ -f "$2" ] || { echo "error: cannot read assertion file: $2" >&2; exit 1; }
+    echo "$2" >> "$FAKE/acked"; exit 0 ;;
   install)
-    if [ -f "$FAKE/store-down" ]; then
+    local_file=""
+    case "$2" in
+      *.snap)
+        local_file="$2"
+        grep -qxF "${2%.snap}.assert" "$FAKE/acked" 2>/dev/null || { echo "error: cannot find signatures with metadata for snap \"$2\"" >&2; exit 1; } ;;
+    esac
+    if [ -z "$local_file" ] && [ -f "$FAKE/store-down" ]; then
       echo 'error: cannot install "microk8s": Post "https://api.snapcraft.io/v2/snaps/refresh": dial tcp: lookup api.snapcraft.io: Temporary failure in name resolution' >&2
       exit 1
     fi
@@ -83,7 +94,26 @@ esac
 exit 0
 "#;
 
+/// `curl ... -o FILE URL`: "downloads" the file named by `download` (a path), or
+/// fails like an unreachable host when there is none.
+const CURL: &str = r#"
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out="$2"; shift 2 ;;
+    *) shift ;;
+  esac
+done
+if [ ! -f "$FAKE/download" ]; then echo "curl: (6) Could not resolve host" >&2; exit 6; fi
+cp "$(cat "$FAKE/download")" "$out"
+"#;
+
 impl Fakes {
+    /// What the substitute curl hands out.
+    pub fn serve_download(&self, file: &Path) {
+        fs::write(self.dir.join("download"), file.display().to_string()).unwrap();
+    }
+
     pub fn new(dir: &Path, root: &Path) -> Fakes {
         fs::create_dir_all(dir).unwrap();
         fs::create_dir_all(root).unwrap();
@@ -96,7 +126,8 @@ impl Fakes {
         };
         let snap = write("snap", SNAP);
         let systemctl = write("systemctl", SYSTEMCTL);
-        Fakes { dir: dir.to_path_buf(), root: root.to_path_buf(), snap, systemctl }
+        let curl = write("curl", CURL);
+        Fakes { dir: dir.to_path_buf(), root: root.to_path_buf(), snap, systemctl, curl }
     }
 
     /// Every call so far, as "program args...".
