@@ -41,32 +41,42 @@ fn world(channel: &str) -> World {
 
 /// `microk8s` is the facts' `cluster.microk8s` value (flow YAML).
 fn world_with(microk8s: &str) -> World {
-    world_full(microk8s, "127.0.0.1", |port| format!("{{ mode: external, address: 127.0.0.1, port: {port} }}"), |_| {})
+    world_full(microk8s, "127.0.0.1", external_lb, "")
 }
 
 /// The general form: the simulator listens on `sim_ip`, `lb` gives the facts'
-/// load-balancer for its port, `prepare` runs in the temp dir before generating.
-fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, prepare: impl FnOnce(&Path)) -> World {
+/// load-balancer for its port, `extra` adds lines to `cluster:` (e.g. `auth: x509`).
+fn external_lb(port: u16) -> String {
+    format!("{{ mode: external, address: 127.0.0.1, port: {port} }}")
+}
+
+fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, extra: &str) -> World {
     let tmp = tempfile::tempdir().unwrap();
-    prepare(tmp.path());
     let root = tmp.path().join("root");
     let fakes = Fakes::new(&tmp.path().join("fake"), &root);
     let ca = Arc::new(Ca::new("scenario-cluster-ca"));
     let sim = SimApiserver::start(ca.clone(), sim_ip, "");
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let facts_yaml = format!(
-        "cluster:\n  name: scen\n  microk8s: {microk8s}\n  ca: {{ cert-file: ca.crt }}\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
+        "cluster:\n  name: scen\n  microk8s: {microk8s}\n  ca: {{ cert-file: ca.crt }}\n{extra}  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
         port = sim.addr.port(),
         lb = lb(sim.addr.port())
     );
     let spans = SpanMap::build(&facts_yaml);
     let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
     let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
-    let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
+    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
+    let mut secrets = Secrets::parse(&secrets_text).unwrap();
     let worker = facts.worker(NODE).unwrap();
+    let token_csv = if extra.contains("x509") {
+        secrets.attach_ca_key(&facts.ca).unwrap();
+        String::new()
+    } else {
+        mk8s_gen::controlplane::token_lines(&facts, &secrets, worker)
+    };
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let user_data = render::cloud_config(&out);
-    let token_csv = mk8s_gen::controlplane::token_lines(&facts, &secrets, worker);
     sim.set_tokens(&token_csv);
     let w = World { _tmp: tmp, root, fakes, sim, user_data, token_csv };
     w.boot();
@@ -570,7 +580,7 @@ fn node_local_world(sha256: &str) -> World {
         move |_| {
             format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz\", sha256: {sha} }}, health-check: {{ interval: 1s, timeout: 500ms }} }}")
         },
-        |_| {},
+        "",
     );
     w
 }
@@ -625,4 +635,50 @@ fn a_load_balancer_download_with_the_wrong_sha256_is_refused() {
     assert_eq!(code, 78, "{log}");
     assert!(log.contains("refusing it"), "{log}");
     assert!(!w.root.join("usr/local/bin/traefik").exists());
+}
+
+#[test]
+fn joins_with_x509_client_certificates() {
+    let w = world_full(
+        "{ channel: 1.30/stable }",
+        "127.0.0.1",
+        external_lb,
+        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n",
+    );
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    let kc = fs::read_to_string(w.snap_data("credentials/kubelet.config")).unwrap();
+    assert!(kc.contains("client-certificate-data:") && !kc.contains("token:"), "{kc}");
+    // The simulator authenticated the node by its certificate, no token anywhere.
+    let reqs = w.sim.requests();
+    assert!(
+        reqs.iter().any(|r| r.1 == "/api/v1/nodes/worker-1" && r.2 == "system:node:worker-1" && r.3 == 404),
+        "{reqs:?}"
+    );
+    assert!(!log.contains("BEGIN"), "no key material in the log");
+}
+
+#[test]
+fn x509_certificates_from_another_ca_are_fatal() {
+    let w = world_full(
+        "{ channel: 1.30/stable }",
+        "127.0.0.1",
+        external_lb,
+        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n",
+    );
+    // Same plan, but the apiserver's CA now differs from the one that signed us:
+    // replace the simulator by one with another CA, on the same address.
+    let other = Arc::new(Ca::new("another-ca"));
+    let addr = w.sim.addr;
+    let mut w = w;
+    w.sim.stop();
+    w.sim = SimApiserver::start_at(other, addr, "");
+    w.fast(5);
+    let (code, log) = w.run();
+    // The server's certificate no longer verifies against the plan's CA: retried
+    // (a starting load balancer can do this briefly), then 75 at the deadline.
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("does not verify against the cluster CA"), "{log}");
 }

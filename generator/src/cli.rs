@@ -61,6 +61,10 @@ pub enum SecretsCommand {
         /// Where to write it.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// For `auth: x509`: the cluster CA key (certs/ca.key on a MicroK8s
+        /// control-plane node), as a path relative to the secrets file.
+        #[arg(long, value_name = "PATH")]
+        ca_key_file: Option<String>,
     },
 }
 
@@ -165,7 +169,9 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
     let result = match cli.command {
         None => generate(&cli.generate, io),
         Some(Command::Check(a)) => check(&a, io),
-        Some(Command::Secrets(SecretsCommand::Init { out })) => secrets_init(&out, io),
+        Some(Command::Secrets(SecretsCommand::Init { out, ca_key_file })) => {
+            secrets_init(&out, ca_key_file.as_deref(), io)
+        }
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
     };
@@ -234,14 +240,29 @@ fn node_exists(node: Option<&str>) -> impl FnOnce(&Facts, &mut Report) + '_ {
     }
 }
 
-fn load_secrets(path: &Path, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
+/// Load the secrets; with `auth: x509`, also the CA key, checked against the CA.
+fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
     let text = read(path, "secrets file")?;
-    Secrets::parse(&text).map_err(|mut report| {
-        report.problems.iter_mut().for_each(|p| p.help = p.help.take());
-        // Never show the secrets file's lines: render without source.
-        emit(&report, &path.display().to_string(), "", common, io);
+    let base = path.parent().unwrap_or(Path::new("."));
+    // Never show the secrets file's lines: problems are rendered without source.
+    let file = path.display().to_string();
+    let mut secrets = Secrets::load(&text, base).map_err(|report| {
+        emit(&report, &file, "", common, io);
         Failure::Invalid
-    })
+    })?;
+    if matches!(facts.auth, validate::AuthMode::X509(_)) {
+        if let Err(e) = secrets.attach_ca_key(&facts.ca) {
+            let mut report = Report::default();
+            report.error(
+                "$.ca-key-file",
+                e,
+                "use the key of the CA in the facts (certs/ca.key on a MicroK8s control-plane node)",
+            );
+            emit(&report, &file, "", common, io);
+            return Err(Failure::Invalid);
+        }
+    }
+    Ok(secrets)
 }
 
 fn delivery(a: &GenerateArgs) -> Result<Delivery, Failure> {
@@ -276,7 +297,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
     let delivery = delivery(a)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
-    let secrets = load_secrets(secrets_path, &a.common, io)?;
+    let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
     let out = render::render_node(&facts, &secrets, worker, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let text = render::cloud_config(&out);
@@ -302,15 +323,16 @@ fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
     Ok(())
 }
 
-fn secrets_init(out: &Path, io: &mut Io) -> Result<(), Failure> {
-    crate::secrets::init(out).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
+fn secrets_init(out: &Path, ca_key_file: Option<&str>, io: &mut Io) -> Result<(), Failure> {
+    crate::secrets::init(out, ca_key_file)
+        .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
     writeln!(io.stderr, "wrote {} (0600): keep it private and out of version control", out.display())?;
     Ok(())
 }
 
 fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |_, _| {})?;
-    let secrets = load_secrets(&a.secrets, &a.common, io)?;
+    let secrets = load_secrets(&a.secrets, &facts, &a.common, io)?;
     let workers: Vec<_> = facts.workers.iter().collect();
     let files = crate::controlplane::write_bundle(&facts, &secrets, &workers, &a.out)
         .map_err(|e| Failure::Usage(format!("{e:#}")))?;

@@ -10,7 +10,7 @@ use crate::render::apiserver_unit;
 use crate::secrets::{Identity, Secrets};
 use crate::templates;
 use crate::util::write_atomic;
-use crate::validate::{Facts, LoadBalancer, Worker};
+use crate::validate::{AuthMode, Facts, LoadBalancer, Worker};
 
 /// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
 /// (`kubelet-0`, `kube-proxy`, `admin`, ...), whatever the node is called.
@@ -62,12 +62,26 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
 /// left untouched when unchanged. Returns the files written or confirmed.
 pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: &Path) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
-    let script = templates::render(
-        "merge-known-tokens.sh",
-        serde_json::json!({"cluster": facts.name, "apiserver_service": apiserver_unit(facts.channel.flavour)}),
-    )?;
-    let mut files = vec![("known-tokens.csv", csv, 0o600), ("merge-known-tokens.sh", script, 0o755)];
+    let mut files = Vec::new();
+    match facts.auth {
+        AuthMode::Token => {
+            let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
+            let script = templates::render(
+                "merge-known-tokens.sh",
+                serde_json::json!({"cluster": facts.name, "apiserver_service": apiserver_unit(facts.channel.flavour)}),
+            )?;
+            files.push(("known-tokens.csv", csv, 0o600));
+            files.push(("merge-known-tokens.sh", script, 0o755));
+        }
+        AuthMode::X509(_) => files.push((
+            "README.txt",
+            "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
+             (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
+             The control plane needs no change to admit new workers.\n"
+                .to_string(),
+            0o644,
+        )),
+    }
     if let Some(alt) = alt_names(facts) {
         files.push(("csr-alt-names.txt", alt, 0o644));
     }

@@ -39,6 +39,20 @@ pub struct RawCluster {
     pub dns: Option<RawDns>,
     #[serde(default)]
     pub bootstrap: Option<RawBootstrap>,
+    /// `auth: x509`: validity of the issued client certificates.
+    #[serde(default)]
+    pub client_certificates: Option<RawClientCertificates>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawClientCertificates {
+    /// YYYY-MM-DD (midnight UTC). Fixed in the facts, never taken from the clock,
+    /// so output is reproducible; move it forward to rotate certificates.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    #[serde(default)]
+    pub validity_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,4 +16,5 @@ pub mod spans;
 pub mod templates;
 pub mod util;
 pub mod validate;
+pub mod x509;
 pub mod yaml;

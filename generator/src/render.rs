@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::checks;
 use crate::secrets::{Identity, Secrets};
 use crate::templates;
-use crate::validate::{host_port, Facts, LoadBalancer, Worker};
+use crate::validate::{host_port, AuthMode, Facts, LoadBalancer, Worker};
 
 /// Where the user-data stages files on the node.
 pub const STAGE_DIR: &str = "/etc/mk8s-worker";
@@ -132,7 +132,29 @@ struct KubeconfigCtx<'a> {
     node: &'a str,
     ca_data: &'a str,
     server: &'a str,
-    token: &'a str,
+    token: Option<&'a str>,
+    client_certificate_data: Option<String>,
+    client_key_data: Option<String>,
+}
+
+/// One identity's credential, as it goes into a kubeconfig and the plan.
+enum Cred {
+    Token(String),
+    Cert(crate::x509::Issued),
+}
+
+fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, node: &str) -> anyhow::Result<Cred> {
+    Ok(match facts.auth {
+        AuthMode::Token => Cred::Token(secrets.token(&facts.name, identity, node)),
+        AuthMode::X509(validity) => {
+            let key = secrets.ca_key().ok_or_else(|| {
+                anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
+            })?;
+            let issued = crate::x509::issue(&facts.ca, key, secrets, &facts.name, identity, node, validity)
+                .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))?;
+            Cred::Cert(issued)
+        }
+    })
 }
 
 /// Render a worker's output. Template errors and failed self-checks are bugs in
@@ -145,8 +167,8 @@ pub fn render_node(
 ) -> anyhow::Result<NodeOutput> {
     let server = server_url(facts);
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
-    let kubelet_token = secrets.token(&facts.name, Identity::Kubelet, &worker.name);
-    let proxy_token = secrets.token(&facts.name, Identity::KubeProxy, &worker.name);
+    let kubelet_cred = credential(facts, secrets, Identity::Kubelet, &worker.name)?;
+    let proxy_cred = credential(facts, secrets, Identity::KubeProxy, &worker.name)?;
 
     let mut files = Vec::new();
     let mut install = Vec::new();
@@ -163,13 +185,24 @@ pub fn render_node(
     };
 
     stage("ca.crt", "certs/ca.remote.crt", 0o644, false, facts.ca.pem.clone());
-    for (user, file, token) in
-        [("kubelet", "kubelet.config", &kubelet_token), ("kube-proxy", "proxy.config", &proxy_token)]
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    for (user, file, cred) in
+        [("kubelet", "kubelet.config", &kubelet_cred), ("kube-proxy", "proxy.config", &proxy_cred)]
     {
-        let text = templates::render(
-            "kubeconfig.yaml",
-            KubeconfigCtx { user, node: &worker.name, ca_data: &ca_b64, server: &server, token },
-        )?;
+        let (token, cert, key) = match cred {
+            Cred::Token(t) => (Some(t.as_str()), None, None),
+            Cred::Cert(c) => (None, Some(b64(&c.cert_pem)), Some(b64(&c.key_pem))),
+        };
+        let ctx = KubeconfigCtx {
+            user,
+            node: &worker.name,
+            ca_data: &ca_b64,
+            server: &server,
+            token,
+            client_certificate_data: cert,
+            client_key_data: key,
+        };
+        let text = templates::render("kubeconfig.yaml", ctx)?;
         checks::kubeconfig(&text, &server, &ca_b64, user)?;
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
     }
@@ -277,7 +310,12 @@ pub fn render_node(
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },
-        credentials: CredentialsSpec { kubelet: Credential::Token { token: kubelet_token } },
+        credentials: CredentialsSpec {
+            kubelet: match kubelet_cred {
+                Cred::Token(token) => Credential::Token { token },
+                Cred::Cert(c) => Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem },
+            },
+        },
         install,
         kubelet_args,
         kube_proxy_args,

@@ -25,10 +25,18 @@ struct RawSecrets {
     kind: String,
     /// base64 of at least 32 random bytes.
     token_seed: String,
+    /// `auth: x509`: the cluster CA's private key, a path (relative to this file)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_key_file: Option<String>,
+    /// ...or the PEM inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_key: Option<String>,
 }
 
 pub struct Secrets {
     seed: Vec<u8>,
+    ca_key_pem: Option<String>,
+    ca_key: Option<crate::x509::CaKey>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -54,6 +62,23 @@ impl Identity {
 }
 
 impl Secrets {
+    /// Parse a secrets file; `ca-key-file` is resolved against `base_dir`.
+    pub fn load(text: &str, base_dir: &std::path::Path) -> Result<Secrets, Report> {
+        let mut s = Self::parse(text)?;
+        if let Some(file) = s.ca_key_pem.as_ref().and_then(|k| k.strip_prefix("file:")) {
+            let path = base_dir.join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(pem) => s.ca_key_pem = Some(pem),
+                Err(e) => {
+                    let mut r = Report::default();
+                    r.error("$.ca-key-file", format!("cannot read {}: {e}", path.display()), "the path is relative to the secrets file; on MicroK8s the key is certs/ca.key on a control-plane node");
+                    return Err(r);
+                }
+            }
+        }
+        Ok(s)
+    }
+
     /// Parse a secrets file. Problems never quote the file's content.
     pub fn parse(text: &str) -> Result<Secrets, Report> {
         let mut r = Report::default();
@@ -93,24 +118,55 @@ impl Secrets {
                 "create one with `mk8s-gen secrets init --out FILE`",
             );
         }
+        if raw.ca_key_file.is_some() && raw.ca_key.is_some() {
+            r.error("$.ca-key", "give one of `ca-key-file` and `ca-key`", "keep the CA key in one place");
+        }
         if r.has_errors() {
             return Err(r);
         }
-        Ok(Secrets { seed })
+        let ca_key_pem = raw.ca_key.or(raw.ca_key_file.map(|f| format!("file:{f}")));
+        Ok(Secrets { seed, ca_key_pem, ca_key: None })
+    }
+
+    /// `auth: x509`: parse the CA key once and check it belongs to the CA.
+    pub fn attach_ca_key(&mut self, ca: &crate::ca::CaCert) -> Result<(), String> {
+        let pem =
+            self.ca_key_pem.as_deref().filter(|p| !p.starts_with("file:")).ok_or(
+                "auth: x509 needs the cluster CA key in the secrets file (`ca-key-file: PATH` or `ca-key: PEM`)",
+            )?;
+        self.ca_key = Some(crate::x509::CaKey::from_pem(pem, ca)?);
+        Ok(())
+    }
+
+    pub fn ca_key(&self) -> Option<&crate::x509::CaKey> {
+        self.ca_key.as_ref()
+    }
+
+    /// 32 bytes for a purpose ("key", "serial"), one identity, one node.
+    pub fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
+        for part in [format!("mk8s-worker/v1 {purpose}").as_str(), cluster, identity.label(), node] {
+            mac.update(part.as_bytes());
+            mac.update(&[0]);
+        }
+        mac.update(&[counter]);
+        mac.finalize().into_bytes().into()
     }
 
     /// A new secrets file's text, with a fresh random seed.
-    pub fn generate() -> std::io::Result<String> {
+    pub fn generate(ca_key_file: Option<&str>) -> std::io::Result<String> {
         let mut seed = [0u8; SEED_BYTES];
         getrandom::fill(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Self::text_for_seed(&seed))
+        Ok(Self::text_for_seed(&seed, ca_key_file))
     }
 
-    fn text_for_seed(seed: &[u8]) -> String {
+    fn text_for_seed(seed: &[u8], ca_key_file: Option<&str>) -> String {
         let raw = RawSecrets {
             api_version: API_VERSION.into(),
             kind: KIND.into(),
             token_seed: base64::engine::general_purpose::STANDARD.encode(seed),
+            ca_key_file: ca_key_file.map(str::to_string),
+            ca_key: None,
         };
         format!(
             "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
@@ -130,8 +186,8 @@ impl Secrets {
 }
 
 /// `mk8s-gen secrets init --out FILE`: 0600 from the first byte, never overwrites.
-pub fn init(out: &std::path::Path) -> std::io::Result<()> {
-    let text = Secrets::generate()?;
+pub fn init(out: &std::path::Path, ca_key_file: Option<&str>) -> std::io::Result<()> {
+    let text = Secrets::generate(ca_key_file)?;
     util::create_new_private(out, text.as_bytes())
 }
 
@@ -140,7 +196,7 @@ mod tests {
     use super::*;
 
     fn secrets(seed: u8) -> Secrets {
-        Secrets::parse(&Secrets::text_for_seed(&[seed; 32])).unwrap()
+        Secrets::parse(&Secrets::text_for_seed(&[seed; 32], None)).unwrap()
     }
 
     #[test]

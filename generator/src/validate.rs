@@ -37,6 +37,7 @@ pub struct Facts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
     Token,
+    X509(crate::x509::Validity),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,12 +139,22 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     let ca = required(c.ca.as_ref(), "$.cluster.ca", report).and_then(|ca| load_ca(ca, base_dir, report));
 
     let auth = match c.auth.as_deref() {
-        None | Some("token") => Some(AuthMode::Token),
+        None | Some("token") => {
+            if c.client_certificates.is_some() {
+                report.warning(
+                    "$.cluster.client-certificates",
+                    "ignored with `auth: token`",
+                    "remove it, or set `auth: x509`",
+                );
+            }
+            Some(AuthMode::Token)
+        }
+        Some("x509") => check_client_certs(c.client_certificates.as_ref(), ca.as_ref(), report).map(AuthMode::X509),
         Some(other) => {
             report.error(
                 "$.cluster.auth",
-                format!("auth mode {other:?} is not supported"),
-                "use `auth: token` (static tokens merged into known_tokens.csv)",
+                format!("auth mode {} is not supported", show(other)),
+                "use `auth: token` (static tokens merged into known_tokens.csv) or `auth: x509` (client certificates signed by the cluster CA)",
             );
             None
         }
@@ -246,6 +257,73 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         ready_deadline_secs,
         workers,
     })
+}
+
+pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+fn check_client_certs(
+    raw: Option<&crate::facts::RawClientCertificates>,
+    ca: Option<&CaCert>,
+    report: &mut Report,
+) -> Option<crate::x509::Validity> {
+    let base = "$.cluster.client-certificates";
+    let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }`; it is fixed so the output is reproducible, move it forward to rotate";
+    let Some(raw) = raw else {
+        report.error(base, "`auth: x509` needs `client-certificates.not-before`", help);
+        return None;
+    };
+    let nb = required(raw.not_before.as_ref(), &format!("{base}.not-before"), report)?;
+    let parsed = nb.split('-').map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>();
+    let date = match parsed.as_deref() {
+        Some([y, m, d])
+            if nb.len() == 10
+                && (2000..=2999).contains(y)
+                && (1..=12).contains(m)
+                && (1..=31).contains(d)
+                && time::Date::from_calendar_date(*y as i32, time::Month::try_from(*m as u8).ok()?, *d as u8)
+                    .is_ok() =>
+        {
+            (*y as i32, *m as u8, *d as u8)
+        }
+        _ => {
+            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", show(nb)), help);
+            return None;
+        }
+    };
+    let days = match raw.validity_days {
+        None => DEFAULT_VALIDITY_DAYS,
+        Some(d) if (1..=3650).contains(&d) => d as u32,
+        Some(d) => {
+            report.error(
+                format!("{base}.validity-days"),
+                format!("{d} is out of range"),
+                "use 1 to 3650 days (default 365)",
+            );
+            return None;
+        }
+    };
+    if days <= 30 {
+        report.warning(
+            format!("{base}.validity-days"),
+            format!("the client certificates expire {days} day(s) after their not-before"),
+            "nodes stop authenticating then; use a longer validity unless you rotate that often",
+        );
+    }
+    let start = time::Date::from_calendar_date(date.0, time::Month::try_from(date.1).ok()?, date.2)
+        .ok()?
+        .midnight()
+        .assume_utc();
+    let end = start + time::Duration::days(i64::from(days));
+    if let Some(ca) = ca {
+        if end.unix_timestamp() > ca.not_after {
+            report.warning(
+                format!("{base}.validity-days"),
+                "the client certificates outlive the cluster CA",
+                "they stop verifying when the CA expires; shorten the validity or renew the CA",
+            );
+        }
+    }
+    Some(crate::x509::Validity { not_before: date, days })
 }
 
 /// A key the schema requires; reported once per path.

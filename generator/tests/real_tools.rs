@@ -88,7 +88,10 @@ fn pyyaml_sees_strings_where_we_wrote_strings() {
             assert_eq!(f["owner"], "root:root");
             paths.insert(f["path"].as_str().unwrap().to_string());
             if let Some(kc) = f.get("kubeconfig") {
-                assert_eq!(kc["token_type"], "str");
+                let creds = kc["credential_types"].as_array().unwrap();
+                let token = serde_json::json!([["token", "str"]]);
+                let cert = serde_json::json!([["client-certificate-data", "str"], ["client-key-data", "str"]]);
+                assert!(kc["credential_types"] == token || kc["credential_types"] == cert, "{creds:?}");
                 assert_eq!(f["permissions"], "0600", "kubeconfigs hold tokens");
             }
         }
@@ -192,7 +195,7 @@ fn backends() -> Backends {
         certs.push(leaf.cert_der.clone());
         let body = format!("backend-{i}");
         let handler: tls::Handler = std::sync::Arc::new(move |_req| Response::text(200, body.clone()));
-        servers.push(TlsServer::start(&format!("{ip}:{port}"), server_config(&leaf, None), handler).unwrap());
+        servers.push(TlsServer::start(&format!("{ip}:{port}"), server_config(&leaf, false), handler).unwrap());
     }
     Backends { ca, port, servers, certs }
 }

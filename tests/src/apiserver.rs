@@ -72,9 +72,23 @@ fn split_csv(line: &str) -> Vec<String> {
     fields
 }
 
-/// CN and O values of a client certificate.
-fn cert_user(der: &[u8]) -> Option<User> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+/// The user of a client certificate: verified against the CA (signature and
+/// validity period) first; CN is the user, O values the groups.
+fn cert_user(der: &[u8], ca_der: &[u8]) -> Result<User, ()> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| ())?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|_| ())?;
+    cert.verify_signature(Some(ca.public_key())).map_err(|_| ())?;
+    if cert.issuer() != ca.subject() || !cert.validity().is_valid() {
+        return Err(());
+    }
+    let client_auth = cert.extended_key_usage().ok().flatten().is_some_and(|e| e.value.client_auth);
+    if !client_auth {
+        return Err(());
+    }
+    user_of(&cert).ok_or(())
+}
+
+fn user_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<User> {
     let name = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     let groups = cert.subject().iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     Some(User { name, groups })
@@ -85,14 +99,18 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
     Response::json(code, body.to_string())
 }
 
-fn handle(state: &Mutex<State>, req: &Request) -> (Response, String) {
+fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, String) {
     let st = state.lock().unwrap();
     let user = match req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
         Some(token) => match st.tokens.get(token.trim()) {
             Some(u) => Some(u.clone()),
             None => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
         },
-        None => req.client_cert.as_deref().and_then(cert_user),
+        None => match req.client_cert.as_deref().map(|c| cert_user(c, ca_der)) {
+            None => None,
+            Some(Ok(u)) => Some(u),
+            Some(Err(())) => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
+        },
     };
     let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| "-".into());
     let path = req.path.split('?').next().unwrap_or("");
@@ -161,22 +179,30 @@ impl SimApiserver {
 
     /// Start on `ip` (a loopback address) at a free port, trusting `known_tokens_csv`.
     pub fn start(ca: Arc<Ca>, ip: &str, known_tokens_csv: &str) -> SimApiserver {
+        Self::start_at(ca, format!("{ip}:0").parse().expect("ip"), known_tokens_csv)
+    }
+
+    /// Start on a given address (port 0 picks one).
+    pub fn start_at(ca: Arc<Ca>, addr: SocketAddr, known_tokens_csv: &str) -> SimApiserver {
+        let ip = addr.ip().to_string();
+        let ip = ip.as_str();
         let leaf = ca.server(&["127.0.0.1", ip, "kubernetes", "kubernetes.default"]);
-        let config = server_config(&leaf, Some(&ca));
+        let config = server_config(&leaf, true);
         let state = Arc::new(Mutex::new(State {
             ready: true,
             tokens: parse_known_tokens(known_tokens_csv),
             ..State::default()
         }));
-        let mut sim = SimApiserver { ca, addr: format!("{ip}:0").parse().unwrap(), state, config, server: None };
+        let mut sim = SimApiserver { ca, addr, state, config, server: None };
         sim.bring_up();
         sim
     }
 
     fn bring_up(&mut self) {
         let state = self.state.clone();
+        let ca_der = self.ca.cert_der.clone();
         let handler: Handler = Arc::new(move |req: &Request| {
-            let (resp, who) = handle(&state, req);
+            let (resp, who) = handle(&state, &ca_der, req);
             state.lock().unwrap().log.push((req.method.clone(), req.path.clone(), who, resp.status));
             resp
         });
@@ -267,6 +293,27 @@ mod tests {
         // A client that does not trust the sim's CA cannot talk to it.
         let other = Ca::new("other-ca");
         assert!(crate::tls::https_get(sim.addr, "/readyz", Some(&other), None).is_err());
+    }
+
+    #[test]
+    fn client_certificates_are_verified_against_the_ca() {
+        let ca = Arc::new(Ca::new("sim-ca"));
+        let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        sim.register_node("w1", true);
+        let get = |leaf: &crate::pki::Leaf, node: &str| {
+            crate::tls::https_get_as(sim.addr, &format!("/api/v1/nodes/{node}"), Some(&ca), None, Some(leaf))
+                .unwrap()
+                .status
+        };
+        let node = ca.client("system:node:w1", &["system:nodes"]);
+        assert_eq!(get(&node, "w1"), 200);
+        assert_eq!(get(&node, "w2"), 403);
+        // Same names, signed by another CA: authenticated by nobody.
+        let other = Ca::new("sim-ca").client("system:node:w1", &["system:nodes"]);
+        assert_eq!(get(&other, "w1"), 401);
+        let log = sim.requests();
+        assert_eq!(log[0].2, "system:node:w1");
+        assert_eq!(log[2].2, "-");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
-    /// DER of the client certificate, if one was presented and verified.
+    /// DER of the client certificate, if one was presented (not yet verified).
     pub client_cert: Option<Vec<u8>>,
 }
 
@@ -176,21 +176,61 @@ fn serve_conn(
     }
 }
 
-/// Server config with this certificate, optionally asking for (not requiring)
-/// client certificates signed by `client_ca`.
-pub fn server_config(leaf: &crate::pki::Leaf, client_ca: Option<&crate::pki::Ca>) -> Arc<ServerConfig> {
+/// Asks for a client certificate and accepts whatever is presented (proof of
+/// possession is still checked by TLS); the application verifies the chain, as
+/// kube-apiserver does (Go's `RequestClientCert` plus its x509 authenticator), so a
+/// certificate from another CA gets a 401, not a failed handshake.
+#[derive(Debug)]
+struct RequestClientCert;
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Server config with this certificate; with `request_client_cert`, clients may
+/// present a certificate, which the application must verify.
+pub fn server_config(leaf: &crate::pki::Leaf, request_client_cert: bool) -> Arc<ServerConfig> {
     let builder =
         ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions");
-    let builder = match client_ca {
-        Some(ca) => {
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(ca.rustls_root()), provider())
-                    .allow_unauthenticated()
-                    .build()
-                    .expect("client verifier");
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
+    let builder = if request_client_cert {
+        builder.with_client_cert_verifier(Arc::new(RequestClientCert))
+    } else {
+        builder.with_no_client_auth()
     };
     let mut cfg = builder.with_single_cert(leaf.rustls_chain(), leaf.rustls_key()).expect("server cert");
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -251,11 +291,26 @@ pub fn https_get(
     ca: Option<&crate::pki::Ca>,
     token: Option<&str>,
 ) -> std::io::Result<Fetched> {
+    https_get_as(addr, path, ca, token, None)
+}
+
+/// As `https_get`, presenting a client certificate.
+pub fn https_get_as(
+    addr: SocketAddr,
+    path: &str,
+    ca: Option<&crate::pki::Ca>,
+    token: Option<&str>,
+    client: Option<&crate::pki::Leaf>,
+) -> std::io::Result<Fetched> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions");
-    let cfg = match ca {
-        Some(ca) => builder.with_root_certificates(ca.rustls_root()).with_no_client_auth(),
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(RecordAny)).with_no_client_auth(),
+    let builder = match ca {
+        Some(ca) => builder.with_root_certificates(ca.rustls_root()),
+        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(RecordAny)),
+    };
+    let cfg = match client {
+        Some(leaf) => builder.with_client_auth_cert(leaf.rustls_chain(), leaf.rustls_key()).expect("client cert"),
+        None => builder.with_no_client_auth(),
     };
     let name = ServerName::IpAddress(addr.ip().into());
     let conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(std::io::Error::other)?;

@@ -35,10 +35,12 @@ for wf in doc["write_files"]:
     }
     if text is not None and wf["path"].endswith(".config"):
         kc = yaml.safe_load(text)
+        user = kc["users"][0]["user"]
         entry["kubeconfig"] = {
             "server": kc["clusters"][0]["cluster"]["server"],
             "user": kc["users"][0]["name"],
-            "token_type": type(kc["users"][0]["user"]["token"]).__name__,
+            # the credential: a token, or a client certificate and key
+            "credential_types": sorted({k: type(v).__name__ for k, v in user.items()}.items()),
         }
     files.append(entry)
 print(json.dumps({

@@ -1,0 +1,182 @@
+//! Authentication end to end: the generated certificates as openssl sees them,
+//! and the real kubectl, with each generated kubeconfig, talking to the simulated
+//! apiserver over TLS in both auth modes.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use mk8s_gen::render::{self, Delivery, FileContent, NodeOutput};
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::SimApiserver;
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::{tools, workspace};
+
+fn b64d(s: &str) -> String {
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+/// (cert PEM, key PEM) of one kubeconfig in a golden user-data, read with serde_yaml.
+fn creds_in(user_data: &Path, file: &str) -> (String, String) {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(user_data).unwrap()).unwrap();
+    let f =
+        doc["write_files"].as_sequence().unwrap().iter().find(|f| f["path"].as_str().unwrap().ends_with(file)).unwrap();
+    let kc: serde_yaml::Value = serde_yaml::from_str(f["content"].as_str().unwrap()).unwrap();
+    let user = &kc["users"][0]["user"];
+    (b64d(user["client-certificate-data"].as_str().unwrap()), b64d(user["client-key-data"].as_str().unwrap()))
+}
+
+fn openssl(args: &[&str], input_file: &Path) -> String {
+    let out = Command::new(tools::require("openssl")).args(args).arg(input_file).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn openssl_sees_the_expected_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, node, ca_kind) in
+        [("x509", "worker-1", "sha256WithRSAEncryption"), ("x509-ecdsa", "edge-1", "ecdsa-with-SHA256")]
+    {
+        let fx = workspace().join("fixtures").join(fixture);
+        let ud = fx.join(format!("expected/{node}.stdout"));
+        for (file, subject) in [
+            ("kubelet.config", format!("subject=O = system:nodes, CN = system:node:{node}")),
+            ("proxy.config", "subject=CN = system:kube-proxy".to_string()),
+        ] {
+            let (cert, key) = creds_in(&ud, file);
+            let cert_path = dir.path().join(format!("{fixture}-{file}.crt"));
+            fs::write(&cert_path, &cert).unwrap();
+            let text = openssl(&["x509", "-noout", "-text", "-subject", "-in"], &cert_path);
+            assert!(text.contains(&subject), "{fixture} {file}:\n{text}");
+            assert!(text.contains("Digital Signature, Key Encipherment"), "{text}");
+            assert!(text.contains("TLS Web Client Authentication"), "{text}");
+            assert!(text.contains("Not Before: Nov  1 00:00:00 2026 GMT"), "{text}");
+            assert!(text.contains(&format!("Signature Algorithm: {ca_kind}")), "{text}");
+            if fixture == "x509" {
+                assert!(text.contains("Not After : Nov  1 00:00:00 2027 GMT"), "{text}");
+            }
+            let ok = Command::new(tools::require("openssl"))
+                .args(["verify", "-CAfile"])
+                .arg(fx.join("ca.crt"))
+                .arg("-purpose")
+                .arg("sslclient")
+                .arg("-attime")
+                .arg("1796256000") // 2026-12-01
+                .arg(&cert_path)
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+            // The key in the kubeconfig is the certificate's key.
+            let key_path = dir.path().join(format!("{fixture}-{file}.key"));
+            fs::write(&key_path, &key).unwrap();
+            let from_key = openssl(&["pkey", "-pubout", "-in"], &key_path);
+            let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in"], &cert_path);
+            assert_eq!(from_key, from_cert);
+        }
+    }
+}
+
+/// A cluster whose apiserver is the simulator, in one auth mode.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    sim: SimApiserver,
+    outputs: Vec<NodeOutput>,
+}
+
+fn cluster(auth: &str) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(Ca::new("auth-test-ca"));
+    let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+    fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts_yaml = format!(
+        "cluster:\n  name: authtest\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: {auth}\n{}  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {{ mode: external, address: 127.0.0.1, port: {} }}\nworkers:\n  - {{ name: worker-1 }}\n  - {{ name: worker-2 }}\n",
+        if auth == "x509" { "  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n" } else { "" },
+        sim.addr.port()
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), dir.path(), &mut report).expect("valid facts");
+    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
+    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    if auth == "x509" {
+        secrets.attach_ca_key(&facts.ca).unwrap();
+    } else {
+        let csv: String =
+            facts.workers.iter().map(|w| mk8s_gen::controlplane::token_lines(&facts, &secrets, w)).collect();
+        sim.set_tokens(&csv);
+    }
+    let outputs = facts
+        .workers
+        .iter()
+        .map(|w| render::render_node(&facts, &secrets, w, &Delivery::Preinstalled).unwrap())
+        .collect();
+    sim.register_node("worker-1", true);
+    sim.register_node("worker-2", true);
+    Cluster { _dir: dir, sim, outputs }
+}
+
+fn kubeconfig(out: &NodeOutput, file: &str, dir: &Path) -> std::path::PathBuf {
+    let f = out.files.iter().find(|f| f.path.ends_with(file)).unwrap();
+    let FileContent::Text(t) = &f.content else { panic!() };
+    let p = dir.join(format!("{}-{file}", out.plan.node.name));
+    fs::write(&p, t).unwrap();
+    p
+}
+
+fn kubectl_get(kc: &Path, path: &str) -> (bool, String) {
+    let out = Command::new(tools::require("kubectl"))
+        .args(["get", "--raw", path, "--request-timeout=10s", "--kubeconfig"])
+        .arg(kc)
+        .env("HOME", kc.parent().unwrap())
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn kubectl_with_each_generated_kubeconfig_in_both_auth_modes() {
+    for auth in ["token", "x509"] {
+        let c = cluster(auth);
+        let tmp = tempfile::tempdir().unwrap();
+        let w1 = &c.outputs[0];
+        let kubelet = kubeconfig(w1, "kubelet.config", tmp.path());
+        let (ok, text) = kubectl_get(&kubelet, "/api/v1/nodes/worker-1");
+        assert!(ok, "{auth}: kubelet reading its own node: {text}");
+        assert!(text.contains("\"Ready\"") && text.contains("\"worker-1\""), "{text}");
+        let (ok, text) = kubectl_get(&kubelet, "/api/v1/nodes/worker-2");
+        assert!(!ok && text.contains("Forbidden"), "{auth}: kubelet reading another node: {text}");
+        let proxy = kubeconfig(w1, "proxy.config", tmp.path());
+        let (ok, text) = kubectl_get(&proxy, "/api/v1/nodes/worker-2");
+        assert!(ok, "{auth}: kube-proxy reads nodes: {text}");
+        // The simulator saw exactly the identities we meant.
+        let users: Vec<String> = c.sim.requests().iter().map(|r| r.2.clone()).collect();
+        assert!(
+            users.contains(&"system:node:worker-1".to_string()) && users.contains(&"system:kube-proxy".to_string()),
+            "{users:?}"
+        );
+    }
+}
+
+#[test]
+fn a_kubeconfig_from_another_cluster_ca_is_unauthorized() {
+    let ours = cluster("x509");
+    let theirs = cluster("x509");
+    let tmp = tempfile::tempdir().unwrap();
+    // Their kubelet certificate, pointed at our apiserver and trusting our CA.
+    let kc = fs::read_to_string(kubeconfig(&theirs.outputs[0], "kubelet.config", tmp.path())).unwrap();
+    let our_kc = fs::read_to_string(kubeconfig(&ours.outputs[0], "kubelet.config", tmp.path())).unwrap();
+    let field = |t: &str, k: &str| t.lines().find(|l| l.trim_start().starts_with(k)).unwrap().to_string();
+    let mixed = kc
+        .replace(&field(&kc, "server:"), &field(&our_kc, "server:"))
+        .replace(&field(&kc, "certificate-authority-data:"), &field(&our_kc, "certificate-authority-data:"));
+    let p = tmp.path().join("mixed.config");
+    fs::write(&p, mixed).unwrap();
+    let (ok, text) = kubectl_get(&p, "/api/v1/nodes/worker-1");
+    assert!(!ok && text.contains("Unauthorized"), "{text}");
+    assert!(ours.sim.requests().iter().any(|r| r.3 == 401));
+}
