@@ -31,7 +31,7 @@ pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// In the user-data, gzip + base64 (compressed once, deterministically).
-    Embedded { gz_b64: String },
+    Embedded { gz_b64: std::sync::Arc<String> },
     /// Downloaded at boot and verified by sha256 before it runs.
     Fetched { url: String, sha256: String },
     /// Already in the image at [`plan::BOOTSTRAP_PATH`].
@@ -40,7 +40,9 @@ pub enum Delivery {
 
 impl Delivery {
     pub fn embedded(binary: &[u8]) -> Delivery {
-        Delivery::Embedded { gz_b64: base64::engine::general_purpose::STANDARD.encode(gzip(binary)) }
+        Delivery::Embedded {
+            gz_b64: std::sync::Arc::new(base64::engine::general_purpose::STANDARD.encode(gzip(binary))),
+        }
     }
 }
 
@@ -63,7 +65,8 @@ pub struct NodeFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileContent {
     Text(String),
-    GzipBase64(String),
+    /// Shared by every node of a fleet: cloned by reference.
+    GzipBase64(std::sync::Arc<String>),
 }
 
 /// Everything generated for one worker.
@@ -157,6 +160,87 @@ fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, node: &str) 
     })
 }
 
+/// What every node of a cluster shares (load-balancer files, the bootstrap binary or
+/// its fetch script, units): rendered and checked once per run, not once per node.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    endpoints: Vec<String>,
+    files: Vec<NodeFile>,
+    load_balancer: LoadBalancerSpec,
+}
+
+impl Shared {
+    pub fn new(facts: &Facts, delivery: &Delivery) -> anyhow::Result<Shared> {
+        let endpoints: Vec<String> =
+            facts.control_plane.iter().map(|c| host_port(&c.address.to_string(), facts.apiserver_port)).collect();
+
+        let mut files = Vec::new();
+        let load_balancer = match &facts.load_balancer {
+            LoadBalancer::Traefik(t) => {
+                let listen = host_port("127.0.0.1", facts.apiserver_port);
+                let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
+                let provider_path = format!("{TRAEFIK_DIR}/provider.yaml");
+                let static_cfg =
+                    templates::render("traefik.yaml", json!({"listen": listen, "provider_file": provider_path}))?;
+                let provider = templates::render(
+                    "provider.yaml",
+                    json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
+                )?;
+                checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
+                let unit = templates::render("mk8s-traefik.service", json!({"binary": t.path, "config": static_path}))?;
+                files.push(NodeFile { path: static_path, content: FileContent::Text(static_cfg), mode: 0o644 });
+                files.push(NodeFile { path: provider_path, content: FileContent::Text(provider), mode: 0o644 });
+                files.push(NodeFile {
+                    path: format!("{UNIT_DIR}/{TRAEFIK_UNIT}"),
+                    content: FileContent::Text(unit),
+                    mode: 0o644,
+                });
+                LoadBalancerSpec::Traefik {
+                    unit: TRAEFIK_UNIT.into(),
+                    listen,
+                    binary: BinarySpec {
+                        path: t.path.clone(),
+                        fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch { url: url.clone(), sha256: sha256.clone() }),
+                    },
+                }
+            }
+            LoadBalancer::External { .. } => LoadBalancerSpec::External,
+        };
+
+        // The bootstrap binary and its unit.
+        let fetch_script = match delivery {
+            Delivery::Embedded { gz_b64 } => {
+                files.push(NodeFile {
+                    path: plan::BOOTSTRAP_PATH.into(),
+                    content: FileContent::GzipBase64(gz_b64.clone()),
+                    mode: 0o755,
+                });
+                None
+            }
+            Delivery::Fetched { url, sha256 } => {
+                let script = templates::render(
+                    "fetch-bootstrap.sh",
+                    json!({"url": url, "sha256": sha256, "dest": plan::BOOTSTRAP_PATH}),
+                )?;
+                files.push(NodeFile { path: FETCH_SCRIPT.into(), content: FileContent::Text(script), mode: 0o755 });
+                Some(FETCH_SCRIPT)
+            }
+            Delivery::Preinstalled => None,
+        };
+        let unit = templates::render(
+            "mk8s-bootstrap.service",
+            json!({"binary": plan::BOOTSTRAP_PATH, "plan": plan::PLAN_PATH, "fetch_script": fetch_script}),
+        )?;
+        files.push(NodeFile {
+            path: format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
+            content: FileContent::Text(unit),
+            mode: 0o644,
+        });
+
+        Ok(Shared { endpoints, files, load_balancer })
+    }
+}
+
 /// Render a worker's output. Template errors and failed self-checks are bugs in
 /// mk8s-gen, not in the input (the facts were validated), and say so.
 pub fn render_node(
@@ -164,6 +248,16 @@ pub fn render_node(
     secrets: &Secrets,
     worker: &Worker,
     delivery: &Delivery,
+) -> anyhow::Result<NodeOutput> {
+    render_node_with(facts, secrets, worker, &Shared::new(facts, delivery)?)
+}
+
+/// As [`render_node`], with the shared parts rendered once by the caller.
+pub fn render_node_with(
+    facts: &Facts,
+    secrets: &Secrets,
+    worker: &Worker,
+    shared: &Shared,
 ) -> anyhow::Result<NodeOutput> {
     let server = server_url(facts);
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
@@ -226,70 +320,9 @@ pub fn render_node(
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
     let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
 
-    let endpoints: Vec<String> =
-        facts.control_plane.iter().map(|c| host_port(&c.address.to_string(), facts.apiserver_port)).collect();
-
-    let load_balancer = match &facts.load_balancer {
-        LoadBalancer::Traefik(t) => {
-            let listen = host_port("127.0.0.1", facts.apiserver_port);
-            let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
-            let provider_path = format!("{TRAEFIK_DIR}/provider.yaml");
-            let static_cfg =
-                templates::render("traefik.yaml", json!({"listen": listen, "provider_file": provider_path}))?;
-            let provider = templates::render(
-                "provider.yaml",
-                json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
-            )?;
-            checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
-            let unit = templates::render("mk8s-traefik.service", json!({"binary": t.path, "config": static_path}))?;
-            files.push(NodeFile { path: static_path, content: FileContent::Text(static_cfg), mode: 0o644 });
-            files.push(NodeFile { path: provider_path, content: FileContent::Text(provider), mode: 0o644 });
-            files.push(NodeFile {
-                path: format!("{UNIT_DIR}/{TRAEFIK_UNIT}"),
-                content: FileContent::Text(unit),
-                mode: 0o644,
-            });
-            LoadBalancerSpec::Traefik {
-                unit: TRAEFIK_UNIT.into(),
-                listen,
-                binary: BinarySpec {
-                    path: t.path.clone(),
-                    fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch { url: url.clone(), sha256: sha256.clone() }),
-                },
-            }
-        }
-        LoadBalancer::External { .. } => LoadBalancerSpec::External,
-    };
-
-    // The bootstrap binary and its unit.
-    let fetch_script = match delivery {
-        Delivery::Embedded { gz_b64 } => {
-            files.push(NodeFile {
-                path: plan::BOOTSTRAP_PATH.into(),
-                content: FileContent::GzipBase64(gz_b64.clone()),
-                mode: 0o755,
-            });
-            None
-        }
-        Delivery::Fetched { url, sha256 } => {
-            let script = templates::render(
-                "fetch-bootstrap.sh",
-                json!({"url": url, "sha256": sha256, "dest": plan::BOOTSTRAP_PATH}),
-            )?;
-            files.push(NodeFile { path: FETCH_SCRIPT.into(), content: FileContent::Text(script), mode: 0o755 });
-            Some(FETCH_SCRIPT)
-        }
-        Delivery::Preinstalled => None,
-    };
-    let unit = templates::render(
-        "mk8s-bootstrap.service",
-        json!({"binary": plan::BOOTSTRAP_PATH, "plan": plan::PLAN_PATH, "fetch_script": fetch_script}),
-    )?;
-    files.push(NodeFile {
-        path: format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
-        content: FileContent::Text(unit),
-        mode: 0o644,
-    });
+    files.extend(shared.files.iter().cloned());
+    let endpoints = shared.endpoints.clone();
+    let load_balancer = shared.load_balancer.clone();
 
     let plan = JoinPlan {
         api_version: plan::API_VERSION.into(),
