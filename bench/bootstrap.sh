@@ -10,9 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-60}
 target=x86_64-unknown-linux-musl
-cargo build -q --release --locked -p mk8s-bootstrap --target "$target"
+cargo build -q --profile bootstrap --locked -p mk8s-bootstrap --target "$target"
 cargo build -q --release --locked -p mk8s-gen
-bin=target/$target/release/mk8s-bootstrap
+bin=target/$target/bootstrap/mk8s-bootstrap
 gen=target/release/mk8s-gen
 
 size=$(stat -c %s "$bin")

@@ -228,6 +228,26 @@ pub fn kubeconfig(text: &str, server: &str, ca_b64: &str, user: &str) -> anyhow:
     Ok(())
 }
 
+/// The cheaper check for a kubeconfig from a template already parsed back in full
+/// in this run: the node's own values are present, quoted, on their lines.
+pub fn kubeconfig_values(
+    text: &str,
+    server: &str,
+    user: &str,
+    token: Option<&str>,
+    cert: Option<&str>,
+) -> anyhow::Result<()> {
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let has = |key: &str, v: &str| text.lines().any(|l| l.trim_start() == format!("{key}: {}", q(v)));
+    ensure!(has("server", server) && has("user", user) && has("- name", user), "internal error: kubeconfig values");
+    match (token, cert) {
+        (Some(t), None) => ensure!(has("token", t), "internal error: kubeconfig token"),
+        (None, Some(c)) => ensure!(has("client-certificate-data", c), "internal error: kubeconfig certificate"),
+        _ => bail!("internal error: kubeconfig needs exactly one credential"),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,8 @@ pub enum Command {
     ControlPlane(ControlPlaneArgs),
     /// Print the kubeadm-style pin (sha256 of the SubjectPublicKeyInfo) of a CA.
     CaHash(CaHashArgs),
+    /// Write every worker's user-data, the control-plane bundle and a manifest.
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +102,16 @@ pub struct GenerateArgs {
     /// The secrets file (token seed) made by `mk8s-gen secrets init`.
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    /// Write the user-data here (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// How the bootstrap binary reaches the node.
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
     /// Embed this mk8s-bootstrap binary in the user-data (gzip + base64).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["bootstrap_url", "bootstrap_preinstalled"])]
     pub bootstrap_bin: Option<PathBuf>,
@@ -112,9 +124,32 @@ pub struct GenerateArgs {
     /// mk8s-bootstrap is already in the image (the default when no other is given).
     #[arg(long)]
     pub bootstrap_preinstalled: bool,
-    /// Write the user-data here (atomically) instead of stdout.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The secrets file (token seed; CA key for x509).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: PathBuf,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+    /// The output directory (nodes/, control-plane/, manifest.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only workers whose name matches this glob (`*`, `?`).
+    #[arg(long, value_name = "GLOB")]
+    pub select: Option<String>,
+    /// Only workers with this label (repeatable; all must match).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Skip the filesystem sync before files are renamed into place.
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +209,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         }
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
+        Some(Command::Fleet(a)) => fleet(&a, io),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -265,7 +301,7 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
     Ok(secrets)
 }
 
-fn delivery(a: &GenerateArgs) -> Result<Delivery, Failure> {
+fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
     if let Some(p) = &a.bootstrap_bin {
         let bytes = std::fs::read(p)
             .map_err(|e| Failure::Usage(format!("cannot read bootstrap binary {}: {e}", p.display())))?;
@@ -295,7 +331,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         .secrets
         .as_ref()
         .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
-    let delivery = delivery(a)?;
+    let delivery = delivery(&a.delivery)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
@@ -340,6 +376,37 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
         io.stderr,
         "wrote {} in {}: run merge-known-tokens.sh on every control-plane node",
         files.join(", "),
+        a.out.display()
+    )?;
+    Ok(())
+}
+
+fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
+    let delivery = delivery(&a.delivery)?;
+    let mut labels = Vec::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').ok_or_else(|| Failure::Usage(format!("--label {l:?}: write KEY=VALUE")))?;
+        labels.push((k.to_string(), v.to_string()));
+    }
+    let facts = load_facts(&a.common, io, |_, _| {})?;
+    let secrets = load_secrets(&a.secrets, &facts, &a.common, io)?;
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let opts = crate::fleet::Options {
+        out: a.out.clone(),
+        selection: crate::fleet::Selection { name: a.select.clone(), labels },
+        sync: !a.no_sync,
+        progress: true,
+        threads,
+    };
+    let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    writeln!(
+        io.stderr,
+        "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {}",
+        s.nodes,
+        s.elapsed.as_secs_f64(),
+        s.written,
+        s.unchanged,
+        s.removed,
         a.out.display()
     )?;
     Ok(())

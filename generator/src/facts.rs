@@ -174,6 +174,10 @@ pub struct RawWorker {
 /// is reported and dropped so the rest is still parsed. Only bad YAML syntax stops
 /// everything. Returns the raw facts (when the YAML parsed) and the problems so far.
 pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
+    // The common case, a well-formed file, in one pass.
+    if let Ok(raw) = serde_yaml::from_str::<RawFacts>(text) {
+        return (Some(raw), Report::default());
+    }
     let mut report = Report::default();
     let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(serde_yaml::Value::Null) => serde_yaml::Value::Mapping(Default::default()),

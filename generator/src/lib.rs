@@ -9,6 +9,7 @@ pub mod checks;
 pub mod cli;
 pub mod controlplane;
 pub mod facts;
+pub mod fleet;
 pub mod render;
 pub mod report;
 pub mod secrets;

@@ -17,28 +17,43 @@ pub struct Pos {
 }
 
 #[derive(Debug, Default)]
-pub struct SpanMap {
+struct Positions {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
 }
 
+/// Built on first use: a valid file (the common case) never pays for it.
+#[derive(Debug, Default)]
+pub struct SpanMap {
+    text: String,
+    positions: std::cell::OnceCell<Positions>,
+}
+
 impl SpanMap {
-    /// Build the map; a document that does not parse gives an empty map (the serde
-    /// pass reports the syntax error with its own position).
+    /// The map of `text`, computed when first asked; a document that does not parse
+    /// gives an empty map (the serde pass reports the syntax error with its own
+    /// position).
     pub fn build(text: &str) -> SpanMap {
-        let mut b = Builder::default();
-        let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut b, false).is_err() {
-            return SpanMap::default();
-        }
-        b.map
+        SpanMap { text: text.to_string(), positions: std::cell::OnceCell::new() }
+    }
+
+    fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| {
+            let mut b = Builder::default();
+            let mut parser = Parser::new_from_str(&self.text);
+            if parser.load(&mut b, false).is_err() {
+                return Positions::default();
+            }
+            b.map
+        })
     }
 
     /// Position of the value at `path`, or of the nearest ancestor that has one.
     pub fn value(&self, path: &str) -> Option<Pos> {
+        let values = &self.positions().values;
         let mut p = path;
         loop {
-            if let Some(pos) = self.values.get(p) {
+            if let Some(pos) = values.get(p) {
                 return Some(*pos);
             }
             p = parent(p)?;
@@ -48,7 +63,7 @@ impl SpanMap {
     /// Position of the key that introduces `path` (for "unknown key" problems), else
     /// of the value.
     pub fn key(&self, path: &str) -> Option<Pos> {
-        self.keys.get(path).copied().or_else(|| self.value(path))
+        self.positions().keys.get(path).copied().or_else(|| self.value(path))
     }
 }
 
@@ -77,7 +92,7 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    map: SpanMap,
+    map: Positions,
 }
 
 impl Builder {

@@ -17,6 +17,14 @@ pub fn to_string(v: &Value) -> String {
     out
 }
 
+/// One item of a block sequence at `indent` (`- ...`), exactly as it appears inside
+/// a whole document: a document's sequence is the concatenation of its items.
+pub fn sequence_item(v: &Value, indent: usize) -> String {
+    let mut out = String::new();
+    emit_block(&Value::Array(vec![v.clone()]), indent, &mut out);
+    out
+}
+
 fn emit_block(v: &Value, indent: usize, out: &mut String) {
     match v {
         Value::Object(m) if !m.is_empty() => {
@@ -115,7 +123,13 @@ fn is_scalar(v: &Value) -> bool {
 }
 
 fn push_indent(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+    const SPACES: &str = "                                ";
+    let mut n = n;
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 fn inline(v: &Value) -> String {
@@ -131,13 +145,19 @@ fn inline(v: &Value) -> String {
 
 /// A multi-line string that a literal block can hold exactly.
 fn literal_ok(s: &str) -> bool {
+    // Printable ASCII, newlines and tabs (the common case) need no char decoding.
+    let printable = s.bytes().all(|b| b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b))
+        || s.chars().all(|c| {
+            c == '\n'
+                || c == '\t'
+                || (!c.is_control() && c != '\u{feff}' && c != '\u{2028}' && c != '\u{2029}' && c != '\u{85}')
+        });
     s.contains('\n')
-        && s.trim_end_matches('\n').contains(|c: char| c != '\n')
-        && s.chars().all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{feff}' && c != '\u{2028}' && c != '\u{2029}' && c != '\u{85}'))
-        // A line of only spaces before content would change the detected indentation.
-        && !s.lines().take_while(|l| l.trim().is_empty()).any(|l| !l.is_empty())
         && !s.starts_with('\n')
-        && !s.lines().any(|l| l.ends_with(' ') && l.trim().is_empty())
+        && s.trim_end_matches('\n').contains(|c: char| c != '\n')
+        && printable
+        // A line of only blanks would change the detected indentation or be lost.
+        && !s.lines().any(|l| !l.is_empty() && l.bytes().all(|b| b == b' ' || b == b'\t'))
 }
 
 /// A scalar on one line: plain when unambiguous, else double-quoted.
@@ -214,6 +234,15 @@ mod tests {
         for s in ["worker-1", "/etc/mk8s-worker/plan.json", "root", "gz+b64", "mk8s-bootstrap.service"] {
             assert_eq!(scalar_inline(s), s);
         }
+    }
+
+    #[test]
+    fn a_document_is_the_concatenation_of_its_items() {
+        let items =
+            vec![json!({"path": "/a", "content": "x\ny\n"}), json!({"path": "/b", "content": "on"}), json!(["a", "b"])];
+        let whole = to_string(&json!({ "write_files": items }));
+        let parts: String = items.iter().map(|i| sequence_item(i, 2)).collect();
+        assert_eq!(whole, format!("write_files:\n{parts}"));
     }
 
     #[test]

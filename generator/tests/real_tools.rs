@@ -141,6 +141,22 @@ fn text_of<'a>(out: &'a NodeOutput, path: &str) -> &'a str {
 }
 
 #[test]
+fn piecewise_and_whole_document_emission_agree() {
+    for (fixture, node) in [("seed", "worker-1"), ("kubelite-ipv6", "edge-7"), ("yaml11-names", "off")] {
+        let fx = workspace().join("fixtures").join(fixture);
+        let out = render_facts(&fs::read_to_string(fx.join("cluster.yaml")).unwrap(), &fx, node);
+        let whole = render::cloud_config_whole(&out);
+        assert_eq!(render::cloud_config(&out), whole, "{fixture}");
+        let text = fs::read_to_string(fx.join("cluster.yaml")).unwrap();
+        let spans = SpanMap::build(&text);
+        let (raw, mut report) = mk8s_gen::facts::parse(&text, &spans);
+        let facts = mk8s_gen::validate::validate(&raw.unwrap(), &fx, &mut report).unwrap();
+        let shared = render::Shared::new(&facts, &Delivery::Preinstalled).unwrap();
+        assert_eq!(render::cloud_config_with(&out, Some(&shared)), whole, "{fixture}");
+    }
+}
+
+#[test]
 fn kubectl_reads_the_generated_kubeconfigs() {
     let kubectl = tools::require("kubectl");
     let fx = workspace().join("fixtures/seed");

@@ -1,0 +1,243 @@
+//! `mk8s-gen fleet`, run as the real binary.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mk8s_testkit::workspace;
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn gen(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn fleet(cluster: &Path, secrets: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("fleet").arg("--cluster").arg(cluster).arg("--secrets").arg(secrets).arg("--out").arg(out);
+    c.args(["--bootstrap-url", "https://downloads.example.com/mk8s-bootstrap", "--bootstrap-sha256", SHA]);
+    c.args(extra).output().unwrap()
+}
+
+/// path (relative) -> (mode, mtime ns, inode, bytes)
+fn tree(dir: &Path) -> BTreeMap<String, (u32, i64, u64, Vec<u8>)> {
+    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, (u32, i64, u64, Vec<u8>)>) {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                let m = fs::metadata(&p).unwrap();
+                let rel = p.strip_prefix(base).unwrap().display().to_string();
+                out.insert(
+                    rel,
+                    (m.mode() & 0o777, m.mtime() * 1_000_000_000 + m.mtime_nsec(), m.ino(), fs::read(&p).unwrap()),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The manifest lists exactly the node files, with their true hashes and sizes.
+fn check_manifest(out: &Path) -> usize {
+    let m: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let files: Vec<_> = fs::read_dir(out.join("nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(m.len(), files.len(), "manifest entries vs files");
+    for e in &m {
+        let data = fs::read(out.join(e["file"].as_str().unwrap())).unwrap();
+        assert_eq!(e["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+        assert_eq!(e["size"].as_u64().unwrap() as usize, data.len());
+        assert_eq!(e["file"], format!("nodes/{}.user-data", e["node"].as_str().unwrap()));
+    }
+    m.len()
+}
+
+#[test]
+fn fleet_output_equals_the_per_node_outputs() {
+    for fixture in ["seed", "proxy-external", "yaml11-names", "x509"] {
+        let fx = workspace().join("fixtures").join(fixture);
+        let secrets = if fx.join("secrets.yaml").exists() {
+            fx.join("secrets.yaml")
+        } else {
+            workspace().join("fixtures/seed/secrets.yaml")
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("fleet");
+        let o = fleet(&fx.join("cluster.yaml"), &secrets, &out, &[]);
+        assert!(o.status.success(), "{fixture}: {}", String::from_utf8_lossy(&o.stderr));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(stderr.lines().filter(|l| l.starts_with("fleet: ")).count(), 1, "{stderr}");
+        assert!(!stderr.contains('\r'), "no progress bar when stderr is not a terminal: {stderr:?}");
+        let n = check_manifest(&out);
+        let facts: serde_yaml::Value =
+            serde_yaml::from_str(&fs::read_to_string(fx.join("cluster.yaml")).unwrap()).unwrap();
+        let names: Vec<String> =
+            facts["workers"].as_sequence().unwrap().iter().map(|w| w["name"].as_str().unwrap().to_string()).collect();
+        assert_eq!(n, names.len());
+        for name in &names {
+            let one = Command::new(BIN)
+                .args([
+                    "--cluster",
+                    fx.join("cluster.yaml").to_str().unwrap(),
+                    "--secrets",
+                    secrets.to_str().unwrap(),
+                    "--node",
+                    name,
+                ])
+                .args(["--bootstrap-url", "https://downloads.example.com/mk8s-bootstrap", "--bootstrap-sha256", SHA])
+                .output()
+                .unwrap();
+            assert!(one.status.success());
+            let got = fs::read(out.join(format!("nodes/{name}.user-data"))).unwrap();
+            assert!(got == one.stdout, "{fixture}/{name}: fleet and --node differ");
+            assert_eq!(fs::metadata(out.join(format!("nodes/{name}.user-data"))).unwrap().mode() & 0o777, 0o600);
+        }
+        // And the control-plane bundle equals `mk8s-gen control-plane`.
+        let cp = tmp.path().join("cp");
+        let o = gen(&[
+            "control-plane",
+            "--cluster",
+            fx.join("cluster.yaml").to_str().unwrap(),
+            "--secrets",
+            secrets.to_str().unwrap(),
+            "--out",
+            cp.to_str().unwrap(),
+        ]);
+        assert!(o.status.success());
+        let strip = |t: BTreeMap<String, (u32, i64, u64, Vec<u8>)>| {
+            t.into_iter().map(|(k, v)| (k, (v.0, v.3))).collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(strip(tree(&out.join("control-plane"))), strip(tree(&cp)), "{fixture}");
+        assert!(!out.join(".staging").exists());
+    }
+}
+
+/// A facts file with `n` workers in a temp dir.
+fn big_facts(dir: &Path, n: usize) -> PathBuf {
+    let mut t = format!(
+        "cluster:\n  name: big\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\nworkers:\n",
+        workspace().join("fixtures/seed/ca.crt").display()
+    );
+    for i in 0..n {
+        t.push_str(&format!("  - {{ name: w-{i:05}, labels: {{ zone: z{} }} }}\n", i % 3));
+    }
+    let p = dir.join("cluster.yaml");
+    fs::write(&p, t).unwrap();
+    p
+}
+
+fn seed_secrets() -> PathBuf {
+    workspace().join("fixtures/seed/secrets.yaml")
+}
+
+#[test]
+fn a_rerun_that_changes_nothing_rewrites_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 50);
+    let out = tmp.path().join("out");
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    let before = tree(&out);
+    std::thread::sleep(Duration::from_millis(20));
+    let o = fleet(&facts, &seed_secrets(), &out, &[]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 written, 50 unchanged"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(tree(&out), before, "same bytes, same mtimes, same inodes");
+}
+
+#[test]
+fn selection_by_name_and_label_and_stale_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 30);
+    let out = tmp.path().join("out");
+    let o = fleet(&facts, &seed_secrets(), &out, &["--select", "w-0001?", "--label", "zone=z1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<_> = tree(&out.join("nodes")).into_keys().collect();
+    assert_eq!(names, vec!["w-00010.user-data", "w-00013.user-data", "w-00016.user-data", "w-00019.user-data"]);
+    assert_eq!(check_manifest(&out), 4);
+    // A run over the whole fleet drops files of workers no longer in the facts.
+    fs::write(out.join("nodes/gone.user-data"), "old").unwrap();
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    assert!(!out.join("nodes/gone.user-data").exists());
+    assert_eq!(check_manifest(&out), 30);
+    // Nothing selected: a usage error.
+    let o = fleet(&facts, &seed_secrets(), &out, &["--select", "nope-*"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no worker matches"));
+}
+
+#[test]
+fn a_failed_run_leaves_the_previous_output_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 20);
+    let out = tmp.path().join("out");
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    let before = tree(&out);
+    // Invalid facts: exit 1, nothing touched.
+    let bad = tmp.path().join("bad.yaml");
+    fs::write(&bad, fs::read_to_string(&facts).unwrap().replace("w-00003", "W,3")).unwrap();
+    let o = fleet(&bad, &seed_secrets(), &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(tree(&out), before);
+    // A secrets file that does not belong to an x509 cluster: nothing touched either.
+    let o = fleet(&workspace().join("fixtures/x509/cluster.yaml"), &seed_secrets(), &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(tree(&out), before);
+}
+
+#[test]
+fn killed_part_way_then_rerun_gives_the_complete_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 3000);
+    let reference = tmp.path().join("reference");
+    assert!(fleet(&facts, &seed_secrets(), &reference, &[]).status.success());
+    let want: BTreeMap<_, _> = tree(&reference).into_iter().map(|(k, v)| (k, (v.0, v.3))).collect();
+    let mut interrupted = 0;
+    for (i, delay_ms) in [5u64, 40, 90, 150, 250, 400].into_iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        // A previous complete run with other facts, so the kill lands on old output.
+        let other = tmp.path().join(format!("other{i}.yaml"));
+        fs::write(&other, fs::read_to_string(&facts).unwrap().replace("name: big", "name: older")).unwrap();
+        assert!(fleet(&other, &seed_secrets(), &out, &["--no-sync"]).status.success());
+        let mut child = Command::new(BIN)
+            .args([
+                "fleet",
+                "--cluster",
+                facts.to_str().unwrap(),
+                "--secrets",
+                seed_secrets().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(["--bootstrap-url", "https://downloads.example.com/mk8s-bootstrap", "--bootstrap-sha256", SHA])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            interrupted += 1;
+        }
+        let _ = child.wait();
+        let o = fleet(&facts, &seed_secrets(), &out, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got: BTreeMap<_, _> = tree(&out).into_iter().map(|(k, v)| (k, (v.0, v.3))).collect();
+        assert!(got == want, "after a kill at {delay_ms} ms the output differs from an uninterrupted run");
+        assert_eq!(check_manifest(&out), 3000);
+    }
+    assert!(interrupted >= 3, "only {interrupted} runs were interrupted");
+}
