@@ -369,18 +369,46 @@ impl<'a> Joiner<'a> {
 
     /// 4. The node-local load balancer, from the files the user-data wrote.
     fn step_load_balancer(&mut self, plan: &JoinPlan) -> StepResult {
-        let LoadBalancerSpec::Traefik { unit, listen, binary } = &plan.load_balancer else {
-            self.say("load-balancer", "external load balancer: nothing to run on this node");
-            return Ok(());
-        };
-        self.ensure_binary(plan, binary)?;
         let node = self.node.clone();
-        for args in [vec!["daemon-reload"], vec!["enable", "--now", unit.as_str()]] {
-            let r = node.systemctl(&args)?;
-            if !r.ok {
-                return Err(Stop::Retryable(format!("systemctl {}: {}", args.join(" "), r.output)));
+        let run = |args: &[&str]| -> StepResult {
+            let r = node.systemctl(args)?;
+            if r.ok {
+                Ok(())
+            } else {
+                Err(Stop::Retryable(format!("systemctl {}: {}", args.join(" "), r.output)))
             }
-        }
+        };
+        let (unit, listen) = match &plan.load_balancer {
+            LoadBalancerSpec::External => {
+                self.say("load-balancer", "external load balancer: nothing to run on this node");
+                return Ok(());
+            }
+            LoadBalancerSpec::Traefik { unit, listen, binary } => {
+                self.ensure_binary(plan, binary)?;
+                run(&["daemon-reload"])?;
+                run(&["enable", "--now", unit])?;
+                (unit, listen)
+            }
+            LoadBalancerSpec::Haproxy { unit, listen, binary } => {
+                if !self.node.path(binary).exists() {
+                    return Err(Stop::Fatal(format!(
+                        "{binary} is not on this node: the user-data's `packages: [haproxy]` did not install it (check cloud-init's log)"
+                    )));
+                }
+                run(&["daemon-reload"])?;
+                run(&["enable", "--now", unit])?;
+                (unit, listen)
+            }
+            LoadBalancerSpec::Microk8sProxy { unit, listen } => {
+                // Its configuration lives in the snap's args/traefik/: install it
+                // first, then restart the proxy so its wrapper renders traefik.yaml
+                // from our template.
+                self.step_install(plan)?;
+                run(&["enable", unit])?;
+                run(&["restart", unit])?;
+                (unit, listen)
+            }
+        };
         let addr = listen.clone();
         self.retry("load-balancer", plan, |_| {
             let a =

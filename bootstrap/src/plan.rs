@@ -158,6 +158,16 @@ pub enum LoadBalancerSpec {
         listen: String,
         binary: BinarySpec,
     },
+    /// HAProxy from the distribution, run by our own systemd unit.
+    Haproxy {
+        unit: String,
+        listen: String,
+        /// Path of the haproxy binary (installed by cloud-init's `packages`).
+        binary: String,
+    },
+    /// MicroK8s's own apiserver-proxy, fed through `args/traefik/` (installed from
+    /// the plan's `install` entries before the unit is restarted).
+    Microk8sProxy { unit: String, listen: String },
     /// No node-local proxy: kubeconfigs point at an external load balancer.
     External,
 }

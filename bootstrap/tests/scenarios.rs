@@ -682,3 +682,84 @@ fn x509_certificates_from_another_ca_are_fatal() {
     assert_eq!(code, 75, "{log}");
     assert!(log.contains("does not verify against the cluster CA"), "{log}");
 }
+
+fn node_local(kind: &str, channel: &str) -> World {
+    world_full(
+        &format!("{{ channel: {channel} }}"),
+        "127.0.0.2",
+        |_| format!("{{ mode: node-local, kind: {kind} }}"),
+        "",
+    )
+}
+
+#[test]
+fn joins_through_haproxy_started_by_its_unit() {
+    let w = node_local("haproxy", "1.28/stable");
+    let pidfile = w.fakes.dir.join("haproxy.pid");
+    let _guard = KillPidFile(pidfile.clone());
+    // cloud-init's `packages: [haproxy]` put the binary there.
+    let bin = w.root.join("usr/sbin/haproxy");
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    fs::write(&bin, "").unwrap();
+    let haproxy = mk8s_testkit::tools::require("haproxy");
+    w.fakes.on_start(
+        "mk8s-haproxy.service",
+        &format!(
+            "#!/bin/sh\nsetsid '{}' -db -f '{}/etc/mk8s-worker/haproxy/haproxy.cfg' > '{}/haproxy.log' 2>&1 < /dev/null &\necho $! > '{}'\n",
+            haproxy.display(),
+            w.root.display(),
+            w.fakes.dir.display(),
+            pidfile.display()
+        ),
+    );
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    assert!(w.fakes.calls().contains(&"systemctl enable --now mk8s-haproxy.service".to_string()));
+    assert!(w.sim.requests().iter().any(|r| r.2 == "system:node:worker-1"), "reached through HAProxy");
+}
+
+#[test]
+fn a_missing_haproxy_package_is_a_clear_fatal_error() {
+    let w = node_local("haproxy", "1.28/stable");
+    w.fast(60);
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("packages: [haproxy]"), "{log}");
+}
+
+#[test]
+fn joins_through_microk8s_own_apiserver_proxy() {
+    let w = node_local("microk8s-proxy", "1.30/stable");
+    let pidfile = w.fakes.dir.join("proxy.pid");
+    let _guard = KillPidFile(pidfile.clone());
+    let sd = w.root.join("var/snap/microk8s/current");
+    // What run-apiserver-proxy-with-args does (the same sed), with a real traefik
+    // standing in for cluster-agent's proxy: both read these traefik-shaped files.
+    let traefik = mk8s_testkit::tools::require("traefik");
+    w.fakes.on(
+        "restart",
+        "snap.microk8s.daemon-apiserver-proxy.service",
+        &format!(
+            "#!/bin/sh\nsd='{sd}'\n[ -e \"$sd/args/traefik\" ] || exit 0\nsed 's@${{SNAP_DATA}}@'\"$sd\"'@g' \"$sd/args/traefik/traefik-template.yaml\" > \"$sd/args/traefik/traefik.yaml\"\nsetsid '{traefik}' --configFile=\"$sd/args/traefik/traefik.yaml\" > '{fake}/proxy.log' 2>&1 < /dev/null &\necho $! > '{pid}'\n",
+            sd = sd.display(),
+            traefik = traefik.display(),
+            fake = w.fakes.dir.display(),
+            pid = pidfile.display()
+        ),
+    );
+    w.fast(60);
+    w.kubelet();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", fs::read_to_string(w.fakes.dir.join("proxy.log")).unwrap_or_default());
+    let calls = w.fakes.calls();
+    assert!(calls.contains(&"systemctl restart snap.microk8s.daemon-apiserver-proxy.service".to_string()), "{calls:?}");
+    assert!(
+        !calls.iter().any(|c| c.contains("stop snap.microk8s.daemon-apiserver-proxy")),
+        "the proxy is kept: {calls:?}"
+    );
+    let provider = fs::read_to_string(sd.join("args/traefik/provider.yaml")).unwrap();
+    assert!(provider.contains(&format!("address: \"127.0.0.2:{}\"", w.sim.addr.port())), "{provider}");
+    assert!(w.sim.requests().iter().any(|r| r.2 == "system:node:worker-1"), "reached through the proxy");
+}

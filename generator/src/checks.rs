@@ -160,6 +160,135 @@ pub fn traefik(
     Ok(())
 }
 
+// ---- HAProxy ----
+
+/// HAProxy's configuration is not YAML; check its structure line by line: the
+/// sections we write, TCP mode, the loopback bind, a TLS /readyz check with
+/// shutdown-sessions, and exactly the control-plane servers. Tests also run the
+/// real `haproxy -c`.
+pub fn haproxy(cfg: &str, listen: &str, servers: &[String]) -> anyhow::Result<()> {
+    let mut section = String::new();
+    let mut sections = Vec::new();
+    let mut got_servers = Vec::new();
+    let mut has = std::collections::BTreeSet::new();
+    for line in cfg.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[0] {
+            "global" | "defaults" | "frontend" | "backend" => {
+                section = line.to_string();
+                sections.push(section.clone());
+            }
+            "server" if section == "backend kube-apiserver" => {
+                got_servers.push(words.get(2).copied().unwrap_or("").to_string())
+            }
+            _ => {
+                has.insert(format!("{section}|{line}"));
+            }
+        }
+    }
+    ensure!(
+        sections == ["global", "defaults", "frontend kube-apiserver", "backend kube-apiserver"],
+        "internal error: haproxy.cfg sections: {sections:?}"
+    );
+    ensure!(has.contains("defaults|mode tcp"), "internal error: haproxy must pass TLS through (mode tcp)");
+    ensure!(
+        has.contains(&format!("frontend kube-apiserver|bind {listen}")),
+        "internal error: haproxy must listen on {listen}"
+    );
+    ensure!(has.contains("backend kube-apiserver|option httpchk GET /readyz"), "internal error: haproxy health check");
+    ensure!(
+        has.iter().any(|l| l.starts_with("backend kube-apiserver|default-server check check-ssl verify none")
+            && l.contains("on-marked-down shutdown-sessions")),
+        "internal error: haproxy server defaults"
+    );
+    ensure!(got_servers == servers, "internal error: haproxy servers differ from the control plane");
+    Ok(())
+}
+
+// ---- MicroK8s apiserver-proxy (canonical/microk8s-cluster-agent, pkg/proxy/internal) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyTraefikConfiguration {
+    pub entry_points: ProxyEntryPoints,
+    pub providers: TraefikProviders,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyEntryPoints {
+    pub apiserver: TraefikEntryPoint,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProvider {
+    pub tcp: ProxyTcp,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTcp {
+    pub routers: ProxyRouters,
+    pub services: ProxyServices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRouters {
+    #[serde(rename = "Router-1")]
+    pub router: ProxyRouter,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRouter {
+    pub rule: String,
+    pub service: String,
+    pub tls: TcpRouterTls,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyServices {
+    #[serde(rename = "kube-apiserver")]
+    pub apiserver: ProxyService,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxyService {
+    pub load_balancer: ProxyLoadBalancer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyLoadBalancer {
+    pub servers: Vec<TcpServer>,
+}
+
+/// The two files MicroK8s's apiserver-proxy reads, checked against the shape of its
+/// own structs (`config_traefik.go`, `config_provider.go`): it reads the listen
+/// address and `tcp.services.kube-apiserver.loadBalancer.servers`.
+pub fn apiserver_proxy(provider: &str, template: &str, listen: &str, servers: &[String]) -> anyhow::Result<()> {
+    let p: ProxyProvider =
+        serde_yaml::from_str(provider).context("internal error: apiserver-proxy provider.yaml does not parse back")?;
+    let t: ProxyTraefikConfiguration = serde_yaml::from_str(template)
+        .context("internal error: apiserver-proxy traefik-template.yaml does not parse back")?;
+    let got: Vec<_> = p.tcp.services.apiserver.load_balancer.servers.iter().map(|s| s.address.clone()).collect();
+    ensure!(got == servers, "internal error: apiserver-proxy servers differ from the control plane");
+    ensure!(
+        p.tcp.routers.router.tls.passthrough && p.tcp.routers.router.service == "kube-apiserver",
+        "internal error: apiserver-proxy router"
+    );
+    ensure!(t.entry_points.apiserver.address == listen, "internal error: apiserver-proxy listen address");
+    ensure!(
+        t.providers.file.filename == "${SNAP_DATA}/args/traefik/provider.yaml",
+        "internal error: apiserver-proxy provider file"
+    );
+    Ok(())
+}
+
 // ---- kubeconfig ----
 
 #[derive(Deserialize)]

@@ -25,6 +25,12 @@ pub const TRAEFIK_DIR: &str = "/etc/mk8s-worker/traefik";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
 pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
+pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
+
+/// MicroK8s 1.25+'s `daemon-apiserver-proxy` (run-apiserver-proxy-with-args).
+pub fn apiserver_proxy_unit() -> String {
+    snap_unit("apiserver-proxy")
+}
 pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
 
 /// How the bootstrap binary reaches the node.
@@ -74,6 +80,8 @@ pub enum FileContent {
 pub struct NodeOutput {
     pub plan: JoinPlan,
     pub files: Vec<NodeFile>,
+    /// Distribution packages cloud-init installs (before `runcmd`).
+    pub packages: Vec<String>,
     /// Commands run once the files are written.
     pub commands: Vec<Vec<String>>,
 }
@@ -122,7 +130,7 @@ pub fn apiserver_unit(flavour: Flavour) -> String {
 /// The URL kubelet and kube-proxy use.
 pub fn server_url(facts: &Facts) -> String {
     match &facts.load_balancer {
-        LoadBalancer::Traefik(_) => {
+        LoadBalancer::Traefik(_) | LoadBalancer::Haproxy { .. } | LoadBalancer::MicroK8sProxy => {
             format!("https://{}", host_port("127.0.0.1", facts.apiserver_port))
         }
         LoadBalancer::External { host, port } => format!("https://{}", host_port(host, *port)),
@@ -174,6 +182,8 @@ pub struct Shared {
     kubeconfig_parsed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The `write_files` entry of each shared file, emitted once (by path).
     emitted: std::collections::HashMap<String, String>,
+    /// Shared staged files the bootstrap installs into the snap's data directory.
+    install: Vec<InstallFile>,
 }
 
 impl Shared {
@@ -182,7 +192,48 @@ impl Shared {
             facts.control_plane.iter().map(|c| host_port(&c.address.to_string(), facts.apiserver_port)).collect();
 
         let mut files = Vec::new();
+        let mut install = Vec::new();
+        let listen = host_port("127.0.0.1", facts.apiserver_port);
         let load_balancer = match &facts.load_balancer {
+            LoadBalancer::Haproxy { path, health_interval, health_timeout } => {
+                let config = format!("{STAGE_DIR}/haproxy/haproxy.cfg");
+                let servers: Vec<_> = facts
+                    .control_plane
+                    .iter()
+                    .zip(&endpoints)
+                    .map(|(c, e)| json!({"name": c.name, "address": e}))
+                    .collect();
+                let cfg = templates::render(
+                    "haproxy.cfg",
+                    json!({"listen": listen, "servers": servers, "check_interval": health_interval, "check_timeout": health_timeout, "connect_timeout": "5s"}),
+                )?;
+                checks::haproxy(&cfg, &listen, &endpoints)?;
+                let unit = templates::render("mk8s-haproxy.service", json!({"binary": path, "config": config}))?;
+                files.push(NodeFile { path: config, content: FileContent::Text(cfg), mode: 0o644 });
+                files.push(NodeFile {
+                    path: format!("{UNIT_DIR}/{HAPROXY_UNIT}"),
+                    content: FileContent::Text(unit),
+                    mode: 0o644,
+                });
+                LoadBalancerSpec::Haproxy { unit: HAPROXY_UNIT.into(), listen: listen.clone(), binary: path.clone() }
+            }
+            LoadBalancer::MicroK8sProxy => {
+                let provider = templates::render("apiserver-proxy-provider.yaml", json!({"servers": endpoints}))?;
+                let template = templates::render("apiserver-proxy-traefik-template.yaml", json!({"listen": listen}))?;
+                checks::apiserver_proxy(&provider, &template, &listen, &endpoints)?;
+                for (name, text) in [("provider.yaml", provider), ("traefik-template.yaml", template)] {
+                    let staged = format!("{STAGE_DIR}/apiserver-proxy/{name}");
+                    install.push(InstallFile {
+                        staged: staged.clone(),
+                        target: format!("args/traefik/{name}"),
+                        mode: 0o644,
+                        sha256: plan::sha256_hex(text.as_bytes()),
+                        secret: false,
+                    });
+                    files.push(NodeFile { path: staged, content: FileContent::Text(text), mode: 0o644 });
+                }
+                LoadBalancerSpec::Microk8sProxy { unit: apiserver_proxy_unit(), listen: listen.clone() }
+            }
             LoadBalancer::Traefik(t) => {
                 let listen = host_port("127.0.0.1", facts.apiserver_port);
                 let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
@@ -245,7 +296,7 @@ impl Shared {
         });
 
         let emitted = files.iter().map(|f| (f.path.clone(), write_file_item(f))).collect();
-        Ok(Shared { endpoints, files, load_balancer, kubeconfig_parsed: Default::default(), emitted })
+        Ok(Shared { endpoints, files, load_balancer, kubeconfig_parsed: Default::default(), emitted, install })
     }
 }
 
@@ -314,7 +365,11 @@ pub fn render_node_with(
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
     }
 
-    let (stop_services, start_services, locks) = services(facts.channel.flavour);
+    let (mut stop_services, start_services, locks) = services(facts.channel.flavour);
+    if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) {
+        // MicroK8s's own proxy is the load balancer here: keep it.
+        stop_services.retain(|u| *u != apiserver_proxy_unit());
+    }
     let mut labels =
         vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
     labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
@@ -334,6 +389,7 @@ pub fn render_node_with(
     let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
 
     files.extend(shared.files.iter().cloned());
+    install.extend(shared.install.iter().cloned());
     let endpoints = shared.endpoints.clone();
     let load_balancer = shared.load_balancer.clone();
 
@@ -375,7 +431,11 @@ pub fn render_node_with(
         vec!["systemctl".into(), "daemon-reload".into()],
         vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), BOOTSTRAP_UNIT.into()],
     ];
-    Ok(NodeOutput { plan, files, commands })
+    let packages = match facts.load_balancer {
+        LoadBalancer::Haproxy { .. } => vec!["haproxy".to_string()],
+        _ => Vec::new(),
+    };
+    Ok(NodeOutput { plan, files, packages, commands })
 }
 
 #[derive(Serialize)]
@@ -419,6 +479,12 @@ pub fn cloud_config_with(out: &NodeOutput, shared: Option<&Shared>) -> String {
             None => doc.push_str(&write_file_item(f)),
         }
     }
+    if !out.packages.is_empty() {
+        doc.push_str("packages:\n");
+        for p in &out.packages {
+            doc.push_str(&crate::yaml::sequence_item(&serde_json::json!(p), 2));
+        }
+    }
     doc.push_str("runcmd:\n");
     for c in &out.commands {
         doc.push_str(&crate::yaml::sequence_item(&serde_json::json!(c), 2));
@@ -430,7 +496,11 @@ pub fn cloud_config_with(out: &NodeOutput, shared: Option<&Shared>) -> String {
 /// two so the piecewise assembly above cannot drift.
 pub fn cloud_config_whole(out: &NodeOutput) -> String {
     let files: Vec<serde_json::Value> = out.files.iter().map(write_file_value).collect();
-    let value = serde_json::json!({ "write_files": files, "runcmd": out.commands });
+    let value = if out.packages.is_empty() {
+        serde_json::json!({ "write_files": files, "runcmd": out.commands })
+    } else {
+        serde_json::json!({ "write_files": files, "packages": out.packages, "runcmd": out.commands })
+    };
     format!("{}{}", header(out), crate::yaml::to_string(&value))
 }
 

@@ -17,6 +17,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("provider.yaml", include_str!("../../templates/provider.yaml.j2")),
     ("mk8s-traefik.service", include_str!("../../templates/mk8s-traefik.service.j2")),
     ("mk8s-bootstrap.service", include_str!("../../templates/mk8s-bootstrap.service.j2")),
+    ("haproxy.cfg", include_str!("../../templates/haproxy.cfg.j2")),
+    ("mk8s-haproxy.service", include_str!("../../templates/mk8s-haproxy.service.j2")),
+    ("apiserver-proxy-provider.yaml", include_str!("../../templates/apiserver-proxy-provider.yaml.j2")),
+    ("apiserver-proxy-traefik-template.yaml", include_str!("../../templates/apiserver-proxy-traefik-template.yaml.j2")),
     ("fetch-bootstrap.sh", include_str!("../../templates/fetch-bootstrap.sh.j2")),
     ("merge-known-tokens.sh", include_str!("../../templates/merge-known-tokens.sh.j2")),
 ];
@@ -26,6 +30,7 @@ fn escape_mode(name: &str) -> AutoEscape {
         Some("yaml") => AutoEscape::Custom("yaml".into()),
         Some("sh") => AutoEscape::Custom("shell".into()),
         Some("service") => AutoEscape::Custom("systemd".into()),
+        Some("cfg") => AutoEscape::Custom("haproxy".into()),
         _ => AutoEscape::Custom("refuse".into()),
     }
 }
@@ -72,6 +77,14 @@ fn escape(mode: &AutoEscape, value: &Value) -> Result<String, Error> {
             }
         }
         "shell" => Ok(shell_quote(&s)),
+        // HAProxy words: addresses, names and durations only (no spaces, no '#').
+        "haproxy" => {
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:[]-@".contains(&b)) {
+                Ok(s)
+            } else {
+                Err(Error::new(ErrorKind::BadSerialization, format!("{s:?} cannot be written into haproxy.cfg")))
+            }
+        }
         "systemd" => {
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=:@+".contains(&b)) {
                 Ok(s)

@@ -59,8 +59,21 @@ pub struct ControlPlaneNode {
 #[derive(Debug, Clone)]
 pub enum LoadBalancer {
     Traefik(TraefikLb),
-    External { host: String, port: u16 },
+    /// HAProxy from the distribution (installed by cloud-init's `packages`).
+    Haproxy {
+        path: String,
+        health_interval: String,
+        health_timeout: String,
+    },
+    /// MicroK8s 1.25+'s own `apiserver-proxy`, fed our endpoints.
+    MicroK8sProxy,
+    External {
+        host: String,
+        port: u16,
+    },
 }
+
+pub const DEFAULT_HAPROXY_PATH: &str = "/usr/sbin/haproxy";
 
 #[derive(Debug, Clone)]
 pub struct TraefikLb {
@@ -190,7 +203,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         }
     }
 
-    let load_balancer = check_lb(c.load_balancer.as_ref(), apiserver_port, report);
+    let load_balancer = check_lb(c.load_balancer.as_ref(), apiserver_port, channel.as_ref().map(|c| c.flavour), report);
 
     let dns = {
         let d = c.dns.as_ref();
@@ -529,7 +542,12 @@ fn is_duration(s: &str) -> bool {
     !num.is_empty() && num.len() <= 6 && matches!(unit, "ms" | "s" | "m") && num.parse::<u32>().is_ok_and(|n| n > 0)
 }
 
-fn check_lb(raw: Option<&RawLoadBalancer>, apiserver_port: u16, report: &mut Report) -> Option<LoadBalancer> {
+fn check_lb(
+    raw: Option<&RawLoadBalancer>,
+    apiserver_port: u16,
+    flavour: Option<Flavour>,
+    report: &mut Report,
+) -> Option<LoadBalancer> {
     let base = "$.cluster.load-balancer";
     let default =
         RawLoadBalancer { mode: None, kind: None, address: None, port: None, traefik: None, health_check: None };
@@ -543,13 +561,64 @@ fn check_lb(raw: Option<&RawLoadBalancer>, apiserver_port: u16, report: &mut Rep
                     "remove them, or set `mode: external`",
                 );
             }
+            let hc = raw.health_check.as_ref();
+            let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
+            let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
+            let durations_ok = |report: &mut Report| {
+                let mut ok = true;
+                for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
+                    if !is_duration(v) {
+                        report.error(
+                            format!("{base}.health-check.{k}"),
+                            format!("{} is not a duration", show(v)),
+                            "write a whole number with ms, s or m, e.g. 5s",
+                        );
+                        ok = false;
+                    }
+                }
+                ok
+            };
             match raw.kind.as_deref().unwrap_or("traefik") {
                 "traefik" => {}
+                "haproxy" => {
+                    if raw.traefik.is_some() {
+                        report.error(
+                            format!("{base}.traefik"),
+                            "`traefik` settings do not apply to `kind: haproxy`",
+                            "remove them",
+                        );
+                    }
+                    let ok = durations_ok(report);
+                    return ok.then(|| LoadBalancer::Haproxy {
+                        path: DEFAULT_HAPROXY_PATH.into(),
+                        health_interval: interval.clone(),
+                        health_timeout: timeout.clone(),
+                    });
+                }
+                "microk8s-proxy" => {
+                    if raw.traefik.is_some() || raw.health_check.is_some() {
+                        report.error(
+                            format!("{base}.kind"),
+                            "`traefik` and `health-check` do not apply to `kind: microk8s-proxy`",
+                            "remove them: MicroK8s's proxy has its own behaviour",
+                        );
+                    }
+                    let supported = matches!(flavour, Some(Flavour::KubeliteApiserverProxy));
+                    if !supported {
+                        report.error(
+                            format!("{base}.kind"),
+                            "`kind: microk8s-proxy` needs MicroK8s 1.25 or later",
+                            "use `kind: traefik` or `kind: haproxy` for older channels",
+                        );
+                        return None;
+                    }
+                    return Some(LoadBalancer::MicroK8sProxy);
+                }
                 other => {
                     report.error(
                         format!("{base}.kind"),
-                        format!("load-balancer kind {other:?} is not supported"),
-                        "use `kind: traefik`",
+                        format!("load-balancer kind {} is not supported", show(other)),
+                        "use `kind: traefik` (default), `haproxy` or `microk8s-proxy`",
                     );
                     return None;
                 }
@@ -606,18 +675,7 @@ fn check_lb(raw: Option<&RawLoadBalancer>, apiserver_port: u16, report: &mut Rep
                     None
                 }
             };
-            let hc = raw.health_check.as_ref();
-            let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
-            let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
-            for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
-                if !is_duration(v) {
-                    report.error(
-                        format!("{base}.health-check.{k}"),
-                        format!("{} is not a duration", show(v)),
-                        "write a whole number with ms, s or m, e.g. 5s",
-                    );
-                }
-            }
+            durations_ok(report);
             Some(LoadBalancer::Traefik(TraefikLb { path, fetch, health_interval: interval, health_timeout: timeout }))
         }
         "external" => {

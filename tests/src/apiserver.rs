@@ -31,10 +31,14 @@ struct State {
     nodes: HashMap<String, bool>,
     /// (method, path, authenticated user or "-", status)
     log: Vec<(String, String, String, u16)>,
+    /// How long a watch (`GET /api/v1/watch/...`) keeps its connection open.
+    watch_hold: std::time::Duration,
 }
 
 pub struct SimApiserver {
     pub ca: Arc<Ca>,
+    /// DER of this apiserver's own certificate (what a client should see).
+    pub cert_der: Vec<u8>,
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     config: Arc<rustls::ServerConfig>,
@@ -118,6 +122,11 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
         ("GET", "/readyz") if st.ready => Response::text(200, "ok"),
         ("GET", "/readyz") => Response::text(503, "[-]etcd failed: reason withheld\nreadyz check failed"),
         ("GET", "/livez") => Response::text(200, "ok"),
+        ("GET", p) if p.starts_with("/api/v1/watch/") => {
+            let mut r = Response::json(200, "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Node\"}}\n");
+            r.hold = Some(st.watch_hold);
+            r
+        }
         ("GET", "/version") => Response::json(200, r#"{"major":"1","minor":"30","gitVersion":"v1.30.0-sim"}"#),
         ("GET", p) if p.starts_with("/api/v1/nodes/") => {
             let name = &p["/api/v1/nodes/".len()..];
@@ -193,7 +202,7 @@ impl SimApiserver {
             tokens: parse_known_tokens(known_tokens_csv),
             ..State::default()
         }));
-        let mut sim = SimApiserver { ca, addr, state, config, server: None };
+        let mut sim = SimApiserver { ca, cert_der: leaf.cert_der.clone(), addr, state, config, server: None };
         sim.bring_up();
         sim
     }
@@ -248,6 +257,10 @@ impl SimApiserver {
     /// Stand in for kubelet: the Node object appears (Ready or not).
     pub fn register_node(&self, name: &str, ready: bool) {
         self.state.lock().unwrap().nodes.insert(name.to_string(), ready);
+    }
+
+    pub fn set_watch_hold(&self, hold: std::time::Duration) {
+        self.state.lock().unwrap().watch_hold = hold;
     }
 
     pub fn set_tokens(&self, known_tokens_csv: &str) {

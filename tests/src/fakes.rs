@@ -5,7 +5,8 @@
 //! - `store-down`: `snap install` fails like a node without network to the store;
 //! - `kill-at` (a number N): the Nth fake command SIGKILLs its caller first;
 //! - `download`: the path of the file the substitute `curl` "downloads";
-//! - `on-start-UNIT` (executable): run when `systemctl enable --now UNIT` is called.
+//! - `on-start-UNIT` (executable): run when `systemctl enable --now UNIT` is called;
+//!   `on-VERB-UNIT`: run when `systemctl VERB UNIT` is called.
 //!
 //! A `systemctl restart` of kubelite or kubelet touches `kubelet-started`, which a
 //! test thread uses to stand in for kubelet registering the Node.
@@ -83,6 +84,8 @@ exit 1
 "#;
 
 const SYSTEMCTL: &str = r#"
+# on-VERB-UNIT hooks (on-restart-UNIT, ...); `enable --now UNIT` runs on-start-UNIT.
+if [ $# -ge 2 ] && [ -x "$FAKE/on-$1-$2" ]; then "$FAKE/on-$1-$2"; fi
 case "$1" in
   restart)
     case "$2" in
@@ -157,7 +160,12 @@ impl Fakes {
     }
 
     pub fn on_start(&self, unit: &str, script: &str) {
-        let p = self.dir.join(format!("on-start-{unit}"));
+        self.on("start", unit, script);
+    }
+
+    /// Run `script` when `systemctl VERB UNIT` is called.
+    pub fn on(&self, verb: &str, unit: &str, script: &str) {
+        let p = self.dir.join(format!("on-{verb}-{unit}"));
         fs::write(&p, script).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }

@@ -334,6 +334,40 @@ pub fn https_get_as(
     Ok(Fetched { peer_cert, status, body })
 }
 
+/// Hold a GET open until the server ends it (a watch): returns the status and how
+/// long the connection stayed open, or the error that ended it.
+pub fn https_watch(
+    addr: SocketAddr,
+    path: &str,
+    ca: &crate::pki::Ca,
+    max: Duration,
+) -> (std::io::Result<u16>, Duration) {
+    let start = std::time::Instant::now();
+    let result = (|| {
+        let cfg = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(ca.rustls_root())
+            .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::IpAddress(addr.ip().into()))
+            .map_err(std::io::Error::other)?;
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        sock.set_read_timeout(Some(max))?;
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        tls.flush()?;
+        let mut raw = Vec::new();
+        match tls.read_to_end(&mut raw) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        let text = String::from_utf8_lossy(&raw);
+        Ok(text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0))
+    })();
+    (result, start.elapsed())
+}
+
 /// Common name of a DER certificate's subject (for messages and assertions).
 pub fn subject_cn(der: &[u8]) -> String {
     // Find the last CN attribute (OID 2.5.4.3) in the subject; good enough for tests.

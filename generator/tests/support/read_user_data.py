@@ -48,4 +48,5 @@ print(json.dumps({
     "runcmd": doc["runcmd"],
     "runcmd_types": [[type(w).__name__ for w in cmd] for cmd in doc["runcmd"]],
     "keys": sorted(doc.keys()),
+    "packages": doc.get("packages", []),
 }))
