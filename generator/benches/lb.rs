@@ -1,0 +1,89 @@
+//! Node-local load balancers side by side, with the real programs in front of three
+//! simulated apiservers: resident memory idle and with 100 concurrent connections
+//! (watch-like, held open), and failover time when one apiserver dies.
+//! `cargo bench -p mk8s-gen --bench lb` (needs traefik and haproxy: scripts/setup).
+
+use std::time::{Duration, Instant};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::lb::{cluster, Cluster};
+use mk8s_testkit::tls::https_watch;
+
+/// Resident memory of a process and all its descendants, KiB.
+fn tree_rss_kib(root: u32) -> u64 {
+    let mut parent = std::collections::HashMap::new();
+    let mut rss = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let field = |k: &str| {
+            status.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        };
+        parent.insert(pid, field("PPid:").unwrap_or(0) as u32);
+        rss.insert(pid, field("VmRSS:").unwrap_or(0));
+    }
+    let in_tree = |mut p: u32| loop {
+        if p == root {
+            return true;
+        }
+        match parent.get(&p) {
+            Some(&pp) if pp != 0 && pp != p => p = pp,
+            _ => return false,
+        }
+    };
+    rss.iter().filter(|(p, _)| in_tree(**p)).map(|(_, r)| r).sum()
+}
+
+fn healthy(c: &Cluster) {
+    let start = Instant::now();
+    while !(0..20).all(|_| c.ok_on(&[0, 1, 2])) {
+        assert!(start.elapsed() < Duration::from_secs(30), "never became healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn main() {
+    println!("{:<9} {:>10} {:>18} {:>10}", "kind", "idle RSS", "RSS, 100 conns", "failover");
+    for kind in ["traefik", "haproxy"] {
+        let mut c = cluster(kind);
+        healthy(&c);
+        std::thread::sleep(Duration::from_secs(2));
+        let pid = c.lb_process.0.id();
+        let idle = tree_rss_kib(pid);
+        for s in &c.sims {
+            s.set_watch_hold(Duration::from_secs(6));
+        }
+        let watchers: Vec<_> = (0..100)
+            .map(|_| {
+                let (lb, ca) = (c.lb, c.ca.clone());
+                std::thread::spawn(move || https_watch(lb, "/api/v1/watch/nodes", &ca, Duration::from_secs(30)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        let loaded = tree_rss_kib(pid);
+        let held = watchers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .filter(|(r, d)| r.is_ok() && *d >= Duration::from_secs(5))
+            .count();
+        assert_eq!(held, 100, "{kind}: only {held} of 100 connections were held");
+        // Failover: from the death of one apiserver to the first of 20 consecutive
+        // successes, as in the failover test.
+        c.sims[1].stop();
+        let died = Instant::now();
+        let mut streak = 0;
+        while streak < 20 {
+            streak = if c.ok_on(&[0, 2]) { streak + 1 } else { 0 };
+            assert!(died.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let failover = died.elapsed();
+        println!(
+            "{kind:<9} {:>7.1} MiB {:>15.1} MiB {:>9.2}s",
+            idle as f64 / 1024.0,
+            loaded as f64 / 1024.0,
+            failover.as_secs_f64()
+        );
+    }
+}
