@@ -130,7 +130,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     std::thread::scope(|scope| {
         let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
             let (done, finished, total) = (&done, &finished, workers.len());
-            scope.spawn(move || progress(done, finished, total))
+            scope.spawn(move || progress(done, finished, total, &mut std::io::stderr()))
         });
         let handles: Vec<_> = (0..opts.threads.max(1))
             .map(|t| {
@@ -253,8 +253,8 @@ fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize) {
-    let mut err = std::io::stderr();
+/// Redraw a one-line bar every 100 ms until `finished`, then clear it.
+fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize, err: &mut dyn Write) {
     loop {
         let n = done.load(Ordering::Relaxed);
         let width = 30;
@@ -272,6 +272,16 @@ fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_bar_draws_and_clears() {
+        let (done, finished) = (AtomicUsize::new(500), AtomicBool::new(true));
+        let mut out = Vec::new();
+        progress(&done, &finished, 2000, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\r[=======                       ] 500/2000 nodes"), "{text:?}");
+        assert!(text.ends_with('\r') && text.matches('\r').count() == 3, "cleared after: {text:?}");
+    }
 
     #[test]
     fn globs() {

@@ -153,6 +153,15 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
 
     let auth = match c.auth.as_deref() {
         None | Some("token") => {
+            // canonical/microk8s 805dfe59 (first in 1.28): new installations use
+            // certificate auth and no longer pass --token-auth-file.
+            if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28))) {
+                report.warning(
+                    "$.cluster.microk8s.channel",
+                    "with `auth: token`: MicroK8s 1.28 and later, installed fresh, do not read known_tokens.csv (no --token-auth-file)",
+                    "use `auth: x509`, or check that args/kube-apiserver on the control plane has --token-auth-file (merge-known-tokens.sh refuses otherwise)",
+                );
+            }
             if c.client_certificates.is_some() {
                 report.warning(
                     "$.cluster.client-certificates",

@@ -318,6 +318,12 @@ fn the_original_traefik_files_serve_traefiks_default_certificate() {
 fn fake_control_plane(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let snap_data = dir.join("snap");
     fs::create_dir_all(snap_data.join("credentials")).unwrap();
+    fs::create_dir_all(snap_data.join("args")).unwrap();
+    fs::write(
+        snap_data.join("args/kube-apiserver"),
+        "--secure-port=16443\n--token-auth-file=${SNAP_DATA}/credentials/known_tokens.csv\n",
+    )
+    .unwrap();
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let log = dir.join("systemctl.log");
@@ -382,6 +388,32 @@ fn merge_script_is_idempotent_and_keeps_other_lines() {
     let leftovers: Vec<_> =
         fs::read_dir(snap_data.join("credentials")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temp files left: {leftovers:?}");
+}
+
+#[test]
+fn merge_script_refuses_an_apiserver_without_token_auth() {
+    let bash = tools::require("bash");
+    let fx = workspace().join("fixtures/seed/expected/control-plane");
+    let dir = tempfile::tempdir().unwrap();
+    let (snap_data, bin, log) = fake_control_plane(dir.path());
+    fs::write(snap_data.join("args/kube-apiserver"), "--secure-port=16443\n").unwrap();
+    let csv = snap_data.join("credentials/known_tokens.csv");
+    fs::write(&csv, "a,admin,admin\n").unwrap();
+    let bundle = dir.path().join("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    for f in ["merge-known-tokens.sh", "known-tokens.csv"] {
+        fs::copy(fx.join(f), bundle.join(f)).unwrap();
+    }
+    let out = Command::new(bash)
+        .arg(bundle.join("merge-known-tokens.sh"))
+        .env("SNAP_DATA", &snap_data)
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth: x509"));
+    assert_eq!(fs::read_to_string(&csv).unwrap(), "a,admin,admin\n", "untouched");
+    assert!(!log.exists(), "nothing restarted");
 }
 
 #[test]
