@@ -104,6 +104,12 @@ pub struct GenerateArgs {
     pub secrets: Option<PathBuf>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// Check the user-data against this platform's size limit (exit 1 if over).
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub target: Option<crate::targets::Target>,
+    /// Emit gzip-compressed user-data (cloud-init detects and decompresses it).
+    #[arg(long)]
+    pub gzip: bool,
     /// Write the user-data here (atomically) instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -337,11 +343,20 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     let worker = facts.worker(node).expect("checked by node_exists");
     let out = render::render_node(&facts, &secrets, worker, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let text = render::cloud_config(&out);
+    let bytes = if a.gzip { render::gzip(text.as_bytes()) } else { text.into_bytes() };
+    if let Some(target) = a.target {
+        let gzipped = (!a.gzip).then(|| render::gzip(&bytes).len());
+        let embedded = matches!(delivery, Delivery::Embedded { .. });
+        if let Err(e) = crate::targets::check(target, node, bytes.len(), a.gzip, gzipped, embedded) {
+            writeln!(io.stderr, "error: {e}")?;
+            return Err(Failure::Invalid);
+        }
+    }
     match &a.output {
         Some(p) => {
-            write_atomic(p, text.as_bytes(), 0o600)?;
+            write_atomic(p, &bytes, 0o600)?;
         }
-        None => io.stdout.write_all(text.as_bytes())?,
+        None => io.stdout.write_all(&bytes)?,
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod render;
 pub mod report;
 pub mod secrets;
 pub mod spans;
+pub mod targets;
 pub mod templates;
 pub mod util;
 pub mod validate;
