@@ -70,6 +70,14 @@ pub enum SecretsCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// `#cloud-config` (Ubuntu and other cloud-init images).
+    CloudConfig,
+    /// Ignition spec 3.3.0 JSON.
+    Ignition,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum MessageFormat {
     /// rustc-style, with the source line.
@@ -104,6 +112,9 @@ pub struct GenerateArgs {
     pub secrets: Option<PathBuf>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// The user-data format.
+    #[arg(long, value_enum, default_value_t = Format::CloudConfig)]
+    pub format: Format,
     /// Check the user-data against this platform's size limit (exit 1 if over).
     #[arg(long, value_enum, value_name = "PLATFORM")]
     pub target: Option<crate::targets::Target>,
@@ -342,7 +353,16 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
     let out = render::render_node(&facts, &secrets, worker, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
-    let text = render::cloud_config(&out);
+    let text = match a.format {
+        Format::CloudConfig => render::cloud_config(&out),
+        Format::Ignition => match crate::ignition::config(&out) {
+            Ok(t) => t,
+            Err(e) => {
+                writeln!(io.stderr, "error: {e:#}")?;
+                return Err(Failure::Invalid);
+            }
+        },
+    };
     let bytes = if a.gzip { render::gzip(text.as_bytes()) } else { text.into_bytes() };
     if let Some(target) = a.target {
         let gzipped = (!a.gzip).then(|| render::gzip(&bytes).len());

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod controlplane;
 pub mod facts;
 pub mod fleet;
+pub mod ignition;
 pub mod render;
 pub mod report;
 pub mod secrets;

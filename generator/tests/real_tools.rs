@@ -426,3 +426,85 @@ fn token_lines_cannot_be_injected() {
     assert!(facts.is_none());
     assert!(report.problems.iter().any(|p| p.path == "$.workers[0].name"));
 }
+
+/// Every golden Ignition config, with the cloud-config of the same node beside it.
+fn golden_ignition() -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for case in fs::read_dir(workspace().join("fixtures")).unwrap() {
+        let exp = case.unwrap().path().join("expected");
+        let Ok(rd) = fs::read_dir(&exp) else { continue };
+        for f in rd {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with("-ignition.stdout") || name.ends_with("-ignition-embedded.stdout") {
+                let twin = exp.join(name.replace("-ignition", ""));
+                out.push((p, twin));
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 4, "{out:?}");
+    out
+}
+
+#[test]
+fn ignition_validate_accepts_every_generated_config_and_can_refuse() {
+    let iv = tools::require("ignition-validate");
+    for (p, _) in golden_ignition() {
+        let o = Command::new(&iv).arg(&p).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}{}",
+            p.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ign");
+    fs::write(&bad, r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"relative/x","mode":"0644"}]}}"#)
+        .unwrap();
+    assert!(!Command::new(&iv).arg(&bad).output().unwrap().status.success(), "the control must fail");
+}
+
+#[test]
+fn ignition_carries_the_same_files_as_cloud_init_with_true_hashes() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    for (ign, cc) in golden_ignition() {
+        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&ign).unwrap()).unwrap();
+        assert_eq!(v["ignition"]["version"], "3.3.0");
+        let cloud = read_with_pyyaml(&cc);
+        let cloud_files = cloud["files"].as_array().unwrap();
+        let mut seen = 0;
+        for f in v["storage"]["files"].as_array().unwrap() {
+            let src = f["contents"]["source"].as_str().unwrap();
+            let raw =
+                base64::engine::general_purpose::STANDARD.decode(src.strip_prefix("data:;base64,").unwrap()).unwrap();
+            let data = if f["contents"]["compression"] == "gzip" {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out).unwrap();
+                out
+            } else {
+                raw
+            };
+            assert_eq!(
+                f["contents"]["verification"]["hash"],
+                format!("sha256-{}", hex::encode(sha2::Sha256::digest(&data)))
+            );
+            let twin = cloud_files
+                .iter()
+                .find(|c| c["path"] == f["path"])
+                .unwrap_or_else(|| panic!("{} not in {}", f["path"], cc.display()));
+            assert_eq!(format!("{:04o}", f["mode"].as_u64().unwrap()), twin["permissions"].as_str().unwrap());
+            assert_eq!(data.len() as u64, twin["size"].as_u64().unwrap(), "{}", f["path"]);
+            if let Some(text) = twin["content"].as_str() {
+                assert_eq!(String::from_utf8(data).unwrap(), text);
+            }
+            seen += 1;
+        }
+        let units = v["systemd"]["units"].as_array().unwrap();
+        assert!(units.iter().any(|u| u["name"] == "mk8s-bootstrap.service" && u["enabled"] == true));
+        assert_eq!(seen + units.len(), cloud_files.len(), "{}", ign.display());
+    }
+}
