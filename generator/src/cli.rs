@@ -54,6 +54,11 @@ pub enum Command {
     CaHash(CaHashArgs),
     /// Write every worker's user-data, the control-plane bundle and a manifest.
     Fleet(FleetArgs),
+    /// Terraform `external` data source: a JSON object of strings on stdin (cluster,
+    /// secrets, node, and optionally format, target, gzip, bootstrap_url,
+    /// bootstrap_sha256, bootstrap_bin), a JSON object of strings on stdout
+    /// (user_data, user_data_base64, sha256, size); errors on stderr, exit 1 or 2.
+    Terraform,
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +232,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
         Some(Command::Fleet(a)) => fleet(&a, io),
+        Some(Command::Terraform) => terraform(&mut std::io::stdin().lock(), io),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -444,6 +450,63 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
         s.removed,
         a.out.display()
     )?;
+    Ok(())
+}
+
+/// The keys `mk8s-gen terraform` accepts in its query.
+const TERRAFORM_KEYS: &[&str] =
+    &["cluster", "secrets", "node", "format", "target", "gzip", "bootstrap_url", "bootstrap_sha256", "bootstrap_bin"];
+
+/// Terraform's `external` data source protocol around the per-node command.
+pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failure> {
+    let mut input = String::new();
+    stdin.read_to_string(&mut input)?;
+    let query: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&input).map_err(|e| Failure::Usage(format!("the query is not a JSON object: {e}")))?;
+    let mut args = vec!["mk8s-gen".to_string()];
+    for (k, v) in &query {
+        if !TERRAFORM_KEYS.contains(&k.as_str()) {
+            return Err(Failure::Usage(format!("unknown query key {k:?}; known keys: {}", TERRAFORM_KEYS.join(", "))));
+        }
+        let v = v.as_str().ok_or_else(|| Failure::Usage(format!("query value {k:?} must be a string")))?;
+        match k.as_str() {
+            "gzip" => match v {
+                "true" => args.push("--gzip".into()),
+                "false" | "" => {}
+                _ => return Err(Failure::Usage(format!("gzip must be \"true\" or \"false\", not {v:?}"))),
+            },
+            _ if v.is_empty() => {}
+            _ => {
+                args.push(format!("--{}", k.replace('_', "-")));
+                args.push(v.to_string());
+            }
+        }
+    }
+    for required in ["cluster", "secrets", "node"] {
+        if !query.contains_key(required) {
+            return Err(Failure::Usage(format!("the query needs {required:?}")));
+        }
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => return Err(Failure::Usage(e.to_string().lines().next().unwrap_or("bad query").to_string())),
+    };
+    let mut out = Vec::new();
+    {
+        // Problems go to stderr as they would on the command line (Terraform shows
+        // them in `terraform plan`), but without the source excerpt's colours.
+        let mut inner = Io { stdout: &mut out, stderr: &mut *io.stderr };
+        generate(&cli.generate, &mut inner)?;
+    }
+    use base64::Engine as _;
+    let text_ok = std::str::from_utf8(&out).is_ok();
+    let result = serde_json::json!({
+        "user_data": if text_ok { String::from_utf8_lossy(&out).to_string() } else { String::new() },
+        "user_data_base64": base64::engine::general_purpose::STANDARD.encode(&out),
+        "sha256": mk8s_bootstrap::plan::sha256_hex(&out),
+        "size": out.len().to_string(),
+    });
+    writeln!(io.stdout, "{result}")?;
     Ok(())
 }
 

@@ -1,0 +1,100 @@
+//! `mk8s-gen terraform`, driven the way Terraform's `external` data source drives
+//! it: the query as one JSON object of strings on stdin, the result as one JSON
+//! object of strings on stdout, problems on stderr with a non-zero exit.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use mk8s_testkit::workspace;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
+
+fn external(query: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("terraform")
+        .current_dir(workspace().join("fixtures/seed"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(query.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_result_is_a_json_object_of_strings_equal_to_the_cli_output() {
+    // Exactly what Terraform sends for `query = { ... }`: a flat object of strings.
+    let sha = "0".repeat(64);
+    let q = format!(
+        r#"{{"bootstrap_sha256":"{sha}","bootstrap_url":"https://example.com/mk8s-bootstrap","cluster":"cluster.yaml","gzip":"false","node":"worker-1","secrets":"secrets.yaml","target":"aws"}}"#
+    );
+    let o = external(&q);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.values().all(|x| x.is_string()), "Terraform requires string values: {v:?}");
+    let mut keys: Vec<_> = v.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["sha256", "size", "user_data", "user_data_base64"]);
+    let cli = Command::new(BIN)
+        .current_dir(workspace().join("fixtures/seed"))
+        .args(["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1"])
+        .args(["--bootstrap-url", "https://example.com/mk8s-bootstrap", "--bootstrap-sha256", &sha])
+        .output()
+        .unwrap();
+    assert_eq!(v["user_data"].as_str().unwrap().as_bytes(), cli.stdout.as_slice());
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(v["user_data_base64"].as_str().unwrap()).unwrap(),
+        cli.stdout
+    );
+    assert_eq!(v["size"], cli.stdout.len().to_string());
+    // gzip: binary, so only the base64 form carries it.
+    let gz = external(r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","gzip":"true"}"#);
+    let v: serde_json::Value = serde_json::from_slice(&gz.stdout).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(v["user_data_base64"].as_str().unwrap()).unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+    assert_eq!(v["user_data"], "");
+}
+
+#[test]
+fn errors_are_readable_on_stderr_with_a_non_zero_exit() {
+    let cases = [
+        (r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-9"}"#, 1, "no worker named \"worker-9\""),
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","colour":"x"}"#,
+            2,
+            "unknown query key \"colour\"",
+        ),
+        (r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","gzip":true}"#, 2, "must be a string"),
+        (r#"{"cluster":"cluster.yaml","node":"worker-1"}"#, 2, "needs \"secrets\""),
+        (r#"not json"#, 2, "not a JSON object"),
+        (r#"{"cluster":"missing.yaml","secrets":"secrets.yaml","node":"worker-1"}"#, 2, "cannot read cluster facts"),
+    ];
+    for (q, code, want) in cases {
+        let o = external(q);
+        assert_eq!(o.status.code(), Some(code), "{q}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stdout.is_empty(), "{q}: nothing on stdout");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{q}: {err}");
+        assert!(!err.contains('\x1b'), "plain text for terraform plan");
+    }
+}
+
+#[test]
+fn the_worked_example_is_valid() {
+    let dir = workspace().join("examples/terraform");
+    let o = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["check", "--cluster", "cluster.yaml", "--node", "worker-1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tf = std::fs::read_to_string(dir.join("main.tf")).unwrap();
+    for key in [
+        "program  = [\"mk8s-gen\", \"terraform\"]",
+        "user_data_base64 = data.external.user_data[each.key].result.user_data_base64",
+    ] {
+        assert!(tf.contains(key), "main.tf lost {key}");
+    }
+}
