@@ -54,6 +54,10 @@ pub enum Command {
     CaHash(CaHashArgs),
     /// Write every worker's user-data, the control-plane bundle and a manifest.
     Fleet(FleetArgs),
+    /// Write the files every node shares (units, load-balancer configuration, the
+    /// bootstrap binary, optionally traefik) into DIR, laid out as on the node, to
+    /// bake into an image; then generate user-data with --baked.
+    Packer(PackerArgs),
     /// Terraform `external` data source: a JSON object of strings on stdin (cluster,
     /// secrets, node, and optionally format, target, gzip, bootstrap_url,
     /// bootstrap_sha256, bootstrap_bin), a JSON object of strings on stdout
@@ -120,6 +124,10 @@ pub struct GenerateArgs {
     /// The user-data format.
     #[arg(long, value_enum, default_value_t = Format::CloudConfig)]
     pub format: Format,
+    /// The image was baked with `mk8s-gen packer` from the same facts: the
+    /// user-data carries only this node's plan and credentials.
+    #[arg(long, conflicts_with_all = ["bootstrap_bin", "bootstrap_url"])]
+    pub baked: bool,
     /// Check the user-data against this platform's size limit (exit 1 if over).
     #[arg(long, value_enum, value_name = "PLATFORM")]
     pub target: Option<crate::targets::Target>,
@@ -172,6 +180,21 @@ pub struct FleetArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PackerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The mk8s-bootstrap binary to bake.
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap_bin: PathBuf,
+    /// A traefik binary to bake at the path the facts give (kind traefik).
+    #[arg(long, value_name = "PATH")]
+    pub traefik_bin: Option<PathBuf>,
+    /// The directory to write into (DIR/etc/..., DIR/usr/local/bin/...).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +255,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
         Some(Command::Fleet(a)) => fleet(&a, io),
+        Some(Command::Packer(a)) => packer(&a, io),
         Some(Command::Terraform) => terraform(&mut std::io::stdin().lock(), io),
     };
     match result {
@@ -358,7 +382,10 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
-    let out = render::render_node(&facts, &secrets, worker, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let shared = render::Shared::new(&facts, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let shared = if a.baked { shared.baked() } else { shared };
+    let out =
+        render::render_node_with(&facts, &secrets, worker, &shared).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let text = match a.format {
         Format::CloudConfig => render::cloud_config(&out),
         Format::Ignition => match crate::ignition::config(&out) {
@@ -453,9 +480,59 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     Ok(())
 }
 
+fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
+    let facts = load_facts(&a.common, io, |_, _| {})?;
+    let read_elf = |p: &Path, what: &str| -> Result<Vec<u8>, Failure> {
+        let bytes = std::fs::read(p).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", p.display())))?;
+        if !bytes.starts_with(b"\x7fELF") {
+            return Err(Failure::Usage(format!("{} is not an ELF executable", p.display())));
+        }
+        Ok(bytes)
+    };
+    let bootstrap = read_elf(&a.bootstrap_bin, "bootstrap binary")?;
+    let shared = render::Shared::new(&facts, &Delivery::Preinstalled).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let mut files: Vec<(String, Vec<u8>, u32)> = shared
+        .files()
+        .iter()
+        .map(|f| match &f.content {
+            render::FileContent::Text(t) => (f.path.clone(), t.as_bytes().to_vec(), f.mode),
+            render::FileContent::GzipBase64(_) => unreachable!("pre-installed delivery embeds nothing"),
+        })
+        .collect();
+    files.push((mk8s_bootstrap::plan::BOOTSTRAP_PATH.to_string(), bootstrap, 0o755));
+    if let Some(t) = &a.traefik_bin {
+        let validate::LoadBalancer::Traefik(lb) = &facts.load_balancer else {
+            return Err(Failure::Usage("--traefik-bin needs `load-balancer: { kind: traefik }` in the facts".into()));
+        };
+        files.push((lb.path.clone(), read_elf(t, "traefik binary")?, 0o755));
+    }
+    for (path, data, mode) in &files {
+        let dest = a.out.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("absolute paths have parents"))?;
+        write_atomic(&dest, data, *mode)?;
+    }
+    writeln!(
+        io.stderr,
+        "wrote {} file(s) under {}: bake them into the image at /, then use --baked",
+        files.len(),
+        a.out.display()
+    )?;
+    Ok(())
+}
+
 /// The keys `mk8s-gen terraform` accepts in its query.
-const TERRAFORM_KEYS: &[&str] =
-    &["cluster", "secrets", "node", "format", "target", "gzip", "bootstrap_url", "bootstrap_sha256", "bootstrap_bin"];
+const TERRAFORM_KEYS: &[&str] = &[
+    "cluster",
+    "secrets",
+    "node",
+    "format",
+    "target",
+    "gzip",
+    "baked",
+    "bootstrap_url",
+    "bootstrap_sha256",
+    "bootstrap_bin",
+];
 
 /// Terraform's `external` data source protocol around the per-node command.
 pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failure> {
@@ -470,10 +547,10 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
         }
         let v = v.as_str().ok_or_else(|| Failure::Usage(format!("query value {k:?} must be a string")))?;
         match k.as_str() {
-            "gzip" => match v {
-                "true" => args.push("--gzip".into()),
+            "gzip" | "baked" => match v {
+                "true" => args.push(format!("--{k}")),
                 "false" | "" => {}
-                _ => return Err(Failure::Usage(format!("gzip must be \"true\" or \"false\", not {v:?}"))),
+                _ => return Err(Failure::Usage(format!("{k} must be \"true\" or \"false\", not {v:?}"))),
             },
             _ if v.is_empty() => {}
             _ => {

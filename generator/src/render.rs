@@ -184,6 +184,9 @@ pub struct Shared {
     emitted: std::collections::HashMap<String, String>,
     /// Shared staged files the bootstrap installs into the snap's data directory.
     install: Vec<InstallFile>,
+    /// The shared files are baked into the image (`mk8s-gen packer`): user-data
+    /// carries only the node's own files and the plan.
+    baked: bool,
 }
 
 impl Shared {
@@ -296,7 +299,26 @@ impl Shared {
         });
 
         let emitted = files.iter().map(|f| (f.path.clone(), write_file_item(f))).collect();
-        Ok(Shared { endpoints, files, load_balancer, kubeconfig_parsed: Default::default(), emitted, install })
+        Ok(Shared {
+            endpoints,
+            files,
+            load_balancer,
+            kubeconfig_parsed: Default::default(),
+            emitted,
+            install,
+            baked: false,
+        })
+    }
+
+    /// For an image baked with `mk8s-gen packer` from the same facts.
+    pub fn baked(mut self) -> Shared {
+        self.baked = true;
+        self
+    }
+
+    /// The files every node shares, to bake into an image.
+    pub fn files(&self) -> &[NodeFile] {
+        &self.files
     }
 }
 
@@ -388,7 +410,9 @@ pub fn render_node_with(
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
     let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
 
-    files.extend(shared.files.iter().cloned());
+    if !shared.baked {
+        files.extend(shared.files.iter().cloned());
+    }
     install.extend(shared.install.iter().cloned());
     let endpoints = shared.endpoints.clone();
     let load_balancer = shared.load_balancer.clone();

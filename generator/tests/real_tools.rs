@@ -108,7 +108,7 @@ fn pyyaml_sees_strings_where_we_wrote_strings() {
         let plan = files.iter().find(|f| f["path"] == mk8s_bootstrap::plan::PLAN_PATH).expect("plan");
         assert_eq!(plan["permissions"], "0600");
         let parsed = mk8s_bootstrap::plan::JoinPlan::from_json(plan["content"].as_str().unwrap()).unwrap();
-        let expected_node = node.trim_end_matches("-fetched").trim_end_matches("-embedded");
+        let expected_node = node.trim_end_matches("-fetched").trim_end_matches("-embedded").trim_end_matches("-baked");
         assert_eq!(parsed.node.name, expected_node, "{}", p.display());
         // Each staged file's content matches the sha256 the plan carries.
         for inst in &parsed.install {
