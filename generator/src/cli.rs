@@ -128,6 +128,10 @@ pub struct GenerateArgs {
     /// user-data carries only this node's plan and credentials.
     #[arg(long, conflicts_with_all = ["bootstrap_bin", "bootstrap_url"])]
     pub baked: bool,
+    /// Combine your own cloud-config (users, keys, packages, ...) with ours into a
+    /// MIME multipart user-data; files we write may not also be written there.
+    #[arg(long, value_name = "FILE")]
+    pub merge: Option<PathBuf>,
     /// Check the user-data against this platform's size limit (exit 1 if over).
     #[arg(long, value_enum, value_name = "PLATFORM")]
     pub target: Option<crate::targets::Target>,
@@ -386,8 +390,29 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     let shared = if a.baked { shared.baked() } else { shared };
     let out =
         render::render_node_with(&facts, &secrets, worker, &shared).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let extra = match &a.merge {
+        Some(p) => {
+            if a.format == Format::Ignition {
+                return Err(Failure::Usage(
+                    "--merge combines cloud-configs; it does not apply to --format ignition".into(),
+                ));
+            }
+            let text = read(p, "cloud-config to merge")?;
+            if let Err(problems) = crate::merge::check_extra(&text, &out) {
+                for problem in problems {
+                    writeln!(io.stderr, "error: {}: {problem}", p.display())?;
+                }
+                return Err(Failure::Invalid);
+            }
+            Some(text)
+        }
+        None => None,
+    };
     let text = match a.format {
-        Format::CloudConfig => render::cloud_config(&out),
+        Format::CloudConfig => match &extra {
+            Some(extra) => crate::merge::multipart(extra, &render::cloud_config(&out)),
+            None => render::cloud_config(&out),
+        },
         Format::Ignition => match crate::ignition::config(&out) {
             Ok(t) => t,
             Err(e) => {

@@ -11,6 +11,7 @@ pub mod controlplane;
 pub mod facts;
 pub mod fleet;
 pub mod ignition;
+pub mod merge;
 pub mod render;
 pub mod report;
 pub mod secrets;
