@@ -181,6 +181,17 @@ pub struct FleetArgs {
     /// Skip the filesystem sync before files are renamed into place.
     #[arg(long)]
     pub no_sync: bool,
+    /// The user-data format (`.user-data` or `.ign` files).
+    #[arg(long, value_enum, default_value_t = Format::CloudConfig)]
+    pub format: Format,
+    /// The image was baked with `mk8s-gen packer`: user-data carries only each
+    /// node's plan and credentials.
+    #[arg(long, conflicts_with_all = ["bootstrap_bin", "bootstrap_url"])]
+    pub baked: bool,
+    /// Check every node against this platform's size limit; nothing is written if
+    /// one is over.
+    #[arg(long, value_enum, value_name = "PLATFORM")]
+    pub target: Option<crate::targets::Target>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -486,6 +497,9 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let opts = crate::fleet::Options {
         out: a.out.clone(),
+        ignition: a.format == Format::Ignition,
+        baked: a.baked,
+        target: a.target,
         selection: crate::fleet::Selection { name: a.select.clone(), labels },
         sync: !a.no_sync,
         progress: true,

@@ -3,7 +3,7 @@
 //!
 //! Layout of the output directory:
 //! ```text
-//! nodes/<name>.user-data   0600, one per selected worker
+//! nodes/<name>.user-data   0600, one per selected worker (`.ign` with --format ignition)
 //! control-plane/           as `mk8s-gen control-plane` writes it
 //! manifest.json            [{node, file, sha256, size}], written last
 //! ```
@@ -93,6 +93,12 @@ pub struct Summary {
 
 pub struct Options {
     pub out: PathBuf,
+    /// Ignition configs instead of cloud-config.
+    pub ignition: bool,
+    /// The image was baked with `mk8s-gen packer`.
+    pub baked: bool,
+    /// Check every node's output against this platform's limit before writing.
+    pub target: Option<crate::targets::Target>,
     pub selection: Selection,
     /// Make the batch durable with one filesystem sync before renaming.
     pub sync: bool,
@@ -113,6 +119,9 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let workers: Vec<&Worker> = facts.workers.iter().filter(|w| opts.selection.matches(w)).collect();
     anyhow::ensure!(!workers.is_empty(), "no worker matches the selection");
     let shared = Shared::new(facts, delivery)?;
+    let shared = if opts.baked { shared.baked() } else { shared };
+    let ext = if opts.ignition { "ign" } else { "user-data" };
+    let embedded = matches!(delivery, Delivery::Embedded { .. });
     let nodes_dir = opts.out.join("nodes");
     let staging = opts.out.join(STAGING);
     // A staging directory left by a killed run holds nothing we need.
@@ -152,7 +161,17 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
                         if i >= workers.len() || failed.load(Ordering::Relaxed) {
                             break;
                         }
-                        match render_one(facts, secrets, workers[i], shared, nodes_dir, &my_staging) {
+                        match render_one(
+                            facts,
+                            secrets,
+                            workers[i],
+                            shared,
+                            nodes_dir,
+                            &my_staging,
+                            opts,
+                            ext,
+                            embedded,
+                        ) {
                             Ok(r) => mine.push(r),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -188,7 +207,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     }
     for r in &results {
         if let Some(from) = &r.staged {
-            fs::rename(from, nodes_dir.join(format!("{}.user-data", r.entry.node)))?;
+            fs::rename(from, nodes_dir.join(format!("{}.{ext}", r.entry.node)))?;
         }
     }
     // Without a selection the run covers the whole fleet: drop files of workers
@@ -196,11 +215,11 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let mut removed = 0;
     if opts.selection.is_all() {
         let keep: std::collections::HashSet<String> =
-            results.iter().map(|r| format!("{}.user-data", r.entry.node)).collect();
+            results.iter().map(|r| format!("{}.{ext}", r.entry.node)).collect();
         for e in fs::read_dir(&nodes_dir)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().to_string();
-            if name.ends_with(".user-data") && !keep.contains(&name) {
+            if (name.ends_with(".user-data") || name.ends_with(".ign")) && !keep.contains(&name) {
                 fs::remove_file(e.path())?;
                 removed += 1;
             }
@@ -219,6 +238,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     Ok(Summary { nodes: results.len(), written, unchanged: results.len() - written, removed, elapsed: start.elapsed() })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render_one(
     facts: &Facts,
     secrets: &Secrets,
@@ -226,10 +246,17 @@ fn render_one(
     shared: &Shared,
     nodes: &Path,
     staging: &Path,
+    opts: &Options,
+    ext: &str,
+    embedded: bool,
 ) -> anyhow::Result<Rendered> {
     let out = render::render_node_with(facts, secrets, w, shared)?;
-    let text = render::cloud_config_with(&out, Some(shared));
-    let name = format!("{}.user-data", w.name);
+    let text =
+        if opts.ignition { crate::ignition::config(&out)? } else { render::cloud_config_with(&out, Some(shared)) };
+    if let Some(target) = opts.target {
+        crate::targets::check(target, &w.name, text.len(), false, None, embedded).map_err(anyhow::Error::msg)?;
+    }
+    let name = format!("{}.{ext}", w.name);
     let sha256 = mk8s_bootstrap::plan::sha256_hex(text.as_bytes());
     let unchanged = fs::read(nodes.join(&name)).is_ok_and(|old| old == text.as_bytes());
     let staged = if unchanged {

@@ -241,3 +241,61 @@ fn killed_part_way_then_rerun_gives_the_complete_output() {
     }
     assert!(interrupted >= 3, "only {interrupted} runs were interrupted");
 }
+
+#[test]
+fn fleet_formats_and_budgets_match_the_per_node_command() {
+    let fx = workspace().join("fixtures/seed");
+    let tmp = tempfile::tempdir().unwrap();
+    for (extra, ext) in [(vec!["--format", "ignition"], "ign"), (vec!["--baked"], "user-data")] {
+        let out = tmp.path().join(ext.to_string() + extra[0]);
+        let mut c = Command::new(BIN);
+        c.arg("fleet").arg("--cluster").arg(fx.join("cluster.yaml")).arg("--secrets").arg(fx.join("secrets.yaml"));
+        c.arg("--out").arg(&out).args(&extra);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let one = Command::new(BIN)
+            .args([
+                "--cluster",
+                fx.join("cluster.yaml").to_str().unwrap(),
+                "--secrets",
+                fx.join("secrets.yaml").to_str().unwrap(),
+            ])
+            .args(["--node", "worker-1"])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(one.status.success());
+        assert_eq!(fs::read(out.join(format!("nodes/worker-1.{ext}"))).unwrap(), one.stdout, "{extra:?}");
+        check_manifest_ext(&out, ext);
+    }
+    // Over a platform's budget: exit 2 with the reason, nothing written.
+    let out = tmp.path().join("over");
+    let stand_in = tmp.path().join("bootstrap");
+    let mut elf = b"\x7fELF".to_vec();
+    elf.extend((0..50_000u32).flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes()));
+    fs::write(&stand_in, elf).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "fleet",
+            "--cluster",
+            fx.join("cluster.yaml").to_str().unwrap(),
+            "--secrets",
+            fx.join("secrets.yaml").to_str().unwrap(),
+        ])
+        .args(["--out", out.to_str().unwrap(), "--target", "aws", "--bootstrap-bin", stand_in.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("over the 16,384-byte limit of aws"));
+    assert!(!out.join("nodes/worker-1.user-data").exists() && !out.join("manifest.json").exists());
+}
+
+fn check_manifest_ext(out: &Path, ext: &str) {
+    let m: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    for e in &m {
+        assert!(e["file"].as_str().unwrap().ends_with(&format!(".{ext}")));
+        let data = fs::read(out.join(e["file"].as_str().unwrap())).unwrap();
+        assert_eq!(e["sha256"], hex::encode(sha2::Sha256::digest(&data)));
+    }
+}
