@@ -66,7 +66,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
             return Ok(false);
         }
     }
-    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.mk8s-tmp"));

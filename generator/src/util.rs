@@ -1,43 +1,15 @@
 //! Atomic file output: write a temp file in the same directory, fsync, rename, fsync
 //! the directory. A reader (or a crash) sees the old file or the new one, never half.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Replace `path` with `data` atomically, with `mode` from the first byte.
-/// Returns false (and touches nothing) when the file already holds exactly `data`.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
-    if let Ok(old) = fs::read(path) {
-        if old == data {
-            use std::os::unix::fs::PermissionsExt;
-            if fs::metadata(path)?.permissions().mode() & 0o7777 == mode {
-                return Ok(false);
-            }
-        }
-    }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        // The umask may have narrowed the mode; set it exactly.
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(true)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
+/// Replace `path` with `data` atomically, with `mode` from the first byte; false
+/// (nothing touched) when the file already holds exactly `data` with `mode`. The
+/// bootstrap's implementation, shared so both crates write files the same way.
+pub use mk8s_bootstrap::system::write_atomic;
 
 /// Create a new file with mode 0600, failing if it exists. The content is complete
 /// before the name appears (temp file, fsync, then a hard link, which refuses to

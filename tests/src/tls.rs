@@ -176,6 +176,27 @@ fn serve_conn(
     }
 }
 
+/// Signature checks shared by the test verifiers: real ones, by the provider.
+fn tls12_signature(
+    m: &[u8],
+    c: &CertificateDer<'_>,
+    d: &rustls::DigitallySignedStruct,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+}
+
+fn tls13_signature(
+    m: &[u8],
+    c: &CertificateDer<'_>,
+    d: &rustls::DigitallySignedStruct,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+}
+
+fn verify_schemes() -> Vec<rustls::SignatureScheme> {
+    provider().signature_verification_algorithms.supported_schemes()
+}
+
 /// Asks for a client certificate and accepts whatever is presented (proof of
 /// possession is still checked by TLS); the application verifies the chain, as
 /// kube-apiserver does (Go's `RequestClientCert` plus its x509 authenticator), so a
@@ -207,7 +228,7 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+        tls12_signature(m, c, d)
     }
     fn verify_tls13_signature(
         &self,
@@ -215,10 +236,10 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+        tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        verify_schemes()
     }
 }
 
@@ -259,7 +280,7 @@ impl rustls::client::danger::ServerCertVerifier for RecordAny {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
+        tls12_signature(m, c, d)
     }
     fn verify_tls13_signature(
         &self,
@@ -267,10 +288,10 @@ impl rustls::client::danger::ServerCertVerifier for RecordAny {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+        tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        verify_schemes()
     }
 }
 
