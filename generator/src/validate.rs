@@ -675,12 +675,18 @@ fn check_lb(
                     let ok_h = check_sha256(h, &format!("{tb}.sha256"), report);
                     (ok_u && ok_h).then(|| (u.clone(), h.to_ascii_lowercase()))
                 }
-                _ => {
+                (url, sha) => {
                     report.error(
                         tb.clone(),
                         "`url` and `sha256` go together",
                         "give both, so the node verifies what it downloads",
                     );
+                    if let Some(u) = url {
+                        check_url(u, &format!("{tb}.url"), report);
+                    }
+                    if let Some(h) = sha {
+                        check_sha256(h, &format!("{tb}.sha256"), report);
+                    }
                     None
                 }
             };

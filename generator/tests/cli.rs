@@ -1,0 +1,54 @@
+//! The command line itself: help, version, and the secrets file it creates.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
+
+#[test]
+fn help_documents_the_exit_codes_and_subcommands() {
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "0  success",
+        "1  invalid input",
+        "2  usage or I/O error",
+        "check",
+        "secrets",
+        "control-plane",
+        "fleet",
+        "terraform",
+        "packer",
+        "ca-hash",
+    ] {
+        assert!(help.contains(want), "--help lacks {want:?}");
+    }
+    let o = Command::new(BIN).arg("--bogus").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("mk8s-gen "));
+}
+
+#[test]
+fn secrets_init_is_private_random_and_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    for p in [&a, &b] {
+        let o = Command::new(BIN).args(["secrets", "init", "--out"]).arg(p).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
+        mk8s_gen::secrets::Secrets::parse(&fs::read_to_string(p).unwrap()).expect("a usable secrets file");
+    }
+    assert_ne!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "fresh random seeds");
+    assert!(fs::read_dir(dir.path()).unwrap().count() == 2, "no temp files left");
+    let with_key = dir.path().join("c.yaml");
+    let o = Command::new(BIN)
+        .args(["secrets", "init", "--ca-key-file", "ca.key", "--out"])
+        .arg(&with_key)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(fs::read_to_string(&with_key).unwrap().contains("ca-key-file: ca.key"));
+}
