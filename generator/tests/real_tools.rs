@@ -20,20 +20,22 @@ mod common;
 use common::{render_facts, text_of};
 use serde_json::Value;
 
-/// Every golden user-data document in fixtures/, with the node it is for.
-fn golden_user_data() -> Vec<PathBuf> {
+/// Every file under fixtures/*/expected/ that `keep` accepts, sorted.
+fn golden_files(keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for case in fs::read_dir(workspace().join("fixtures")).unwrap() {
-        let exp = case.unwrap().path().join("expected");
-        let Ok(rd) = fs::read_dir(&exp) else { continue };
-        for f in rd {
-            let p = f.unwrap().path();
-            if p.extension().is_some_and(|e| e == "stdout") && fs::read(&p).unwrap().starts_with(b"#cloud-config\n") {
-                out.push(p);
-            }
-        }
+        let Ok(rd) = fs::read_dir(case.unwrap().path().join("expected")) else { continue };
+        out.extend(rd.map(|f| f.unwrap().path()).filter(|p| keep(p)));
     }
     out.sort();
+    out
+}
+
+/// Every golden user-data document in fixtures/.
+fn golden_user_data() -> Vec<PathBuf> {
+    let out = golden_files(|p| {
+        p.extension().is_some_and(|e| e == "stdout") && fs::read(p).unwrap().starts_with(b"#cloud-config\n")
+    });
     assert!(out.len() >= 8, "expected the golden user-data files, found {}", out.len());
     out
 }
@@ -429,20 +431,17 @@ fn token_lines_cannot_be_injected() {
 
 /// Every golden Ignition config, with the cloud-config of the same node beside it.
 fn golden_ignition() -> Vec<(PathBuf, PathBuf)> {
-    let mut out = Vec::new();
-    for case in fs::read_dir(workspace().join("fixtures")).unwrap() {
-        let exp = case.unwrap().path().join("expected");
-        let Ok(rd) = fs::read_dir(&exp) else { continue };
-        for f in rd {
-            let p = f.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with("-ignition.stdout") || name.ends_with("-ignition-embedded.stdout") {
-                let twin = exp.join(name.replace("-ignition", ""));
-                out.push((p, twin));
-            }
-        }
-    }
-    out.sort();
+    let is_ignition = |p: &Path| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name.ends_with("-ignition.stdout") || name.ends_with("-ignition-embedded.stdout")
+    };
+    let out: Vec<_> = golden_files(is_ignition)
+        .into_iter()
+        .map(|p| {
+            let twin = p.with_file_name(p.file_name().unwrap().to_string_lossy().replace("-ignition", ""));
+            (p, twin)
+        })
+        .collect();
     assert!(out.len() >= 4, "{out:?}");
     out
 }
