@@ -363,14 +363,18 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
     Ok(secrets)
 }
 
+/// Read a binary to ship to nodes, refusing anything that is not an ELF executable.
+fn read_elf(p: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    let bytes = std::fs::read(p).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", p.display())))?;
+    if !bytes.starts_with(b"\x7fELF") {
+        return Err(Failure::Usage(format!("{} is not an ELF executable", p.display())));
+    }
+    Ok(bytes)
+}
+
 fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
     if let Some(p) = &a.bootstrap_bin {
-        let bytes = std::fs::read(p)
-            .map_err(|e| Failure::Usage(format!("cannot read bootstrap binary {}: {e}", p.display())))?;
-        if !bytes.starts_with(b"\x7fELF") {
-            return Err(Failure::Usage(format!("{} is not an ELF executable", p.display())));
-        }
-        return Ok(Delivery::embedded(&bytes));
+        return Ok(Delivery::embedded(&read_elf(p, "bootstrap binary")?));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
         if !validate::is_safe_url(url) {
@@ -521,13 +525,6 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
 
 fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |_, _| {})?;
-    let read_elf = |p: &Path, what: &str| -> Result<Vec<u8>, Failure> {
-        let bytes = std::fs::read(p).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", p.display())))?;
-        if !bytes.starts_with(b"\x7fELF") {
-            return Err(Failure::Usage(format!("{} is not an ELF executable", p.display())));
-        }
-        Ok(bytes)
-    };
     let bootstrap = read_elf(&a.bootstrap_bin, "bootstrap binary")?;
     let shared = render::Shared::new(&facts, &Delivery::Preinstalled).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let mut files: Vec<(String, Vec<u8>, u32)> = shared

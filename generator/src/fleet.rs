@@ -228,8 +228,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     if let Ok(d) = fs::File::open(&nodes_dir) {
         let _ = d.sync_all();
     }
-    let selected: Vec<&Worker> = workers.clone();
-    crate::controlplane::write_bundle(facts, secrets, &selected, &opts.out.join("control-plane"))?;
+    crate::controlplane::write_bundle(facts, secrets, &workers, &opts.out.join("control-plane"))?;
     let manifest: Vec<&ManifestEntry> = results.iter().map(|r| &r.entry).collect();
     let mut text = serde_json::to_string_pretty(&manifest)?;
     text.push('\n');

@@ -144,13 +144,7 @@ impl Secrets {
 
     /// 32 bytes for a purpose ("key", "serial"), one identity, one node.
     pub fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
-        for part in [format!("mk8s-worker/v1 {purpose}").as_str(), cluster, identity.label(), node] {
-            mac.update(part.as_bytes());
-            mac.update(&[0]);
-        }
-        mac.update(&[counter]);
-        mac.finalize().into_bytes().into()
+        self.mac(&[&format!("mk8s-worker/v1 {purpose}"), cluster, identity.label(), node], &[counter])
     }
 
     /// A new secrets file's text, with a fresh random seed.
@@ -176,12 +170,18 @@ impl Secrets {
 
     /// The token for one identity on one node of one cluster.
     pub fn token(&self, cluster: &str, identity: Identity, node: &str) -> String {
+        hex::encode(self.mac(&["mk8s-worker/v1 token", cluster, identity.label(), node], &[]))
+    }
+
+    /// HMAC-SHA256 of the seed over NUL-terminated parts, then `suffix`.
+    fn mac(&self, parts: &[&str], suffix: &[u8]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");
-        for part in ["mk8s-worker/v1 token", cluster, identity.label(), node] {
+        for part in parts {
             mac.update(part.as_bytes());
             mac.update(&[0]);
         }
-        hex::encode(mac.finalize().into_bytes())
+        mac.update(suffix);
+        mac.finalize().into_bytes().into()
     }
 }
 

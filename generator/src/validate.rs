@@ -843,10 +843,6 @@ fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
     }
 }
 
-pub fn ip_to_string(ip: &IpAddr) -> String {
-    ip.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
