@@ -475,7 +475,15 @@ fn secrets_init(out: &Path, ca_key_file: Option<&str>, io: &mut Io) -> Result<()
 }
 
 fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
-    let facts = load_facts(&a.common, io, |_, _| {})?;
+    let facts = load_facts(&a.common, io, |facts, report| {
+        if facts.auth == validate::AuthMode::Token && facts.workers.is_empty() {
+            report.error(
+                "$.workers",
+                "the facts list no workers: there are no token lines for the control plane",
+                "add the workers first; an empty bundle would merge nothing",
+            );
+        }
+    })?;
     let secrets = load_secrets(&a.secrets, &facts, &a.common, io)?;
     let workers: Vec<_> = facts.workers.iter().collect();
     let files = crate::controlplane::write_bundle(&facts, &secrets, &workers, &a.out)

@@ -65,10 +65,20 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
     let mut files = Vec::new();
     match facts.auth {
         AuthMode::Token => {
+            // An empty bundle merges nothing and only invites mistakes on a root shell
+            // of a control plane; the script refuses one too.
+            anyhow::ensure!(
+                !workers.is_empty(),
+                "the facts list no workers: there are no token lines to give the control plane"
+            );
             let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
             let script = templates::render(
                 "merge-known-tokens.sh",
-                serde_json::json!({"cluster": facts.name, "apiserver_service": apiserver_unit(facts.channel.flavour)}),
+                serde_json::json!({
+                    "cluster": facts.name,
+                    "apiserver_service": apiserver_unit(facts.channel.flavour),
+                    "apiserver_port": facts.apiserver_port,
+                }),
             )?;
             files.push(("known-tokens.csv", csv, 0o600));
             files.push(("merge-known-tokens.sh", script, 0o755));

@@ -1,6 +1,6 @@
 //! The generated files, checked by the programs that consume them: cloud-init's own
 //! schema check, PyYAML (cloud-init's parser), kubectl, a real traefik proxying TLS,
-//! and bash running the control-plane merge script. A missing tool fails the test.
+//! and ignition-validate. A missing tool fails the test. (The control-plane merge script has its own file.)
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -313,109 +313,6 @@ fn the_original_traefik_files_serve_traefiks_default_certificate() {
         drop(traefik);
         until(Duration::from_secs(10), || (!wait_listening(lb, Duration::from_millis(100))).then_some(()));
     }
-}
-
-/// A fake control-plane node: `$SNAP_DATA/credentials/known_tokens.csv` and a
-/// `systemctl` on PATH that records its arguments.
-fn fake_control_plane(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let snap_data = dir.join("snap");
-    fs::create_dir_all(snap_data.join("credentials")).unwrap();
-    fs::create_dir_all(snap_data.join("args")).unwrap();
-    fs::write(
-        snap_data.join("args/kube-apiserver"),
-        "--secure-port=16443\n--token-auth-file=${SNAP_DATA}/credentials/known_tokens.csv\n",
-    )
-    .unwrap();
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let log = dir.join("systemctl.log");
-    let sc = bin.join("systemctl");
-    fs::write(&sc, format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display())).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&sc, fs::Permissions::from_mode(0o755)).unwrap();
-    (snap_data, bin, log)
-}
-
-#[test]
-fn merge_script_is_idempotent_and_keeps_other_lines() {
-    let bash = tools::require("bash");
-    let fx = workspace().join("fixtures/seed");
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-        .args(["control-plane", "--cluster"])
-        .arg(fx.join("cluster.yaml"))
-        .arg("--secrets")
-        .arg(fx.join("secrets.yaml"))
-        .arg("--out")
-        .arg(&bundle)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let (snap_data, bin, log) = fake_control_plane(dir.path());
-    let csv = snap_data.join("credentials/known_tokens.csv");
-    let theirs = "adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\nstale-token,system:node:worker-1,mk8s-kubelet-worker-1,\"system:nodes\"\n";
-    fs::write(&csv, theirs).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&csv, fs::Permissions::from_mode(0o660)).unwrap();
-    let run = || {
-        let out = Command::new(&bash)
-            .arg(bundle.join("merge-known-tokens.sh"))
-            .env("SNAP_DATA", &snap_data)
-            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    run();
-    let ours = fs::read_to_string(bundle.join("known-tokens.csv")).unwrap();
-    let merged = fs::read_to_string(&csv).unwrap();
-    assert_eq!(merged, format!("adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\n{ours}"));
-    assert!(!merged.contains("stale-token"), "the old line for the same identity is replaced");
-    assert_eq!(fs::metadata(&csv).unwrap().permissions().mode() & 0o777, 0o660, "mode kept");
-    assert_eq!(fs::read_to_string(&log).unwrap(), "restart snap.microk8s.daemon-apiserver.service\n");
-    let backups: Vec<_> = fs::read_dir(snap_data.join("credentials"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("known_tokens.csv.bak."))
-        .collect();
-    assert_eq!(backups.len(), 1);
-    assert_eq!(fs::read_to_string(backups[0].path()).unwrap(), theirs);
-    // Second run: nothing changes, nothing restarts, no new backup.
-    let said = run();
-    assert!(said.contains("nothing to do"), "{said}");
-    assert_eq!(fs::read_to_string(&csv).unwrap(), merged);
-    assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 1);
-    let leftovers: Vec<_> =
-        fs::read_dir(snap_data.join("credentials")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-    assert_eq!(leftovers.len(), 2, "no temp files left: {leftovers:?}");
-}
-
-#[test]
-fn merge_script_refuses_an_apiserver_without_token_auth() {
-    let bash = tools::require("bash");
-    let fx = workspace().join("fixtures/seed/expected/control-plane");
-    let dir = tempfile::tempdir().unwrap();
-    let (snap_data, bin, log) = fake_control_plane(dir.path());
-    fs::write(snap_data.join("args/kube-apiserver"), "--secure-port=16443\n").unwrap();
-    let csv = snap_data.join("credentials/known_tokens.csv");
-    fs::write(&csv, "a,admin,admin\n").unwrap();
-    let bundle = dir.path().join("bundle");
-    fs::create_dir_all(&bundle).unwrap();
-    for f in ["merge-known-tokens.sh", "known-tokens.csv"] {
-        fs::copy(fx.join(f), bundle.join(f)).unwrap();
-    }
-    let out = Command::new(bash)
-        .arg(bundle.join("merge-known-tokens.sh"))
-        .env("SNAP_DATA", &snap_data)
-        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("auth: x509"));
-    assert_eq!(fs::read_to_string(&csv).unwrap(), "a,admin,admin\n", "untouched");
-    assert!(!log.exists(), "nothing restarted");
 }
 
 #[test]
