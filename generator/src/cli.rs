@@ -192,9 +192,9 @@ pub struct FleetArgs {
     /// one is over.
     #[arg(long, value_enum, value_name = "PLATFORM")]
     pub target: Option<crate::targets::Target>,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads, 1 to 256 (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_THREADS as i64))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -506,7 +506,9 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     }
     let facts = load_facts(&a.common, io, |_, _| {})?;
     let secrets = load_secrets(&a.secrets, &facts, &a.common, io)?;
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = a.threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(crate::fleet::MAX_THREADS)
+    });
     let opts = crate::fleet::Options {
         out: a.out.clone(),
         ignition: a.format == Format::Ignition,

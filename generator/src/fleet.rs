@@ -15,7 +15,7 @@
 //! node's output at a time; the manifest holds only hashes.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -104,8 +104,12 @@ pub struct Options {
     pub sync: bool,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Worker threads, 1 to [`MAX_THREADS`].
     pub threads: usize,
 }
+
+/// More threads than this only add contention (the work is CPU and directory bound).
+pub const MAX_THREADS: usize = 256;
 
 /// What one node produced, before the commit phase.
 struct Rendered {
@@ -118,6 +122,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let start = Instant::now();
     let workers: Vec<&Worker> = facts.workers.iter().filter(|w| opts.selection.matches(w)).collect();
     anyhow::ensure!(!workers.is_empty(), "no worker matches the selection");
+    anyhow::ensure!((1..=MAX_THREADS).contains(&opts.threads), "threads must be 1 to {MAX_THREADS}");
     let shared = Shared::new(facts, delivery)?;
     let shared = if opts.baked { shared.baked() } else { shared };
     let ext = if opts.ignition { "ign" } else { "user-data" };
@@ -131,24 +136,21 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
 
     // Render every node on every core; write only what changed, into staging.
     let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Rendered>> = Mutex::new(Vec::with_capacity(workers.len()));
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let finished = AtomicBool::new(false);
+    // indicatif draws only when stderr is a terminal, from whichever thread ticks it;
+    // it takes the stderr lock per draw, so nobody may hold that lock for the run.
+    let bar = progress_bar(opts.progress, workers.len());
     std::thread::scope(|scope| {
-        let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
-            let (done, finished, total) = (&done, &finished, workers.len());
-            scope.spawn(move || progress(done, finished, total, &mut std::io::stderr()))
-        });
-        let handles: Vec<_> = (0..opts.threads.max(1))
+        let handles: Vec<_> = (0..opts.threads)
             .map(|t| {
                 // One staging directory per thread: creating files in one directory
                 // from several threads serializes on its lock (measured: most of the
                 // run spent spinning in the kernel).
                 let my_staging = staging.join(t.to_string());
-                let (next, failed, results, first_error, done, workers, shared, nodes_dir) =
-                    (&next, &failed, &results, &first_error, &done, &workers, &shared, &nodes_dir);
+                let (next, failed, results, first_error, workers, shared, nodes_dir, bar) =
+                    (&next, &failed, &results, &first_error, &workers, &shared, &nodes_dir, &bar);
                 scope.spawn(move || {
                     if let Err(e) = fs::create_dir_all(&my_staging) {
                         failed.store(true, Ordering::Relaxed);
@@ -179,20 +181,26 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
                                 break;
                             }
                         }
-                        done.fetch_add(1, Ordering::Relaxed);
+                        bar.inc(1);
                     }
                     results.lock().unwrap().extend(mine);
                 })
             })
             .collect();
         for h in handles {
-            let _ = h.join();
-        }
-        finished.store(true, Ordering::Relaxed);
-        if let Some(b) = bar {
-            let _ = b.join();
+            // A panicking worker thread must fail the run, never pass for "no nodes".
+            if let Err(panic) = h.join() {
+                failed.store(true, Ordering::Relaxed);
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                first_error.lock().unwrap().get_or_insert(anyhow::anyhow!("a worker thread panicked: {what}"));
+            }
         }
     });
+    bar.finish_and_clear();
     if let Some(e) = first_error.into_inner().unwrap() {
         let _ = fs::remove_dir_all(&staging);
         return Err(e.context("nothing was changed in the output directory"));
@@ -279,35 +287,22 @@ fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Redraw a one-line bar every 100 ms until `finished`, then clear it.
-fn progress(done: &AtomicUsize, finished: &AtomicBool, total: usize, err: &mut dyn Write) {
-    loop {
-        let n = done.load(Ordering::Relaxed);
-        let width = 30;
-        let filled = n * width / total.max(1);
-        let _ = write!(err, "\r[{}{}] {n}/{total} nodes", "=".repeat(filled), " ".repeat(width - filled));
-        let _ = err.flush();
-        if finished.load(Ordering::Relaxed) {
-            let _ = write!(err, "\r{}\r", " ".repeat(width + 40));
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// The progress bar: drawn on stderr only when it is a terminal (indicatif hides
+/// it otherwise), at most 10 times a second.
+fn progress_bar(enabled: bool, total: usize) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
     }
+    let target = indicatif::ProgressDrawTarget::stderr_with_hz(10);
+    let style = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} nodes")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    indicatif::ProgressBar::with_draw_target(Some(total as u64), target).with_style(style)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_progress_bar_draws_and_clears() {
-        let (done, finished) = (AtomicUsize::new(500), AtomicBool::new(true));
-        let mut out = Vec::new();
-        progress(&done, &finished, 2000, &mut out);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("\r[=======                       ] 500/2000 nodes"), "{text:?}");
-        assert!(text.ends_with('\r') && text.matches('\r').count() == 3, "cleared after: {text:?}");
-    }
 
     #[test]
     fn globs() {

@@ -299,3 +299,33 @@ fn check_manifest_ext(out: &Path, ext: &str) {
         assert_eq!(e["sha256"], hex::encode(sha2::Sha256::digest(&data)));
     }
 }
+
+/// On a terminal the progress bar is drawn; the run must still finish. `script`
+/// (util-linux) gives the process a pseudo-terminal for stdin, stdout and stderr,
+/// as an operator's shell would; `timeout` turns a hang into a failure.
+#[test]
+fn fleet_finishes_on_a_terminal() {
+    let script = mk8s_testkit::tools::require("script");
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = big_facts(dir.path(), 300);
+    let out = dir.path().join("out");
+    let q = |p: &Path| format!("'{}'", p.display());
+    let cmd = format!(
+        "{BIN} fleet --cluster {} --secrets {} --out {} --no-sync --bootstrap-url https://downloads.example.com/b --bootstrap-sha256 {SHA}",
+        q(&cluster),
+        q(&seed_secrets()),
+        q(&out)
+    );
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", "60"])
+        .arg(script)
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "exit {:?} (a hang is killed after 60 s): {said}", o.status.code());
+    assert!(said.contains("fleet: 300 node(s)"), "{said}");
+    assert_eq!(fs::read_dir(out.join("nodes")).unwrap().count(), 300);
+    assert!(!out.join(".staging").exists());
+}

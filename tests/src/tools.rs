@@ -14,6 +14,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("ignition-validate", "apt-get install ignition"),
     ("openssl", "apt-get install openssl"),
     ("bash", "apt-get install bash"),
+    ("script", "apt-get install bsdutils"),
 ];
 
 /// The path of a required program; panics with the install hint when absent.
