@@ -15,6 +15,11 @@ pub struct Api {
     base: String,
     token: Option<String>,
     node: String,
+    /// Whose credential this is, for messages ("kubelet", "kube-proxy").
+    who: &'static str,
+    /// The client certificate, to explain a 401 (clock skew).
+    cert_pem: Option<String>,
+    ca_pem: String,
 }
 
 /// What the apiserver says about our Node object.
@@ -22,25 +27,35 @@ pub struct Api {
 pub enum NodeState {
     Absent,
     NotReady(String),
-    Ready,
+    /// Ready, with the kubelet's last heartbeat (Unix seconds) when the Node says.
+    Ready(Option<u64>),
 }
 
 impl Api {
+    /// A client of the plan's apiserver URL with the kubelet's credential.
     pub fn new(plan: &JoinPlan) -> Result<Api, Failure> {
+        Api::with(plan, &plan.apiserver.url, &plan.credentials.kubelet, "kubelet")
+    }
+
+    /// A client of `url` (TLS verified against the plan's CA only) with `cred`.
+    pub fn with(plan: &JoinPlan, url: &str, cred: &Credential, who: &'static str) -> Result<Api, Failure> {
         let ca = Certificate::from_pem(plan.ca.pem.as_bytes())
             .map_err(|e| Failure::Fatal(format!("the plan's CA is not PEM: {e}")))?;
         let mut tls =
             TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(RootCerts::Specific(Arc::new(vec![ca])));
         let mut token = None;
-        match &plan.credentials.kubelet {
+        let mut cert_pem = None;
+        match cred {
             Credential::Token { token: t } => token = Some(t.clone()),
-            Credential::ClientCertificate { cert_pem, key_pem } => {
-                let cert = Certificate::from_pem(cert_pem.as_bytes())
+            Credential::ClientCertificate { cert_pem: c, key_pem } => {
+                let cert = Certificate::from_pem(c.as_bytes())
                     .map_err(|e| Failure::Fatal(format!("client certificate: {e}")))?;
                 let key = PrivateKey::from_pem(key_pem.as_bytes())
                     .map_err(|_| Failure::Fatal("client key is not PEM".into()))?;
                 tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
+                cert_pem = Some(c.clone());
             }
+            Credential::Removed => {}
         }
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
@@ -53,10 +68,34 @@ impl Api {
             .into();
         Ok(Api {
             agent,
-            base: plan.apiserver.url.trim_end_matches('/').to_string(),
+            base: url.trim_end_matches('/').to_string(),
             token,
             node: plan.node.name.clone(),
+            who,
+            cert_pem,
+            ca_pem: plan.ca.pem.clone(),
         })
+    }
+
+    /// Who holds the port: nobody, an apiserver of this cluster (through our
+    /// balancer, or the balancer itself is up), or something else.
+    pub fn holder(&self) -> Holder {
+        let url = format!("{}/readyz", self.base);
+        match self.agent.get(&url).call() {
+            Ok(_) => Holder::Cluster,
+            Err(ureq::Error::ConnectionFailed) => Holder::Free,
+            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Holder::Free,
+            Err(e) if is_tls_trust_error(&e.to_string()) => Holder::Foreign(e.to_string()),
+            Err(e) => Holder::Unknown(describe(&e, &self.base)),
+        }
+    }
+
+    /// Is an apiserver of this cluster answering here? Any HTTP answer to an
+    /// anonymous `GET /readyz` over TLS verified against the pinned CA proves it; a
+    /// TCP connect would be answered by anything holding the port, such as the
+    /// node's own control plane, whose certificate comes from the node's own CA.
+    pub fn probe(&self) -> Result<u16, Failure> {
+        self.get("/readyz", false).map(|(code, _)| code)
     }
 
     fn get(&self, path: &str, auth: bool) -> Result<(u16, String), Failure> {
@@ -75,10 +114,31 @@ impl Api {
         }
     }
 
-    /// `GET /readyz` (anonymous, as kube-apiserver allows): Ok when 200.
+    /// Why the apiserver answered 401 to our credential, as far as we can tell.
+    fn rejected(&self) -> String {
+        match crate::pin::not_yet_valid(self.cert_pem.as_deref(), &self.ca_pem) {
+            Some(why) => format!(
+                "the apiserver rejected the {} certificate for {} (401): {why}. \
+                 This node's clock is behind: fix it (NTP), then restart this unit",
+                self.who, self.node
+            ),
+            None => format!(
+                "the apiserver rejected the {} credential for {} (401): the control plane does not know it. \
+                 Token auth: run `mk8s-gen control-plane` and merge-known-tokens.sh on every control-plane node \
+                 (a control-plane node added later needs it too), then restart this unit; \
+                 x509: the client certificate is not signed by the cluster CA",
+                self.who, self.node
+            ),
+        }
+    }
+
+    /// `GET /readyz` (anonymous, as kube-apiserver allows): Ok when 200. A client
+    /// certificate is presented in the TLS handshake all the same, and kube-apiserver
+    /// answers 401 to one it rejects, whatever the path.
     pub fn readyz(&self) -> Result<(), Failure> {
         match self.get("/readyz", false)? {
             (200, _) => Ok(()),
+            (401, _) => Err(Failure::Fatal(self.rejected())),
             (code, body) => Err(Failure::Retry(format!("GET /readyz answered {code}: {}", first_line(&body)))),
         }
     }
@@ -90,16 +150,13 @@ impl Api {
         match code {
             200 => Ok(node_state(&body)),
             404 => Ok(NodeState::Absent),
-            401 => Err(Failure::Fatal(format!(
-                "the apiserver rejected the kubelet credential for {} (401): the control plane does not know it. \
-                 Token auth: run `mk8s-gen control-plane` and merge-known-tokens.sh on every control-plane node, \
-                 then restart this unit; x509: the client certificate is not signed by the cluster CA",
-                self.node
-            ))),
+            // Fatal here; the caller retries these for the plan's grace period first.
+            401 => Err(Failure::Fatal(self.rejected())),
             403 => Err(Failure::Fatal(format!(
-                "the apiserver authenticated the kubelet credential but forbids reading node {} (403): \
-                 the credential belongs to another identity; regenerate this node's user-data",
-                self.node
+                "the apiserver authenticated the {} credential but forbids reading node {} (403): \
+                 the credential belongs to another identity, or RBAC does not grant it yet; \
+                 regenerate this node's user-data if it persists",
+                self.who, self.node
             ))),
             429 | 500..=599 => Err(Failure::Retry(format!("GET {path} answered {code}"))),
             other => Err(Failure::Retry(format!("GET {path} answered {other}: {}", first_line(&body)))),
@@ -111,9 +168,23 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(200).collect()
 }
 
+/// See [`Api::holder`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Holder {
+    Free,
+    Cluster,
+    /// A TLS server whose certificate does not chain to the pinned CA.
+    Foreign(String),
+    Unknown(String),
+}
+
+fn is_tls_trust_error(text: &str) -> bool {
+    text.contains("UnknownIssuer") || text.contains("certificate") || text.contains("Certificate")
+}
+
 fn describe(e: &ureq::Error, base: &str) -> String {
     let text = e.to_string();
-    if text.contains("UnknownIssuer") || text.contains("certificate") || text.contains("Certificate") {
+    if is_tls_trust_error(&text) {
         format!("TLS to {base}: the server's certificate does not verify against the cluster CA ({text}); retrying, since a starting load balancer can present its own certificate briefly")
     } else {
         format!("{base}: {text}")
@@ -128,7 +199,9 @@ pub fn node_state(body: &str) -> NodeState {
     };
     let conds = v.pointer("/status/conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default();
     match conds.iter().find(|c| c["type"] == "Ready") {
-        Some(c) if c["status"] == "True" => NodeState::Ready,
+        Some(c) if c["status"] == "True" => {
+            NodeState::Ready(c["lastHeartbeatTime"].as_str().and_then(crate::clock::unix_of_rfc3339))
+        }
         Some(c) => NodeState::NotReady(format!(
             "Ready={} ({})",
             c["status"].as_str().unwrap_or("?"),
@@ -144,8 +217,10 @@ mod tests {
 
     #[test]
     fn ready_condition_is_read() {
-        let ready = r#"{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True"}]}}"#;
-        assert_eq!(node_state(ready), NodeState::Ready);
+        let ready = r#"{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True","lastHeartbeatTime":"2026-11-25T15:40:07Z"}]}}"#;
+        assert_eq!(node_state(ready), NodeState::Ready(Some(1_795_621_207)));
+        let no_heartbeat = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
+        assert_eq!(node_state(no_heartbeat), NodeState::Ready(None));
         let not = r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady"}]}}"#;
         assert_eq!(node_state(not), NodeState::NotReady("Ready=False (KubeletNotReady)".into()));
         assert!(matches!(node_state("{}"), NodeState::NotReady(_)));

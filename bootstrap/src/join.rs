@@ -4,15 +4,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{Api, NodeState};
-use crate::plan::{sha256_hex, BinarySpec, JoinPlan, LoadBalancerSpec};
+use crate::api::{Api, Holder, NodeState};
+use crate::plan::{sha256_hex, BinarySpec, Credential, JoinPlan, LoadBalancerSpec, PLAN_PATH};
 use crate::retry::{Backoff, Failure, Jitter, Outcome};
 use crate::system::{merge_args, write_atomic, Node};
 
@@ -105,11 +104,7 @@ impl<'a> Joiner<'a> {
     }
 
     fn save_status(&mut self) {
-        self.status.updated_at = unix_now();
-        let mut text = serde_json::to_string_pretty(&self.status).unwrap_or_default();
-        text.push('\n');
-        // Losing a status update is not worth failing the join for.
-        let _ = write_atomic(&self.node.path(STATUS_FILE), text.as_bytes(), 0o644);
+        save_status(self.node, &mut self.status);
     }
 
     fn enter(&mut self, phase: &str) {
@@ -137,8 +132,9 @@ impl<'a> Joiner<'a> {
             deadline: self.deadline,
         };
         let mut attempts = 0;
-        // Disjoint borrows: the log and the jitter; `op` never touches `self`.
-        let log = &mut *self.log;
+        let before = self.status.attempts;
+        // Disjoint borrows: the log, the status and the jitter; `op` never touches `self`.
+        let (log, status, node) = (&mut *self.log, &mut self.status, self.node);
         let outcome = backoff.run(
             &mut self.jitter,
             |a| {
@@ -146,6 +142,10 @@ impl<'a> Joiner<'a> {
                 op(a)
             },
             |a, f, delay| {
+                // The status file shows every attempt while a step retries.
+                status.attempts = before + a;
+                status.last_error = Some(f.to_string());
+                save_status(node, status);
                 let _ = match f {
                     Failure::Retry(m) => {
                         writeln!(
@@ -160,7 +160,7 @@ impl<'a> Joiner<'a> {
             std::thread::sleep,
             Instant::now,
         );
-        self.status.attempts += attempts;
+        self.status.attempts = before + attempts;
         match outcome {
             Outcome::Done(v) => Ok(v),
             Outcome::Fatal(m) => Err(Stop::Fatal(m)),
@@ -170,13 +170,24 @@ impl<'a> Joiner<'a> {
 
     /// Run the whole join. The exit code follows the contract: 0, 75 or 78.
     pub fn run(&mut self) -> Exit {
-        // Already joined: a no-op, except finishing a cleanup a kill interrupted.
-        if self.node.path(STAMP_FILE).exists() {
-            self.say("done", "this node already joined; nothing to do");
-            if let Ok(plan) = self.load_plan_quietly() {
-                self.cleanup(&plan);
+        // Already joined: a no-op, except finishing a cleanup a kill interrupted. The
+        // stamp counts only when it is this plan's: an image cloned from a joined node,
+        // or a reused disk, carries another node's stamp.
+        if let Ok(stamp) = fs::read_to_string(self.node.path(STAMP_FILE)) {
+            match self.load_plan_quietly() {
+                Ok(plan) if stamp == stamp_text(&plan) => {
+                    self.say("done", "this node already joined; nothing to do");
+                    self.cleanup(&plan);
+                    return Exit::Joined;
+                }
+                _ => {
+                    let first = stamp.lines().next().unwrap_or("").to_string();
+                    self.say(
+                        "plan",
+                        &format!("ignoring a completion stamp that is not this plan's ({first:?}): joining anew"),
+                    );
+                }
             }
-            return Exit::Joined;
         }
         let plan = match self.step_plan() {
             Ok(p) => p,
@@ -272,6 +283,31 @@ impl<'a> Joiner<'a> {
                 }
             }
         }
+        if matches!(plan.credentials.kubelet, Credential::Removed) {
+            return Err("the plan's credentials were removed after an earlier join, and this node has no \
+                        completion stamp of that join; regenerate the user-data"
+                .into());
+        }
+        // Preconditions, before anything on the node changes.
+        match &plan.load_balancer {
+            LoadBalancerSpec::Traefik { binary, .. }
+                if binary.fetch.is_none() && !self.node.path(&binary.path).exists() =>
+            {
+                return Err(format!(
+                    "{} is not on this node and the plan gives no URL to fetch it from: the image must \
+                     provide it (mk8s-gen packer bakes it), or generate the user-data with `traefik.url`; \
+                     nothing was changed",
+                    binary.path
+                ))
+            }
+            LoadBalancerSpec::Haproxy { binary, .. } if !self.node.path(binary).exists() => {
+                return Err(format!(
+                    "{binary} is not on this node: the user-data's `packages: [haproxy]` did not install it \
+                     (check cloud-init's log); nothing was changed"
+                ))
+            }
+            _ => {}
+        }
         self.say(
             "plan",
             &format!(
@@ -285,9 +321,24 @@ impl<'a> Joiner<'a> {
     /// 2. MicroK8s at the plan's channel.
     fn step_snap(&mut self, plan: &JoinPlan) -> StepResult {
         let node = self.node.clone();
-        let installed = node.snap(&["list", "microk8s"]).map(|r| r.ok).unwrap_or(false);
-        if installed {
-            self.say("snap", "microk8s is installed");
+        let listed = node.snap(&["list", "microk8s"]).ok().filter(|r| r.ok);
+        if let Some(r) = listed {
+            let tracking = tracking_of(&r.output);
+            let want = track(&plan.microk8s.channel);
+            match tracking.as_deref() {
+                // Installed from a local file: no channel to compare.
+                None | Some("-") => {}
+                Some(t) if plan.microk8s.local_snap.is_some() || track(t) == want => {}
+                Some(t) => {
+                    return Err(Stop::Fatal(format!(
+                        "microk8s is already installed here, tracking {t}, but the plan is for {}: refusing to \
+                         change a MicroK8s of another version (it may hold a control plane's data). Remove it \
+                         (snap remove --purge microk8s) or generate the user-data for channel {t}",
+                        plan.microk8s.channel
+                    )))
+                }
+            }
+            self.say("snap", &format!("microk8s is installed (tracking {})", tracking.as_deref().unwrap_or("?")));
             return Ok(());
         }
         // snapd must have finished seeding on a fresh image before installs work.
@@ -367,7 +418,11 @@ impl<'a> Joiner<'a> {
         Ok(())
     }
 
-    /// 4. The node-local load balancer, from the files the user-data wrote.
+    /// 4. The node-local load balancer, from the files the user-data wrote. It is
+    ///    started only once no other server holds its port (the node's own control
+    ///    plane held `*:16443` until kubelite was stopped in the step before), and it
+    ///    is up when a TLS connection through it reaches an apiserver whose
+    ///    certificate chains to the pinned cluster CA.
     fn step_load_balancer(&mut self, plan: &JoinPlan) -> StepResult {
         let node = self.node.clone();
         let run = |args: &[&str]| -> StepResult {
@@ -383,42 +438,63 @@ impl<'a> Joiner<'a> {
                 self.say("load-balancer", "external load balancer: nothing to run on this node");
                 return Ok(());
             }
-            LoadBalancerSpec::Traefik { unit, listen, binary } => {
+            LoadBalancerSpec::Traefik { unit, listen, .. }
+            | LoadBalancerSpec::Haproxy { unit, listen, .. }
+            | LoadBalancerSpec::Microk8sProxy { unit, listen } => (unit.clone(), listen.clone()),
+        };
+        let probe = Api::with(plan, &format!("https://{listen}"), &Credential::Removed, "load balancer")
+            .map_err(|f| Stop::Fatal(f.to_string()))?;
+        // Nothing else may hold the port when the balancer starts.
+        self.retry("load-balancer", plan, |_| match probe.holder() {
+            Holder::Free | Holder::Cluster => Ok(()),
+            Holder::Foreign(e) => Err(Failure::Retry(format!(
+                "{listen} is held by a server whose certificate is not from the cluster CA (this node's own \
+                 control plane, still running?): waiting for it to stop ({e})"
+            ))),
+            Holder::Unknown(e) => Err(Failure::Retry(format!("cannot tell who holds {listen}: {e}"))),
+        })?;
+        match &plan.load_balancer {
+            LoadBalancerSpec::Traefik { binary, .. } => {
                 self.ensure_binary(plan, binary)?;
                 run(&["daemon-reload"])?;
-                run(&["enable", "--now", unit])?;
-                (unit, listen)
+                run(&["enable", "--now", &unit])?;
             }
-            LoadBalancerSpec::Haproxy { unit, listen, binary } => {
-                if !self.node.path(binary).exists() {
-                    return Err(Stop::Fatal(format!(
-                        "{binary} is not on this node: the user-data's `packages: [haproxy]` did not install it (check cloud-init's log)"
-                    )));
-                }
+            LoadBalancerSpec::Haproxy { .. } => {
                 run(&["daemon-reload"])?;
-                run(&["enable", "--now", unit])?;
-                (unit, listen)
+                run(&["enable", "--now", &unit])?;
             }
-            LoadBalancerSpec::Microk8sProxy { unit, listen } => {
+            LoadBalancerSpec::Microk8sProxy { .. } => {
                 // Its configuration lives in the snap's args/traefik/: install it
                 // first, then restart the proxy so its wrapper renders traefik.yaml
-                // from our template.
+                // from our template. MicroK8s's own worker join removes
+                // `no-apiserver-proxy` as it configures the proxy (1.30
+                // scripts/wrappers/join.py `update_apiserver_proxy`); `microk8s leave`
+                // and `inspect` read the lock to tell a worker (1.30
+                // scripts/wrappers/common/cluster/utils.py `is_node_dqlite_worker`).
                 self.step_install(plan)?;
-                run(&["enable", unit])?;
-                run(&["restart", unit])?;
-                (unit, listen)
+                let lock = self.node.snap_data("var/lock/no-apiserver-proxy");
+                if lock.exists() {
+                    fs::remove_file(&lock)?;
+                    self.say("load-balancer", "removed var/lock/no-apiserver-proxy");
+                }
+                run(&["enable", &unit])?;
+                run(&["restart", &unit])?;
             }
-        };
-        let addr = listen.clone();
-        self.retry("load-balancer", plan, |_| {
-            let a =
-                addr.to_socket_addrs().map_err(|e| Failure::Fatal(format!("bad listen address {addr}: {e}")))?.next();
-            let a = a.ok_or_else(|| Failure::Fatal(format!("bad listen address {addr}")))?;
-            TcpStream::connect_timeout(&a, Duration::from_secs(2))
-                .map(|_| ())
-                .map_err(|e| Failure::Retry(format!("{unit} not listening on {addr} yet: {e}")))
+            LoadBalancerSpec::External => unreachable!("returned above"),
+        }
+        let code = self.retry("load-balancer", plan, |_| match probe.holder() {
+            Holder::Cluster => probe.probe(),
+            Holder::Free => Err(Failure::Retry(format!("{unit} is not listening on {listen} yet"))),
+            Holder::Foreign(e) => Err(Failure::Retry(format!(
+                "{listen} answers with a certificate that is not from the cluster CA ({e}): \
+                 not our balancer, or it reaches no apiserver of this cluster yet"
+            ))),
+            Holder::Unknown(e) => Err(Failure::Retry(format!("{unit} on {listen}: {e}"))),
         })?;
-        self.say("load-balancer", &format!("{unit} is listening on {listen}"));
+        self.say(
+            "load-balancer",
+            &format!("{unit} on {listen} reaches an apiserver of this cluster (TLS verified, /readyz {code})"),
+        );
         Ok(())
     }
 
@@ -508,25 +584,42 @@ impl<'a> Joiner<'a> {
         Ok(())
     }
 
-    /// 6. The apiserver answers through the load balancer, and accepts our credential.
+    /// 6. The apiserver answers through the load balancer, and accepts our
+    ///    credentials (kubelet's, then kube-proxy's). A 401/403 is retried for the
+    ///    plan's grace period first: the token may be merged on the control plane
+    ///    seconds later, or the balancer may have picked the one control-plane node
+    ///    not merged yet.
     fn step_apiserver(&mut self, plan: &JoinPlan) -> StepResult {
         let api = Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?;
-        self.retry("apiserver", plan, |_| api.readyz())?;
-        let state = self.retry("apiserver", plan, |_| api.node())?;
+        let grace = Duration::from_secs(plan.timing.auth_grace_secs);
+        let mut rejected: Option<Instant> = None;
+        self.retry("apiserver", plan, |_| graced(api.readyz(), &mut rejected, grace))?;
+        let state = self.retry("apiserver", plan, |_| graced(api.node(), &mut rejected, grace))?;
         let what = match state {
             NodeState::Absent => "not registered yet",
             _ => "already registered",
         };
-        self.say(
-            "apiserver",
-            &format!("{} is ready and accepts the kubelet credential; node {what}", plan.apiserver.url),
-        );
+        if let Some(cred) = &plan.credentials.kube_proxy {
+            let proxy =
+                Api::with(plan, &plan.apiserver.url, cred, "kube-proxy").map_err(|f| Stop::Fatal(f.to_string()))?;
+            let mut rejected: Option<Instant> = None;
+            self.retry("apiserver", plan, |_| graced(proxy.node(), &mut rejected, grace))?;
+        }
+        let checked = if plan.credentials.kube_proxy.is_some() {
+            "kubelet and kube-proxy credentials"
+        } else {
+            "kubelet credential"
+        };
+        self.say("apiserver", &format!("{} is ready and accepts the {checked}; node {what}", plan.apiserver.url));
         Ok(())
     }
 
     /// 7. Start the worker's services and wait until the Node is Ready.
     fn step_start(&mut self, plan: &JoinPlan) -> StepResult {
         let node = self.node.clone();
+        // Evidence from this run: a heartbeat no older than the kubelet we start here.
+        // A Node left Ready by a replaced machine of the same name is not.
+        let since = unix_now();
         for unit in &plan.microk8s.start_services {
             for verb in ["enable", "restart"] {
                 let r = node.systemctl(&[verb, unit])?;
@@ -538,11 +631,23 @@ impl<'a> Joiner<'a> {
         self.say("start", &format!("started {}", plan.microk8s.start_services.join(", ")));
         let api = Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?;
         self.retry("start", plan, |_| match api.node()? {
-            NodeState::Ready => Ok(()),
+            NodeState::Ready(Some(beat)) if beat >= since => Ok(()),
+            NodeState::Ready(Some(beat)) => Err(Failure::Retry(format!(
+                "the Node is Ready, but its last heartbeat ({}) is older than the kubelet this run started ({}): \
+                 waiting for this kubelet's own (a machine of the same name that was replaced?)",
+                crate::clock::rfc3339(beat),
+                crate::clock::rfc3339(since)
+            ))),
+            NodeState::Ready(None) => {
+                Err(Failure::Retry("the Node is Ready but shows no heartbeat time; waiting for this kubelet's".into()))
+            }
             NodeState::Absent => Err(Failure::Retry("the node has not registered yet".into())),
             NodeState::NotReady(why) => Err(Failure::Retry(format!("the node is registered but not Ready: {why}"))),
         })?;
-        self.say("start", &format!("node {} is Ready", plan.node.name));
+        self.say(
+            "start",
+            &format!("node {} is Ready, with a heartbeat from the kubelet this run started", plan.node.name),
+        );
         Ok(())
     }
 
@@ -551,8 +656,7 @@ impl<'a> Joiner<'a> {
         self.status.result = "joined".into();
         self.status.last_error = None;
         self.save_status();
-        let stamp = format!("node {}\nplan sha256 {}\n", plan.node.name, sha256_hex(plan.to_json().as_bytes()));
-        write_atomic(&self.node.path(STAMP_FILE), stamp.as_bytes(), 0o644)?;
+        write_atomic(&self.node.path(STAMP_FILE), stamp_text(plan).as_bytes(), 0o644)?;
         self.cleanup(plan);
         Ok(())
     }
@@ -560,6 +664,12 @@ impl<'a> Joiner<'a> {
     /// Remove the staged copies of secrets (the installed kubeconfigs keep theirs, 0600)
     /// and write the Cluster API stamp.
     fn cleanup(&mut self, plan: &JoinPlan) {
+        // The plan keeps everything but the credentials (the installed kubeconfigs,
+        // 0600, are the only copies left); the stamp is bound to what remains.
+        let stripped = plan.stripped();
+        if &stripped != plan && write_atomic(&self.plan_path, stripped.to_json().as_bytes(), 0o600).is_ok() {
+            self.say("done", &format!("removed the credentials from {PLAN_PATH}"));
+        }
         for f in plan.install.iter().filter(|f| f.secret) {
             if fs::remove_file(self.node.path(&f.staged)).is_ok() {
                 self.say("done", &format!("removed {}", f.staged));
@@ -567,6 +677,47 @@ impl<'a> Joiner<'a> {
         }
         let _ = write_atomic(&self.node.path(CAPI_STAMP), b"success", 0o644);
     }
+}
+
+fn save_status(node: &Node, status: &mut Status) {
+    status.updated_at = unix_now();
+    let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
+    text.push('\n');
+    // Losing a status update is not worth failing the join for.
+    let _ = write_atomic(&node.path(STATUS_FILE), text.as_bytes(), 0o644);
+}
+
+/// The completion stamp: bound to the node's name and the plan (credentials aside).
+fn stamp_text(plan: &JoinPlan) -> String {
+    format!("node {}\nplan {}\n", plan.node.name, plan.identity())
+}
+
+/// A 401/403 (the only fatal answers of a Node read) is retried until `grace` has
+/// passed since the first one.
+fn graced<T>(r: Result<T, Failure>, first: &mut Option<Instant>, grace: Duration) -> Result<T, Failure> {
+    match r {
+        Err(Failure::Fatal(m)) => {
+            let since = *first.get_or_insert_with(Instant::now);
+            if since.elapsed() < grace {
+                Err(Failure::Retry(format!("{m} [retrying for up to {}s]", grace.as_secs())))
+            } else {
+                Err(Failure::Fatal(m))
+            }
+        }
+        other => other,
+    }
+}
+
+/// The track of a channel or a tracking column: `1.30/stable` -> `1.30`.
+fn track(channel: &str) -> &str {
+    channel.split('/').next().unwrap_or(channel)
+}
+
+/// The Tracking column of `snap list microk8s`
+/// (`Name  Version  Rev  Tracking  Publisher  Notes`).
+fn tracking_of(list: &str) -> Option<String> {
+    let line = list.lines().find(|l| l.starts_with("microk8s "))?;
+    line.split_whitespace().nth(3).map(str::to_string)
 }
 
 fn sha256_file(p: &Path) -> std::io::Result<String> {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod join;
 pub mod pin;
 pub mod plan;

@@ -1,63 +1,48 @@
-//! The CA pin: `sha256:<hex>` over the certificate's DER SubjectPublicKeyInfo, the
-//! form of kubeadm's `--discovery-token-ca-cert-hash`. A minimal DER walk keeps the
-//! bootstrap free of a full X.509 parser.
+//! The CA pin and certificate checks, with the X.509 parser rustls already brings
+//! (rustls-webpki): the pin is `sha256:<hex>` over the certificate's DER
+//! SubjectPublicKeyInfo, the form of kubeadm's `--discovery-token-ca-cert-hash`.
 
-use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
 
-/// One DER TLV: (tag, header+content, content, what follows).
-type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
-
-fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
-    let tag = *input.first()?;
-    let first = *input.get(1)? as usize;
-    let (len, hdr) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *input.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = hdr.checked_add(len)?;
-    let whole = input.get(..end)?;
-    Some((tag, whole, &whole[hdr..], &input[end..]))
-}
-
-/// The DER SubjectPublicKeyInfo of a DER certificate.
-pub fn spki(cert_der: &[u8]) -> Option<&[u8]> {
-    let (0x30, _, cert, _) = tlv(cert_der)? else { return None };
-    let (0x30, _, tbs, _) = tlv(cert)? else { return None };
-    let mut rest = tbs;
-    // [0] EXPLICIT version, optional.
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.3;
-    }
-    // serialNumber, signature, issuer, validity, subject.
-    for _ in 0..5 {
-        rest = tlv(rest)?.3;
-    }
-    let (0x30, whole, _, _) = tlv(rest)? else { return None };
-    Some(whole)
-}
-
 /// DER of the first CERTIFICATE block of a PEM text.
-pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
-    let b64: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+pub fn pem_to_der(pem: &str) -> Option<CertificateDer<'static>> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).ok()
+}
+
+/// The DER SubjectPublicKeyInfo (with its SEQUENCE header) of a DER certificate.
+pub fn spki(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let der = CertificateDer::from(cert_der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    Some(cert.subject_public_key_info().as_ref().to_vec())
 }
 
 /// `sha256:<hex>` of a PEM certificate's public key, or None if it is not one.
 pub fn pin_of_pem(pem: &str) -> Option<String> {
     let der = pem_to_der(pem)?;
     Some(format!("sha256:{}", hex::encode(Sha256::digest(spki(&der)?))))
+}
+
+/// Why a client certificate is not valid yet on this node's clock (an apiserver
+/// answers 401 to it), or None when that is not the problem.
+pub fn not_yet_valid(cert_pem: Option<&str>, ca_pem: &str) -> Option<String> {
+    not_yet_valid_at(cert_pem?, ca_pem, UnixTime::now())
+}
+
+pub fn not_yet_valid_at(cert_pem: &str, ca_pem: &str, now: UnixTime) -> Option<String> {
+    let (cert, ca) = (pem_to_der(cert_pem)?, pem_to_der(ca_pem)?);
+    let anchor = webpki::anchor_from_trusted_cert(&ca).ok()?;
+    let ee = webpki::EndEntityCert::try_from(&cert).ok()?;
+    let usage = webpki::KeyUsage::client_auth();
+    match ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &[anchor], &[], now, usage, None, None) {
+        Err(webpki::Error::CertNotValidYet { time, not_before }) => Some(format!(
+            "the certificate is valid from {}, and this node's clock says {}",
+            crate::clock::rfc3339(not_before.as_secs()),
+            crate::clock::rfc3339(time.as_secs())
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

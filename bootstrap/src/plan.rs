@@ -113,13 +113,25 @@ pub struct CredentialsSpec {
     /// The kubelet's credential, used by the bootstrap to check it is accepted
     /// before starting anything that depends on it.
     pub kubelet: Credential,
+    /// kube-proxy's credential, checked the same way: the Node becomes Ready without
+    /// kube-proxy, so a wrong proxy credential would otherwise go unnoticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy: Option<Credential>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", tag = "type")]
 pub enum Credential {
-    Token { token: String },
-    ClientCertificate { cert_pem: String, key_pem: String },
+    Token {
+        token: String,
+    },
+    ClientCertificate {
+        cert_pem: String,
+        key_pem: String,
+    },
+    /// Taken out of the plan on the node once it joined: the installed kubeconfigs
+    /// (0600) are the only copies left.
+    Removed,
 }
 
 impl std::fmt::Debug for Credential {
@@ -128,6 +140,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Token { .. } => f.write_str("Token(<redacted>)"),
             Credential::ClientCertificate { .. } => f.write_str("ClientCertificate(<redacted>)"),
+            Credential::Removed => f.write_str("Removed"),
         }
     }
 }
@@ -196,13 +209,33 @@ pub struct TimingSpec {
     /// First retry delay; doubles up to `retry_cap_ms`, with full jitter.
     pub retry_initial_ms: u64,
     pub retry_cap_ms: u64,
+    /// How long a 401/403 is retried before it is final: a token merged on one
+    /// control-plane node but not yet on the one the balancer picked, or merged a
+    /// few seconds after the node booted, heals by itself.
+    #[serde(default = "default_auth_grace")]
+    pub auth_grace_secs: u64,
+}
+
+fn default_auth_grace() -> u64 {
+    120
 }
 
 impl Default for TimingSpec {
     fn default() -> Self {
-        TimingSpec { ready_deadline_secs: 900, retry_initial_ms: 500, retry_cap_ms: 30_000 }
+        TimingSpec {
+            ready_deadline_secs: 900,
+            retry_initial_ms: 500,
+            retry_cap_ms: 30_000,
+            auth_grace_secs: default_auth_grace(),
+        }
     }
 }
+
+/// Bounds on the plan's timing: a deadline far in the future overflows `Instant`
+/// arithmetic, and a zero retry delay is a hot loop against the control plane.
+pub const MAX_DEADLINE_SECS: u64 = 7 * 24 * 3600;
+pub const MIN_RETRY_MS: u64 = 10;
+pub const MAX_RETRY_CAP_MS: u64 = 10 * 60 * 1000;
 
 /// Why a plan cannot be executed. All of these are "bad plan" (exit 78).
 #[derive(Debug, PartialEq, Eq)]
@@ -278,6 +311,20 @@ impl JoinPlan {
                 return bad(format!("lock name {l:?} is not a plain file name"));
             }
         }
+        let t = &self.timing;
+        if !(1..=MAX_DEADLINE_SECS).contains(&t.ready_deadline_secs) {
+            return bad(format!("timing.readyDeadlineSecs must be 1 to {MAX_DEADLINE_SECS}"));
+        }
+        if !(MIN_RETRY_MS..=MAX_RETRY_CAP_MS).contains(&t.retry_initial_ms)
+            || !(t.retry_initial_ms..=MAX_RETRY_CAP_MS).contains(&t.retry_cap_ms)
+        {
+            return bad(format!(
+                "timing: retryInitialMs must be {MIN_RETRY_MS} to {MAX_RETRY_CAP_MS} and retryCapMs between it and {MAX_RETRY_CAP_MS}"
+            ));
+        }
+        if t.auth_grace_secs > MAX_DEADLINE_SECS {
+            return bad(format!("timing.authGraceSecs must be at most {MAX_DEADLINE_SECS}"));
+        }
         for line in self.kubelet_args.iter().chain(&self.kube_proxy_args) {
             if line.contains('\n') || !line.starts_with("--") {
                 return bad(format!("argument {line:?} is not one --flag line"));
@@ -289,6 +336,24 @@ impl JoinPlan {
 
 fn is_dns_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+}
+
+impl JoinPlan {
+    /// The plan without its credentials: what is left on the node after the join.
+    pub fn stripped(&self) -> JoinPlan {
+        let mut p = self.clone();
+        p.credentials.kubelet = Credential::Removed;
+        if p.credentials.kube_proxy.is_some() {
+            p.credentials.kube_proxy = Some(Credential::Removed);
+        }
+        p
+    }
+
+    /// What the completion stamp is bound to: the node name and this hash, the same
+    /// before and after the credentials are stripped.
+    pub fn identity(&self) -> String {
+        sha256_hex(self.stripped().to_json().as_bytes())
+    }
 }
 
 /// Hex sha256 of some bytes.

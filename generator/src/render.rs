@@ -92,12 +92,22 @@ fn snap_unit(daemon: &str) -> String {
 }
 
 /// Which services are kept off and which run the worker, per flavour.
-/// Sources (canonical/microk8s): 1.19/1.20 daemons as in the original method;
-/// `microk8s-resources/wrappers/run-kubelite-with-args` starts kubelite with
-/// `start-control-plane=false` when `var/lock/clustered.lock` exists;
-/// `scripts/wrappers/join.py` (`mark_worker_node`) also creates `no-k8s-dqlite` and
-/// restarts `apiserver-proxy`, which `run-apiserver-proxy-with-args` runs on workers
-/// of 1.25+ on :16443, the port our own load balancer uses.
+/// Sources (canonical/microk8s):
+/// - 1.20 `microk8s-resources/wrappers/run-apiserver-with-args` and
+///   `run-with-config-args`: apiserver, controller-manager and scheduler exit on
+///   `clustered.lock`; stopping `daemon-apiserver` frees :16443 at once.
+/// - 1.21+ `microk8s-resources/wrappers/run-kubelite-with-args` (1.22 L22-27, 1.30
+///   L17-26) reads `clustered.lock` only when kubelite STARTS: `snap install` starts
+///   kubelite before the lock exists, so its apiserver holds `*:16443` until kubelite
+///   restarts. On 1.21/1.22 dqlite is embedded in that apiserver (no
+///   `daemon-k8s-dqlite` in 1.22 `snap/snapcraft.yaml`), so nothing else frees the
+///   port. kubelite is therefore stopped first, right after the locks, and started
+///   again (reading the lock: no control plane) once the credentials are in place,
+///   as `scripts/wrappers/join.py` `mark_worker_node` restarts it with the locks.
+/// - `no-k8s-dqlite` makes `run-k8s-dqlite-with-args` exit (1.23+); the kicker exits
+///   on `clustered.lock` (`wrappers/apiservice-kicker`); 1.25+
+///   `run-apiserver-proxy-with-args` runs on workers on :16443, the port of our own
+///   load balancer (unless it is the balancer: kind `microk8s-proxy`).
 pub fn services(flavour: Flavour) -> (Vec<String>, Vec<String>, Vec<String>) {
     let names = |v: &[&str]| v.iter().map(|d| snap_unit(d)).collect::<Vec<_>>();
     match flavour {
@@ -107,12 +117,12 @@ pub fn services(flavour: Flavour) -> (Vec<String>, Vec<String>, Vec<String>) {
             vec!["clustered.lock".into()],
         ),
         Flavour::Kubelite => (
-            names(&["k8s-dqlite", "apiserver-kicker"]),
+            names(&["kubelite", "k8s-dqlite", "apiserver-kicker"]),
             names(&["kubelite"]),
             vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
         ),
         Flavour::KubeliteApiserverProxy => (
-            names(&["k8s-dqlite", "apiserver-kicker", "apiserver-proxy"]),
+            names(&["kubelite", "k8s-dqlite", "apiserver-kicker", "apiserver-proxy"]),
             names(&["kubelite"]),
             vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
         ),
@@ -152,6 +162,15 @@ struct KubeconfigCtx<'a> {
 enum Cred {
     Token(String),
     Cert(crate::x509::Issued),
+}
+
+impl From<Cred> for Credential {
+    fn from(c: Cred) -> Credential {
+        match c {
+            Cred::Token(token) => Credential::Token { token },
+            Cred::Cert(c) => Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem },
+        }
+    }
 }
 
 fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, node: &str) -> anyhow::Result<Cred> {
@@ -436,12 +455,7 @@ pub fn render_node_with(
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },
-        credentials: CredentialsSpec {
-            kubelet: match kubelet_cred {
-                Cred::Token(token) => Credential::Token { token },
-                Cred::Cert(c) => Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem },
-            },
-        },
+        credentials: CredentialsSpec { kubelet: kubelet_cred.into(), kube_proxy: Some(proxy_cred.into()) },
         install,
         kubelet_args,
         kube_proxy_args,

@@ -27,8 +27,8 @@ pub struct User {
 struct State {
     ready: bool,
     tokens: HashMap<String, User>,
-    /// name -> Ready
-    nodes: HashMap<String, bool>,
+    /// name -> (Ready, the kubelet's last heartbeat in Unix seconds)
+    nodes: HashMap<String, (bool, u64)>,
     /// (method, path, authenticated user or "-", status)
     log: Vec<(String, String, String, u16)>,
     /// How long a watch (`GET /api/v1/watch/...`) keeps its connection open.
@@ -150,12 +150,14 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                     } else {
                         match st.nodes.get(name) {
                             None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
-                            Some(ready) => {
+                            Some((ready, beat)) => {
+                                let beat = rfc3339(*beat);
                                 let body = serde_json::json!({
                                     "kind": "Node", "apiVersion": "v1",
                                     "metadata": {"name": name},
                                     "status": {"conditions": [
-                                        {"type": "Ready", "status": if *ready { "True" } else { "False" }, "reason": if *ready { "KubeletReady" } else { "KubeletNotReady" }}
+                                        {"type": "Ready", "status": if *ready { "True" } else { "False" }, "reason": if *ready { "KubeletReady" } else { "KubeletNotReady" },
+                                         "lastHeartbeatTime": beat, "lastTransitionTime": beat}
                                     ]}
                                 });
                                 Response::json(200, body.to_string())
@@ -176,9 +178,26 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
 pub struct Control(Arc<Mutex<State>>);
 
 impl Control {
+    /// A kubelet's status update: Ready or not, heartbeat now.
     pub fn register_node(&self, name: &str, ready: bool) {
-        self.0.lock().unwrap().nodes.insert(name.to_string(), ready);
+        self.0.lock().unwrap().nodes.insert(name.to_string(), (ready, unix_now()));
     }
+
+    /// What an operator's merge on the control plane does (the apiserver rereads
+    /// the file when restarted).
+    pub fn set_tokens(&self, known_tokens_csv: &str) {
+        self.0.lock().unwrap().tokens = parse_known_tokens(known_tokens_csv);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Kubernetes' time format (RFC 3339, seconds, UTC).
+fn rfc3339(unix: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix as i64).expect("a valid time");
+    t.format(&time::format_description::well_known::Rfc3339).expect("formats")
 }
 
 impl SimApiserver {
@@ -254,9 +273,15 @@ impl SimApiserver {
         self.state.lock().unwrap().ready = ready;
     }
 
-    /// Stand in for kubelet: the Node object appears (Ready or not).
+    /// Stand in for kubelet: the Node object appears (Ready or not), heartbeat now.
     pub fn register_node(&self, name: &str, ready: bool) {
-        self.state.lock().unwrap().nodes.insert(name.to_string(), ready);
+        self.control().register_node(name, ready);
+    }
+
+    /// A Node whose kubelet last reported `ago` before now (a machine that was
+    /// replaced under the same name left it Ready).
+    pub fn register_stale_node(&self, name: &str, ready: bool, ago: std::time::Duration) {
+        self.state.lock().unwrap().nodes.insert(name.to_string(), (ready, unix_now() - ago.as_secs()));
     }
 
     pub fn set_watch_hold(&self, hold: std::time::Duration) {
@@ -264,7 +289,7 @@ impl SimApiserver {
     }
 
     pub fn set_tokens(&self, known_tokens_csv: &str) {
-        self.state.lock().unwrap().tokens = parse_known_tokens(known_tokens_csv);
+        self.control().set_tokens(known_tokens_csv);
     }
 
     /// Requests seen: (method, path, user or "-", status).

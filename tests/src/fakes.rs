@@ -39,7 +39,8 @@ const SNAP: &str = r#"
 sd="$ROOT/var/snap/microk8s/current"
 case "$1" in
   list)
-    if [ -d "$sd" ]; then echo "microk8s  v1.x  1234  1.30/stable  canonical  classic"; exit 0; fi
+    # The Tracking column is the channel of the install ("-" for a local file).
+    if [ -d "$sd" ]; then echo "Name      Version  Rev   Tracking  Publisher   Notes"; echo "microk8s  v1.x     1234  $(cat "$FAKE/tracking" 2>/dev/null || echo -)  canonical*  classic"; exit 0; fi
     echo "error: no matching snaps installed" >&2; exit 1 ;;
   wait) exit 0 ;;
   ack)
@@ -56,7 +57,10 @@ case "$1" in
       echo 'error: cannot install "microk8s": Post "https://api.snapcraft.io/v2/snaps/refresh": dial tcp: lookup api.snapcraft.io: Temporary failure in name resolution' >&2
       exit 1
     fi
+    if [ -z "$local_file" ]; then echo "$5" > "$FAKE/tracking"; fi
     mkdir -p "$sd/args" "$sd/certs" "$sd/credentials" "$sd/var/lock"
+    # 1.25+ install hooks mark the apiserver proxy not expected to start.
+    case "$5" in 1.2[5-9]/*|1.[3-9][0-9]/*|latest/*) touch "$sd/var/lock/no-apiserver-proxy" ;; esac
     cat > "$sd/args/kubelet" <<'EOF'
 --kubeconfig=${SNAP_DATA}/credentials/kubelet.config
 --cert-dir=${SNAP_DATA}/certs
