@@ -535,4 +535,50 @@ mod tests {
         assert_eq!(sim.addr, addr);
         assert_eq!(crate::tls::https_get(addr, "/readyz", Some(&ca), None).unwrap().status, 200);
     }
+
+    #[test]
+    fn a_node_registers_heartbeats_and_is_dialled_by_name_or_address() {
+        let ca = Arc::new(Ca::new("sim-ca"));
+        let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        let node = ca.client("system:node:w1", &["system:nodes"]);
+        let call = |method: &str, path: &str, body: &str, leaf: &crate::pki::Leaf| {
+            let name = rustls::pki_types::ServerName::IpAddress(sim.addr.ip().into());
+            let auth = Some((leaf.rustls_chain(), leaf.rustls_key()));
+            crate::tls::https_call(
+                sim.addr,
+                name,
+                crate::tls::Trust::Roots(ca.rustls_root()),
+                method,
+                path,
+                Some(body),
+                None,
+                auth,
+            )
+            .unwrap()
+            .status
+        };
+        let body = r#"{"metadata":{"name":"w1"},"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"w1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#;
+        let other = ca.client("system:node:w2", &["system:nodes"]);
+        assert_eq!(call("POST", "/api/v1/nodes", body, &other), 403, "RBAC,Node: only its own Node");
+        assert_eq!(call("POST", "/api/v1/nodes", body, &node), 201);
+        assert_eq!(call("POST", "/api/v1/nodes", body, &node), 409);
+        let beat = r#"{"status":{"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-01-01T00:00:00Z"}]}}"#;
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &node), 200);
+        assert_eq!(call("PATCH", "/api/v1/nodes/w9/status", beat, &node), 403);
+        let stored = sim.node("w1").unwrap();
+        assert_eq!(stored["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(stored["status"]["addresses"][1]["address"], "w1", "the heartbeat keeps the addresses");
+        sim.set_authz(Authz::AlwaysAllow);
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &other), 200, "AlwaysAllow");
+        // <=1.27: by Hostname, which this control plane cannot resolve.
+        sim.set_kubelet_client(KubeletClient::for_channel("1.27/stable", false));
+        assert_eq!(
+            sim.logs_from("w1"),
+            Err("Get \"https://w1:1/containerLogs/default/pod/container\": dial tcp: lookup w1: no such host".into())
+        );
+        // 1.28+ fresh: by InternalIP (nothing listens on port 1 here).
+        sim.set_kubelet_client(KubeletClient::for_channel("1.28/stable", false));
+        assert!(sim.logs_from("w1").unwrap_err().starts_with("Get \"https://127.0.0.1:1/"));
+        assert_eq!(KubeletClient::for_channel("1.34/stable", true), KubeletClient::legacy());
+    }
 }
