@@ -9,6 +9,16 @@
 //! rule that a node may read only its own Node; real status codes with
 //! `Status` bodies. It can go down and come back on the same address, and
 //! `/readyz` can be switched between 503 and 200.
+//!
+//! Nodes: the kubelet creates its Node (`POST /api/v1/nodes`) and heartbeats its
+//! status (`PATCH`/`PUT /api/v1/nodes/NAME/status`); `GET` returns the stored
+//! object. Authorization is either `AlwaysAllow`, MicroK8s's default in every
+//! branch (`1.20:microk8s-resources/default-args/kube-apiserver:L3`,
+//! `1.30:…/kube-apiserver:L3`, `1.34:…/kube-apiserver:L3`), or `RBAC,Node` (what
+//! `microk8s enable rbac` sets; the simulator's default, as before: the Node
+//! authorizer's own-node rule). The control plane's view of a worker's kubelet
+//! ([`SimApiserver::logs_from`]) dials the kubelet the way that version's
+//! apiserver does ([`KubeletClient`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,12 +33,76 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// `--authorization-mode` of the simulated apiserver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Authz {
+    /// MicroK8s's default (`default-args/kube-apiserver` L3 in every branch):
+    /// every authenticated user may do anything.
+    AlwaysAllow,
+    /// `RBAC,Node`: a node may create and read only its own Node; kube-proxy may
+    /// read nodes (`system:node-proxier`); `system:masters` may do anything.
+    #[default]
+    RbacNode,
+}
+
+/// How the apiserver reaches a worker's kubelet (for logs, exec, port-forward).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletClient {
+    /// `--kubelet-preferred-address-types`: the first type the Node has wins
+    /// (the apiserver does not fall back to the next address when a dial fails).
+    pub preferred: Vec<String>,
+    /// `--kubelet-certificate-authority`: verify the kubelet's serving
+    /// certificate against the cluster CA (else any certificate is accepted).
+    pub verify: bool,
+}
+
+impl KubeletClient {
+    /// kube-apiserver's built-in default when the flag is absent:
+    /// Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP (kubernetes
+    /// cmd/kube-apiserver/app/options/options.go, `PreferredAddressTypes`), and no
+    /// `--kubelet-certificate-authority`: MicroK8s 1.19 to 1.27, and 1.28+ control
+    /// planes upgraded from those (`1.27:microk8s-resources/default-args/kube-apiserver`
+    /// has neither flag; the 1.28 lines are in default-args only, so an existing
+    /// args file keeps its old content).
+    pub fn legacy() -> KubeletClient {
+        KubeletClient {
+            preferred: ["Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP"].map(String::from).into(),
+            verify: false,
+        }
+    }
+
+    /// A 1.28+ control plane installed fresh: `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`
+    /// (`1.30:microk8s-resources/default-args/kube-apiserver:L30`, added by 0071dd1d) and
+    /// `--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP`
+    /// (`1.30:…/kube-apiserver:L31`, `1.34:…:L31-L32`, added by 4086f4ac).
+    pub fn fresh_1_28() -> KubeletClient {
+        KubeletClient {
+            preferred: ["InternalIP", "Hostname", "InternalDNS", "ExternalDNS", "ExternalIP"].map(String::from).into(),
+            verify: true,
+        }
+    }
+
+    /// The client of a control plane at `channel` ("1.30/stable"), `upgraded`
+    /// from 1.27 or older or not.
+    pub fn for_channel(channel: &str, upgraded: bool) -> KubeletClient {
+        let minor = channel.split('/').next().and_then(|v| v.split('.').nth(1)).and_then(|m| m.parse::<u32>().ok());
+        match minor {
+            Some(m) if m >= 28 && !upgraded => KubeletClient::fresh_1_28(),
+            _ => KubeletClient::legacy(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     ready: bool,
     tokens: HashMap<String, User>,
-    /// name -> (Ready, the kubelet's last heartbeat in Unix seconds)
-    nodes: HashMap<String, (bool, u64)>,
+    /// name -> the stored Node object
+    nodes: HashMap<String, serde_json::Value>,
+    authz: Authz,
+    kubelet_client: Option<KubeletClient>,
+    /// What the control plane's resolver (/etc/hosts, DNS) knows: name -> IP.
+    hosts: HashMap<String, String>,
     /// (method, path, authenticated user or "-", status)
     log: Vec<(String, String, String, u16)>,
     /// How long a watch (`GET /api/v1/watch/...`) keeps its connection open.
@@ -103,6 +177,47 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
     Response::json(code, body.to_string())
 }
 
+/// The authorizer: Ok, or the 401/403 answer.
+fn allowed(st: &State, user: &Option<User>, verb: &str, name: &str) -> Result<(), Response> {
+    let Some(u) = user else {
+        return Err(status(401, "Unauthorized", "Unauthorized"));
+    };
+    let ok = match st.authz {
+        Authz::AlwaysAllow => true,
+        Authz::RbacNode => {
+            let is_node = u.groups.iter().any(|g| g == "system:nodes");
+            let own = u.name == format!("system:node:{name}");
+            (is_node && own)
+                || (u.name == "system:kube-proxy" && verb == "get")
+                || u.groups.iter().any(|g| g == "system:masters")
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(status(
+            403,
+            "Forbidden",
+            &format!("nodes \"{name}\" is forbidden: User \"{}\" cannot {verb} resource \"nodes\"", u.name),
+        ))
+    }
+}
+
+/// A minimal Node with a Ready condition (for tests that stand in for kubelet).
+/// A Node as a kubelet's status update leaves it: Ready or not, with the
+/// kubelet's heartbeat time (`heartbeat`, Unix seconds).
+fn node_object(name: &str, ready: bool, heartbeat: u64) -> serde_json::Value {
+    let beat = rfc3339(heartbeat);
+    serde_json::json!({
+        "kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name},
+        "status": {"conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }, "reason": if ready { "KubeletReady" } else { "KubeletNotReady" },
+             "lastHeartbeatTime": beat, "lastTransitionTime": beat}
+        ]}
+    })
+}
+
 fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, String) {
     let st = state.lock().unwrap();
     let user = match req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
@@ -128,42 +243,56 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
             r
         }
         ("GET", "/version") => Response::json(200, r#"{"major":"1","minor":"30","gitVersion":"v1.30.0-sim"}"#),
-        ("GET", p) if p.starts_with("/api/v1/nodes/") => {
+        ("GET", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
             let name = &p["/api/v1/nodes/".len()..];
-            match &user {
-                None => status(401, "Unauthorized", "Unauthorized"),
-                Some(u) => {
-                    let is_node = u.groups.iter().any(|g| g == "system:nodes");
-                    let own = u.name == format!("system:node:{name}");
-                    let allowed = (is_node && own)
-                        || u.name == "system:kube-proxy"
-                        || u.groups.iter().any(|g| g == "system:masters");
-                    if !allowed {
-                        status(
-                            403,
-                            "Forbidden",
-                            &format!(
-                                "nodes \"{name}\" is forbidden: User \"{}\" cannot get resource \"nodes\"",
-                                u.name
-                            ),
-                        )
-                    } else {
-                        match st.nodes.get(name) {
-                            None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
-                            Some((ready, beat)) => {
-                                let beat = rfc3339(*beat);
-                                let body = serde_json::json!({
-                                    "kind": "Node", "apiVersion": "v1",
-                                    "metadata": {"name": name},
-                                    "status": {"conditions": [
-                                        {"type": "Ready", "status": if *ready { "True" } else { "False" }, "reason": if *ready { "KubeletReady" } else { "KubeletNotReady" },
-                                         "lastHeartbeatTime": beat, "lastTransitionTime": beat}
-                                    ]}
-                                });
-                                Response::json(200, body.to_string())
-                            }
+            match allowed(&st, &user, "get", name) {
+                Err(r) => r,
+                Ok(()) => match st.nodes.get(name) {
+                    None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
+                    Some(node) => Response::json(200, node.to_string()),
+                },
+            }
+        }
+        ("POST", "/api/v1/nodes") => {
+            let Ok(mut node) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return (status(400, "BadRequest", "the body is not a Node"), who);
+            };
+            let name = node.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+            match allowed(&st, &user, "create", &name) {
+                Err(r) => r,
+                Ok(()) if name.is_empty() => status(422, "Invalid", "metadata.name: Required value"),
+                Ok(()) if st.nodes.contains_key(&name) => {
+                    status(409, "AlreadyExists", &format!("nodes \"{name}\" already exists"))
+                }
+                Ok(()) => {
+                    node["kind"] = "Node".into();
+                    node["apiVersion"] = "v1".into();
+                    drop(st);
+                    state.lock().unwrap().nodes.insert(name, node.clone());
+                    return (Response::json(201, node.to_string()), who);
+                }
+            }
+        }
+        ("PATCH" | "PUT", p) if p.starts_with("/api/v1/nodes/") && p.ends_with("/status") => {
+            let name = p["/api/v1/nodes/".len()..p.len() - "/status".len()].to_string();
+            let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return (status(400, "BadRequest", "the body is not JSON"), who);
+            };
+            match allowed(&st, &user, "update", &name) {
+                Err(r) => r,
+                Ok(()) if !st.nodes.contains_key(&name) => {
+                    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
+                }
+                Ok(()) => {
+                    drop(st);
+                    let mut st = state.lock().unwrap();
+                    let node = st.nodes.get_mut(&name).expect("checked");
+                    if let Some(new) = patch.get("status").and_then(|s| s.as_object()) {
+                        for (k, v) in new {
+                            node["status"][k] = v.clone();
                         }
                     }
+                    return (Response::json(200, node.to_string()), who);
                 }
             }
         }
@@ -180,7 +309,7 @@ pub struct Control(Arc<Mutex<State>>);
 impl Control {
     /// A kubelet's status update: Ready or not, heartbeat now.
     pub fn register_node(&self, name: &str, ready: bool) {
-        self.0.lock().unwrap().nodes.insert(name.to_string(), (ready, unix_now()));
+        self.0.lock().unwrap().nodes.insert(name.to_string(), node_object(name, ready, unix_now()));
     }
 
     /// What an operator's merge on the control plane does (the apiserver rereads
@@ -281,7 +410,76 @@ impl SimApiserver {
     /// A Node whose kubelet last reported `ago` before now (a machine that was
     /// replaced under the same name left it Ready).
     pub fn register_stale_node(&self, name: &str, ready: bool, ago: std::time::Duration) {
-        self.state.lock().unwrap().nodes.insert(name.to_string(), (ready, unix_now() - ago.as_secs()));
+        let node = node_object(name, ready, unix_now() - ago.as_secs());
+        self.state.lock().unwrap().nodes.insert(name.to_string(), node);
+    }
+
+    /// The stored Node object, as `GET /api/v1/nodes/NAME` returns it.
+    pub fn node(&self, name: &str) -> Option<serde_json::Value> {
+        self.state.lock().unwrap().nodes.get(name).cloned()
+    }
+
+    pub fn set_authz(&self, authz: Authz) {
+        self.state.lock().unwrap().authz = authz;
+    }
+
+    /// How this control plane dials kubelets (see [`KubeletClient::for_channel`]).
+    pub fn set_kubelet_client(&self, client: KubeletClient) {
+        self.state.lock().unwrap().kubelet_client = Some(client);
+    }
+
+    /// Make `name` resolve to `ip` for the control plane (its /etc/hosts or DNS).
+    pub fn add_host(&self, name: &str, ip: &str) {
+        self.state.lock().unwrap().hosts.insert(name.to_string(), ip.to_string());
+    }
+
+    /// `kubectl logs` of a pod on `node`: the apiserver dials that node's kubelet
+    /// (`GET https://ADDR:PORT/containerLogs/NS/POD/CONTAINER`) at the first Node
+    /// address of the first preferred type, port from
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`, verifying the kubelet's
+    /// certificate against the cluster CA only with `--kubelet-certificate-authority`.
+    /// Errors read like kube-apiserver's.
+    pub fn logs_from(&self, node: &str) -> Result<String, String> {
+        let (obj, client, hosts) = {
+            let st = self.state.lock().unwrap();
+            (st.nodes.get(node).cloned(), st.kubelet_client.clone(), st.hosts.clone())
+        };
+        let client = client.unwrap_or_else(KubeletClient::legacy);
+        let obj = obj.ok_or_else(|| format!("nodes \"{node}\" not found"))?;
+        let port =
+            obj.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(|p| p.as_u64()).unwrap_or(10250);
+        let addresses = obj.pointer("/status/addresses").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+        let chosen = client.preferred.iter().find_map(|t| {
+            addresses.iter().find(|a| a["type"] == t.as_str()).and_then(|a| a["address"].as_str().map(String::from))
+        });
+        let host = chosen.ok_or_else(|| format!("no preferred addresses found; known addresses: {addresses:?}"))?;
+        let path = "/containerLogs/default/pod/container";
+        let url = format!("https://{host}:{port}{path}");
+        let ip: std::net::IpAddr = match host.parse() {
+            Ok(ip) => ip,
+            Err(_) => match hosts.get(&host).and_then(|ip| ip.parse().ok()) {
+                Some(ip) => ip,
+                None => return Err(format!("Get \"{url}\": dial tcp: lookup {host}: no such host")),
+            },
+        };
+        let addr = SocketAddr::new(ip, port as u16);
+        let trust =
+            if client.verify { crate::tls::Trust::Roots(self.ca.rustls_root()) } else { crate::tls::Trust::Any };
+        let name = rustls::pki_types::ServerName::IpAddress(ip.into());
+        match crate::tls::https_call(addr, name, trust, "GET", path, None, None, None) {
+            Ok(r) if r.status == 200 => Ok(r.body),
+            Ok(r) => Err(format!("Get \"{url}\": the kubelet answered {}: {}", r.status, r.body)),
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("UnknownIssuer") {
+                    Err(format!("Get \"{url}\": tls: failed to verify certificate: x509: certificate signed by unknown authority ({text})"))
+                } else if text.contains("NotValidForName") {
+                    Err(format!("Get \"{url}\": tls: failed to verify certificate: x509: certificate is valid for other names, not {host} ({text})"))
+                } else {
+                    Err(format!("Get \"{url}\": {text}"))
+                }
+            }
+        }
     }
 
     pub fn set_watch_hold(&self, hold: std::time::Duration) {
@@ -364,5 +562,51 @@ mod tests {
         sim.restart();
         assert_eq!(sim.addr, addr);
         assert_eq!(crate::tls::https_get(addr, "/readyz", Some(&ca), None).unwrap().status, 200);
+    }
+
+    #[test]
+    fn a_node_registers_heartbeats_and_is_dialled_by_name_or_address() {
+        let ca = Arc::new(Ca::new("sim-ca"));
+        let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        let node = ca.client("system:node:w1", &["system:nodes"]);
+        let call = |method: &str, path: &str, body: &str, leaf: &crate::pki::Leaf| {
+            let name = rustls::pki_types::ServerName::IpAddress(sim.addr.ip().into());
+            let auth = Some((leaf.rustls_chain(), leaf.rustls_key()));
+            crate::tls::https_call(
+                sim.addr,
+                name,
+                crate::tls::Trust::Roots(ca.rustls_root()),
+                method,
+                path,
+                Some(body),
+                None,
+                auth,
+            )
+            .unwrap()
+            .status
+        };
+        let body = r#"{"metadata":{"name":"w1"},"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"w1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#;
+        let other = ca.client("system:node:w2", &["system:nodes"]);
+        assert_eq!(call("POST", "/api/v1/nodes", body, &other), 403, "RBAC,Node: only its own Node");
+        assert_eq!(call("POST", "/api/v1/nodes", body, &node), 201);
+        assert_eq!(call("POST", "/api/v1/nodes", body, &node), 409);
+        let beat = r#"{"status":{"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-01-01T00:00:00Z"}]}}"#;
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &node), 200);
+        assert_eq!(call("PATCH", "/api/v1/nodes/w9/status", beat, &node), 403);
+        let stored = sim.node("w1").unwrap();
+        assert_eq!(stored["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(stored["status"]["addresses"][1]["address"], "w1", "the heartbeat keeps the addresses");
+        sim.set_authz(Authz::AlwaysAllow);
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &other), 200, "AlwaysAllow");
+        // <=1.27: by Hostname, which this control plane cannot resolve.
+        sim.set_kubelet_client(KubeletClient::for_channel("1.27/stable", false));
+        assert_eq!(
+            sim.logs_from("w1"),
+            Err("Get \"https://w1:1/containerLogs/default/pod/container\": dial tcp: lookup w1: no such host".into())
+        );
+        // 1.28+ fresh: by InternalIP (nothing listens on port 1 here).
+        sim.set_kubelet_client(KubeletClient::for_channel("1.28/stable", false));
+        assert!(sim.logs_from("w1").unwrap_err().starts_with("Get \"https://127.0.0.1:1/"));
+        assert_eq!(KubeletClient::for_channel("1.34/stable", true), KubeletClient::legacy());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod fakes;
+pub mod node_model;
 pub mod pki;
 pub mod proc;
 pub mod tls;

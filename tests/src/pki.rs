@@ -23,6 +23,13 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// A leaf read back from PEM files (certificate, PKCS#8 or other private key).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Option<Leaf> {
+        let cert_der = rustls_pemfile::certs(&mut cert_pem.as_bytes()).next()?.ok()?.to_vec();
+        let key = rustls_pemfile::private_key(&mut key_pem.as_bytes()).ok()??;
+        let key_der = key.secret_der().to_vec();
+        Some(Leaf { cert_pem: cert_pem.to_string(), cert_der, key_pem: key_pem.to_string(), key_der })
+    }
     pub fn rustls_chain(&self) -> Vec<CertificateDer<'static>> {
         vec![CertificateDer::from(self.cert_der.clone())]
     }
@@ -71,6 +78,12 @@ impl Ca {
             key_pem: key.serialize_pem(),
             key_der: key.serialize_der(),
         }
+    }
+
+    /// A serving certificate with a subject of our choosing (a kubelet's:
+    /// CN=system:node:NAME, O=system:nodes).
+    pub fn serving(&self, cn: &str, orgs: &[&str], sans: &[&str]) -> Leaf {
+        self.issue(cn, orgs, sans, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
     /// A server certificate for these IPs / DNS names (an apiserver's).

@@ -23,6 +23,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// DER of the client certificate, if one was presented (not yet verified).
     pub client_cert: Option<Vec<u8>>,
+    /// The request body (`Content-Length` bytes).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -140,10 +142,12 @@ fn serve_conn(
         let client_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
         let close =
             headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-        let req = Request { method, path, headers, client_cert };
+        let req = Request { method, path, headers, client_cert, body };
         let resp = handler(&req);
         let reason = match resp.status {
             200 => "OK",
+            201 => "Created",
+            409 => "Conflict",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
@@ -345,6 +349,64 @@ pub fn https_get_as(
     match tls.read_to_end(&mut raw) {
         Ok(_) => {}
         // Servers that close without close_notify.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(Fetched { peer_cert, status, body })
+}
+
+/// Trust for [`https_call`]: verify the server against these roots, or accept
+/// any certificate and record it.
+pub enum Trust {
+    Roots(rustls::RootCertStore),
+    Any,
+}
+
+/// One HTTPS request with any method and body, as a Kubernetes client makes it:
+/// `server_name` is what the certificate must match (an IP address for
+/// `https://127.0.0.1:16443`), a bearer token and/or a client certificate chain
+/// and key (DER) authenticate.
+#[allow(clippy::too_many_arguments)]
+pub fn https_call(
+    addr: SocketAddr,
+    server_name: ServerName<'static>,
+    trust: Trust,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+    client: Option<(Vec<CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>)>,
+) -> std::io::Result<Fetched> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("versions");
+    let builder = match trust {
+        Trust::Roots(roots) => builder.with_root_certificates(roots),
+        Trust::Any => builder.dangerous().with_custom_certificate_verifier(Arc::new(RecordAny)),
+    };
+    let cfg = match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(std::io::Error::other)?,
+        None => builder.with_no_client_auth(),
+    };
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), server_name).map_err(std::io::Error::other)?;
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = body.unwrap_or("");
+    let ctype = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+    write!(
+        tls,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    tls.flush()?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
         Err(e) => return Err(e),
     }

@@ -1,0 +1,336 @@
+//! Bootstrap scenarios against the model of a MicroK8s node
+//! (`mk8s_testkit::node_model`): the real `mk8s-bootstrap` binary, the files of a
+//! real `mk8s-gen` user-data written as cloud-init would, the node's `snap` and
+//! `systemctl` answered by the model (which starts real listeners: a local
+//! control plane, the kubelet, our own traefik unit), and the simulated apiserver
+//! as the cluster's control plane.
+//!
+//! Each scenario asserts what an operator cares about: the join exits 0; the Node
+//! is Ready with a fresh heartbeat; nothing answers on the apiserver port with the
+//! node-local CA's certificate; the node is still a worker after a snap refresh
+//! and after a reboot; and `kubectl logs` works the way that version's control
+//! plane reaches the kubelet. Scenarios that fail because of a known bootstrap bug
+//! are `#[ignore]`d with the reason; `cargo test --test node_model -- --ignored`
+//! shows the failure.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
+use mk8s_gen::render::{self, Delivery};
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::node_model::{self, Model, ModelConfig};
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::workspace;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
+const NODE: &str = "worker-1";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lb {
+    Traefik,
+    External,
+}
+
+struct World {
+    model: Model,
+    sim: SimApiserver,
+    root: PathBuf,
+    port: u16,
+    lb: Lb,
+    _tmp: tempfile::TempDir,
+}
+
+/// A cluster whose control plane is the simulator on 127.0.0.2, and a worker
+/// (node address `node_ip`) booted with the generated user-data.
+fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ca = Arc::new(Ca::new("node-model-cluster-ca"));
+    let port = mk8s_testkit::proc::free_port();
+    let sim = SimApiserver::start_at(ca.clone(), format!("127.0.0.2:{port}").parse().unwrap(), "");
+    // MicroK8s's default authorization in every branch (default-args/kube-apiserver L3).
+    sim.set_authz(Authz::AlwaysAllow);
+    let client = KubeletClient::for_channel(channel, upgraded);
+    if client.preferred[0] == "Hostname" {
+        // These control planes reach kubelets by name: MicroK8s's own join refuses a
+        // worker whose name does not resolve (cluster-agent pkg/api/v2/join.go
+        // L103-106); an operator of such a cluster has the name in DNS or /etc/hosts.
+        sim.add_host(NODE, node_ip);
+    }
+    sim.set_kubelet_client(client);
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let fresh_x509 = node_model::minor_of(channel) >= 28 && !upgraded;
+    let auth = if fresh_x509 {
+        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n"
+    } else {
+        ""
+    };
+    let lb_facts = match lb {
+        Lb::Traefik => {
+            "{ mode: node-local, kind: traefik, health-check: { interval: 1s, timeout: 500ms } }".to_string()
+        }
+        Lb::External => format!("{{ mode: external, address: 127.0.0.2, port: {port} }}"),
+    };
+    let facts_yaml = format!(
+        "cluster:\n  name: model\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb_facts}\nworkers:\n  - {{ name: {NODE}, address: {node_ip} }}\n"
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
+    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    let worker = facts.worker(NODE).unwrap();
+    if fresh_x509 {
+        secrets.attach_ca_key(&facts.ca).unwrap();
+    } else {
+        sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
+    }
+    let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
+    boot(&root, &render::cloud_config(&out));
+    if lb == Lb::Traefik {
+        // Baked into the image at the plan's path: the real traefik.
+        let traefik = mk8s_testkit::tools::require("traefik");
+        let bin = root.join("usr/local/bin/traefik");
+        fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", traefik.display())).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut config = ModelConfig::new(channel, port);
+    config.upgraded = upgraded;
+    config.node_ip = node_ip.to_string();
+    config.hostname = NODE.to_string();
+    let model = Model::new(&tmp.path().join("model"), &root, config);
+    let w = World { model, sim, root, port, lb, _tmp: tmp };
+    // Short deadlines and retries for tests.
+    let p = w.root.join(PLAN_PATH.trim_start_matches('/'));
+    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+    plan.timing.ready_deadline_secs = 20;
+    plan.timing.retry_initial_ms = 50;
+    plan.timing.retry_cap_ms = 400;
+    fs::write(&p, plan.to_json()).unwrap();
+    w
+}
+
+/// What cloud-init does with our user-data: write_files, with modes, decoded.
+fn boot(root: &std::path::Path, user_data: &str) {
+    fs::create_dir_all(root).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
+    for f in doc["write_files"].as_sequence().unwrap() {
+        let path = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
+        let content = f["content"].as_str().unwrap();
+        let data = match f.get("encoding").and_then(|e| e.as_str()) {
+            Some("gz+b64") => {
+                let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+                out
+            }
+            _ => content.as_bytes().to_vec(),
+        };
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, data).unwrap();
+        let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+impl World {
+    fn run(&self) -> (i32, String) {
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.model.systemctl)
+            .arg("--snap")
+            .arg(&self.model.snap)
+            .arg("--curl")
+            .arg("/bin/false")
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    /// Everything the model recorded, for failure messages.
+    fn story(&self) -> String {
+        let logs = self.model.dir.join("logs");
+        let traefik = fs::read_to_string(logs.join("mk8s-traefik.service.out")).unwrap_or_default();
+        format!(
+            "calls:\n{}\nevents:\n{}\nkubelet: {:?}\nkube-proxy: {:?}\ntraefik log (tail):\n{}",
+            self.model.calls().join("\n"),
+            self.model.events().join("\n"),
+            self.model.kubelet(),
+            self.model.kube_proxy(),
+            traefik.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// The Node is Ready with a heartbeat at or after `since` (within 10 s).
+    fn wait_heartbeat(&self, since: SystemTime, what: &str) {
+        // lastHeartbeatTime has second precision.
+        let since = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let node = self.sim.node(NODE);
+            let ready = node.as_ref().and_then(|n| {
+                n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+            });
+            let fresh = ready.as_ref().is_some_and(|c| {
+                c["status"] == "True"
+                    && c["lastHeartbeatTime"].as_str().and_then(node_model::parse_rfc3339).is_some_and(|t| t >= since)
+            });
+            if fresh {
+                return;
+            }
+            assert!(Instant::now() < end, "{what}: no fresh Ready heartbeat: {node:?}\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Nothing answers on the apiserver port with the node-local CA's certificate,
+    /// and (node-local LB) the balancer on the port reaches the cluster.
+    fn assert_worker(&self, what: &str) {
+        // A kubelite restarted by a refresh or a reboot needs a moment to settle.
+        let end = Instant::now() + Duration::from_secs(10);
+        while let Some(addr) = self.model.local_control_plane() {
+            assert!(
+                Instant::now() < end,
+                "{what}: a local control plane answers on {addr} with the node-local CA's certificate\n{}",
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if self.lb == Lb::Traefik {
+            let lb = format!("127.0.0.1:{}", self.port).parse().unwrap();
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                match mk8s_testkit::tls::https_get(lb, "/readyz", Some(&self.sim.ca), None) {
+                    Ok(r) if r.status == 200 && r.peer_cert == self.sim.cert_der => break,
+                    other => assert!(
+                        Instant::now() < end,
+                        "{what}: the balancer on {lb} does not reach the cluster: {other:?}\n{}",
+                        self.story()
+                    ),
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.model.kube_proxy().is_none_or(|v| v["ok"] != true) {
+            assert!(Instant::now() < end, "{what}: kube-proxy cannot reach the apiserver\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn scenario(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) {
+    let w = world(channel, upgraded, lb, node_ip);
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
+    w.wait_heartbeat(started, "after the join");
+    w.assert_worker("after the join");
+
+    let refreshed = SystemTime::now();
+    w.model.refresh();
+    w.assert_worker("after a snap refresh");
+    w.wait_heartbeat(refreshed, "after a snap refresh");
+
+    let rebooted = SystemTime::now();
+    w.model.reboot();
+    w.assert_worker("after a reboot");
+    w.wait_heartbeat(rebooted, "after a reboot");
+
+    // `kubectl logs` of a pod on the worker, as this control plane dials kubelets.
+    // (A kubelet that has just restarted may not listen yet: retried briefly.)
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut logs = w.sim.logs_from(NODE);
+    while logs.is_err() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        logs = w.sim.logs_from(NODE);
+    }
+    assert_eq!(logs.as_deref(), Ok(node_model::LOG_BODY), "kubectl logs from the worker\n{}", w.story());
+}
+
+#[test]
+fn v1_20_traefik() {
+    scenario("1.20/stable", false, Lb::Traefik, "127.0.0.11");
+}
+
+#[test]
+fn v1_20_external() {
+    scenario("1.20/stable", false, Lb::External, "127.0.0.12");
+}
+
+#[test]
+fn v1_22_traefik() {
+    scenario("1.22/stable", false, Lb::Traefik, "127.0.0.13");
+}
+
+#[test]
+fn v1_22_external() {
+    scenario("1.22/stable", false, Lb::External, "127.0.0.14");
+}
+
+#[test]
+fn v1_24_traefik() {
+    scenario("1.24/stable", false, Lb::Traefik, "127.0.0.15");
+}
+
+#[test]
+fn v1_24_external() {
+    scenario("1.24/stable", false, Lb::External, "127.0.0.16");
+}
+
+#[test]
+fn v1_26_traefik() {
+    scenario("1.26/stable", false, Lb::Traefik, "127.0.0.17");
+}
+
+#[test]
+fn v1_26_external() {
+    scenario("1.26/stable", false, Lb::External, "127.0.0.18");
+}
+
+#[test]
+#[ignore = "fails until F2: kubelet.crt is signed by the node-local CA, so a fresh 1.28+ control plane (--kubelet-certificate-authority) refuses the kubelet: kubectl logs fails"]
+fn v1_30_fresh_traefik() {
+    scenario("1.30/stable", false, Lb::Traefik, "127.0.0.19");
+}
+
+#[test]
+#[ignore = "fails until F2: kubelet.crt is signed by the node-local CA, so a fresh 1.28+ control plane (--kubelet-certificate-authority) refuses the kubelet: kubectl logs fails"]
+fn v1_30_fresh_external() {
+    scenario("1.30/stable", false, Lb::External, "127.0.0.20");
+}
+
+#[test]
+fn v1_30_upgraded_traefik() {
+    scenario("1.30/stable", true, Lb::Traefik, "127.0.0.21");
+}
+
+#[test]
+fn v1_30_upgraded_external() {
+    scenario("1.30/stable", true, Lb::External, "127.0.0.22");
+}
+
+#[test]
+#[ignore = "fails until F2: kubelet.crt is signed by the node-local CA, so a fresh 1.28+ control plane (--kubelet-certificate-authority) refuses the kubelet: kubectl logs fails"]
+fn v1_34_traefik() {
+    scenario("1.34/stable", false, Lb::Traefik, "127.0.0.23");
+}
+
+#[test]
+#[ignore = "fails until F2: kubelet.crt is signed by the node-local CA, so a fresh 1.28+ control plane (--kubelet-certificate-authority) refuses the kubelet: kubectl logs fails"]
+fn v1_34_external() {
+    scenario("1.34/stable", false, Lb::External, "127.0.0.24");
+}
