@@ -408,7 +408,15 @@ pub fn render_node_with(
         kubelet_args.push(format!("--node-ip={ip}"));
     }
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
-    let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
+    let kube_proxy_args = vec![
+        format!("--hostname-override={}", worker.name),
+        // The cluster's pod network, as MicroK8s's own join copies it from the control
+        // plane (canonical/microk8s 1.27+ scripts/wrappers/join.py, `update_kubeproxy_cidr`
+        // after comparing `info["cluster_cidr"]`); before 1.27 the join left the default
+        // of default-args/kube-proxy (`--cluster-cidr=10.1.0.0/16`). 1.28+
+        // run-kubelite-with-args also reads it for its FORWARD rule.
+        format!("--cluster-cidr={}", facts.pod_cidr),
+    ];
 
     if !shared.baked {
         files.extend(shared.files.iter().cloned());
