@@ -386,6 +386,23 @@ pub fn render_node_with(
         }
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
     }
+    if let AuthMode::X509(validity) = facts.auth {
+        // The kubelet's serving certificate, signed by the cluster CA, where the
+        // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
+        // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
+        // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
+        let key = secrets.ca_key().ok_or_else(|| {
+            anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
+        })?;
+        let addresses: Vec<_> = worker.address.into_iter().collect();
+        let serving =
+            crate::x509::issue_serving(&facts.ca, key, secrets, &facts.name, &worker.name, &addresses, validity)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot issue the kubelet serving certificate for {}: {e}", worker.name)
+                })?;
+        stage("kubelet.crt", "certs/kubelet.crt", 0o644, false, serving.cert_pem);
+        stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
+    }
 
     let (mut stop_services, start_services, locks) = services(facts.channel.flavour);
     if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) {

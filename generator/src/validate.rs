@@ -167,6 +167,11 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                     "with `auth: token`: MicroK8s 1.28 and later, installed fresh, do not read known_tokens.csv (no --token-auth-file)",
                     "use `auth: x509`, or check that args/kube-apiserver on the control plane has --token-auth-file (merge-known-tokens.sh refuses otherwise)",
                 );
+                report.warning(
+                    "$.cluster.microk8s.channel",
+                    format!("with `auth: token`: {KUBELET_VERIFIED}; with tokens a worker's kubelet serves a certificate of the worker's own CA, so kubectl logs, exec and port-forward to pods on token-authenticated workers fail with x509 errors"),
+                    "use `auth: x509` (the generator then issues each kubelet a serving certificate from the cluster CA), or the native MicroK8s join mode that is planned",
+                );
             }
             if c.client_certificates.is_some() {
                 report.warning(
@@ -272,6 +277,28 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         });
     }
 
+    if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28)))
+        && matches!(auth, Some(AuthMode::X509(_)))
+    {
+        let missing: Vec<(usize, &str)> = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.address.is_none())
+            .map(|(i, w)| (i, w.name.as_str()))
+            .collect();
+        if let Some((i, first)) = missing.first() {
+            let who = match missing.len() {
+                1 => format!("worker {first:?} has"),
+                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
+            };
+            report.warning(
+                format!("$.workers[{i}]"),
+                format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
+                "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use the native MicroK8s join mode that is planned",
+            );
+        }
+    }
+
     if report.has_errors() {
         return None;
     }
@@ -291,6 +318,12 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
 }
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+/// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
+/// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
+/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`, commit 0071dd1d, and
+/// `--kubelet-preferred-address-types=InternalIP,...`, commit 4086f4ac).
+const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
 
 fn check_client_certs(
     raw: Option<&crate::facts::RawClientCertificates>,
