@@ -58,6 +58,13 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
     ))
 }
 
+/// `hosts` lines (`ADDRESS NAME`) for the workers whose address the facts give, for
+/// `hosts-entries.sh`. Names are RFC 1123 and addresses parsed, so a line can hold
+/// nothing else.
+pub fn hosts_lines(workers: &[&Worker]) -> String {
+    workers.iter().filter_map(|w| w.address.map(|ip| format!("{ip} {}\n", w.name))).collect()
+}
+
 /// Write the control-plane bundle into `dir`. Each file is replaced atomically and
 /// left untouched when unchanged. Returns the files written or confirmed.
 pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: &Path) -> anyhow::Result<Vec<String>> {
@@ -92,6 +99,14 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
             0o644,
         )),
     }
+    // Every channel: control planes that dial kubelets by the Node's Hostname address
+    // (<= 1.27, and upgraded 1.28+) must resolve worker names; see the script.
+    files.push(("hosts", hosts_lines(workers), 0o644));
+    files.push((
+        "hosts-entries.sh",
+        templates::render("hosts-entries.sh", serde_json::json!({ "cluster": facts.name }))?,
+        0o755,
+    ));
     if let Some(alt) = alt_names(facts) {
         files.push(("csr-alt-names.txt", alt, 0o644));
     }

@@ -299,6 +299,28 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         }
     }
 
+    if channel.as_ref().is_some_and(|ch| ch.version.is_some_and(|v| v < (1, 28))) {
+        let missing: Vec<(usize, &str)> = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.address.is_none())
+            .map(|(i, w)| (i, w.name.as_str()))
+            .collect();
+        if let Some((i, first)) = missing.first() {
+            let who = match missing.len() {
+                1 => format!("worker {first:?} has"),
+                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
+            };
+            // kube-apiserver's default --kubelet-preferred-address-types puts Hostname
+            // first; MicroK8s sets InternalIP first only from 1.28 (4086f4ac).
+            report.warning(
+                format!("$.workers[{i}]"),
+                format!("{who} no `address`: MicroK8s 1.27 and older apiservers dial each kubelet by its node name (the Node's Hostname address), which the control plane must resolve, or kubectl logs, exec and port-forward to pods on such a worker fail"),
+                "give each worker its `address` (hosts-entries.sh in the control-plane bundle then adds the name to /etc/hosts on the control plane), or make the names resolvable in DNS",
+            );
+        }
+    }
+
     if report.has_errors() {
         return None;
     }
