@@ -32,6 +32,8 @@ pub fn apiserver_proxy_unit() -> String {
     snap_unit("apiserver-proxy")
 }
 pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
+/// Read by the install hook of MicroK8s 1.27+ before its bundled default.
+pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
 
 /// How the bootstrap binary reaches the node.
 #[derive(Debug, Clone)]
@@ -267,6 +269,18 @@ impl Shared {
             }
             LoadBalancer::External { .. } => LoadBalancerSpec::External,
         };
+
+        // MicroK8s 1.27+ (and `latest`): a launch configuration that enables no addon,
+        // written before the bootstrap installs the snap. Without it the install hook
+        // takes $SNAP/microk8s.default.yaml (`addons: [dns]`), and the worker's
+        // cluster-agent retries enabling dns every 5 s forever (snap/hooks/install,
+        // microk8s-resources/microk8s.default.yaml from 1.27; cluster-agent 1.27+
+        // cmd/cluster-agent.go keeps a file that fails and applies it again).
+        if facts.channel.version.is_none_or(|v| v >= (1, 27)) {
+            let text = templates::render("microk8s.yaml", json!({}))?;
+            checks::launch_configuration(&text)?;
+            files.push(NodeFile { path: LAUNCH_CONFIG.into(), content: FileContent::Text(text), mode: 0o644 });
+        }
 
         // The bootstrap binary and its unit.
         let fetch_script = match delivery {

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("fetch-bootstrap.sh", include_str!("../../templates/fetch-bootstrap.sh.j2")),
     ("merge-known-tokens.sh", include_str!("../../templates/merge-known-tokens.sh.j2")),
     ("hosts-entries.sh", include_str!("../../templates/hosts-entries.sh.j2")),
+    ("microk8s.yaml", include_str!("../../templates/microk8s.yaml.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {
