@@ -496,7 +496,7 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
         if facts.auth == validate::AuthMode::Token {
             "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
         } else {
-            "hosts-entries.sh"
+            "check-control-plane.sh and hosts-entries.sh"
         }
     )?;
     Ok(())

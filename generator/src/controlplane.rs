@@ -154,14 +154,23 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
             files.push(("known-tokens.csv", csv, 0o600));
             files.push(("merge-known-tokens.sh", script, 0o755));
         }
-        AuthMode::X509(_) => files.push((
-            "README.txt",
-            "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
-             (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
-             The control plane needs no change to admit new workers.\n"
-                .to_string(),
-            0o644,
-        )),
+        AuthMode::X509(_) => {
+            files.push((
+                "README.txt",
+                "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
+                 (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
+                 The control plane needs no change to admit new workers, but run check-control-plane.sh\n\
+                 on each control-plane node: with MicroK8s's default --authorization-mode=AlwaysAllow\n\
+                 every worker credential is cluster-admin (enable the rbac addon).\n"
+                    .to_string(),
+                0o644,
+            ));
+            files.push((
+                "check-control-plane.sh",
+                templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
+                0o755,
+            ));
+        }
     }
     // Every channel: control planes that dial kubelets by the Node's Hostname address
     // (<= 1.27, and upgraded 1.28+) must resolve worker names; see the script.
