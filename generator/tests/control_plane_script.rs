@@ -32,9 +32,10 @@ impl ControlPlane {
     fn new(existing: &str) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let snap_data = dir.path().join("snap");
-        for d in ["credentials", "args", "certs"] {
+        for d in ["credentials", "args", "certs", "var/lock"] {
             fs::create_dir_all(snap_data.join(d)).unwrap();
         }
+        fs::write(snap_data.join("var/lock/ha-cluster"), "").unwrap();
         fs::write(
             snap_data.join("args/kube-apiserver"),
             "--secure-port=16443\n--token-auth-file=${SNAP_DATA}/credentials/known_tokens.csv\n",
@@ -329,6 +330,7 @@ fn the_x509_bundle_checks_the_authorization_mode() {
     let snap = dir.path().join("snap");
     fs::create_dir_all(snap.join("args")).unwrap();
     fs::create_dir_all(snap.join("var/lock")).unwrap();
+    fs::write(snap.join("var/lock/ha-cluster"), "").unwrap();
     let run = || {
         Command::new(tools::require("bash"))
             .arg(bundle.join("check-control-plane.sh"))
@@ -349,4 +351,38 @@ fn the_x509_bundle_checks_the_authorization_mode() {
     // A worker (clustered.lock) is refused.
     fs::write(snap.join("var/lock/clustered.lock"), "").unwrap();
     assert_eq!(run().status.code(), Some(2));
+}
+
+/// A non-HA (etcd/flannel) control plane, without `var/lock/ha-cluster`: both
+/// scripts refuse (exit 9) and change nothing.
+#[test]
+fn a_non_ha_control_plane_is_refused() {
+    let cp = ControlPlane::new(THEIRS);
+    fs::remove_file(cp.snap_data.join("var/lock/ha-cluster")).unwrap();
+    let o = cp.run();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
+    assert!(text(&o).contains("not an HA (dqlite) MicroK8s cluster"), "{}", text(&o));
+    assert_eq!(fs::read_to_string(cp.csv()).unwrap(), THEIRS);
+    assert_eq!(cp.restarts(), 0);
+    assert!(cp.others().is_empty(), "{:?}", cp.others());
+
+    let dir = tempfile::tempdir().unwrap();
+    let fx = workspace().join("fixtures/x509");
+    let bundle = dir.path().join("bundle");
+    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
+        .args(["control-plane", "--cluster"])
+        .arg(fx.join("cluster.yaml"))
+        .arg("--secrets")
+        .arg(fx.join("secrets.yaml"))
+        .arg("--out")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = Command::new(tools::require("bash"))
+        .arg(bundle.join("check-control-plane.sh"))
+        .env("SNAP_DATA", &cp.snap_data)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
 }

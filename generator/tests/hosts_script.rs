@@ -26,6 +26,7 @@ impl Node {
         fs::create_dir_all(snap_data.join("args")).unwrap();
         fs::create_dir_all(snap_data.join("var/lock")).unwrap();
         fs::write(snap_data.join("args/kube-apiserver"), "--secure-port=16443\n").unwrap();
+        fs::write(snap_data.join("var/lock/ha-cluster"), "").unwrap();
         let etc = dir.path().join("etc");
         fs::create_dir_all(&etc).unwrap();
         let hosts_path = etc.join("hosts");
@@ -141,6 +142,13 @@ fn broken_markers_bad_bundles_and_workers_are_refused_untouched() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("line(s) 3"), "{}", text(&o));
     assert_eq!(node.hosts(), b"127.0.0.1 localhost\n");
+    // A non-HA control plane (no var/lock/ha-cluster): refused.
+    let node = Node::new(b"127.0.0.1 localhost\n");
+    fs::remove_file(node.snap_data.join("var/lock/ha-cluster")).unwrap();
+    let o = node.run();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
+    assert_eq!(node.hosts(), b"127.0.0.1 localhost\n");
+    assert!(node.leftovers().is_empty());
     // A worker node (clustered.lock) is not a control plane.
     let node = Node::new(b"127.0.0.1 localhost\n");
     fs::write(node.snap_data.join("var/lock/clustered.lock"), "").unwrap();
