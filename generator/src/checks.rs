@@ -289,6 +289,27 @@ pub fn apiserver_proxy(provider: &str, template: &str, listen: &str, servers: &[
     Ok(())
 }
 
+// ---- MicroK8s launch configuration (canonical/microk8s-cluster-agent pkg/k8sinit) ----
+
+/// The subset of the cluster-agent's `Configuration` we write: the format version
+/// and nothing else (no addons, no join, no arguments).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchConfiguration {
+    pub version: String,
+}
+
+/// `/etc/microk8s.yaml`: one document, version 0.1.0 (the only version every
+/// cluster-agent from 1.27, whose maximum is 0.1.0, to 1.34 accepts), nothing that
+/// enables an addon.
+pub fn launch_configuration(text: &str) -> anyhow::Result<()> {
+    let c: LaunchConfiguration =
+        serde_yaml::from_str(text).context("internal error: generated microk8s.yaml does not parse back")?;
+    ensure!(c.version == "0.1.0", "internal error: launch configuration version {}", c.version);
+    ensure!(!text.contains("\n---"), "internal error: launch configuration has more than one document");
+    Ok(())
+}
+
 // ---- kubeconfig ----
 
 #[derive(Deserialize)]

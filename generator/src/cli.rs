@@ -490,9 +490,14 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("{e:#}")))?;
     writeln!(
         io.stderr,
-        "wrote {} in {}: run merge-known-tokens.sh on every control-plane node",
+        "wrote {} in {}: run {} on every control-plane node",
         files.join(", "),
-        a.out.display()
+        a.out.display(),
+        if facts.auth == validate::AuthMode::Token {
+            "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
+        } else {
+            "check-control-plane.sh and hosts-entries.sh"
+        }
     )?;
     Ok(())
 }

@@ -41,9 +41,24 @@ pub fn token_lines(facts: &Facts, secrets: &Secrets, w: &Worker) -> String {
     lines
 }
 
-/// `alt_names` entries for `csr.conf.template` (an external LB must be in the
-/// apiserver certificate). MicroK8s's template ends its list with `#MOREIPS`
-/// (`microk8s-resources/certs/csr.conf.template`).
+/// What to do on the control plane so the apiserver certificate names an external
+/// load balancer, for the facts' MicroK8s version (`csr-alt-names.txt`).
+///
+/// MicroK8s renders `certs/csr.conf` from `certs/csr.conf.template` (its
+/// `[ alt_names ]` ends with `#MOREIPS`) and signs `server.crt` from it. Who re-issues:
+/// - 1.19, 1.20: the apiservice-kicker, within seconds of a template change
+///   (`microk8s-resources/wrappers/apiservice-kicker`, `produce_certs`), unless
+///   `args/kube-apiserver` sets `--advertise-address` or `--bind-address`;
+/// - 1.21+: not the kicker once `var/lock/no-cert-reissue` exists, which every join
+///   creates on both nodes (1.21-1.23 `scripts/cluster/agent.py`
+///   `mark_no_cert_reissue`; 1.24+ canonical/microk8s-cluster-agent
+///   `pkg/api/v2/join.go`, `CreateNoCertsReissueLock`): `microk8s refresh-certs
+///   --cert server.crt` does it, re-reading the template from 1.22
+///   (`scripts/wrappers/refresh-certs.py`, `refresh_csr_conf; gen_server_cert`;
+///   backported as 027b4fb6 and 848d912f) but only `csr.conf` in 1.21;
+/// - 1.27+ also: a launch configuration with `extraSANs`
+///   (canonical/microk8s-cluster-agent 1.27+ `pkg/k8sinit/schema.go`,
+///   `reconcileExtraSANs` in `apply.go`) rewrites the template.
 pub fn alt_names(facts: &Facts) -> Option<String> {
     let LoadBalancer::External { host, .. } = &facts.load_balancer else {
         return None;
@@ -52,10 +67,66 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
         Ok(_) => format!("IP.99 = {host}"),
         Err(_) => format!("DNS.99 = {host}"),
     };
-    Some(format!(
-        "# Add to [ alt_names ] in /var/snap/microk8s/current/certs/csr.conf.template on every\n\
-         # control-plane node (before #MOREIPS); MicroK8s then re-issues the apiserver certificate.\n{line}\n"
-    ))
+    let dir = "/var/snap/microk8s/current/certs";
+    let version = facts.channel.version;
+    let mut t = format!(
+        "# The apiserver certificate must name the external load balancer {host}.\n\
+         # MicroK8s {}: do this on every control-plane node, one node at a time\n\
+         # (the apiserver restarts), as root.\n#\n",
+        facts.channel.text
+    );
+    let template_step = format!(
+        "# 1. Add this line to [ alt_names ] in {dir}/csr.conf.template, before #MOREIPS:\n#\n#      {line}\n#\n"
+    );
+    match version {
+        Some(v) if v <= (1, 20) => t.push_str(&format!(
+            "{template_step}\
+             # 2. Nothing else: the apiservice-kicker re-issues server.crt within seconds and\n\
+             #    restarts the apiserver (apiservice-kicker, produce_certs). It does not when\n\
+             #    args/kube-apiserver sets --advertise-address or --bind-address.\n"
+        )),
+        Some((1, 21)) => t.push_str(&format!(
+            "{template_step}\
+             # 2. Add the same line to [ alt_names ] in {dir}/csr.conf: 1.21's refresh-certs\n\
+             #    signs from csr.conf without re-reading the template.\n\
+             # 3. microk8s refresh-certs --cert server.crt\n\
+             #    (the apiservice-kicker does not re-issue on a clustered node: every join\n\
+             #    creates var/lock/no-cert-reissue, scripts/cluster/agent.py)\n"
+        )),
+        Some(v) if v < (1, 27) => t.push_str(&format!(
+            "{template_step}\
+             # 2. microk8s refresh-certs --cert server.crt\n\
+             #    (it re-renders csr.conf from the template, scripts/wrappers/refresh-certs.py;\n\
+             #    the apiservice-kicker does not re-issue on a clustered node: every join\n\
+             #    creates var/lock/no-cert-reissue)\n"
+        )),
+        _ => t.push_str(&format!(
+            "# 1. Either add this line to [ alt_names ] in {dir}/csr.conf.template,\n\
+             #    before #MOREIPS:\n#\n#      {line}\n#\n\
+             #    or write a launch configuration that lists it in extraSANs\n\
+             #    (canonical/microk8s-cluster-agent pkg/k8sinit; it rewrites the whole\n\
+             #    template from MicroK8s's defaults plus extraSANs, dropping hand edits,\n\
+             #    so list every extra name the certificate needs), e.g.\n\
+             #    /var/snap/microk8s/common/etc/launcher/mk8s-extra-sans.yaml:\n#\n\
+             #      version: 0.1.0\n\
+             #      extraSANs:\n\
+             #        - {host}\n#\n\
+             #    and wait until the cluster-agent renames it *.applied (every 5 s).\n\
+             # 2. microk8s refresh-certs --cert server.crt\n\
+             #    (it re-renders csr.conf from the template, scripts/wrappers/refresh_certs.py;\n\
+             #    the apiservice-kicker does not re-issue on a clustered node: every join\n\
+             #    creates var/lock/no-cert-reissue, cluster-agent pkg/api/v2/join.go)\n"
+        )),
+    }
+    t.push_str(&format!("#\n# Check: openssl x509 -noout -ext subjectAltName -in {dir}/server.crt\n{line}\n"));
+    Some(t)
+}
+
+/// `hosts` lines (`ADDRESS NAME`) for the workers whose address the facts give, for
+/// `hosts-entries.sh`. Names are RFC 1123 and addresses parsed, so a line can hold
+/// nothing else.
+pub fn hosts_lines(workers: &[&Worker]) -> String {
+    workers.iter().filter_map(|w| w.address.map(|ip| format!("{ip} {}\n", w.name))).collect()
 }
 
 /// Write the control-plane bundle into `dir`. Each file is replaced atomically and
@@ -83,15 +154,32 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
             files.push(("known-tokens.csv", csv, 0o600));
             files.push(("merge-known-tokens.sh", script, 0o755));
         }
-        AuthMode::X509(_) => files.push((
-            "README.txt",
-            "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
-             (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
-             The control plane needs no change to admit new workers.\n"
-                .to_string(),
-            0o644,
-        )),
+        AuthMode::X509(_) => {
+            files.push((
+                "README.txt",
+                "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
+                 (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
+                 The control plane needs no change to admit new workers, but run check-control-plane.sh\n\
+                 on each control-plane node: with MicroK8s's default --authorization-mode=AlwaysAllow\n\
+                 every worker credential is cluster-admin (enable the rbac addon).\n"
+                    .to_string(),
+                0o644,
+            ));
+            files.push((
+                "check-control-plane.sh",
+                templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
+                0o755,
+            ));
+        }
     }
+    // Every channel: control planes that dial kubelets by the Node's Hostname address
+    // (<= 1.27, and upgraded 1.28+) must resolve worker names; see the script.
+    files.push(("hosts", hosts_lines(workers), 0o644));
+    files.push((
+        "hosts-entries.sh",
+        templates::render("hosts-entries.sh", serde_json::json!({ "cluster": facts.name }))?,
+        0o755,
+    ));
     if let Some(alt) = alt_names(facts) {
         files.push(("csr-alt-names.txt", alt, 0o644));
     }

@@ -37,6 +37,9 @@ pub struct RawCluster {
     pub load_balancer: Option<RawLoadBalancer>,
     #[serde(default)]
     pub dns: Option<RawDns>,
+    /// The cluster's pod network (kube-proxy `--cluster-cidr`), default 10.1.0.0/16.
+    #[serde(default)]
+    pub pod_cidr: Option<String>,
     #[serde(default)]
     pub bootstrap: Option<RawBootstrap>,
     /// `auth: x509`: validity of the issued client certificates.

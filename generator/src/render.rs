@@ -32,6 +32,8 @@ pub fn apiserver_proxy_unit() -> String {
     snap_unit("apiserver-proxy")
 }
 pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
+/// Read by the install hook of MicroK8s 1.27+ before its bundled default.
+pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
 
 /// How the bootstrap binary reaches the node.
 #[derive(Debug, Clone)]
@@ -287,6 +289,18 @@ impl Shared {
             LoadBalancer::External { .. } => LoadBalancerSpec::External,
         };
 
+        // MicroK8s 1.27+ (and `latest`): a launch configuration that enables no addon,
+        // written before the bootstrap installs the snap. Without it the install hook
+        // takes $SNAP/microk8s.default.yaml (`addons: [dns]`), and the worker's
+        // cluster-agent retries enabling dns every 5 s forever (snap/hooks/install,
+        // microk8s-resources/microk8s.default.yaml from 1.27; cluster-agent 1.27+
+        // cmd/cluster-agent.go keeps a file that fails and applies it again).
+        if facts.channel.version.is_none_or(|v| v >= (1, 27)) {
+            let text = templates::render("microk8s.yaml", json!({}))?;
+            checks::launch_configuration(&text)?;
+            files.push(NodeFile { path: LAUNCH_CONFIG.into(), content: FileContent::Text(text), mode: 0o644 });
+        }
+
         // The bootstrap binary and its unit.
         let fetch_script = match delivery {
             Delivery::Embedded { gz_b64 } => {
@@ -405,6 +419,23 @@ pub fn render_node_with(
         }
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
     }
+    if let AuthMode::X509(validity) = facts.auth {
+        // The kubelet's serving certificate, signed by the cluster CA, where the
+        // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
+        // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
+        // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
+        let key = secrets.ca_key().ok_or_else(|| {
+            anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
+        })?;
+        let addresses: Vec<_> = worker.address.into_iter().collect();
+        let serving =
+            crate::x509::issue_serving(&facts.ca, key, secrets, &facts.name, &worker.name, &addresses, validity)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot issue the kubelet serving certificate for {}: {e}", worker.name)
+                })?;
+        stage("kubelet.crt", "certs/kubelet.crt", 0o644, false, serving.cert_pem);
+        stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
+    }
 
     let (mut stop_services, start_services, locks) = services(facts.channel.flavour);
     if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) {
@@ -427,7 +458,15 @@ pub fn render_node_with(
         kubelet_args.push(format!("--node-ip={ip}"));
     }
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
-    let kube_proxy_args = vec![format!("--hostname-override={}", worker.name)];
+    let kube_proxy_args = vec![
+        format!("--hostname-override={}", worker.name),
+        // The cluster's pod network, as MicroK8s's own join copies it from the control
+        // plane (canonical/microk8s 1.27+ scripts/wrappers/join.py, `update_kubeproxy_cidr`
+        // after comparing `info["cluster_cidr"]`); before 1.27 the join left the default
+        // of default-args/kube-proxy (`--cluster-cidr=10.1.0.0/16`). 1.28+
+        // run-kubelite-with-args also reads it for its FORWARD rule.
+        format!("--cluster-cidr={}", facts.pod_cidr),
+    ];
 
     if !shared.baked {
         files.extend(shared.files.iter().cloned());

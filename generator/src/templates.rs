@@ -23,6 +23,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("apiserver-proxy-traefik-template.yaml", include_str!("../../templates/apiserver-proxy-traefik-template.yaml.j2")),
     ("fetch-bootstrap.sh", include_str!("../../templates/fetch-bootstrap.sh.j2")),
     ("merge-known-tokens.sh", include_str!("../../templates/merge-known-tokens.sh.j2")),
+    ("hosts-entries.sh", include_str!("../../templates/hosts-entries.sh.j2")),
+    ("microk8s.yaml", include_str!("../../templates/microk8s.yaml.j2")),
+    ("check-control-plane.sh", include_str!("../../templates/check-control-plane.sh.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {

@@ -14,6 +14,9 @@ use crate::report::Report;
 pub const DEFAULT_APISERVER_PORT: u16 = 16443;
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub const DEFAULT_CLUSTER_DNS: &str = "10.152.183.10";
+/// kube-proxy's `--cluster-cidr` in canonical/microk8s
+/// `microk8s-resources/default-args/kube-proxy` (L2 on every branch, 1.19 to 1.34).
+pub const DEFAULT_POD_CIDR: &str = "10.1.0.0/16";
 pub const DEFAULT_TRAEFIK_PATH: &str = "/usr/local/bin/traefik";
 /// TCP `healthCheck` on traefik services exists from 3.6.0 (traefik's
 /// `pkg/config/dynamic/tcp_config.go`, `TCPServerHealthCheck`).
@@ -30,6 +33,9 @@ pub struct Facts {
     pub apiserver_port: u16,
     pub load_balancer: LoadBalancer,
     pub dns: Dns,
+    /// The pod network, as kube-proxy's `--cluster-cidr` takes it: one CIDR, or an
+    /// IPv4 and an IPv6 CIDR joined by a comma (dual-stack).
+    pub pod_cidr: String,
     pub ready_deadline_secs: u64,
     pub workers: Vec<Worker>,
 }
@@ -161,6 +167,11 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                     "with `auth: token`: MicroK8s 1.28 and later, installed fresh, do not read known_tokens.csv (no --token-auth-file)",
                     "use `auth: x509`, or check that args/kube-apiserver on the control plane has --token-auth-file (merge-known-tokens.sh refuses otherwise)",
                 );
+                report.warning(
+                    "$.cluster.microk8s.channel",
+                    format!("with `auth: token`: {KUBELET_VERIFIED}; with tokens a worker's kubelet serves a certificate of the worker's own CA, so kubectl logs, exec and port-forward to pods on token-authenticated workers fail with x509 errors"),
+                    "use `auth: x509` (the generator then issues each kubelet a serving certificate from the cluster CA), or the native MicroK8s join mode that is planned",
+                );
             }
             if c.client_certificates.is_some() {
                 report.warning(
@@ -222,6 +233,8 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns { cluster_domain: domain, cluster_dns: ip })
     };
 
+    let pod_cidr = check_pod_cidr(c.pod_cidr.as_deref().unwrap_or(DEFAULT_POD_CIDR), report);
+
     let ready_deadline_secs = match c.bootstrap.as_ref().and_then(|b| b.ready_deadline_seconds) {
         None => 900,
         Some(s) if (60..=86_400).contains(&s) => s as u64,
@@ -264,6 +277,50 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         });
     }
 
+    if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28)))
+        && matches!(auth, Some(AuthMode::X509(_)))
+    {
+        let missing: Vec<(usize, &str)> = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.address.is_none())
+            .map(|(i, w)| (i, w.name.as_str()))
+            .collect();
+        if let Some((i, first)) = missing.first() {
+            let who = match missing.len() {
+                1 => format!("worker {first:?} has"),
+                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
+            };
+            report.warning(
+                format!("$.workers[{i}]"),
+                format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
+                "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use the native MicroK8s join mode that is planned",
+            );
+        }
+    }
+
+    if channel.as_ref().is_some_and(|ch| ch.version.is_some_and(|v| v < (1, 28))) {
+        let missing: Vec<(usize, &str)> = workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.address.is_none())
+            .map(|(i, w)| (i, w.name.as_str()))
+            .collect();
+        if let Some((i, first)) = missing.first() {
+            let who = match missing.len() {
+                1 => format!("worker {first:?} has"),
+                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
+            };
+            // kube-apiserver's default --kubelet-preferred-address-types puts Hostname
+            // first; MicroK8s sets InternalIP first only from 1.28 (4086f4ac).
+            report.warning(
+                format!("$.workers[{i}]"),
+                format!("{who} no `address`: MicroK8s 1.27 and older apiservers dial each kubelet by its node name (the Node's Hostname address), which the control plane must resolve, or kubectl logs, exec and port-forward to pods on such a worker fail"),
+                "give each worker its `address` (hosts-entries.sh in the control-plane bundle then adds the name to /etc/hosts on the control plane), or make the names resolvable in DNS",
+            );
+        }
+    }
+
     if report.has_errors() {
         return None;
     }
@@ -276,12 +333,19 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         apiserver_port,
         load_balancer: load_balancer?,
         dns: dns?,
+        pod_cidr: pod_cidr?,
         ready_deadline_secs,
         workers,
     })
 }
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+/// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
+/// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
+/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`, commit 0071dd1d, and
+/// `--kubelet-preferred-address-types=InternalIP,...`, commit 4086f4ac).
+const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
 
 fn check_client_certs(
     raw: Option<&crate::facts::RawClientCertificates>,
@@ -457,6 +521,58 @@ fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
             None
         }
     }
+}
+
+/// `ADDR/PREFIX` with no host bits set; the address family decides the prefix range.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err(format!("{} has no /PREFIX", show(s)));
+    };
+    let ip: IpAddr = addr.parse().map_err(|_| format!("{} is not an IPv4 or IPv6 address", show(addr)))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = match prefix.parse::<u8>() {
+        Ok(p) if p <= max && !prefix.starts_with('+') && (prefix == "0" || !prefix.starts_with('0')) => p,
+        _ => return Err(format!("prefix {} is not 0 to {max}", show(prefix))),
+    };
+    let bits: u128 = match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    // The host part: every bit below the prefix (IPv4 sits in the top 32 bits).
+    let host_mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+    if bits & host_mask != 0 {
+        let net = bits & !host_mask;
+        let net: IpAddr = match ip {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from((net >> 96) as u32)),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(net)),
+        };
+        return Err(format!("{} has host bits set (the network is {net}/{prefix})", show(s)));
+    }
+    Ok((ip, prefix))
+}
+
+/// kube-proxy `--cluster-cidr`: one CIDR, or one IPv4 and one IPv6 CIDR (dual-stack).
+fn check_pod_cidr(s: &str, report: &mut Report) -> Option<String> {
+    let path = "$.cluster.pod-cidr";
+    let help = "give the cluster's pod network as on the control plane's args/kube-proxy --cluster-cidr, e.g. 10.1.0.0/16 (MicroK8s's default), fd02::/64, or 10.1.0.0/16,fd02::/64 for dual-stack";
+    let parts: Vec<&str> = s.split(',').collect();
+    let mut families = Vec::new();
+    for part in &parts {
+        match parse_cidr(part) {
+            Ok((ip, _)) => families.push(ip.is_ipv4()),
+            Err(why) => {
+                let message =
+                    if parts.len() == 1 { format!("pod-cidr {why}") } else { format!("pod-cidr {}: {why}", show(s)) };
+                report.error(path, message, help);
+                return None;
+            }
+        }
+    }
+    if parts.len() > 2 || (parts.len() == 2 && families[0] == families[1]) {
+        report.error(path, format!("{} is not one CIDR or an IPv4 and an IPv6 CIDR", show(s)), help);
+        return None;
+    }
+    Some(s.to_string())
 }
 
 fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
@@ -899,6 +1015,52 @@ mod tests {
         assert!(check("--x=\"a\""));
         assert!(check("--kubeconfig=/tmp/x"));
         assert!(check("-v=2"));
+    }
+
+    #[test]
+    fn pod_cidrs() {
+        let ok = |s: &str| {
+            let mut r = Report::default();
+            let v = check_pod_cidr(s, &mut r);
+            assert_eq!(v.is_some(), !r.has_errors());
+            v.is_some()
+        };
+        for good in [
+            "10.1.0.0/16",
+            "0.0.0.0/0",
+            "192.168.1.0/24",
+            "10.1.2.3/32",
+            "fd02::/64",
+            "10.1.0.0/16,fd02::/64",
+            "fd02::/64,10.1.0.0/16",
+        ] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in [
+            "",
+            "10.1.0.0",
+            "10.1.0.1/16",
+            "10.1.0.0/33",
+            "10.1.0.0/016",
+            "10.1.0.0/+8",
+            "fd02::1/64",
+            "fd02::/129",
+            "10.1.0.0/16,10.2.0.0/16",
+            "10.1.0.0/16,fd02::/64,fd03::/64",
+            "10.1.0.0/16 ",
+            "x/8",
+            "10.1.0.0/16,",
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+        assert_eq!(
+            parse_cidr("10.1.0.1/16").unwrap_err(),
+            "\"10.1.0.1/16\" has host bits set (the network is 10.1.0.0/16)"
+        );
+        assert_eq!(
+            parse_cidr("fd02::1/64").unwrap_err(),
+            "\"fd02::1/64\" has host bits set (the network is fd02::/64)"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
-    PublicKeyData, SerialNumber, SignatureAlgorithm, SigningKey,
+    PublicKeyData, SanType, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 use rustls_pki_types::CertificateDer;
 
@@ -206,6 +206,14 @@ fn subject(identity: Identity, node: &str) -> (String, Option<&'static str>) {
     }
 }
 
+/// What a certificate is for.
+enum Usage<'a> {
+    /// A client certificate of one identity (kubelet or kube-proxy).
+    Client,
+    /// The kubelet's serving certificate: its node name and addresses as SANs.
+    Serving { addresses: &'a [std::net::IpAddr] },
+}
+
 /// Issue the client certificate of one identity on one node.
 pub fn issue(
     ca: &CaCert,
@@ -216,10 +224,55 @@ pub fn issue(
     node: &str,
     v: Validity,
 ) -> Result<Issued, String> {
+    sign(ca, key, secrets, cluster, identity, node, v, Usage::Client)
+}
+
+/// Issue the kubelet's serving certificate for one node (`certs/kubelet.crt`, which
+/// the kubelet serves from `--cert-dir=${SNAP_DATA}/certs`): `CN=system:node:NAME`,
+/// `O=system:nodes`, extended key usage server auth, SANs the node name and every
+/// address given. Its key and serial are derived apart from the client
+/// certificate's (another purpose in the derivation).
+///
+/// Why: a fresh MicroK8s 1.28+ apiserver runs
+/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt` (canonical/microk8s
+/// 1.28+ `microk8s-resources/default-args/kube-apiserver`, commit 0071dd1d) and dials
+/// the kubelet by InternalIP first (`--kubelet-preferred-address-types`, 4086f4ac);
+/// its own install hook signs `certs/kubelet.crt` with the node's CA
+/// (`create_user_certificates`, `microk8s-resources/actions/common/utils.sh`), which
+/// on a worker is not the cluster CA.
+pub fn issue_serving(
+    ca: &CaCert,
+    key: &CaKey,
+    secrets: &Secrets,
+    cluster: &str,
+    node: &str,
+    addresses: &[std::net::IpAddr],
+    v: Validity,
+) -> Result<Issued, String> {
+    sign(ca, key, secrets, cluster, Identity::Kubelet, node, v, Usage::Serving { addresses })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign(
+    ca: &CaCert,
+    key: &CaKey,
+    secrets: &Secrets,
+    cluster: &str,
+    identity: Identity,
+    node: &str,
+    v: Validity,
+    usage: Usage<'_>,
+) -> Result<Issued, String> {
+    // Derivation purposes; the client ones are those of the first release, so client
+    // certificates stay byte-identical.
+    let (key_purpose, serial_purpose) = match usage {
+        Usage::Client => ("key", "serial"),
+        Usage::Serving { .. } => ("serving key", "serving serial"),
+    };
     // The node's key, derived from the seed.
     let mut counter = 0u8;
     let secret = loop {
-        let bytes = secrets.derive("key", cluster, identity, node, counter);
+        let bytes = secrets.derive(key_purpose, cluster, identity, node, counter);
         if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
             break k;
         }
@@ -240,11 +293,21 @@ pub fn issue(
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    match usage {
+        Usage::Client => params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Serving { addresses } => {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let dns = rcgen::string::Ia5String::try_from(node)
+                .map_err(|e| format!("node name {node:?} as a DNS SAN: {e}"))?;
+            params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
+                .chain(addresses.iter().map(|ip| SanType::IpAddress(*ip)))
+                .collect();
+        }
+    }
     let (y, m, d) = v.not_before;
     params.not_before = rcgen::date_time_ymd(y, m, d);
     params.not_after = params.not_before + time::Duration::days(i64::from(v.days));
-    let mut serial = secrets.derive("serial", cluster, identity, node, 0)[..16].to_vec();
+    let mut serial = secrets.derive(serial_purpose, cluster, identity, node, 0)[..16].to_vec();
     serial[0] &= 0x7f; // positive
     serial[0] |= 0x01; // and never a leading zero byte
     params.serial_number = Some(SerialNumber::from(serial));

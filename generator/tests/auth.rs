@@ -180,3 +180,104 @@ fn a_kubeconfig_from_another_cluster_ca_is_unauthorized() {
     assert!(!ok && text.contains("Unauthorized"), "{text}");
     assert!(ours.sim.requests().iter().any(|r| r.3 == 401));
 }
+
+/// A `write_files` entry's content in a golden user-data.
+fn write_file(user_data: &Path, path: &str) -> Option<(String, String)> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(user_data).unwrap()).unwrap();
+    let f = doc["write_files"].as_sequence().unwrap().iter().find(|f| f["path"].as_str() == Some(path))?;
+    Some((f["content"].as_str().unwrap().to_string(), f["permissions"].as_str().unwrap().to_string()))
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    p.contents
+}
+
+/// With `auth: x509` every worker gets a kubelet serving certificate from the
+/// cluster CA, installed where the kubelet reads it (`certs/kubelet.crt`,
+/// `--cert-dir`), with the node name and the worker's address as SANs: what a fresh
+/// MicroK8s 1.28+ apiserver (`--kubelet-certificate-authority`) checks when it dials
+/// the kubelet by InternalIP.
+#[test]
+fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
+    use x509_parser::extensions::GeneralName;
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, node, address) in
+        [("x509", "worker-1", Some([10, 130, 0, 5])), ("x509", "worker-2", None), ("x509-ecdsa", "edge-1", None)]
+    {
+        let fx = workspace().join("fixtures").join(fixture);
+        let ud = fx.join(format!("expected/{node}.stdout"));
+        let (cert_pem, cert_mode) = write_file(&ud, "/etc/mk8s-worker/kubelet.crt").expect("serving certificate");
+        let (key_pem, key_mode) = write_file(&ud, "/etc/mk8s-worker/kubelet.key").expect("serving key");
+        assert_eq!((cert_mode.as_str(), key_mode.as_str()), ("0644", "0600"));
+        // The plan installs them as certs/kubelet.{crt,key}; the key is a secret.
+        let (plan, _) = write_file(&ud, "/etc/mk8s-worker/plan.json").unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        let install = plan["install"].as_array().unwrap();
+        let entry = |target: &str| install.iter().find(|e| e["target"] == target).unwrap().clone();
+        let crt = entry("certs/kubelet.crt");
+        let key = entry("certs/kubelet.key");
+        assert_eq!((crt["mode"].as_u64(), crt["secret"].as_bool()), (Some(0o644), Some(false)));
+        assert_eq!((key["mode"].as_u64(), key["secret"].as_bool()), (Some(0o600), Some(true)));
+        assert_eq!(crt["staged"], "/etc/mk8s-worker/kubelet.crt");
+
+        let der = der_of(&cert_pem);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let ca_der = der_of(&fs::read_to_string(fx.join("ca.crt")).unwrap());
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw(), "{fixture} {node}: issued by the cluster CA");
+        let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap().to_string()).collect();
+        let o: Vec<_> = cert.subject().iter_organization().map(|a| a.as_str().unwrap().to_string()).collect();
+        assert_eq!(cn, [format!("system:node:{node}")]);
+        assert_eq!(o, ["system:nodes"]);
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth && eku.other.is_empty(), "{fixture} {node}: {eku:?}");
+        let sans = &cert.subject_alternative_name().unwrap().unwrap().value.general_names;
+        let mut want = vec![GeneralName::DNSName(node)];
+        if let Some(ip) = &address {
+            want.push(GeneralName::IPAddress(&ip[..]));
+        }
+        assert_eq!(sans, &want, "{fixture} {node}");
+        assert_eq!(cert.validity().not_before.timestamp(), 1_793_491_200, "2026-11-01 from the facts");
+        if fixture == "x509" {
+            assert_eq!(cert.validity().not_after.timestamp(), 1_793_491_200 + 365 * 86_400);
+        }
+        // Not the client certificate's key.
+        let (client_cert, _) = creds_in(&ud, "kubelet.config");
+        let client_der = der_of(&client_cert);
+        let (_, client) = x509_parser::parse_x509_certificate(&client_der).unwrap();
+        assert_ne!(client.public_key().raw, cert.public_key().raw);
+
+        // openssl: a valid TLS server certificate of the CA, and the key is its key.
+        let cert_path = dir.path().join(format!("{fixture}-{node}.crt"));
+        fs::write(&cert_path, &cert_pem).unwrap();
+        let ok = Command::new(tools::require("openssl"))
+            .args(["verify", "-CAfile"])
+            .arg(fx.join("ca.crt"))
+            .args(["-purpose", "sslserver", "-attime", "1796256000"])
+            .arg(&cert_path)
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}{}", String::from_utf8_lossy(&ok.stdout), String::from_utf8_lossy(&ok.stderr));
+        let key_path = dir.path().join(format!("{fixture}-{node}.key"));
+        fs::write(&key_path, &key_pem).unwrap();
+        assert_eq!(
+            openssl(&["pkey", "-pubout", "-in"], &key_path),
+            openssl(&["x509", "-noout", "-pubkey", "-in"], &cert_path)
+        );
+        if let Some(ip) = address {
+            let ip = std::net::Ipv4Addr::from(ip).to_string();
+            let ok = Command::new(tools::require("openssl"))
+                .args(["verify", "-CAfile"])
+                .arg(fx.join("ca.crt"))
+                .args(["-purpose", "sslserver", "-attime", "1796256000", "-verify_ip", &ip])
+                .arg(&cert_path)
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "the worker's address verifies: {}", String::from_utf8_lossy(&ok.stdout));
+        }
+    }
+    // Token auth issues none (there is no CA key).
+    let seed = workspace().join("fixtures/seed/expected/worker-1.stdout");
+    assert!(write_file(&seed, "/etc/mk8s-worker/kubelet.crt").is_none());
+}

@@ -22,18 +22,14 @@ fn run(dir: &Path, facts: &str, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Facts whose worker carries `padding` bytes of kubelet arguments (each argument's
-/// value adds exactly its length to the user-data).
-fn facts(padding: usize) -> String {
-    let mut args = Vec::new();
-    let mut left = padding;
-    let mut i = 0;
-    while left > 0 || args.is_empty() {
-        let n = left.min(1000);
-        args.push(format!("\"--pad-{i:04}={}\"", "a".repeat(n)));
-        left -= n;
-        i += 1;
-    }
+/// Facts whose worker carries `padding` bytes of kubelet arguments spread over
+/// `count` arguments (each argument's value adds exactly its length to the
+/// user-data; the count stays fixed while the padding is tuned, so the overhead of
+/// each argument does not move the size).
+fn facts(padding: usize, count: usize) -> String {
+    let args: Vec<String> = (0..count)
+        .map(|i| format!("\"--pad-{i:04}={}\"", "a".repeat(padding / count + usize::from(i < padding % count))))
+        .collect();
     format!(
         "cluster:\n  name: budget\n  microk8s: {{ channel: 1.24/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: worker-1, kubelet-args: [{}] }}\n",
         workspace().join("fixtures/seed/ca.crt").display(),
@@ -41,19 +37,15 @@ fn facts(padding: usize) -> String {
     )
 }
 
-/// Padding that makes the user-data exactly `size` bytes.
-fn padding_for(dir: &Path, size: usize) -> usize {
-    let base = run(dir, &facts(0), &[]).stdout.len();
-    assert!(size > base + 20_000 || size > base, "{size} below the base size {base}");
-    let mut pad = size - base;
-    for _ in 0..4 {
-        let got = run(dir, &facts(pad), &[]).stdout.len();
-        if got == size {
-            return pad;
-        }
-        pad = (pad as isize + size as isize - got as isize) as usize;
-    }
-    panic!("could not reach {size} bytes");
+/// (padding, count) that make the user-data exactly `size` bytes.
+fn padding_for(dir: &Path, size: usize) -> (usize, usize) {
+    // Values stay below the 1024 characters a kubelet argument may have.
+    let count = size / 900 + 1;
+    let base = run(dir, &facts(0, count), &[]).stdout.len();
+    assert!(size > base, "{size} below the base size {base}");
+    let pad = size - base;
+    assert_eq!(run(dir, &facts(pad, count), &[]).stdout.len(), size, "could not reach {size} bytes");
+    (pad, count)
 }
 
 #[test]
@@ -68,11 +60,11 @@ fn every_limit_from_both_sides() {
         ("vsphere", 65_536),
         ("gcp", 262_144),
     ] {
-        let pad = padding_for(dir.path(), limit);
-        let at = run(dir.path(), &facts(pad), &["--target", target]);
+        let (pad, count) = padding_for(dir.path(), limit);
+        let at = run(dir.path(), &facts(pad, count), &["--target", target]);
         assert!(at.status.success(), "{target} at {limit}: {}", String::from_utf8_lossy(&at.stderr));
         assert_eq!(at.stdout.len(), limit);
-        let over = run(dir.path(), &facts(pad + 1), &["--target", target]);
+        let over = run(dir.path(), &facts(pad + 1, count), &["--target", target]);
         assert_eq!(over.status.code(), Some(1), "{target} one byte over");
         assert!(over.stdout.is_empty(), "nothing written when over");
         let msg = String::from_utf8_lossy(&over.stderr);
@@ -81,8 +73,8 @@ fn every_limit_from_both_sides() {
         assert_eq!(msg.contains("--gzip"), target != "digitalocean", "{msg}");
     }
     // No limit on bare metal / NoCloud.
-    let pad = padding_for(dir.path(), 300_000);
-    assert!(run(dir.path(), &facts(pad), &["--target", "bare-metal"]).status.success());
+    let (pad, count) = padding_for(dir.path(), 300_000);
+    assert!(run(dir.path(), &facts(pad, count), &["--target", "bare-metal"]).status.success());
 }
 
 fn format_thousands(n: usize) -> String {

@@ -32,9 +32,10 @@ impl ControlPlane {
     fn new(existing: &str) -> ControlPlane {
         let dir = tempfile::tempdir().unwrap();
         let snap_data = dir.path().join("snap");
-        for d in ["credentials", "args", "certs"] {
+        for d in ["credentials", "args", "certs", "var/lock"] {
             fs::create_dir_all(snap_data.join(d)).unwrap();
         }
+        fs::write(snap_data.join("var/lock/ha-cluster"), "").unwrap();
         fs::write(
             snap_data.join("args/kube-apiserver"),
             "--secure-port=16443\n--token-auth-file=${SNAP_DATA}/credentials/known_tokens.csv\n",
@@ -281,4 +282,107 @@ fn an_apiserver_without_token_auth_is_refused() {
     assert!(text(&o).contains("auth: x509"));
     assert_eq!(fs::read_to_string(cp.csv()).unwrap(), "a,admin,admin\n", "untouched");
     assert_eq!(cp.restarts(), 0, "nothing restarted");
+}
+
+/// MicroK8s's default `--authorization-mode=AlwaysAllow` (default-args/kube-apiserver
+/// L3 on every branch) makes every worker credential cluster-admin: the script says
+/// so loudly, also when the flag is absent (the apiserver's default), and not with
+/// RBAC; it still merges.
+#[test]
+fn always_allow_is_warned_about_loudly() {
+    for (args, warned) in [
+        ("--authorization-mode=AlwaysAllow\n", true),
+        ("", true),
+        ("--authorization-mode=RBAC,AlwaysAllow\r\n", true),
+        ("--authorization-mode=RBAC,Node\n", false),
+    ] {
+        let cp = ControlPlane::new(THEIRS);
+        fs::write(
+            cp.snap_data.join("args/kube-apiserver"),
+            format!("--secure-port=16443\n{args}--token-auth-file=${{SNAP_DATA}}/credentials/known_tokens.csv\n"),
+        )
+        .unwrap();
+        let o = cp.run();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(stderr.contains("!!! WARNING") && stderr.contains("cluster-admin"), warned, "{args:?}: {stderr}");
+        assert!(stderr.contains("microk8s enable rbac") == warned);
+    }
+}
+
+/// `auth: x509`: the bundle's check-control-plane.sh gives the same warning and
+/// changes nothing.
+#[test]
+fn the_x509_bundle_checks_the_authorization_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = workspace().join("fixtures/x509");
+    let bundle = dir.path().join("bundle");
+    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
+        .args(["control-plane", "--cluster"])
+        .arg(fx.join("cluster.yaml"))
+        .arg("--secrets")
+        .arg(fx.join("secrets.yaml"))
+        .arg("--out")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let snap = dir.path().join("snap");
+    fs::create_dir_all(snap.join("args")).unwrap();
+    fs::create_dir_all(snap.join("var/lock")).unwrap();
+    fs::write(snap.join("var/lock/ha-cluster"), "").unwrap();
+    let run = || {
+        Command::new(tools::require("bash"))
+            .arg(bundle.join("check-control-plane.sh"))
+            .env("SNAP_DATA", &snap)
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(2), "no args/kube-apiserver: {}", text(&o));
+    fs::write(snap.join("args/kube-apiserver"), "--authorization-mode=AlwaysAllow\n--secure-port=16443\n").unwrap();
+    let o = run();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("!!! WARNING") && text(&o).contains("cluster-admin"), "{}", text(&o));
+    fs::write(snap.join("args/kube-apiserver"), "--authorization-mode=RBAC,Node\n").unwrap();
+    let o = run();
+    assert!(o.status.success() && !text(&o).contains("WARNING"), "{}", text(&o));
+    assert!(text(&o).contains("authorization: RBAC,Node"), "{}", text(&o));
+    // A worker (clustered.lock) is refused.
+    fs::write(snap.join("var/lock/clustered.lock"), "").unwrap();
+    assert_eq!(run().status.code(), Some(2));
+}
+
+/// A non-HA (etcd/flannel) control plane, without `var/lock/ha-cluster`: both
+/// scripts refuse (exit 9) and change nothing.
+#[test]
+fn a_non_ha_control_plane_is_refused() {
+    let cp = ControlPlane::new(THEIRS);
+    fs::remove_file(cp.snap_data.join("var/lock/ha-cluster")).unwrap();
+    let o = cp.run();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
+    assert!(text(&o).contains("not an HA (dqlite) MicroK8s cluster"), "{}", text(&o));
+    assert_eq!(fs::read_to_string(cp.csv()).unwrap(), THEIRS);
+    assert_eq!(cp.restarts(), 0);
+    assert!(cp.others().is_empty(), "{:?}", cp.others());
+
+    let dir = tempfile::tempdir().unwrap();
+    let fx = workspace().join("fixtures/x509");
+    let bundle = dir.path().join("bundle");
+    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
+        .args(["control-plane", "--cluster"])
+        .arg(fx.join("cluster.yaml"))
+        .arg("--secrets")
+        .arg(fx.join("secrets.yaml"))
+        .arg("--out")
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = Command::new(tools::require("bash"))
+        .arg(bundle.join("check-control-plane.sh"))
+        .env("SNAP_DATA", &cp.snap_data)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(9), "{}", text(&o));
 }
