@@ -397,6 +397,15 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         .secrets
         .as_ref()
         .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
+    if a.gzip && a.format == Format::Ignition {
+        // Ignition parses the config as JSON and refuses gzip (checked with
+        // Ignition 2.14); its files are compressed inside the config already.
+        return Err(Failure::Usage(
+            "--gzip is for cloud-init user-data: Ignition does not read a gzip-compressed config \
+             (its files are already gzip-compressed inside); drop --gzip for --format ignition"
+                .into(),
+        ));
+    }
     let delivery = delivery(&a.delivery)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
@@ -438,7 +447,8 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     };
     let bytes = if a.gzip { render::gzip(text.as_bytes()) } else { text.into_bytes() };
     if let Some(target) = a.target {
-        let gzipped = (!a.gzip).then(|| render::gzip(&bytes).len());
+        // Only cloud-init reads gzip-compressed user-data: no --gzip hint for Ignition.
+        let gzipped = (!a.gzip && a.format == Format::CloudConfig).then(|| render::gzip(&bytes).len());
         let embedded = matches!(delivery, Delivery::Embedded { .. });
         if let Err(e) = crate::targets::check(target, node, bytes.len(), a.gzip, gzipped, embedded) {
             writeln!(io.stderr, "error: {e}")?;
