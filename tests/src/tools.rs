@@ -13,6 +13,8 @@ const KNOWN: &[(&str, &str)] = &[
     ("haproxy", "apt-get install haproxy"),
     ("ignition-validate", "apt-get install ignition"),
     ("ignition", "apt-get install ignition (Debian ships it in the dracut module, not on PATH)"),
+    ("systemd-analyze", "apt-get install systemd"),
+    ("setpriv", "apt-get install util-linux"),
     ("openssl", "apt-get install openssl"),
     ("bash", "apt-get install bash"),
     ("script", "apt-get install bsdutils"),
