@@ -15,6 +15,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("ignition", "apt-get install ignition (Debian ships it in the dracut module, not on PATH)"),
     ("systemd-analyze", "apt-get install systemd"),
     ("setpriv", "apt-get install util-linux"),
+    ("packer", "apt-get install packer"),
     ("openssl", "apt-get install openssl"),
     ("bash", "apt-get install bash"),
     ("script", "apt-get install bsdutils"),
