@@ -8,6 +8,10 @@
 #
 # Bake and generate from the same facts: the baked files include the control-plane
 # endpoints and the load-balancer configuration.
+#
+# Needs Packer 1.7 or later (`packer { required_plugins }`, then `packer init .`).
+# Packer 1.6 has the amazon builder built in: without the `packer {}` block below
+# the rest validates with it (tested with Debian's packer 1.6.6).
 
 packer {
   required_plugins {
@@ -43,8 +47,10 @@ build {
 
   provisioner "shell" {
     inline = [
-      "sudo cp -a /tmp/bake/. /",
-      "sudo chown -R root:root /etc/mk8s-worker /etc/systemd/system/mk8s-*.service /usr/local/bin/mk8s-bootstrap",
+      # The upload belongs to the SSH user: install each file owned by root with the
+      # mode mk8s-gen gave it (0644, binaries 0755). Missing directories are created
+      # root-owned; existing ones (/, /etc, /usr) keep their owner and mode.
+      "cd /tmp/bake && find . -type f | sort | while read -r f; do sudo install -D -o root -g root -m \"$(stat -c %a \"$f\")\" \"$f\" \"/$${f#./}\"; done",
       "sudo systemctl daemon-reload",
       # Optional: install MicroK8s ahead so first boot only configures it.
       "sudo snap install microk8s --classic --channel ${var.microk8s_channel}",

@@ -38,10 +38,13 @@ data "external" "user_data" {
   }
 }
 
+# The user-data holds the node's credentials: sensitive() keeps it out of plan
+# output and logs. It is still in the state file (as is the data source's result):
+# keep the state in an encrypted backend with restricted access.
 resource "aws_instance" "worker" {
   for_each         = toset(var.workers)
   ami              = var.ami
   instance_type    = "t3.small"
-  user_data_base64 = data.external.user_data[each.key].result.user_data_base64
+  user_data_base64 = sensitive(data.external.user_data[each.key].result.user_data_base64)
   tags             = { Name = each.key }
 }

@@ -19,6 +19,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE_IO: u8 = 2;
 
+/// Said when only warnings, made errors by --strict, stopped the run.
+const STRICT_FAILED: &str = "--strict: the warning(s) above are errors";
+
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
@@ -59,9 +62,10 @@ pub enum Command {
     /// bake into an image; then generate user-data with --baked.
     Packer(PackerArgs),
     /// Terraform `external` data source: a JSON object of strings on stdin (cluster,
-    /// secrets, node, and optionally format, target, gzip, bootstrap_url,
-    /// bootstrap_sha256, bootstrap_bin), a JSON object of strings on stdout
-    /// (user_data, user_data_base64, sha256, size); errors on stderr, exit 1 or 2.
+    /// secrets, node, and optionally format, target, gzip, baked, merge, strict,
+    /// bootstrap_url, bootstrap_sha256, bootstrap_bin), a JSON object of strings on
+    /// stdout (user_data, user_data_base64, sha256, size); errors on stderr, exit 1
+    /// or 2. Warnings are errors unless strict is "false".
     Terraform,
 }
 
@@ -319,6 +323,10 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
     emit(&report, &file, &source, common, io);
     match facts {
         Some(f) if !report.has_errors() && (!common.strict || report.problems.is_empty()) => Ok(f),
+        Some(_) if !report.has_errors() => {
+            let _ = writeln!(io.stderr, "error: {STRICT_FAILED}");
+            Err(Failure::Invalid)
+        }
         _ => Err(Failure::Invalid),
     }
 }
@@ -397,6 +405,15 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         .secrets
         .as_ref()
         .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
+    if a.gzip && a.format == Format::Ignition {
+        // Ignition parses the config as JSON and refuses gzip (checked with
+        // Ignition 2.14); its files are compressed inside the config already.
+        return Err(Failure::Usage(
+            "--gzip is for cloud-init user-data: Ignition does not read a gzip-compressed config \
+             (its files are already gzip-compressed inside); drop --gzip for --format ignition"
+                .into(),
+        ));
+    }
     let delivery = delivery(&a.delivery)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
@@ -438,7 +455,8 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     };
     let bytes = if a.gzip { render::gzip(text.as_bytes()) } else { text.into_bytes() };
     if let Some(target) = a.target {
-        let gzipped = (!a.gzip).then(|| render::gzip(&bytes).len());
+        // Only cloud-init reads gzip-compressed user-data: no --gzip hint for Ignition.
+        let gzipped = (!a.gzip && a.format == Format::CloudConfig).then(|| render::gzip(&bytes).len());
         let embedded = matches!(delivery, Delivery::Embedded { .. });
         if let Err(e) = crate::targets::check(target, node, bytes.len(), a.gzip, gzipped, embedded) {
             writeln!(io.stderr, "error: {e}")?;
@@ -580,10 +598,39 @@ const TERRAFORM_KEYS: &[&str] = &[
     "target",
     "gzip",
     "baked",
+    "merge",
+    "strict",
     "bootstrap_url",
     "bootstrap_sha256",
     "bootstrap_bin",
 ];
+
+/// A clap error about the arguments built from a query, in the query's terms:
+/// every line of the message (no usage), flags named by their query keys.
+fn query_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut msg = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(rest) = msg.strip_prefix("error: ") {
+        msg = rest.to_string();
+    }
+    for key in TERRAFORM_KEYS {
+        let flag = format!("--{}", key.replace('_', "-"));
+        while let Some(at) = msg.find(&flag) {
+            let mut end = at + flag.len();
+            if msg[end..].starts_with(" <") {
+                end += msg[end..].find('>').map_or(0, |i| i + 1);
+            }
+            msg.replace_range(at..end, key);
+        }
+    }
+    format!("in the query: {msg}")
+}
 
 /// Terraform's `external` data source protocol around the per-node command.
 pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failure> {
@@ -592,14 +639,23 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
     let query: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&input).map_err(|e| Failure::Usage(format!("the query is not a JSON object: {e}")))?;
     let mut args = vec!["mk8s-gen".to_string()];
+    // Terraform shows nothing a program says on stderr when it succeeds, so a
+    // warning would never reach the operator: they are errors unless opted out.
+    let mut strict = true;
     for (k, v) in &query {
         if !TERRAFORM_KEYS.contains(&k.as_str()) {
             return Err(Failure::Usage(format!("unknown query key {k:?}; known keys: {}", TERRAFORM_KEYS.join(", "))));
         }
-        let v = v.as_str().ok_or_else(|| Failure::Usage(format!("query value {k:?} must be a string")))?;
+        // A null (an unset optional value in Terraform) is as if the key were absent.
+        if v.is_null() {
+            continue;
+        }
+        let v = v.as_str().ok_or_else(|| Failure::Usage(format!("query value {k:?} must be a string, not {v}")))?;
         match k.as_str() {
-            "gzip" | "baked" => match v {
+            "gzip" | "baked" | "strict" => match v {
+                "true" if k == "strict" => {}
                 "true" => args.push(format!("--{k}")),
+                "false" if k == "strict" => strict = false,
                 "false" | "" => {}
                 _ => return Err(Failure::Usage(format!("{k} must be \"true\" or \"false\", not {v:?}"))),
             },
@@ -611,20 +667,33 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
         }
     }
     for required in ["cluster", "secrets", "node"] {
-        if !query.contains_key(required) {
-            return Err(Failure::Usage(format!("the query needs {required:?}")));
+        match query.get(required) {
+            None => return Err(Failure::Usage(format!("the query needs {required:?}"))),
+            Some(v) if v.is_null() || v.as_str() == Some("") => {
+                return Err(Failure::Usage(format!("the query needs {required:?}; it is {v}")))
+            }
+            Some(_) => {}
         }
     }
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => return Err(Failure::Usage(e.to_string().lines().next().unwrap_or("bad query").to_string())),
-    };
+    if strict {
+        args.push("--strict".into());
+    }
+    let cli = Cli::try_parse_from(&args).map_err(|e| Failure::Usage(query_error(&e)))?;
     let mut out = Vec::new();
     {
         // Problems go to stderr as they would on the command line (Terraform shows
         // them in `terraform plan`), but without the source excerpt's colours.
-        let mut inner = Io { stdout: &mut out, stderr: &mut *io.stderr };
-        generate(&cli.generate, &mut inner)?;
+        let mut said = Vec::new();
+        let result = generate(&cli.generate, &mut Io { stdout: &mut out, stderr: &mut said });
+        io.stderr.write_all(&said)?;
+        if String::from_utf8_lossy(&said).contains(STRICT_FAILED) {
+            writeln!(
+                io.stderr,
+                "note: mk8s-gen terraform treats warnings as errors (Terraform does not show them on success); \
+                 add strict = \"false\" to the query to accept them"
+            )?;
+        }
+        result?;
     }
     use base64::Engine as _;
     let text_ok = std::str::from_utf8(&out).is_ok();

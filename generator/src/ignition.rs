@@ -2,7 +2,8 @@
 //! `ignition-validate` 2.14 accepts): files with decimal modes, inline data URLs,
 //! gzip where it makes the config smaller, and a `sha256-` verification hash of
 //! every file (over the decompressed content, as the spec defines it); units as
-//! `systemd.units`, the bootstrap's enabled.
+//! `systemd.units`, the bootstrap's enabled. With `--baked` the unit file is in the
+//! image already: the config enables it by name, without contents.
 
 use std::io::Read;
 
@@ -68,7 +69,9 @@ struct Unit {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     enabled: Option<bool>,
-    contents: String,
+    /// None: the unit is in the image (baked); Ignition only enables it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contents: Option<String>,
 }
 
 fn data_url(bytes: &[u8]) -> String {
@@ -95,7 +98,7 @@ pub fn config(out: &NodeOutput) -> anyhow::Result<String> {
     for f in &out.files {
         if let (Some(name), FileContent::Text(text)) = (f.path.strip_prefix(&format!("{UNIT_DIR}/")), &f.content) {
             let enabled = (name == BOOTSTRAP_UNIT).then_some(true);
-            units.push(Unit { name: name.to_string(), enabled, contents: text.clone() });
+            units.push(Unit { name: name.to_string(), enabled, contents: Some(text.clone()) });
             continue;
         }
         let (plain, gz): (Vec<u8>, Option<Vec<u8>>) = match &f.content {
@@ -124,6 +127,11 @@ pub fn config(out: &NodeOutput) -> anyhow::Result<String> {
             group: Owner { name: "root" },
             contents: Contents { source, compression, verification: Verification { hash } },
         });
+    }
+    if !units.iter().any(|u| u.name == BOOTSTRAP_UNIT) {
+        // Baked: `mk8s-gen packer` put the unit file in the image. Nothing else
+        // would start it (Ignition has no `runcmd`), so enable it by name.
+        units.push(Unit { name: BOOTSTRAP_UNIT.to_string(), enabled: Some(true), contents: None });
     }
     let cfg =
         Config { ignition: Meta { version: SPEC_VERSION }, storage: Storage { files }, systemd: Systemd { units } };

@@ -218,6 +218,8 @@ impl Shared {
         let mut files = Vec::new();
         let mut install = Vec::new();
         let listen = host_port("127.0.0.1", facts.apiserver_port);
+        // The only addresses a load balancer's unit lets it reach, beside loopback.
+        let allow: Vec<String> = facts.control_plane.iter().map(|c| c.address.to_string()).collect();
         let load_balancer = match &facts.load_balancer {
             LoadBalancer::Haproxy { path, health_interval, health_timeout } => {
                 let config = format!("{STAGE_DIR}/haproxy/haproxy.cfg");
@@ -232,7 +234,10 @@ impl Shared {
                     json!({"listen": listen, "servers": servers, "check_interval": health_interval, "check_timeout": health_timeout, "connect_timeout": "5s"}),
                 )?;
                 checks::haproxy(&cfg, &listen, &endpoints)?;
-                let unit = templates::render("mk8s-haproxy.service", json!({"binary": path, "config": config}))?;
+                let unit = templates::render(
+                    "mk8s-haproxy.service",
+                    json!({"binary": path, "config": config, "allow": allow}),
+                )?;
                 files.push(NodeFile { path: config, content: FileContent::Text(cfg), mode: 0o644 });
                 files.push(NodeFile {
                     path: format!("{UNIT_DIR}/{HAPROXY_UNIT}"),
@@ -269,7 +274,10 @@ impl Shared {
                     json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
                 )?;
                 checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
-                let unit = templates::render("mk8s-traefik.service", json!({"binary": t.path, "config": static_path}))?;
+                let unit = templates::render(
+                    "mk8s-traefik.service",
+                    json!({"binary": t.path, "config": static_path, "allow": allow}),
+                )?;
                 files.push(NodeFile { path: static_path, content: FileContent::Text(static_cfg), mode: 0o644 });
                 files.push(NodeFile { path: provider_path, content: FileContent::Text(provider), mode: 0o644 });
                 files.push(NodeFile {

@@ -148,9 +148,15 @@ mod tests {
 
     #[test]
     fn systemd_units_refuse_values_that_need_quoting() {
-        let ok = render("mk8s-traefik.service", json!({"binary": "/usr/local/bin/traefik", "config": "/etc/x.yaml"}));
+        let ok = render(
+            "mk8s-traefik.service",
+            json!({"binary": "/usr/local/bin/traefik", "config": "/etc/x.yaml", "allow": ["10.0.0.1"]}),
+        );
         assert!(ok.is_ok());
-        let bad = render("mk8s-traefik.service", json!({"binary": "/usr/bin/x; rm -rf /", "config": "/etc/x.yaml"}));
+        let bad = render(
+            "mk8s-traefik.service",
+            json!({"binary": "/usr/bin/x; rm -rf /", "config": "/etc/x.yaml", "allow": ["10.0.0.1"]}),
+        );
         assert!(bad.is_err());
     }
 }

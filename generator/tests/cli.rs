@@ -52,3 +52,35 @@ fn secrets_init_is_private_random_and_usable() {
     assert!(o.status.success());
     assert!(fs::read_to_string(&with_key).unwrap().contains("ca-key-file: ca.key"));
 }
+
+#[test]
+fn an_ignition_config_over_a_limit_is_not_told_to_use_gzip() {
+    // Ignition does not read gzip-compressed configs; --gzip is refused with it, so
+    // the way out must not suggest it.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big-bootstrap");
+    let mut bytes = b"\x7fELF".to_vec();
+    let mut x: u32 = 1;
+    bytes.extend((0..40_000).map(|_| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (x >> 16) as u8
+    }));
+    fs::write(&big, bytes).unwrap();
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    let run = |format: &str| {
+        Command::new(BIN)
+            .current_dir(&seed)
+            .args(["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1"])
+            .args(["--target", "aws", "--format", format, "--bootstrap-bin"])
+            .arg(&big)
+            .output()
+            .unwrap()
+    };
+    let o = run("ignition");
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("over the 16,384-byte limit of aws") && !err.contains("--gzip"), "{err}");
+    // The cloud-config of the same node is offered --gzip.
+    let o = run("cloud-config");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--gzip"));
+}

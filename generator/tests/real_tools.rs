@@ -1,8 +1,8 @@
 //! The generated files, checked by the programs that consume them: cloud-init's own
 //! schema check, PyYAML (cloud-init's parser), kubectl, a real traefik proxying TLS,
-//! and ignition-validate. A missing tool fails the test. (The control-plane merge script has its own file.)
+//! ignition-validate, and the real Ignition writing a root as at first boot. A missing tool fails the test. (The control-plane merge script has its own file.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -330,7 +330,7 @@ fn token_lines_cannot_be_injected() {
 fn golden_ignition() -> Vec<(PathBuf, PathBuf)> {
     let is_ignition = |p: &Path| {
         let name = p.file_name().unwrap().to_string_lossy();
-        name.ends_with("-ignition.stdout") || name.ends_with("-ignition-embedded.stdout")
+        name.contains("-ignition") && name.ends_with(".stdout")
     };
     let out: Vec<_> = golden_files(is_ignition)
         .into_iter()
@@ -340,6 +340,9 @@ fn golden_ignition() -> Vec<(PathBuf, PathBuf)> {
         })
         .collect();
     assert!(out.len() >= 4, "{out:?}");
+    for (ign, twin) in &out {
+        assert!(twin.exists(), "{} has no cloud-config twin {}", ign.display(), twin.display());
+    }
     out
 }
 
@@ -401,6 +404,146 @@ fn ignition_carries_the_same_files_as_cloud_init_with_true_hashes() {
         }
         let units = v["systemd"]["units"].as_array().unwrap();
         assert!(units.iter().any(|u| u["name"] == "mk8s-bootstrap.service" && u["enabled"] == true));
-        assert_eq!(seen + units.len(), cloud_files.len(), "{}", ign.display());
+        // A unit without contents is in the image already (--baked): enabled only.
+        let written = units.iter().filter(|u| u.get("contents").is_some()).count();
+        assert_eq!(seen + written, cloud_files.len(), "{}", ign.display());
     }
+}
+
+/// path -> (content, mode) of a cloud-config's `write_files`, content decoded.
+fn cloud_init_files(path: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    use base64::Engine as _;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    doc["write_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let content = f["content"].as_str().unwrap();
+            let data = match f["encoding"].as_str() {
+                None => content.as_bytes().to_vec(),
+                Some("gz+b64") => {
+                    let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+                    out
+                }
+                Some(e) => panic!("{}: unexpected encoding {e}", path.display()),
+            };
+            let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+            (f["path"].as_str().unwrap().to_string(), (data, mode))
+        })
+        .collect()
+}
+
+/// Every regular file under `dir`: "/relative/path" -> (content, mode, uid, gid).
+fn file_tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, base: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32, u32, u32)>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                walk(&p, base, out);
+            } else {
+                assert!(m.is_file(), "{} is neither a file nor a directory", p.display());
+                let rel = format!("/{}", p.strip_prefix(base).unwrap().display());
+                out.insert(rel, (fs::read(&p).unwrap(), m.mode() & 0o7777, m.uid(), m.gid()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Run the real Ignition (Debian's 2.14) on a config, as in an initramfs: the
+/// `fetch-offline` stage reads it with the `file` platform, the `files` stage
+/// writes under `root`. Returns the log on failure.
+fn run_ignition(config: &Path, work: &Path, root: &Path) -> Result<(), String> {
+    let ignition = tools::require("ignition");
+    // What the files stage needs of the target root: user and group databases to
+    // resolve `root`, and an SELinux config (it relabels what it wrote, with
+    // `setfiles`: a stand-in that accepts the list, as SELinux is not under test).
+    fs::create_dir_all(root.join("etc/selinux")).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    fs::write(root.join("etc/selinux/config"), "SELINUX=disabled\nSELINUXTYPE=targeted\n").unwrap();
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(bin.join("setfiles"), "#!/bin/sh\ncat >/dev/null\n").unwrap();
+    fs::set_permissions(bin.join("setfiles"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    for stage in ["fetch-offline", "files"] {
+        let o = Command::new(&ignition)
+            .args(["-platform", "file", "-stage", stage, "-log-to-stdout", "-root"])
+            .arg(root)
+            .arg("-config-cache")
+            .arg(work.join("ignition.json"))
+            .arg("-state-file")
+            .arg(work.join("state"))
+            .arg("-neednet")
+            .arg(work.join("neednet"))
+            .env("IGNITION_CONFIG_FILE", config)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            return Err(format!(
+                "ignition -stage {stage} failed:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn real_ignition_writes_what_cloud_init_writes() {
+    for (ign, cc) in golden_ignition() {
+        let work = tempfile::tempdir().unwrap();
+        let root = work.path().join("root");
+        run_ignition(&ign, work.path(), &root).unwrap_or_else(|e| panic!("{}: {e}", ign.display()));
+        let mut got = file_tree(&root);
+        // Ignition's own bookkeeping, and the stubs made above.
+        got.remove("/etc/.ignition-result.json");
+        for stub in ["/etc/passwd", "/etc/group", "/etc/selinux/config"] {
+            got.remove(stub).expect("stub kept");
+        }
+        // The preset is how Ignition enables a unit; cloud-init's runcmd enables
+        // the same unit with `systemctl enable --now`.
+        let (preset, ..) = got.remove("/etc/systemd/system-preset/20-ignition.preset").expect("a preset");
+        assert_eq!(String::from_utf8(preset).unwrap(), "enable mk8s-bootstrap.service\n", "{}", ign.display());
+        let doc: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(&cc).unwrap()).unwrap();
+        let enable: serde_yaml::Value =
+            serde_yaml::from_str("[systemctl, enable, --now, --no-block, mk8s-bootstrap.service]").unwrap();
+        assert!(doc["runcmd"].as_sequence().unwrap().contains(&enable), "{}", cc.display());
+
+        let want = cloud_init_files(&cc);
+        let got_paths: Vec<_> = got.keys().collect();
+        let want_paths: Vec<_> = want.keys().collect();
+        assert_eq!(got_paths, want_paths, "{}: Ignition and cloud-init write different files", ign.display());
+        for (path, (data, mode, uid, gid)) in &got {
+            let (want_data, want_mode) = &want[path];
+            assert!(data == want_data, "{}: {path}: contents differ", ign.display());
+            assert_eq!(format!("{mode:04o}"), format!("{want_mode:04o}"), "{}: {path}", ign.display());
+            assert_eq!((*uid, *gid), (0, 0), "{}: {path}: owner (cloud-init writes root:root)", ign.display());
+        }
+    }
+}
+
+#[test]
+fn real_ignition_refuses_a_config_whose_hash_is_wrong() {
+    // The control: a file whose contents do not match its verification hash.
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.ign");
+    let hash = format!("sha256-{}", "0".repeat(64));
+    let cfg = serde_json::json!({"ignition": {"version": "3.3.0"}, "storage": {"files": [
+        {"path": "/etc/x", "mode": 420, "contents": {"source": "data:,hello", "verification": {"hash": hash}}}
+    ]}});
+    fs::write(&bad, cfg.to_string()).unwrap();
+    let err = run_ignition(&bad, work.path(), &work.path().join("root")).unwrap_err();
+    assert!(err.contains("hash"), "{err}");
+    assert!(!work.path().join("root/etc/x").exists());
 }

@@ -93,8 +93,108 @@ fn the_worked_example_is_valid() {
     let tf = std::fs::read_to_string(dir.join("main.tf")).unwrap();
     for key in [
         "program  = [\"mk8s-gen\", \"terraform\"]",
-        "user_data_base64 = data.external.user_data[each.key].result.user_data_base64",
+        "user_data_base64 = sensitive(data.external.user_data[each.key].result.user_data_base64)",
     ] {
         assert!(tf.contains(key), "main.tf lost {key}");
     }
+}
+
+fn external_in(dir: &str, query: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("terraform")
+        .current_dir(workspace().join("fixtures").join(dir))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(query.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn warnings_are_errors_unless_strict_is_false() {
+    // Terraform drops a successful program's stderr: a warning (token auth on
+    // MicroK8s 1.28+, where nodes cannot join) would never be seen.
+    let q = |extra: &str| {
+        format!(r#"{{"cluster":"cluster.yaml","secrets":"../seed/secrets.yaml","node":"worker-1"{extra}}}"#)
+    };
+    for extra in ["", r#","strict":"true""#, r#","strict":"""#] {
+        let o = external_in("lb-haproxy", &q(extra));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra}: {err}");
+        assert!(o.stdout.is_empty());
+        assert!(err.contains("known_tokens.csv") && err.contains("strict = \"false\""), "{err}");
+    }
+    let o = external_in("lb-haproxy", &q(r#","strict":"false""#));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning["));
+    let o = external_in("lb-haproxy", &q(r#","strict":"yes""#));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("strict must be \"true\" or \"false\""));
+    // Other errors do not carry the note.
+    let o = external(r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-9"}"#);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("strict"));
+}
+
+#[test]
+fn merge_is_the_same_as_the_cli_option() {
+    let o = external_in(
+        "merge",
+        r#"{"cluster":"../seed/cluster.yaml","secrets":"../seed/secrets.yaml","node":"worker-1","merge":"extra.yaml"}"#,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want = std::fs::read(workspace().join("fixtures/merge/expected/worker-1.stdout")).unwrap();
+    assert_eq!(v["user_data"].as_str().unwrap().as_bytes(), want.as_slice());
+    // Its conflicts are refused as on the command line.
+    let o = external_in(
+        "merge",
+        r#"{"cluster":"../seed/cluster.yaml","secrets":"../seed/secrets.yaml","node":"worker-1","merge":"conflict.yaml"}"#,
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn null_values_and_bad_combinations_give_whole_messages() {
+    // A null is an unset optional value; a required one is named.
+    let o = external(r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","target":null}"#);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cases = [
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":null}"#,
+            "error: the query needs \"node\"; it is null",
+        ),
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","bootstrap_url":"https://x/b"}"#,
+            "error: in the query: the following required arguments were not provided: bootstrap_sha256\n",
+        ),
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","target":"mars"}"#,
+            "error: in the query: invalid value 'mars' for 'target' [possible values: aws,",
+        ),
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","baked":"true","bootstrap_bin":"x"}"#,
+            "error: in the query: the argument 'baked' cannot be used with 'bootstrap_bin'",
+        ),
+        (
+            r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","gzip":1}"#,
+            "must be a string, not 1",
+        ),
+    ];
+    for (q, want) in cases {
+        let o = external(q);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{q}: {err}");
+        assert!(err.contains(want), "{q}: {err}");
+        assert!(!err.contains("error: error:") && !err.contains("Usage:"), "{q}: {err}");
+    }
+}
+
+#[test]
+fn the_example_keeps_user_data_out_of_plans_and_logs() {
+    let tf = std::fs::read_to_string(workspace().join("examples/terraform/main.tf")).unwrap();
+    assert!(tf.contains("sensitive(data.external.user_data[each.key].result.user_data_base64)"), "{tf}");
+    let docs = std::fs::read_to_string(workspace().join("docs/integrations.md")).unwrap();
+    assert!(docs.contains("state holds"), "docs/integrations.md says the state holds the tokens");
 }

@@ -54,6 +54,13 @@ pub mod lb {
     }
 
     pub fn cluster(kind: &str) -> Cluster {
+        cluster_as(kind, false)
+    }
+
+    /// As [`cluster`]; `unprivileged` runs the balancer as its unit does: not root
+    /// (nobody), with no capabilities and no way to gain privileges, reading its
+    /// configuration as a world-readable file.
+    pub fn cluster_as(kind: &str, unprivileged: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ca = Arc::new(Ca::new("failover-ca"));
         let port = free_port();
@@ -67,14 +74,53 @@ pub mod lb {
         );
         let out = render_facts(&facts, dir.path(), "w");
         let lb: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let process = start_lb(kind, &out, dir.path());
+        let process = start_lb(kind, &out, dir.path(), unprivileged);
         assert!(wait_listening(lb, Duration::from_secs(20)), "{kind} did not listen on {lb}");
         Cluster { ca, sims, lb, lb_process: process, _dir: dir }
     }
 
+    /// The real program's executable, where an unprivileged user can run it.
+    fn program(kind: &str, dir: &Path, unprivileged: bool) -> std::path::PathBuf {
+        let mut path = tools::require(kind);
+        if !unprivileged {
+            return path;
+        }
+        if !fs::read(&path).unwrap().starts_with(b"\x7fELF") {
+            // A version manager's shim (e.g. pyenv): pip put the binary in the
+            // interpreter's scripts directory.
+            let o = Command::new(tools::require("python3"))
+                .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+                .output()
+                .unwrap();
+            path = Path::new(String::from_utf8_lossy(&o.stdout).trim()).join(kind);
+        }
+        // Home directories may be closed to others: run a copy, as from /usr/local/bin.
+        let copy = dir.join(kind);
+        fs::copy(&path, &copy).unwrap();
+        fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        copy
+    }
+
+    /// `program` as the unit runs it: uid/gid nobody, no supplementary groups, no
+    /// capabilities (bounding, inheritable, ambient), no new privileges.
+    fn command(program: &Path, unprivileged: bool) -> Command {
+        if !unprivileged {
+            return Command::new(program);
+        }
+        let mut c = Command::new(tools::require("setpriv"));
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--ambient-caps=-all"]);
+        c.args(["--bounding-set=-all", "--no-new-privs", "--"]).arg(program);
+        c
+    }
+
     /// Start the real program with the generated files (relocated from /etc to `dir`).
-    pub fn start_lb(kind: &str, out: &NodeOutput, dir: &Path) -> Guard {
+    pub fn start_lb(kind: &str, out: &NodeOutput, dir: &Path, unprivileged: bool) -> Guard {
+        if unprivileged {
+            // A temporary directory is 0700; /etc/mk8s-worker is 0755.
+            fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
         let log = fs::File::create(dir.join(format!("{kind}.log"))).unwrap();
+        let bin = program(kind, dir, unprivileged);
         match kind {
             "traefik" => {
                 let provider = dir.join("provider.yaml");
@@ -87,7 +133,7 @@ pub mod lb {
                 )
                 .unwrap();
                 Guard::spawn(
-                    Command::new(tools::require("traefik"))
+                    command(&bin, unprivileged)
                         .arg(format!("--configFile={}", static_cfg.display()))
                         .stdout(log.try_clone().unwrap())
                         .stderr(log),
@@ -96,11 +142,15 @@ pub mod lb {
             "haproxy" => {
                 let cfg = dir.join("haproxy.cfg");
                 fs::write(&cfg, text_of(out, "/etc/mk8s-worker/haproxy/haproxy.cfg")).unwrap();
-                let haproxy = tools::require("haproxy");
-                let check = Command::new(&haproxy).arg("-c").arg("-f").arg(&cfg).output().unwrap();
+                let check = command(&bin, unprivileged).arg("-c").arg("-f").arg(&cfg).output().unwrap();
                 assert!(check.status.success(), "haproxy -c: {}", String::from_utf8_lossy(&check.stdout));
                 Guard::spawn(
-                    Command::new(haproxy).arg("-db").arg("-f").arg(&cfg).stdout(log.try_clone().unwrap()).stderr(log),
+                    command(&bin, unprivileged)
+                        .arg("-db")
+                        .arg("-f")
+                        .arg(&cfg)
+                        .stdout(log.try_clone().unwrap())
+                        .stderr(log),
                 )
             }
             other => panic!("no program for {other}"),

@@ -1,0 +1,127 @@
+//! The load balancers' systemd units, judged by systemd's own tools offline:
+//! `systemd-analyze security` (exposure score, 0 best, 10 worst) and
+//! `systemd-analyze verify`; and the programs run under the identity the units give
+//! them (an unprivileged user with no capabilities), through to an apiserver.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mk8s_gen::render::NodeOutput;
+use mk8s_testkit::{tools, workspace};
+
+mod common;
+use common::lb::cluster_as;
+use common::{render_facts, text_of};
+
+/// The highest exposure `systemd-analyze security` may give a load balancer's unit
+/// (systemd 252 scores traefik's 1.0 and HAProxy's 1.1; docs/load-balancers.md).
+const MAX_EXPOSURE: f64 = 1.2;
+
+/// (fixture, node, unit path) for every load-balancer kind with a unit of ours, and
+/// an IPv6 control plane.
+const UNITS: &[(&str, &str, &str)] = &[
+    ("seed", "worker-1", "/etc/systemd/system/mk8s-traefik.service"),
+    ("lb-haproxy", "worker-1", "/etc/systemd/system/mk8s-haproxy.service"),
+    ("kubelite-ipv6", "edge-7", "/etc/systemd/system/mk8s-traefik.service"),
+];
+
+fn node(fixture: &str, node: &str) -> NodeOutput {
+    let fx = workspace().join("fixtures").join(fixture);
+    render_facts(&fs::read_to_string(fx.join("cluster.yaml")).unwrap(), &fx, node)
+}
+
+/// Write the unit under its own name (systemd-analyze reads the type from it).
+fn unit_file(dir: &Path, path: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(Path::new(path).file_name().unwrap());
+    fs::write(&p, text).unwrap();
+    p
+}
+
+/// `systemd-analyze security --offline=true`: the overall exposure and the report.
+fn exposure(unit: &Path) -> (f64, String) {
+    let o = Command::new(tools::require("systemd-analyze"))
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let line = text.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{text}"));
+    let score = line.split(": ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap();
+    (score.parse().unwrap_or_else(|_| panic!("{line}")), text)
+}
+
+#[test]
+fn load_balancer_units_score_low_exposure() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, name, path) in UNITS {
+        let out = node(fixture, name);
+        let unit = unit_file(dir.path(), path, text_of(&out, path));
+        let (score, report) = exposure(&unit);
+        eprintln!("{fixture}: {path}: exposure {score}");
+        assert!(score <= MAX_EXPOSURE, "{fixture}: {path}: exposure {score} > {MAX_EXPOSURE}\n{report}");
+        // The settings the score rests on, as written.
+        let text = text_of(&out, path);
+        for want in ["DynamicUser=yes", "CapabilityBoundingSet=\n", "NoNewPrivileges=yes", "ProtectSystem=strict"] {
+            assert!(text.contains(want), "{fixture}: {path} lacks {want:?}");
+        }
+        // Only loopback and the control plane are reachable.
+        let allow = text.lines().find(|l| l.starts_with("IPAddressAllow=")).unwrap();
+        let mut want = vec!["localhost".to_string()];
+        want.extend(out.plan.apiserver.endpoints.iter().map(|e| {
+            let host = e.rsplit_once(':').unwrap().0;
+            host.trim_start_matches('[').trim_end_matches(']').to_string()
+        }));
+        assert_eq!(allow, format!("IPAddressAllow={}", want.join(" ")), "{fixture}");
+    }
+}
+
+#[test]
+fn the_exposure_check_is_able_to_fail() {
+    // The control: the unit as it was before hardening scores UNSAFE.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_file(
+        dir.path(),
+        "/etc/systemd/system/mk8s-traefik.service",
+        "[Service]\nExecStart=/usr/local/bin/traefik --configFile=/etc/x.yaml\nNoNewPrivileges=yes\nProtectHome=yes\n",
+    );
+    let (score, _) = exposure(&unit);
+    assert!(score > 9.0, "{score}");
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_the_units() {
+    let sa = tools::require("systemd-analyze");
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, name, path) in UNITS {
+        let out = node(fixture, name);
+        // verify checks that ExecStart's program exists: point it at the real one.
+        let kind = if path.contains("haproxy") { "haproxy" } else { "traefik" };
+        let text = text_of(&out, path).replace("/usr/local/bin/traefik", tools::require(kind).to_str().unwrap());
+        let unit = unit_file(dir.path(), path, &text);
+        let o = Command::new(&sa).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        // Unknown keys are only warnings (exit 0): nothing may be said at all.
+        assert!(o.status.success() && said.trim().is_empty(), "{fixture}: {path}:\n{said}");
+    }
+    // The control: a misspelt key is reported.
+    let unit = unit_file(dir.path(), "/x/bad.service", "[Service]\nExecStart=/bin/true\nDynamicUsr=yes\n");
+    let o = Command::new(&sa).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Unknown key 'DynamicUsr'"));
+}
+
+#[test]
+fn the_balancers_work_unprivileged_as_their_units_run_them() {
+    for kind in ["traefik", "haproxy"] {
+        let c = cluster_as(kind, true);
+        let uid = fs::read_to_string(format!("/proc/{}/status", c.lb_process.0.id())).unwrap();
+        let uid = uid.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+        assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{kind}: {uid}");
+        let start = Instant::now();
+        while !(0..10).all(|_| c.ok_on(&[0, 1, 2])) {
+            assert!(start.elapsed() < Duration::from_secs(30), "{kind} never passed traffic unprivileged");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
