@@ -348,27 +348,47 @@ impl<'a> Joiner<'a> {
             }
         }
         if let Some(local) = &plan.microk8s.local_snap {
-            let (file, assert) = (node.path(&local.file), node.path(&local.assert));
-            if !file.exists() || !assert.exists() {
-                return Err(Stop::Fatal(format!(
-                    "air-gapped install: {} or {} is not on this node; bake them into the image or copy them before boot",
-                    local.file, local.assert
-                )));
-            }
-            let (file, assert) = (file.display().to_string(), assert.display().to_string());
-            self.say("snap", &format!("installing microk8s from {}", local.file));
-            self.retry("snap", plan, |_| {
-                let ack = node.snap(&["ack", &assert]).map_err(|e| Failure::Retry(e.to_string()))?;
-                if !ack.ok {
-                    return Err(Failure::Retry(format!("snap ack {assert} failed: {}", ack.output)));
-                }
-                let r = node.snap(&["install", &file, "--classic"]).map_err(|e| Failure::Retry(e.to_string()))?;
-                if r.ok {
-                    Ok(())
+            let mut snaps = Vec::new();
+            if let Some(base) = &local.base {
+                // snapd cannot fetch a missing base without the store (canonical/snapd
+                // tests/main/base-snaps: a snap whose base is unavailable does not
+                // install), so the base goes first, unless the image has it.
+                let name = base.file.rsplit('/').next().unwrap_or("").split('_').next().unwrap_or("").to_string();
+                let has = node.snap(&["list", &name]).map(|r| r.ok).unwrap_or(false);
+                if has {
+                    self.say("snap", &format!("the base snap {name} is installed"));
                 } else {
-                    Err(Failure::Retry(format!("snap install {file} failed: {}", r.output)))
+                    snaps.push((base.file.as_str(), base.assert.as_str(), false));
                 }
-            })?;
+            }
+            snaps.push((local.file.as_str(), local.assert.as_str(), true));
+            for (file, assert, _) in &snaps {
+                if !node.path(file).exists() || !node.path(assert).exists() {
+                    return Err(Stop::Fatal(format!(
+                        "air-gapped install: {file} or {assert} is not on this node; bake them into the image or copy them before boot"
+                    )));
+                }
+            }
+            for (file, assert, classic) in snaps {
+                let (path, apath) = (node.path(file).display().to_string(), node.path(assert).display().to_string());
+                self.say("snap", &format!("installing {file}"));
+                self.retry("snap", plan, |_| {
+                    let ack = node.snap(&["ack", &apath]).map_err(|e| Failure::Retry(e.to_string()))?;
+                    if !ack.ok {
+                        return Err(Failure::Retry(format!("snap ack {apath} failed: {}", ack.output)));
+                    }
+                    let mut args = vec!["install", path.as_str()];
+                    if classic {
+                        args.push("--classic");
+                    }
+                    let r = node.snap(&args).map_err(|e| Failure::Retry(e.to_string()))?;
+                    if r.ok {
+                        Ok(())
+                    } else {
+                        Err(Failure::Retry(format!("snap install {path} failed: {}", r.output)))
+                    }
+                })?;
+            }
         } else {
             let channel = plan.microk8s.channel.clone();
             self.say("snap", &format!("installing microk8s from channel {channel}"));

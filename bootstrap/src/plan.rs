@@ -87,6 +87,17 @@ pub struct LocalSnap {
     pub file: String,
     /// Absolute path of its `.assert` file.
     pub assert: String,
+    /// MicroK8s's base snap (core, core18, core20, core22), installed first when the
+    /// image may not have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<SnapFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SnapFile {
+    pub file: String,
+    pub assert: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

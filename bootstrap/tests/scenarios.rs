@@ -532,7 +532,7 @@ fn killed_at_arbitrary_moments_and_rerun_converges() {
 
 #[test]
 fn air_gapped_install_from_a_local_snap_and_assertion() {
-    let w = world_with("{ channel: 1.28/stable, local-snap: { file: /var/cache/mk8s/microk8s_1234.snap, assert: /var/cache/mk8s/microk8s_1234.assert } }");
+    let w = world_with("{ channel: 1.28/stable, local-snap: { file: /var/cache/mk8s/microk8s_1234.snap, assert: /var/cache/mk8s/microk8s_1234.assert, base: { file: /var/cache/mk8s/core20_2015.snap, assert: /var/cache/mk8s/core20_2015.assert } } }");
     w.fast(60);
     w.fakes.set_store_down(true);
     // Without the files on the node: a clear, fatal error.
@@ -545,14 +545,53 @@ fn air_gapped_install_from_a_local_snap_and_assertion() {
     w.kubelet();
     let cache = w.root.join("var/cache/mk8s");
     fs::create_dir_all(&cache).unwrap();
-    fs::write(cache.join("microk8s_1234.snap"), "snap").unwrap();
-    fs::write(cache.join("microk8s_1234.assert"), "assert").unwrap();
+    for f in ["microk8s_1234.snap", "microk8s_1234.assert", "core20_2015.snap", "core20_2015.assert"] {
+        fs::write(cache.join(f), f).unwrap();
+    }
     let (code, log) = w.run();
     assert_eq!(code, 0, "{log}");
     let calls = w.fakes.calls();
-    let file = cache.join("microk8s_1234.snap").display().to_string();
-    let assert = cache.join("microk8s_1234.assert").display().to_string();
-    assert_eq!(calls[2..4], [format!("snap ack {assert}"), format!("snap install {file} --classic")], "{calls:?}");
+    let p = |f: &str| cache.join(f).display().to_string();
+    assert_eq!(
+        calls[2..7],
+        [
+            "snap list core20".to_string(),
+            format!("snap ack {}", p("core20_2015.assert")),
+            format!("snap install {}", p("core20_2015.snap")),
+            format!("snap ack {}", p("microk8s_1234.assert")),
+            format!("snap install {} --classic", p("microk8s_1234.snap")),
+        ],
+        "{calls:?}"
+    );
+}
+
+/// Without its base snap (and no store), MicroK8s does not install offline: the
+/// generator warns, and the bootstrap's install fails with snapd's reason.
+#[test]
+fn air_gapped_without_the_base_snap_is_warned_about() {
+    let facts = "{ channel: 1.30/stable, local-snap: { file: /var/cache/mk8s/microk8s_1.snap, assert: /var/cache/mk8s/microk8s_1.assert } }";
+    let text = format!(
+        "cluster:\n  name: a\n  microk8s: {facts}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w, address: 10.0.0.9 }}\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(workspace().join("fixtures/seed/ca.crt"), dir.path().join("ca.crt")).unwrap();
+    let spans = SpanMap::build(&text);
+    let (raw, mut report) = mk8s_gen::facts::parse(&text, &spans);
+    mk8s_gen::validate::validate(&raw.unwrap(), dir.path(), &mut report).expect("valid, with a warning");
+    let warning = report.problems.iter().find(|p| p.path == "$.cluster.microk8s.local-snap").expect("a warning");
+    assert!(warning.message.contains("core20"), "{}", warning.message);
+
+    let w = world_with(facts);
+    w.fast(3);
+    w.fakes.set_store_down(true);
+    let cache = w.root.join("var/cache/mk8s");
+    fs::create_dir_all(&cache).unwrap();
+    for f in ["microk8s_1.snap", "microk8s_1.assert"] {
+        fs::write(cache.join(f), f).unwrap();
+    }
+    let (code, log) = w.run();
+    assert_eq!(code, 75, "{log}");
+    assert!(log.contains("prerequisite"), "{log}");
 }
 
 /// Kills the traefik that the substitute systemctl started.

@@ -75,6 +75,19 @@ pub struct RawLocalSnap {
     pub file: Option<String>,
     #[serde(default)]
     pub assert: Option<String>,
+    /// The base snap MicroK8s runs on (core, core18, core20, core22), for images
+    /// that do not have it: snapd cannot fetch it offline.
+    #[serde(default)]
+    pub base: Option<RawSnapFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSnapFile {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub assert: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -494,11 +494,14 @@ pub fn render_node_with(
             stop_services,
             start_services,
             locks,
-            local_snap: facts
-                .channel
-                .local_snap
-                .as_ref()
-                .map(|(file, assert)| plan::LocalSnap { file: file.clone(), assert: assert.clone() }),
+            local_snap: facts.channel.local_snap.as_ref().map(|l| plan::LocalSnap {
+                file: l.file.clone(),
+                assert: l.assert.clone(),
+                base: l
+                    .base
+                    .as_ref()
+                    .map(|(file, assert)| plan::SnapFile { file: file.clone(), assert: assert.clone() }),
+            }),
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },

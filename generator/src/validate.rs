@@ -46,11 +46,33 @@ pub enum AuthMode {
     X509(crate::x509::Validity),
 }
 
+/// An air-gapped install: MicroK8s's `.snap` and `.assert`, and optionally its
+/// base snap's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSnap {
+    pub file: String,
+    pub assert: String,
+    pub base: Option<(String, String)>,
+}
+
+/// The base snap of a MicroK8s track (`base:` in `snap/snapcraft.yaml`):
+/// 1.19-1.20 `core` (1.20 L16), 1.21-1.26 `core18` (1.22 L13, 1.26 L13),
+/// 1.27-1.33 `core20` (1.27 L13, 1.30 L13), 1.34+ `core22` (1.34 L13, commit
+/// 320c493d). `latest` follows the newest track.
+pub fn base_snap(version: Option<(u32, u32)>) -> &'static str {
+    match version {
+        Some((1, m)) if m <= 20 => "core",
+        Some((1, m)) if m <= 26 => "core18",
+        Some((1, m)) if m <= 33 => "core20",
+        _ => "core22",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
     pub text: String,
-    /// Air-gapped install: (snap file, assert file) on the node.
-    pub local_snap: Option<(String, String)>,
+    /// Air-gapped install: the snap and assert files on the node.
+    pub local_snap: Option<LocalSnap>,
     /// (major, minor); None for `latest`.
     pub version: Option<(u32, u32)>,
     pub flavour: Flavour,
@@ -136,20 +158,57 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                 .and_then(|ch| check_channel(ch, report));
             let local = m.local_snap.as_ref().and_then(|l| {
                 let base = "$.cluster.microk8s.local-snap";
-                let file = required(l.file.as_ref(), &format!("{base}.file"), report)?;
-                let assert = required(l.assert.as_ref(), &format!("{base}.assert"), report)?;
-                let mut ok = true;
-                for (v, k, ext) in [(file, "file", ".snap"), (assert, "assert", ".assert")] {
-                    if !is_safe_abs_path(v) || !v.ends_with(ext) {
-                        report.error(
-                            format!("{base}.{k}"),
-                            format!("{} is not a plain absolute path to a {ext} file", show(v)),
-                            "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
-                        );
-                        ok = false;
+                let pair = |path: &str, f: Option<&String>, a: Option<&String>, report: &mut Report| {
+                    let file = required(f, &format!("{path}.file"), report)?;
+                    let assert = required(a, &format!("{path}.assert"), report)?;
+                    let mut ok = true;
+                    for (v, k, ext) in [(file, "file", ".snap"), (assert, "assert", ".assert")] {
+                        if !is_safe_abs_path(v) || !v.ends_with(ext) {
+                            report.error(
+                                format!("{path}.{k}"),
+                                format!("{} is not a plain absolute path to a {ext} file", show(v)),
+                                "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
+                            );
+                            ok = false;
+                        }
                     }
-                }
-                ok.then(|| (file.clone(), assert.clone()))
+                    ok.then(|| (file.clone(), assert.clone()))
+                };
+                let (file, assert) = pair(base, l.file.as_ref(), l.assert.as_ref(), report)?;
+                let want = base_snap(ch.as_ref().and_then(|c| c.version));
+                let base_pair = match &l.base {
+                    None => {
+                        report.warning(
+                            base,
+                            format!(
+                                "no `base` snap is given: MicroK8s {} runs on the {want} snap, which snapd cannot fetch \
+                                 without the store, so the install fails unless the image already has {want}",
+                                ch.as_ref().map(|c| c.text.as_str()).unwrap_or("?")
+                            ),
+                            &format!(
+                                "bake {want} into the image, or add `base: {{ file: /var/cache/mk8s/{want}_REV.snap, \
+                                 assert: /var/cache/mk8s/{want}_REV.assert }}` (`snap download {want}` makes both)"
+                            ),
+                        );
+                        None
+                    }
+                    Some(b) => {
+                        let p = format!("{base}.base");
+                        let got = pair(&p, b.file.as_ref(), b.assert.as_ref(), report)?;
+                        // `snap download NAME` names its files NAME_REV.snap.
+                        let name = got.0.rsplit('/').next().unwrap_or("").split('_').next().unwrap_or("");
+                        if name != want {
+                            report.error(
+                                format!("{p}.file"),
+                                format!("{} is not the {want} snap this MicroK8s runs on", show(&got.0)),
+                                &format!("use the files `snap download {want}` writes ({want}_REV.snap and .assert)"),
+                            );
+                            return None;
+                        }
+                        Some(got)
+                    }
+                };
+                Some(LocalSnap { file, assert, base: base_pair })
             });
             ch.map(|c| Channel { local_snap: local, ..c })
         }
