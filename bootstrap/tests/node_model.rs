@@ -173,6 +173,23 @@ impl World {
         )
     }
 
+    /// 1.27+: the cluster-agent applied the launch configuration the install hook
+    /// used (ours, `/etc/microk8s.yaml`) and does not retry anything.
+    fn assert_launcher_settles(&self) {
+        assert_eq!(self.model.state()["launchConfig"], "/etc/microk8s.yaml", "{}", self.story());
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let l = self.model.launcher().unwrap_or_default();
+            let applied = l["applied"].as_array().is_some_and(|a| a.iter().any(|f| f == "install.yaml"));
+            assert_eq!(l["failures"].as_u64().unwrap_or(0), 0, "the launcher keeps failing: {l}\n{}", self.story());
+            if applied {
+                return;
+            }
+            assert!(Instant::now() < end, "the launch configuration was never applied: {l}\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The Node is Ready with a heartbeat at or after `since` (within 10 s).
     fn wait_heartbeat(&self, since: SystemTime, what: &str) {
         // lastHeartbeatTime has second precision.
@@ -239,6 +256,9 @@ fn scenario(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) {
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
     w.wait_heartbeat(started, "after the join");
     w.assert_worker("after the join");
+    if node_model::minor_of(channel) >= 27 {
+        w.assert_launcher_settles();
+    }
 
     let refreshed = SystemTime::now();
     w.model.refresh();
@@ -329,4 +349,21 @@ fn v1_34_traefik() {
 #[test]
 fn v1_34_external() {
     scenario("1.34/stable", false, Lb::External, "127.0.0.24");
+}
+
+/// Without our `/etc/microk8s.yaml` the install hook takes MicroK8s's default
+/// launch configuration (`addons: [dns]`), which the worker's cluster-agent retries
+/// every tick forever once the node is clustered: the model shows it.
+#[test]
+fn without_our_launch_configuration_the_agent_never_settles() {
+    let w = world("1.30/stable", false, Lb::External, "127.0.0.25");
+    fs::remove_file(w.root.join("etc/microk8s.yaml")).unwrap();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    assert_eq!(w.model.state()["launchConfig"], "$SNAP/microk8s.default.yaml");
+    std::thread::sleep(Duration::from_secs(2));
+    let l = w.model.launcher().unwrap_or_default();
+    assert!(l["failures"].as_u64().unwrap_or(0) >= 2, "{l}");
+    assert!(l["applied"].as_array().is_none_or(|a| a.is_empty()), "{l}");
+    assert!(l["lastError"].as_str().unwrap_or("").contains("acting as a node in a cluster"), "{l}");
 }

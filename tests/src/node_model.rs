@@ -267,6 +267,8 @@ pub struct ModelConfig {
     pub crash_delay: Duration,
     /// Kubelet heartbeat interval (10 s real).
     pub heartbeat: Duration,
+    /// The cluster-agent's launch-configuration tick (5 s real, its minimum).
+    pub launcher_tick: Duration,
 }
 
 impl ModelConfig {
@@ -280,6 +282,7 @@ impl ModelConfig {
             kubelet_port: crate::proc::free_port(),
             crash_delay: Duration::from_secs(3),
             heartbeat: Duration::from_secs(1),
+            launcher_tick: Duration::from_millis(500),
         }
     }
 }
@@ -294,21 +297,20 @@ pub struct Model {
     pub config: ModelConfig,
 }
 
-/// The `mk8s-node-model` binary, built by `cargo test --workspace` (every
-/// workspace member's binaries are built for its tests) or, when a test of
-/// another package runs alone, built here with the cargo that runs the tests.
+/// The `mk8s-node-model` binary. `cargo test --workspace` builds every member's
+/// binaries, but a test of another package (`cargo test -p mk8s-bootstrap`) would
+/// find a stale one from an earlier build, or none: so it is (re)built here once per
+/// test process with the cargo that runs the tests (a no-op when it is fresh).
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // <target>/<profile>/deps/<test>-<hash>
     let deps = exe.parent().expect("deps dir");
     let profile_dir = if deps.file_name().is_some_and(|n| n == "deps") { deps.parent().unwrap() } else { deps };
     let bin = profile_dir.join("mk8s-node-model");
-    if bin.exists() {
-        return bin;
-    }
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.exists() {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        *built = true;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let target = profile_dir.parent().expect("target dir");
         let mut cmd = Command::new(cargo);
@@ -392,6 +394,7 @@ impl Model {
             "apiserverPort": config.apiserver_port,
             "kubeletPort": config.kubelet_port,
             "crashDelayMs": config.crash_delay.as_millis() as u64,
+            "launcherTickMs": config.launcher_tick.as_millis() as u64,
             "heartbeatMs": config.heartbeat.as_millis() as u64,
             "root": root.display().to_string(),
             "bin": bin.display().to_string(),
@@ -477,6 +480,12 @@ impl Model {
     /// kube-proxy's last result: `{"ok": bool, "detail": ...}`.
     pub fn kube_proxy(&self) -> Option<Value> {
         fs::read_to_string(self.dir.join("kube-proxy.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    /// The cluster-agent's launch-configuration handler (1.27+):
+    /// `{"applied": [...], "failures": N, "lastError": ...}`.
+    pub fn launcher(&self) -> Option<Value> {
+        fs::read_to_string(self.dir.join("launcher.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
     }
 
     /// The kubelet's last result: `{"ok": bool, "server": ..., "detail": ...}`.
@@ -1159,6 +1168,8 @@ enum Decision {
     Apiserver,
     Kubelet,
     KubeProxy,
+    /// The cluster-agent; from 1.27 it also applies launch configurations.
+    ClusterAgent,
 }
 
 fn decide(ctx: &Ctx, daemon: &str) -> Decision {
@@ -1213,6 +1224,8 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
         "traefik" if lock("no-traefik") || !ctx.snap_data("args/traefik").exists() => {
             Decision::Exit("traefik is not expected to start".into())
         }
+        // 1.30:WR/run-cluster-agent-with-args:L16-18: no lock checks, on every node.
+        "cluster-agent" => Decision::ClusterAgent,
         "apiserver-proxy" => {
             // 1.30:WR/run-apiserver-proxy-with-args:L7-26: no check of no-apiserver-proxy.
             if !lock("clustered.lock") {
@@ -1278,6 +1291,13 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
             kube_proxy(ctx.clone());
             park()
         }
+        Decision::ClusterAgent => {
+            ctx.event(&format!("{unit}: running"));
+            if ctx.minor >= 27 {
+                launcher(&ctx);
+            }
+            park()
+        }
         Decision::Kubelite { control_plane: cp } => {
             ctx.event(&format!("{unit}: running, --start-control-plane={cp}"));
             let _cp = cp.then(|| control_plane(&ctx));
@@ -1307,6 +1327,49 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
                 }
             }
         }
+    }
+}
+
+/// The cluster-agent's launch-configuration handler (canonical/microk8s-cluster-agent
+/// 1.30:cmd/cluster-agent.go:L47-95): on every tick (5 s, the minimum; the first
+/// after one interval) it applies each `$SNAP_COMMON/etc/launcher/*.yaml` and
+/// renames it `.applied` on success; a failed file is retried on the next tick,
+/// forever. Enabling an addon fails on a clustered node: `microk8s enable` exits 1
+/// there (1.30:scripts/wrappers/enable.py:L32, `is_cluster_locked`,
+/// 1.30:scripts/wrappers/common/utils.py:L181-185), and with no local control plane
+/// there is nothing to enable it in. The model ticks every `launcherTickMs` and keeps
+/// `launcher.json`: {applied: [...], failures: N, lastError}.
+fn launcher(ctx: &Ctx) {
+    let dir = ctx.root.join(SNAP_COMMON).join("etc/launcher");
+    let tick = Duration::from_millis(ctx.n("launcherTickMs"));
+    let mut failures = 0u64;
+    let mut applied: Vec<String> = Vec::new();
+    let mut last_error = Value::Null;
+    loop {
+        std::thread::sleep(tick);
+        let mut files: Vec<PathBuf> =
+            fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+        files.sort();
+        for file in files {
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            let enables_addons = text.lines().any(|l| l.trim_start().starts_with("- name:"))
+                && text.lines().any(|l| l.starts_with("addons:"));
+            let clustered = ctx.lock("clustered.lock");
+            if enables_addons && (clustered || ctx.running(&snap_unit("kubelite")).is_none()) {
+                failures += 1;
+                last_error = json!(format!(
+                    "Failed to apply configuration file {}: enable addons: This MicroK8s deployment is acting as a node in a cluster.",
+                    file.display()
+                ));
+                continue;
+            }
+            let name = file.file_name().unwrap().to_string_lossy().to_string();
+            if fs::rename(&file, file.with_file_name(format!("{name}.applied"))).is_ok() {
+                applied.push(name);
+            }
+        }
+        write_status(ctx, "launcher.json", json!({"applied": applied, "failures": failures, "lastError": last_error}));
     }
 }
 
