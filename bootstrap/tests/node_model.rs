@@ -36,7 +36,20 @@ const NODE: &str = "worker-1";
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lb {
     Traefik,
+    Haproxy,
+    /// MicroK8s's own apiserver-proxy (1.25+).
+    Microk8sProxy,
     External,
+}
+
+/// What varies besides the channel and the balancer.
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    /// `auth: x509` on a control plane that also reads tokens.
+    x509: bool,
+    /// `microk8s enable rbac`: `--authorization-mode=RBAC,Node`
+    /// (canonical/microk8s-core-addons addons/rbac/enable) instead of AlwaysAllow.
+    rbac: bool,
 }
 
 struct World {
@@ -51,13 +64,18 @@ struct World {
 /// A cluster whose control plane is the simulator on 127.0.0.2, and a worker
 /// (node address `node_ip`) booted with the generated user-data.
 fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
+    world_with(channel, upgraded, lb, node_ip, Variant::default())
+}
+
+fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ca = Arc::new(Ca::new("node-model-cluster-ca"));
     let port = mk8s_testkit::proc::free_port();
     let sim = SimApiserver::start_at(ca.clone(), format!("127.0.0.2:{port}").parse().unwrap(), "");
-    // MicroK8s's default authorization in every branch (default-args/kube-apiserver L3).
-    sim.set_authz(Authz::AlwaysAllow);
+    // MicroK8s's default authorization in every branch (default-args/kube-apiserver L3),
+    // or the rbac addon's.
+    sim.set_authz(if v.rbac { Authz::RbacNode } else { Authz::AlwaysAllow });
     let client = KubeletClient::for_channel(channel, upgraded);
     if client.preferred[0] == "Hostname" {
         // These control planes reach kubelets by name: MicroK8s's own join refuses a
@@ -67,7 +85,7 @@ fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
     }
     sim.set_kubelet_client(client);
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let fresh_x509 = node_model::minor_of(channel) >= 28 && !upgraded;
+    let fresh_x509 = (node_model::minor_of(channel) >= 28 && !upgraded) || v.x509;
     let auth = if fresh_x509 {
         "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n"
     } else {
@@ -77,6 +95,10 @@ fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
         Lb::Traefik => {
             "{ mode: node-local, kind: traefik, health-check: { interval: 1s, timeout: 500ms } }".to_string()
         }
+        Lb::Haproxy => {
+            "{ mode: node-local, kind: haproxy, health-check: { interval: 1s, timeout: 500ms } }".to_string()
+        }
+        Lb::Microk8sProxy => "{ mode: node-local, kind: microk8s-proxy }".to_string(),
         Lb::External => format!("{{ mode: external, address: 127.0.0.2, port: {port} }}"),
     };
     let facts_yaml = format!(
@@ -96,12 +118,18 @@ fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     boot(&root, &render::cloud_config(&out));
-    if lb == Lb::Traefik {
-        // Baked into the image at the plan's path: the real traefik.
-        let traefik = mk8s_testkit::tools::require("traefik");
-        let bin = root.join("usr/local/bin/traefik");
+    // Baked into the image (traefik) or installed by cloud-init's `packages`
+    // (haproxy) at the plan's path: the real program.
+    let program = match lb {
+        Lb::Traefik => Some(("traefik", "usr/local/bin/traefik")),
+        Lb::Haproxy => Some(("haproxy", "usr/sbin/haproxy")),
+        _ => None,
+    };
+    if let Some((name, path)) = program {
+        let real = mk8s_testkit::tools::require(name);
+        let bin = root.join(path);
         fs::create_dir_all(bin.parent().unwrap()).unwrap();
-        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", traefik.display())).unwrap();
+        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     }
     let mut config = ModelConfig::new(channel, port);
@@ -226,7 +254,7 @@ impl World {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        if self.lb == Lb::Traefik {
+        if self.lb != Lb::External {
             let lb = format!("127.0.0.1:{}", self.port).parse().unwrap();
             let end = Instant::now() + Duration::from_secs(10);
             loop {
@@ -250,7 +278,11 @@ impl World {
 }
 
 fn scenario(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) {
-    let w = world(channel, upgraded, lb, node_ip);
+    scenario_with(channel, upgraded, lb, node_ip, Variant::default())
+}
+
+fn scenario_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) {
+    let w = world_with(channel, upgraded, lb, node_ip, v);
     let started = SystemTime::now();
     let (code, log) = w.run();
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
@@ -279,6 +311,14 @@ fn scenario(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) {
         logs = w.sim.logs_from(NODE);
     }
     assert_eq!(logs.as_deref(), Ok(node_model::LOG_BODY), "kubectl logs from the worker\n{}", w.story());
+
+    // A rerun of the bootstrap (the unit started again) changes nothing.
+    w.model.clear_calls();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the rerun failed:\n{log}\n{}", w.story());
+    assert!(log.contains("already joined"), "{log}");
+    assert_eq!(w.model.calls(), Vec::<String>::new(), "the rerun touched the node");
+    w.assert_worker("after a rerun");
 }
 
 #[test]
@@ -366,4 +406,29 @@ fn without_our_launch_configuration_the_agent_never_settles() {
     assert!(l["failures"].as_u64().unwrap_or(0) >= 2, "{l}");
     assert!(l["applied"].as_array().is_none_or(|a| a.is_empty()), "{l}");
     assert!(l["lastError"].as_str().unwrap_or("").contains("acting as a node in a cluster"), "{l}");
+}
+
+#[test]
+fn v1_24_x509_haproxy() {
+    scenario_with("1.24/stable", false, Lb::Haproxy, "127.0.0.26", Variant { x509: true, rbac: false });
+}
+
+#[test]
+fn v1_26_microk8s_proxy() {
+    scenario("1.26/stable", false, Lb::Microk8sProxy, "127.0.0.27");
+}
+
+#[test]
+fn v1_30_fresh_haproxy_rbac() {
+    scenario_with("1.30/stable", false, Lb::Haproxy, "127.0.0.28", Variant { x509: false, rbac: true });
+}
+
+#[test]
+fn v1_34_microk8s_proxy_rbac() {
+    scenario_with("1.34/stable", false, Lb::Microk8sProxy, "127.0.0.29", Variant { x509: false, rbac: true });
+}
+
+#[test]
+fn v1_20_haproxy_rbac() {
+    scenario_with("1.20/stable", false, Lb::Haproxy, "127.0.0.30", Variant { x509: false, rbac: true });
 }

@@ -1170,6 +1170,8 @@ enum Decision {
     KubeProxy,
     /// The cluster-agent; from 1.27 it also applies launch configurations.
     ClusterAgent,
+    /// 1.25+ `cluster-agent apiserver-proxy`: a TCP proxy to the control planes.
+    ApiserverProxy,
 }
 
 fn decide(ctx: &Ctx, daemon: &str) -> Decision {
@@ -1236,7 +1238,7 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
                 // cluster-agent pkg/proxy/internal/config.go L34 (F5): it cannot load its config.
                 Decision::Fail("apiserver-proxy: open args/traefik/provider.yaml: no such file or directory".into())
             } else {
-                Decision::Idle
+                Decision::ApiserverProxy
             }
         }
         _ => Decision::Idle,
@@ -1289,6 +1291,11 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
         Decision::KubeProxy => {
             ctx.event(&format!("{unit}: running kube-proxy"));
             kube_proxy(ctx.clone());
+            park()
+        }
+        Decision::ApiserverProxy => {
+            ctx.event(&format!("{unit}: running"));
+            apiserver_proxy(&ctx);
             park()
         }
         Decision::ClusterAgent => {
@@ -1371,6 +1378,66 @@ fn launcher(ctx: &Ctx) {
         }
         write_status(ctx, "launcher.json", json!({"applied": applied, "failures": failures, "lastError": last_error}));
     }
+}
+
+/// `cluster-agent apiserver-proxy` (1.30:WR/run-apiserver-proxy-with-args renders
+/// `args/traefik/traefik.yaml` from `traefik-template.yaml` with sed, then runs it):
+/// it loads the entry point's address and the `servers` of `provider.yaml`
+/// (canonical/microk8s-cluster-agent 1.30 pkg/proxy/internal/config.go,
+/// config_traefik.go, config_provider.go) and passes TCP through to the first
+/// endpoint that accepts (pkg/proxy/userspace.go). A failed listen is retried at
+/// once, without back-off (pkg/proxy/apiserver.go `Run`); the model waits 100 ms.
+/// Not modelled: the 30 s endpoint refresh from EndpointSlices.
+fn apiserver_proxy(ctx: &Arc<Ctx>) {
+    let sd = ctx.snap_data("");
+    let sd = sd.to_string_lossy();
+    let sd = sd.trim_end_matches('/');
+    let template = fs::read_to_string(ctx.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
+    let rendered = template.replace("${SNAP_DATA}", sd);
+    let _ = fs::write(ctx.snap_data("args/traefik/traefik.yaml"), &rendered);
+    let unquote = |v: &str| v.trim().trim_matches('"').trim_matches('\'').to_string();
+    let listen = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("address:").map(unquote))
+        .unwrap_or_else(|| format!(":{}", ctx.n("apiserverPort")));
+    // ":16443" is every address: the model binds loopback (see the module notes).
+    let listen = if listen.starts_with(':') { format!("127.0.0.1{listen}") } else { listen };
+    let provider = fs::read_to_string(ctx.snap_data("args/traefik/provider.yaml")).unwrap_or_default();
+    let servers: Vec<String> = provider
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("address:").map(unquote))
+        .collect();
+    ctx.event(&format!("apiserver-proxy: {listen} -> {}", servers.join(", ")));
+    std::thread::spawn(move || loop {
+        let listener = match std::net::TcpListener::bind(&listen) {
+            Ok(l) => l,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        for conn in listener.incoming().flatten() {
+            let servers = servers.clone();
+            std::thread::spawn(move || {
+                let Some(up) = servers.iter().find_map(|s| {
+                    s.parse::<SocketAddr>()
+                        .ok()
+                        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
+                }) else {
+                    return;
+                };
+                let (mut a, mut b) = (conn, up);
+                let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else { return };
+                let t = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a2, &mut b2);
+                    let _ = b2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut b, &mut a);
+                let _ = a.shutdown(std::net::Shutdown::Write);
+                let _ = t.join();
+            });
+        }
+    });
 }
 
 fn park() -> i32 {
