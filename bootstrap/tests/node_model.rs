@@ -50,6 +50,8 @@ struct Variant {
     /// `microk8s enable rbac`: `--authorization-mode=RBAC,Node`
     /// (canonical/microk8s-core-addons addons/rbac/enable) instead of AlwaysAllow.
     rbac: bool,
+    /// The control plane never ran the bundle's hosts-entries.sh.
+    no_hosts: bool,
 }
 
 struct World {
@@ -77,12 +79,7 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     // or the rbac addon's.
     sim.set_authz(if v.rbac { Authz::RbacNode } else { Authz::AlwaysAllow });
     let client = KubeletClient::for_channel(channel, upgraded);
-    if client.preferred[0] == "Hostname" {
-        // These control planes reach kubelets by name: MicroK8s's own join refuses a
-        // worker whose name does not resolve (cluster-agent pkg/api/v2/join.go
-        // L103-106); an operator of such a cluster has the name in DNS or /etc/hosts.
-        sim.add_host(NODE, node_ip);
-    }
+    let by_hostname = client.preferred[0] == "Hostname";
     sim.set_kubelet_client(client);
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let fresh_x509 = (node_model::minor_of(channel) >= 28 && !upgraded) || v.x509;
@@ -115,6 +112,38 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
         secrets.attach_ca_key(&facts.ca).unwrap();
     } else {
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
+    }
+    if by_hostname && !v.no_hosts {
+        // These control planes reach kubelets by name (MicroK8s's own join even
+        // refuses a worker whose name does not resolve: cluster-agent
+        // pkg/api/v2/join.go L103-106). The control-plane bundle's hosts-entries.sh,
+        // run with the real bash on a control-plane layout, gives the control plane
+        // its /etc/hosts; the simulated apiserver resolves through that file.
+        let cp = tmp.path().join("control-plane-node");
+        for d in ["args", "var/lock"] {
+            fs::create_dir_all(cp.join(d)).unwrap();
+        }
+        fs::write(cp.join("args/kube-apiserver"), "--authorization-mode=AlwaysAllow\n").unwrap();
+        fs::write(cp.join("var/lock/ha-cluster"), "").unwrap();
+        let etc_hosts = tmp.path().join("cp-etc-hosts");
+        fs::write(&etc_hosts, "127.0.0.1 localhost\n").unwrap();
+        let bundle = tmp.path().join("bundle");
+        mk8s_gen::controlplane::write_bundle(&facts, &secrets, &[worker], &bundle).unwrap();
+        let out = Command::new(mk8s_testkit::tools::require("bash"))
+            .arg(bundle.join("hosts-entries.sh"))
+            .env("SNAP_DATA", &cp)
+            .env("MK8S_HOSTS_FILE", &etc_hosts)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "hosts-entries.sh: {}", String::from_utf8_lossy(&out.stderr));
+        for line in fs::read_to_string(&etc_hosts).unwrap().lines().filter(|l| !l.starts_with('#')) {
+            let mut words = line.split_whitespace();
+            if let Some(ip) = words.next() {
+                for name in words {
+                    sim.add_host(name, ip);
+                }
+            }
+        }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     boot(&root, &render::cloud_config(&out));
@@ -410,7 +439,7 @@ fn without_our_launch_configuration_the_agent_never_settles() {
 
 #[test]
 fn v1_24_x509_haproxy() {
-    scenario_with("1.24/stable", false, Lb::Haproxy, "127.0.0.26", Variant { x509: true, rbac: false });
+    scenario_with("1.24/stable", false, Lb::Haproxy, "127.0.0.26", Variant { x509: true, ..Variant::default() });
 }
 
 #[test]
@@ -420,15 +449,28 @@ fn v1_26_microk8s_proxy() {
 
 #[test]
 fn v1_30_fresh_haproxy_rbac() {
-    scenario_with("1.30/stable", false, Lb::Haproxy, "127.0.0.28", Variant { x509: false, rbac: true });
+    scenario_with("1.30/stable", false, Lb::Haproxy, "127.0.0.28", Variant { rbac: true, ..Variant::default() });
 }
 
 #[test]
 fn v1_34_microk8s_proxy_rbac() {
-    scenario_with("1.34/stable", false, Lb::Microk8sProxy, "127.0.0.29", Variant { x509: false, rbac: true });
+    scenario_with("1.34/stable", false, Lb::Microk8sProxy, "127.0.0.29", Variant { rbac: true, ..Variant::default() });
 }
 
 #[test]
 fn v1_20_haproxy_rbac() {
-    scenario_with("1.20/stable", false, Lb::Haproxy, "127.0.0.30", Variant { x509: false, rbac: true });
+    scenario_with("1.20/stable", false, Lb::Haproxy, "127.0.0.30", Variant { rbac: true, ..Variant::default() });
+}
+
+/// A <=1.27 control plane dials the kubelet by the Node's Hostname address (the
+/// worker's name): without the bundle's hosts entries (or DNS) it cannot resolve
+/// it, and `kubectl logs` fails although the Node is Ready.
+#[test]
+fn a_control_plane_that_cannot_resolve_worker_names_fails_logs() {
+    let w =
+        world_with("1.26/stable", false, Lb::External, "127.0.0.31", Variant { no_hosts: true, ..Variant::default() });
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    let err = w.sim.logs_from(NODE).unwrap_err();
+    assert!(err.contains(&format!("lookup {NODE}: no such host")), "{err}");
 }
