@@ -20,7 +20,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_gen::secrets::Secrets;
@@ -29,6 +28,8 @@ use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::node_model::{self, Model, ModelConfig};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
@@ -146,7 +147,8 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
         }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    boot(&root, &render::cloud_config(&out));
+    fs::create_dir_all(&root).unwrap();
+    common::write_files(&root, &render::cloud_config(&out));
     // Baked into the image (traefik) or installed by cloud-init's `packages`
     // (haproxy) at the plan's path: the real program.
     let program = match lb {
@@ -175,29 +177,6 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     plan.timing.retry_cap_ms = 400;
     fs::write(&p, plan.to_json()).unwrap();
     w
-}
-
-/// What cloud-init does with our user-data: write_files, with modes, decoded.
-fn boot(root: &std::path::Path, user_data: &str) {
-    fs::create_dir_all(root).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
-    for f in doc["write_files"].as_sequence().unwrap() {
-        let path = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
-        let content = f["content"].as_str().unwrap();
-        let data = match f.get("encoding").and_then(|e| e.as_str()) {
-            Some("gz+b64") => {
-                let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
-                out
-            }
-            _ => content.as_bytes().to_vec(),
-        };
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, data).unwrap();
-        let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-    }
 }
 
 impl World {

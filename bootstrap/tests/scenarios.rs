@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_gen::secrets::Secrets;
@@ -21,6 +20,8 @@ use mk8s_testkit::fakes::Fakes;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
 use sha2::Digest;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
@@ -97,24 +98,7 @@ impl World {
     fn boot(&self) {
         let _ = fs::remove_dir_all(&self.root);
         fs::create_dir_all(&self.root).unwrap();
-        let doc: serde_yaml::Value = serde_yaml::from_str(&self.user_data).unwrap();
-        for f in doc["write_files"].as_sequence().unwrap() {
-            let path = self.root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
-            let content = f["content"].as_str().unwrap();
-            let data = match f.get("encoding").and_then(|e| e.as_str()) {
-                Some("gz+b64") => {
-                    let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
-                    let mut out = Vec::new();
-                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
-                    out
-                }
-                _ => content.as_bytes().to_vec(),
-            };
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, data).unwrap();
-            let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-        }
+        common::write_files(&self.root, &self.user_data);
         self.fakes.clear_calls();
     }
 
@@ -605,6 +589,22 @@ impl Drop for KillPidFile {
     }
 }
 
+/// What the real mk8s-traefik.service does when started, with the configuration
+/// relocated under the root; the guard kills that traefik.
+fn traefik_unit(w: &World) -> KillPidFile {
+    let pidfile = w.fakes.dir.join("traefik.pid");
+    w.fakes.on_start(
+        "mk8s-traefik.service",
+        &format!(
+            "#!/bin/sh\nsed 's#/etc/mk8s-worker/#{root}/etc/mk8s-worker/#g' '{root}/etc/mk8s-worker/traefik/traefik.yaml' > '{fake}/traefik.yaml'\nsetsid '{root}/usr/local/bin/traefik' --configFile='{fake}/traefik.yaml' > '{fake}/traefik.log' 2>&1 < /dev/null &\necho $! > '{pid}'\n",
+            root = w.root.display(),
+            fake = w.fakes.dir.display(),
+            pid = pidfile.display()
+        ),
+    );
+    KillPidFile(pidfile)
+}
+
 /// A traefik "release" tarball holding a `traefik` that runs the real one.
 fn traefik_tarball(dir: &Path) -> String {
     let real = mk8s_testkit::tools::require("traefik");
@@ -645,18 +645,7 @@ fn node_local_traefik_is_fetched_verified_started_and_carries_the_join() {
     let sha = traefik_tarball(dir.path());
     let w = node_local_world(&sha);
     w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
-    let pidfile = w.fakes.dir.join("traefik.pid");
-    let _guard = KillPidFile(pidfile.clone());
-    // What the real unit does, with the configuration relocated under the root.
-    w.fakes.on_start(
-        "mk8s-traefik.service",
-        &format!(
-            "#!/bin/sh\nsed 's#/etc/mk8s-worker/#{root}/etc/mk8s-worker/#g' '{root}/etc/mk8s-worker/traefik/traefik.yaml' > '{fake}/traefik.yaml'\nsetsid '{root}/usr/local/bin/traefik' --configFile='{fake}/traefik.yaml' > '{fake}/traefik.log' 2>&1 < /dev/null &\necho $! > '{pid}'\n",
-            root = w.root.display(),
-            fake = w.fakes.dir.display(),
-            pid = pidfile.display()
-        ),
-    );
+    let _guard = traefik_unit(&w);
     w.fast(60);
     w.kubelet();
     let (code, log) = w.run();
@@ -871,17 +860,7 @@ fn the_local_control_plane_is_gone_before_the_balancer_starts() {
             }
         });
     }
-    let pidfile = w.fakes.dir.join("traefik.pid");
-    let _guard = KillPidFile(pidfile.clone());
-    w.fakes.on_start(
-        "mk8s-traefik.service",
-        &format!(
-            "#!/bin/sh\nsed 's#/etc/mk8s-worker/#{root}/etc/mk8s-worker/#g' '{root}/etc/mk8s-worker/traefik/traefik.yaml' > '{fake}/traefik.yaml'\nsetsid '{root}/usr/local/bin/traefik' --configFile='{fake}/traefik.yaml' > '{fake}/traefik.log' 2>&1 < /dev/null &\necho $! > '{pid}'\n",
-            root = w.root.display(),
-            fake = w.fakes.dir.display(),
-            pid = pidfile.display()
-        ),
-    );
+    let _guard = traefik_unit(&w);
     w.fast(20);
     w.kubelet();
     let (code, log) = w.run();
