@@ -532,36 +532,69 @@ impl<'a> Joiner<'a> {
         }
         let dir = dest.parent().ok_or_else(|| Stop::Fatal("bad binary path".into()))?.to_path_buf();
         fs::create_dir_all(&dir)?;
+        // We download into this directory as root: refuse one others may write to,
+        // where a planted symlink would redirect the download.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::symlink_metadata(&dir)?;
+            if meta.file_type().is_symlink() || meta.mode() & 0o022 != 0 {
+                return Err(Stop::Fatal(format!(
+                    "{} is a symlink or writable by others: refusing to download {} into it",
+                    dir.display(),
+                    b.path
+                )));
+            }
+        }
         let download = dir.join(".mk8s-download");
+        // A leftover (or planted) entry is removed, never followed.
+        let _ = fs::remove_file(&download);
         let node = self.node.clone();
         let (url, want) = (fetch.url.clone(), fetch.sha256.clone());
-        self.say("load-balancer", &format!("fetching {url}"));
+        let shown = redact_url(&url);
+        self.say("load-balancer", &format!("fetching {shown}"));
         self.retry("load-balancer", plan, |_| {
+            // --globoff: [ ] { } are literal; https only, redirects included.
             let r = node
-                .run(&node.curl, &["-fsSL", "--max-time", "300", "-o", download.to_str().unwrap_or_default(), &url])
+                .run(
+                    &node.curl,
+                    &[
+                        "-fsSL",
+                        "--globoff",
+                        "--proto",
+                        "=https",
+                        "--proto-redir",
+                        "=https",
+                        "--max-time",
+                        "300",
+                        "-o",
+                        download.to_str().unwrap_or_default(),
+                        &url,
+                    ],
+                )
                 .map_err(|e| Failure::Retry(e.to_string()))?;
             if !r.ok {
-                return Err(Failure::Retry(format!("download of {url} failed: {}", r.output)));
+                return Err(Failure::Retry(format!("download of {shown} failed: {}", r.output.replace(&url, &shown))));
             }
             let got = sha256_file(&download).map_err(|e| Failure::Retry(e.to_string()))?;
             if got != want {
-                return Err(Failure::Fatal(format!("{url} has sha256 {got}, the plan expects {want}; refusing it")));
+                return Err(Failure::Fatal(format!("{shown} has sha256 {got}, the plan expects {want}; refusing it")));
             }
             Ok(())
         })?;
-        let file_name = Path::new(&b.path).file_name().and_then(|n| n.to_str()).unwrap_or("traefik").to_string();
-        let unpacked = if url.ends_with(".tar.gz") || url.ends_with(".tgz") {
+        // traefik's release archives hold the program as `traefik`; it is installed
+        // at the plan's path, whatever that path's file name.
+        let unpacked = if fetch.archive {
             let out = dir.join(".mk8s-unpack");
             let _ = fs::remove_dir_all(&out);
             fs::create_dir_all(&out)?;
             let r = node.run(
                 &node.tar,
-                &["-xzf", download.to_str().unwrap_or_default(), "-C", out.to_str().unwrap_or_default(), &file_name],
+                &["-xzf", download.to_str().unwrap_or_default(), "-C", out.to_str().unwrap_or_default(), "traefik"],
             )?;
             if !r.ok {
-                return Err(Stop::Fatal(format!("{url} does not contain {file_name}: {}", r.output)));
+                return Err(Stop::Fatal(format!("{shown} does not contain traefik: {}", r.output)));
             }
-            out.join(&file_name)
+            out.join("traefik")
         } else {
             download.clone()
         };
@@ -699,6 +732,26 @@ impl<'a> Joiner<'a> {
     }
 }
 
+/// A URL as it may be logged: a query string (a presigned URL's signature) and
+/// any userinfo are replaced.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, _)) => (b, "?<redacted>"),
+        None => (url, ""),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((auth, path)) if auth.contains('@') => {
+                format!("{scheme}://<redacted>@{}/{path}", auth.rsplit('@').next().unwrap_or(""))
+            }
+            None if rest.contains('@') => format!("{scheme}://<redacted>@{}", rest.rsplit('@').next().unwrap_or("")),
+            _ => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    format!("{base}{query}")
+}
+
 fn save_status(node: &Node, status: &mut Status) {
     status.updated_at = unix_now();
     let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
@@ -745,4 +798,20 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_logged_without_secrets() {
+        assert_eq!(redact_url("https://h.example/a/t.tar.gz"), "https://h.example/a/t.tar.gz");
+        assert_eq!(
+            redact_url("https://h.example/t.tar.gz?X-Amz-Signature=ab&X-Amz-Expires=1"),
+            "https://h.example/t.tar.gz?<redacted>"
+        );
+        assert_eq!(redact_url("https://u:p@h.example/t"), "https://<redacted>@h.example/t");
+        assert_eq!(redact_url("https://u:p@h.example"), "https://<redacted>@h.example");
+    }
 }

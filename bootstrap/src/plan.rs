@@ -209,7 +209,12 @@ pub struct BinarySpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fetch {
     pub url: String,
+    /// Of the downloaded file (the archive, for an archive).
     pub sha256: String,
+    /// A `.tar.gz` whose member `traefik` (as traefik's release archives have it) is
+    /// the program; decided by the generator from the URL's path, never guessed here.
+    #[serde(default)]
+    pub archive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -654,7 +654,7 @@ fn node_local_traefik_is_fetched_verified_started_and_carries_the_join() {
     assert_eq!(fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o755);
     assert!(fs::read_to_string(&installed).unwrap().contains("exec "));
     let fetch = format!(
-        "curl -fsSL --max-time 300 -o {} https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz",
+        "curl -fsSL --globoff --proto =https --proto-redir =https --max-time 300 -o {} https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz",
         w.root.join("usr/local/bin/.mk8s-download").display()
     );
     assert!(w.fakes.calls().contains(&fetch), "{:?}", w.fakes.calls());
@@ -1053,4 +1053,33 @@ fn a_missing_traefik_is_found_before_anything_changes() {
     assert_eq!(code, 78, "{log}");
     assert!(log.contains("is not on this node") && log.contains("nothing was changed"), "{log}");
     assert_eq!(w.fakes.calls(), Vec::<String>::new(), "the control plane was not touched");
+}
+
+/// A presigned archive URL (the query says nothing about the file; it is a secret)
+/// and a program path whose name is not `traefik`.
+#[test]
+fn a_presigned_archive_url_and_another_program_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let sha = traefik_tarball(dir.path());
+    let url = "https://bucket.example.invalid/traefik_v3_linux_amd64.tar.gz?X-Amz-Signature=c0ffee&X-Amz-Expires=600";
+    let w = world_full(
+        "{ channel: 1.30/stable }",
+        "127.0.0.2",
+        move |_| {
+            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, path: /opt/traefik/bin/traefik-3.7, url: \"{url}\", sha256: {sha} }} }}")
+        },
+        "",
+    );
+    w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
+    w.fast(3);
+    let (_, log) = w.run();
+    assert!(log.contains("fetching https://bucket.example.invalid/traefik_v3_linux_amd64.tar.gz?<redacted>"), "{log}");
+    assert!(!log.contains("c0ffee"), "the signature was logged: {log}");
+    let installed = w.root.join("opt/traefik/bin/traefik-3.7");
+    assert!(fs::read_to_string(&installed).unwrap().contains("exec "), "the archive's traefik, at the plan's path");
+    let calls = w.fakes.calls();
+    let curl = calls.iter().find(|c| c.starts_with("curl ")).unwrap();
+    assert!(curl.contains("--globoff --proto =https --proto-redir =https"), "{curl}");
+    let status = w.read("/var/lib/mk8s-worker/status.json");
+    assert!(!status.contains("c0ffee"), "the signature in the status file: {status}");
 }

@@ -290,7 +290,11 @@ impl Shared {
                     listen,
                     binary: BinarySpec {
                         path: t.path.clone(),
-                        fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch { url: url.clone(), sha256: sha256.clone() }),
+                        fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
+                            url: url.clone(),
+                            sha256: sha256.clone(),
+                            archive: crate::validate::is_archive_url(url),
+                        }),
                     },
                 }
             }

@@ -842,6 +842,14 @@ fn check_lb(
                     format!("{} is not a plain absolute path", show(&path)),
                     "use letters, digits and / . _ - only, e.g. /usr/local/bin/traefik",
                 );
+            } else if !is_system_binary_path(&path) {
+                // The bootstrap downloads into that directory as root: a world-writable
+                // one (/tmp, /var/tmp, /home/...) lets anyone plant a symlink there.
+                report.error(
+                    format!("{tb}.path"),
+                    format!("{} is not in a root-owned system directory", show(&path)),
+                    &format!("use a path under {}, e.g. /usr/local/bin/traefik", SYSTEM_BIN_DIRS.join(", ")),
+                );
             }
             let fetch = match (&t.url, &t.sha256) {
                 (None, None) => None,
@@ -915,6 +923,25 @@ pub fn is_safe_abs_path(p: &str) -> bool {
 }
 
 /// An https URL made only of characters that need no quoting anywhere we put it.
+/// Where a binary the bootstrap installs as root may live: directories only root
+/// writes to on every distribution we target.
+pub const SYSTEM_BIN_DIRS: &[&str] = &["/usr/local/bin/", "/usr/local/sbin/", "/usr/bin/", "/usr/sbin/", "/opt/"];
+
+/// A plain absolute path below one of [`SYSTEM_BIN_DIRS`], with no `.` or `..`
+/// component and a file name.
+pub fn is_system_binary_path(p: &str) -> bool {
+    SYSTEM_BIN_DIRS.iter().any(|d| p.starts_with(d) && p.len() > d.len())
+        && !p.ends_with('/')
+        && p.split('/').skip(1).all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Whether a download is a `.tar.gz` archive, from the URL's path (a presigned
+/// URL's query string says nothing about the file).
+pub fn is_archive_url(u: &str) -> bool {
+    let path = u.split(['?', '#']).next().unwrap_or(u);
+    path.ends_with(".tar.gz") || path.ends_with(".tgz")
+}
+
 pub fn is_safe_url(u: &str) -> bool {
     u.strip_prefix("https://").is_some_and(|rest| {
         !rest.is_empty()
@@ -1053,6 +1080,23 @@ mod tests {
         assert!(is_duration("5s") && is_duration("500ms") && is_duration("1m"));
         assert!(!is_duration("5") && !is_duration("0s") && !is_duration("-1s") && !is_duration("5 s"));
         assert!(is_safe_url("https://example.com/traefik_v3.6.2_linux_amd64.tar.gz"));
+        assert!(is_archive_url("https://example.com/t.tar.gz?X-Amz-Signature=ab&X-Amz-Expires=60"));
+        assert!(is_archive_url("https://example.com/t.tgz#x"));
+        assert!(!is_archive_url("https://example.com/traefik?name=x.tar.gz"));
+        for ok in ["/usr/local/bin/traefik", "/opt/traefik/bin/traefik-3.6", "/usr/sbin/tfk"] {
+            assert!(is_system_binary_path(ok), "{ok}");
+        }
+        for bad in [
+            "/tmp/traefik",
+            "/var/tmp/t",
+            "/home/u/t",
+            "/usr/local/bin/",
+            "/usr/local/bin/../../tmp/t",
+            "/opt//t",
+            "/usr/local/binx/t",
+        ] {
+            assert!(!is_system_binary_path(bad), "{bad}");
+        }
         assert!(
             !is_safe_url("http://example.com/x")
                 && !is_safe_url("https://a.b/x y")

@@ -18,6 +18,8 @@ const KNOWN: &[(&str, &str)] = &[
     ("packer", "apt-get install packer"),
     ("openssl", "apt-get install openssl"),
     ("bash", "apt-get install bash"),
+    ("sh", "apt-get install dash"),
+    ("curl", "apt-get install curl"),
     ("script", "apt-get install bsdutils"),
 ];
 
