@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::render::NodeOutput;
+use crate::render::{NodeOutput, STAGE_DIR};
 
 pub const MERGE_TYPE: &str = "list(append)+dict(recurse_array)+str()";
 
@@ -29,11 +29,22 @@ pub fn check_extra(extra: &str, ours: &NodeOutput) -> Result<(), Vec<String>> {
         return Err(vec!["its top level must be a mapping".into()]);
     }
     if let Some(files) = doc.get("write_files").and_then(|w| w.as_sequence()) {
+        // Compared as cloud-init writes them: `//`, `/./` and `/../` resolved, and
+        // whether the entry is deferred (`defer: true`, written in the final stage)
+        // or not, it lands on the same file.
+        let owned: Vec<String> = ours.files.iter().map(|o| normalise(&o.path)).collect();
         for (i, f) in files.iter().enumerate() {
             let Some(path) = f.get("path").and_then(|p| p.as_str()) else { continue };
-            if ours.files.iter().any(|o| o.path == path) {
+            if !path.starts_with('/') {
+                problems.push(format!("write_files[{i}] writes {path:?}, a relative path; give an absolute path"));
+                continue;
+            }
+            let n = normalise(path);
+            let inside_ours = n == STAGE_DIR || n.starts_with(&format!("{STAGE_DIR}/"));
+            if owned.contains(&n) || inside_ours {
+                let resolved = if n == path { String::new() } else { format!(" ({n})") };
                 problems.push(format!(
-                    "write_files[{i}] writes {path}, which mk8s-worker owns; remove it from your cloud-config"
+                    "write_files[{i}] writes {path}{resolved}, which mk8s-worker owns; remove it from your cloud-config"
                 ));
             }
         }
@@ -45,8 +56,28 @@ pub fn check_extra(extra: &str, ours: &NodeOutput) -> Result<(), Vec<String>> {
     }
 }
 
+/// A path as the file system resolves it, without following links: empty and `.`
+/// components dropped, `..` taking one back (never above `/`).
+pub fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// RFC 5322 (2.1.1) and RFC 2045 (2.8): a `7bit` body has lines of at most 998
+/// octets; an embedded bootstrap is one base64 line of more than a megabyte.
+const MAX_7BIT_LINE: usize = 998;
+
 fn part(name: &str, body: &str, merge_type: Option<&str>) -> String {
-    let (encoding, text) = if body.is_ascii() {
+    let (encoding, text) = if body.is_ascii() && body.lines().all(|l| l.len() <= MAX_7BIT_LINE) {
         ("7bit", body.to_string())
     } else {
         let b64 = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
@@ -79,4 +110,26 @@ pub fn multipart(extra: &str, ours: &str) -> String {
         part("operator.yaml", extra, None),
         part("mk8s-worker.yaml", ours, Some(MERGE_TYPE)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_as_the_file_system_would() {
+        assert_eq!(normalise("/etc//mk8s-worker/./plan.json"), "/etc/mk8s-worker/plan.json");
+        assert_eq!(normalise("/etc/x/../mk8s-worker/plan.json"), "/etc/mk8s-worker/plan.json");
+        assert_eq!(normalise("/../../etc/motd"), "/etc/motd");
+        assert_eq!(normalise("/"), "/");
+    }
+
+    #[test]
+    fn long_lines_are_not_sent_as_7bit() {
+        let long = format!("#cloud-config\nx: {}\n", "a".repeat(2000));
+        let p = part("p", &long, None);
+        assert!(p.contains("Content-Transfer-Encoding: base64"), "{}", &p[..200]);
+        assert!(p.lines().all(|l| l.len() <= 76 + 2));
+        assert!(part("p", "#cloud-config\nx: 1\n", None).contains("Content-Transfer-Encoding: 7bit"));
+    }
 }

@@ -62,6 +62,16 @@ fn conflicts_and_non_cloud_configs_are_refused() {
         conflict.contains("write_files[1] writes /etc/mk8s-worker/plan.json, which mk8s-worker owns"),
         "{conflict}"
     );
+    // `//`, `/../` and `/./` do not hide a path of ours, nor does `defer: true`; our
+    // directory is ours; a relative path is refused.
+    for want in [
+        "write_files[2] writes /etc//mk8s-worker/../mk8s-worker/plan.json (/etc/mk8s-worker/plan.json)",
+        "write_files[3] writes /etc/systemd/system/./mk8s-bootstrap.service (/etc/systemd/system/mk8s-bootstrap.service)",
+        "write_files[4] writes /etc/mk8s-worker/extra.conf",
+        "write_files[5] writes \"etc/relative\", a relative path",
+    ] {
+        assert!(conflict.contains(want), "{want} in {conflict}");
+    }
     assert!(!conflict.contains("/etc/motd"), "only the conflict is named");
     assert!(fs::read_to_string(exp.join("not-cloud-config.stderr")).unwrap().contains("#cloud-config"));
     assert!(!exp.join("conflict.stdout").exists() && !exp.join("not-cloud-config.stdout").exists(), "nothing written");
