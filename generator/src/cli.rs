@@ -12,7 +12,7 @@ use crate::render::{self, Delivery};
 use crate::report::Report;
 use crate::secrets::Secrets;
 use crate::spans::SpanMap;
-use crate::util::write_atomic;
+use crate::util::write_output;
 use crate::validate::{self, Facts};
 
 pub const EXIT_OK: u8 = 0;
@@ -142,7 +142,8 @@ pub struct GenerateArgs {
     /// Emit gzip-compressed user-data (cloud-init detects and decompresses it).
     #[arg(long)]
     pub gzip: bool,
-    /// Write the user-data here (atomically) instead of stdout.
+    /// Write the user-data here (atomically, 0600) instead of stdout (`-`). An
+    /// existing FILE must be a regular file: a symlink, device or pipe is refused.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -463,9 +464,9 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
             return Err(Failure::Invalid);
         }
     }
-    match &a.output {
+    match a.output.as_deref().filter(|p| *p != Path::new("-")) {
         Some(p) => {
-            write_atomic(p, &bytes, 0o600)?;
+            write_output(p, &bytes, 0o600)?;
         }
         None => io.stdout.write_all(&bytes)?,
     }
@@ -578,7 +579,7 @@ fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
     for (path, data, mode) in &files {
         let dest = a.out.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(dest.parent().expect("absolute paths have parents"))?;
-        write_atomic(&dest, data, *mode)?;
+        write_output(&dest, data, *mode)?;
     }
     writeln!(
         io.stderr,

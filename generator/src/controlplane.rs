@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::render::apiserver_unit;
 use crate::secrets::{Identity, Secrets};
 use crate::templates;
-use crate::util::write_atomic;
+use crate::util::write_output;
 use crate::validate::{AuthMode, Facts, LoadBalancer, Worker};
 
 /// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
@@ -185,7 +185,7 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
     }
     let mut written = Vec::new();
     for (name, text, mode) in files {
-        write_atomic(&dir.join(name), text.as_bytes(), mode)?;
+        write_output(&dir.join(name), text.as_bytes(), mode)?;
         written.push(name.to_string());
     }
     Ok(written)

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::render::{self, Delivery, Shared};
 use crate::secrets::Secrets;
-use crate::util::write_atomic;
+use crate::util::write_output;
 use crate::validate::{Facts, Worker};
 
 const STAGING: &str = ".staging";
@@ -240,7 +240,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let manifest: Vec<&ManifestEntry> = results.iter().map(|r| &r.entry).collect();
     let mut text = serde_json::to_string_pretty(&manifest)?;
     text.push('\n');
-    write_atomic(&opts.out.join("manifest.json"), text.as_bytes(), 0o644)?;
+    write_output(&opts.out.join("manifest.json"), text.as_bytes(), 0o644)?;
     let _ = fs::remove_dir_all(&staging);
     Ok(Summary { nodes: results.len(), written, unchanged: results.len() - written, removed, elapsed: start.elapsed() })
 }

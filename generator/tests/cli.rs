@@ -84,3 +84,54 @@ fn an_ignition_config_over_a_limit_is_not_told_to_use_gzip() {
     let o = run("cloud-config");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--gzip"));
 }
+
+fn seed_args() -> Vec<String> {
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    ["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1"]
+        .iter()
+        .map(|a| if a.ends_with(".yaml") { seed.join(a).display().to_string() } else { a.to_string() })
+        .collect()
+}
+
+#[test]
+fn output_refuses_symlinks_devices_and_pipes_and_dash_is_stdout() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = Command::new(BIN).args(seed_args()).output().unwrap();
+    assert!(stdout.status.success());
+    let dash = Command::new(BIN).args(seed_args()).args(["-o", "-"]).output().unwrap();
+    assert!(dash.status.success(), "{}", String::from_utf8_lossy(&dash.stderr));
+    assert_eq!(dash.stdout, stdout.stdout, "-o - writes to stdout");
+    assert!(!dir.path().join("-").exists());
+
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, "keep").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut refused = vec![(link.clone(), "a symbolic link"), (fifo.clone(), "a named pipe")];
+    // A character device (as /dev/null is), when this test may make one.
+    let dev = dir.path().join("null");
+    if Command::new("mknod").arg(&dev).args(["c", "1", "3"]).status().is_ok_and(|s| s.success()) {
+        refused.push((dev.clone(), "a device"));
+    }
+    refused.push((dir.path().to_path_buf(), "a directory"));
+    for (p, what) in &refused {
+        let o = Command::new(BIN).args(seed_args()).arg("-o").arg(p).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{what}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("it is {what}, not a regular file")), "{err}");
+    }
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    if dev.exists() {
+        assert!(fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    }
+    // A regular file is replaced, 0600.
+    let o = Command::new(BIN).args(seed_args()).arg("-o").arg(&target).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(fs::read(&target).unwrap(), stdout.stdout);
+    assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+}
