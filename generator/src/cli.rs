@@ -30,7 +30,7 @@ Exit codes:
 
 Examples:
   mk8s-gen secrets init --out secrets.yaml
-  mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 > user-data
+  mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 -o user-data
   mk8s-gen control-plane --cluster cluster.yaml --secrets secrets.yaml --out cp/";
 
 /// Zero-touch provisioning of worker-only MicroK8s nodes.
@@ -544,6 +544,9 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
         threads,
     };
     let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    if s.recovered {
+        writeln!(io.stderr, "note: finished the commit of an interrupted run in {} first", a.out.display())?;
+    }
     writeln!(
         io.stderr,
         "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {}",

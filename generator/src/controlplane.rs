@@ -132,7 +132,9 @@ pub fn hosts_lines(workers: &[&Worker]) -> String {
 /// Write the control-plane bundle into `dir`. Each file is replaced atomically and
 /// left untouched when unchanged. Returns the files written or confirmed.
 pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: &Path) -> anyhow::Result<Vec<String>> {
-    std::fs::create_dir_all(dir)?;
+    // It holds a script to run as root (and with tokens, the credentials): 0700
+    // whatever the umask, and never through a symlink.
+    crate::util::ensure_dir(dir, 0o700, true)?;
     let mut files = Vec::new();
     match facts.auth {
         AuthMode::Token => {

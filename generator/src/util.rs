@@ -48,6 +48,37 @@ pub fn write_output(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
 }
 
+/// Make sure `dir` is a directory of ours: a symlink (or anything but a directory)
+/// is refused, since the run would then write and delete files wherever it points.
+/// Missing components are created with `mode` (whatever the umask adds); with
+/// `exact`, the mode of an existing `dir` is set to `mode` too.
+pub fn ensure_dir(dir: &Path, mode: u32, exact: bool) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(m) => {
+            let what = if m.file_type().is_symlink() { "a symbolic link" } else { "not a directory" };
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("refusing to use {}: it is {what}; give a real directory", dir.display()),
+            ));
+        }
+        Err(_) => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display())))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            return Ok(());
+        }
+    }
+    if exact {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
 /// Create a new file with mode 0600, failing if it exists. The content is complete
 /// before the name appears (temp file, fsync, then a hard link, which refuses to
 /// replace an existing file).
