@@ -515,17 +515,19 @@ impl<'a> Joiner<'a> {
         let download = dir.join(".mk8s-download");
         let node = self.node.clone();
         let (url, want) = (fetch.url.clone(), fetch.sha256.clone());
-        self.say("load-balancer", &format!("fetching {url}"));
+        // Logged lines never carry the query (a presigned URL's signature).
+        let shown = crate::system::redact_url(&url);
+        self.say("load-balancer", &format!("fetching {shown}"));
         self.retry("load-balancer", plan, |_| {
             let r = node
                 .run(&node.curl, &["-fsSL", "--max-time", "300", "-o", download.to_str().unwrap_or_default(), &url])
                 .map_err(|e| Failure::Retry(e.to_string()))?;
             if !r.ok {
-                return Err(Failure::Retry(format!("download of {url} failed: {}", r.output)));
+                return Err(Failure::Retry(format!("download of {shown} failed: {}", r.output)));
             }
             let got = sha256_file(&download).map_err(|e| Failure::Retry(e.to_string()))?;
             if got != want {
-                return Err(Failure::Fatal(format!("{url} has sha256 {got}, the plan expects {want}; refusing it")));
+                return Err(Failure::Fatal(format!("{shown} has sha256 {got}, the plan expects {want}; refusing it")));
             }
             Ok(())
         })?;
@@ -539,7 +541,7 @@ impl<'a> Joiner<'a> {
                 &["-xzf", download.to_str().unwrap_or_default(), "-C", out.to_str().unwrap_or_default(), &file_name],
             )?;
             if !r.ok {
-                return Err(Stop::Fatal(format!("{url} does not contain {file_name}: {}", r.output)));
+                return Err(Stop::Fatal(format!("{shown} does not contain {file_name}: {}", r.output)));
             }
             out.join(&file_name)
         } else {

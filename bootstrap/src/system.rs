@@ -153,6 +153,26 @@ fn remove_stale_temps(dir: &Path, prefix: &str) {
     }
 }
 
+/// A URL as it may be logged: its query string (a presigned URL's signature, a
+/// token) replaced by `?<redacted>`, and any `user:password@` dropped.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, _)) => (b, "?<redacted>"),
+        None => (url, ""),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://<redacted>@{host}{path}"),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    format!("{base}{query}")
+}
+
 /// Make sure `args` (`--flag=value` or `--flag`) are set in an args file, replacing
 /// any earlier value of the same flag and keeping every other line. Returns the new
 /// content, or None when nothing changes.
@@ -173,6 +193,16 @@ pub fn merge_args(existing: &str, args: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(redact_url("https://a.example/x.tar.gz"), "https://a.example/x.tar.gz");
+        assert_eq!(
+            redact_url("https://b.s3.amazonaws.com/t?X-Amz-Signature=abc&X-Amz-Credential=k"),
+            "https://b.s3.amazonaws.com/t?<redacted>"
+        );
+        assert_eq!(redact_url("https://u:p@a.example/x"), "https://<redacted>@a.example/x");
+    }
 
     #[test]
     fn merge_args_replaces_ours_and_keeps_the_rest() {

@@ -111,6 +111,9 @@ pub struct CommonArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Print no warnings or notes on stderr (errors are always printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -292,8 +295,30 @@ fn read(path: &Path, what: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
+/// A warning or note outside a report: one line on stderr, unless --quiet.
+fn note(io: &mut Io, common: &CommonArgs, line: &str) {
+    if !common.quiet {
+        let _ = writeln!(io.stderr, "{line}");
+    }
+}
+
 /// Print a report (problems and warnings) in the chosen format.
 fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut Io) {
+    // --quiet drops warnings, unless --strict makes them errors.
+    let errors_only;
+    let report = if common.quiet && !common.strict {
+        errors_only = Report {
+            problems: report
+                .problems
+                .iter()
+                .filter(|p| p.severity == crate::report::Severity::Error)
+                .cloned()
+                .collect(),
+        };
+        &errors_only
+    } else {
+        report
+    };
     if report.problems.is_empty() {
         return;
     }
@@ -313,6 +338,17 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
     let path = common.cluster.as_ref().ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
     let source = read(path, "cluster facts")?;
     let file = path.display().to_string();
+    if let Some(why) = crate::secrets::looks_secret(&source) {
+        // Never echo a line of it: problems would quote the seed or the key.
+        let mut report = Report::default();
+        report.error(
+            "$",
+            format!("this is not a cluster facts file: {why}, so none of its lines are shown"),
+            "give the cluster facts with --cluster and the secrets file with --secrets; keep private keys in the secrets file only",
+        );
+        emit(&report, &file, "", common, io);
+        return Err(Failure::Invalid);
+    }
     let spans = SpanMap::build(&source);
     let (raw, mut report) = facts::parse(&source, &spans);
     let base = path.parent().unwrap_or(Path::new("."));
@@ -357,6 +393,23 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
         emit(&report, &file, "", common, io);
         Failure::Invalid
     })?;
+    for p in std::iter::once(path).chain(secrets.ca_key_path.as_deref()) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(p) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                note(
+                    io,
+                    common,
+                    &format!(
+                        "warning: {} is readable by group or others (mode {mode:04o}) and holds credentials; run `chmod 600 {}`",
+                        p.display(),
+                        p.display()
+                    ),
+                );
+            }
+        }
+    }
     if matches!(facts.auth, validate::AuthMode::X509(_)) {
         if let Err(e) = secrets.attach_ca_key(&facts.ca) {
             let mut report = Report::default();
@@ -386,6 +439,13 @@ fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
         return Ok(Delivery::embedded(&read_elf(p, "bootstrap binary")?));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
+        if validate::has_userinfo(url) {
+            return Err(Failure::Usage(format!(
+                "--bootstrap-url {}: the URL has credentials in it; {}",
+                mk8s_bootstrap::system::redact_url(url),
+                validate::USERINFO_HELP
+            )));
+        }
         if !validate::is_safe_url(url) {
             return Err(Failure::Usage(format!("--bootstrap-url {url:?} is not an https URL of plain characters")));
         }
@@ -545,7 +605,7 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     };
     let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     if s.recovered {
-        writeln!(io.stderr, "note: finished the commit of an interrupted run in {} first", a.out.display())?;
+        note(io, &a.common, &format!("note: finished the commit of an interrupted run in {} first", a.out.display()));
     }
     writeln!(
         io.stderr,

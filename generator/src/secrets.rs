@@ -36,6 +36,8 @@ struct RawSecrets {
 pub struct Secrets {
     seed: Vec<u8>,
     ca_key_pem: Option<String>,
+    /// Where `ca-key-file` pointed, when the key came from a file.
+    pub ca_key_path: Option<std::path::PathBuf>,
     ca_key: Option<crate::x509::CaKey>,
 }
 
@@ -68,7 +70,10 @@ impl Secrets {
         if let Some(file) = s.ca_key_pem.as_ref().and_then(|k| k.strip_prefix("file:")) {
             let path = base_dir.join(file);
             match std::fs::read_to_string(&path) {
-                Ok(pem) => s.ca_key_pem = Some(pem),
+                Ok(pem) => {
+                    s.ca_key_pem = Some(pem);
+                    s.ca_key_path = Some(path);
+                }
                 Err(e) => {
                     let mut r = Report::default();
                     r.error("$.ca-key-file", format!("cannot read {}: {e}", path.display()), "the path is relative to the secrets file; on MicroK8s the key is certs/ca.key on a control-plane node");
@@ -125,7 +130,7 @@ impl Secrets {
             return Err(r);
         }
         let ca_key_pem = raw.ca_key.or(raw.ca_key_file.map(|f| format!("file:{f}")));
-        Ok(Secrets { seed, ca_key_pem, ca_key: None })
+        Ok(Secrets { seed, ca_key_pem, ca_key_path: None, ca_key: None })
     }
 
     /// `auth: x509`: parse the CA key once and check it belongs to the CA.
@@ -182,6 +187,19 @@ impl Secrets {
         }
         mac.update(suffix);
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// Why `text` must never be echoed, if it looks like secrets: a secrets file (a
+/// top-level `token-seed` key) or anything holding a PEM private key.
+pub fn looks_secret(text: &str) -> Option<&'static str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.lines().any(|l| l.starts_with("token-seed:") || l.starts_with("\"token-seed\":")) {
+        Some("it looks like a secrets file (it has a top-level `token-seed`)")
+    } else if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+        Some("it holds a private key")
+    } else {
+        None
     }
 }
 

@@ -864,7 +864,21 @@ pub fn is_safe_url(u: &str) -> bool {
     })
 }
 
+/// `https://user:password@host/...`: credentials that would end up in the user-data,
+/// the node's scripts, logs and curl's argv.
+pub fn has_userinfo(u: &str) -> bool {
+    let rest = u.split_once("://").map_or(u, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+}
+
+/// What to say about a URL with credentials in it (the URL itself is not shown).
+pub const USERINFO_HELP: &str = "credentials in a URL (user:password@) would be copied into the user-data, the node's scripts and logs and curl's command line; serve the file without them, or use a short-lived presigned URL (its query is never logged)";
+
 fn check_url(u: &str, path: &str, report: &mut Report) -> bool {
+    if has_userinfo(u) {
+        report.error(path, "the URL has credentials in it (user:password@)", USERINFO_HELP);
+        return false;
+    }
     let ok = is_safe_url(u);
     if !ok {
         report.error(
@@ -999,6 +1013,8 @@ mod tests {
                 && !is_safe_url("https://a.b/x y")
                 && !is_safe_url("https://a/'$(id)'")
         );
+        assert!(has_userinfo("https://u:p@a.example/x") && has_userinfo("https://u@a.example"));
+        assert!(!has_userinfo("https://a.example/x@y") && !has_userinfo("https://a.example/x?u=a@b"));
     }
 
     #[test]
