@@ -102,7 +102,7 @@ pub enum MessageFormat {
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// The cluster facts file (YAML).
+    /// The cluster facts file (YAML); `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
     pub cluster: Option<PathBuf>,
     /// How problems are printed on stderr.
@@ -336,8 +336,21 @@ fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut
 /// warnings under --strict).
 pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &mut Report)) -> Result<Facts, Failure> {
     let path = common.cluster.as_ref().ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
-    let source = read(path, "cluster facts")?;
-    let file = path.display().to_string();
+    let stdin = path == Path::new("-");
+    let source = if stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read the cluster facts from stdin: {e}")))?;
+        text
+    } else {
+        read(path, "cluster facts")?
+    };
+    // A UTF-8 byte order mark (some Windows editors write one) is not content.
+    let source = match source.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => source,
+    };
+    let file = if stdin { "<stdin>".to_string() } else { path.display().to_string() };
     if let Some(why) = crate::secrets::looks_secret(&source) {
         // Never echo a line of it: problems would quote the seed or the key.
         let mut report = Report::default();
@@ -351,7 +364,9 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
     }
     let spans = SpanMap::build(&source);
     let (raw, mut report) = facts::parse(&source, &spans);
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Relative paths in the facts (ca.cert-file) are relative to the facts file, or
+    // to the working directory for stdin.
+    let base = if stdin { Path::new(".") } else { path.parent().unwrap_or(Path::new(".")) };
     let facts = raw.and_then(|raw| validate::validate(&raw, base, &mut report));
     if let Some(f) = &facts {
         extra(f, &mut report);

@@ -135,3 +135,22 @@ fn output_refuses_symlinks_devices_and_pipes_and_dash_is_stdout() {
     assert_eq!(fs::read(&target).unwrap(), stdout.stdout);
     assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn cluster_dash_reads_the_facts_from_stdin() {
+    use std::io::Write;
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    let from_file = Command::new(BIN).args(seed_args()).current_dir(&seed).output().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(&seed)
+        .args(["--cluster", "-", "--secrets", "secrets.yaml", "--node", "worker-1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&fs::read(seed.join("cluster.yaml")).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, from_file.stdout);
+}
