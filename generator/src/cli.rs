@@ -81,6 +81,17 @@ pub enum SecretsCommand {
         #[arg(long, value_name = "PATH")]
         ca_key_file: Option<String>,
     },
+    /// Add (or replace) `ca-key-file` in an existing secrets file, atomically and
+    /// 0600, keeping its token seed: for a cluster that moves to `auth: x509`.
+    SetCaKey {
+        /// The secrets file to change.
+        #[arg(long, value_name = "FILE")]
+        secrets: PathBuf,
+        /// The cluster CA key (certs/ca.key on a MicroK8s control-plane node), as a
+        /// path relative to the secrets file.
+        #[arg(long, value_name = "PATH")]
+        ca_key_file: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -274,6 +285,9 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::Check(a)) => check(&a, io),
         Some(Command::Secrets(SecretsCommand::Init { out, ca_key_file })) => {
             secrets_init(&out, ca_key_file.as_deref(), io)
+        }
+        Some(Command::Secrets(SecretsCommand::SetCaKey { secrets, ca_key_file })) => {
+            secrets_set_ca_key(&secrets, &ca_key_file, io)
         }
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
@@ -565,6 +579,20 @@ fn secrets_init(out: &Path, ca_key_file: Option<&str>, io: &mut Io) -> Result<()
     crate::secrets::init(out, ca_key_file)
         .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
     writeln!(io.stderr, "wrote {} (0600): keep it private and out of version control", out.display())?;
+    Ok(())
+}
+
+fn secrets_set_ca_key(path: &Path, ca_key_file: &str, io: &mut Io) -> Result<(), Failure> {
+    let text = read(path, "secrets file")?;
+    let key_path = path.parent().unwrap_or(Path::new(".")).join(ca_key_file);
+    let key = read(&key_path, "CA key")?;
+    if !(key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----")) {
+        return Err(Failure::Usage(format!("{} holds no PEM private key", key_path.display())));
+    }
+    let new = crate::secrets::with_ca_key_file(&text, ca_key_file)
+        .map_err(|e| Failure::Usage(format!("cannot change {}: {e}", path.display())))?;
+    write_output(path, new.as_bytes(), 0o600)?;
+    writeln!(io.stderr, "{}: ca-key-file set to {ca_key_file} (0600); the token seed is unchanged", path.display())?;
     Ok(())
 }
 

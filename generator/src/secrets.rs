@@ -203,6 +203,23 @@ pub fn looks_secret(text: &str) -> Option<&'static str> {
     }
 }
 
+/// `mk8s-gen secrets set-ca-key`: the secrets file's text with `ca-key-file` set
+/// (replacing an earlier one). The file must be a valid secrets file without an
+/// inline `ca-key`; problems never quote its content.
+pub fn with_ca_key_file(text: &str, ca_key_file: &str) -> Result<String, String> {
+    Secrets::parse(text)
+        .map_err(|r| r.problems.first().map_or_else(|| "it is not a secrets file".into(), |p| p.message.clone()))?;
+    let mut raw: RawSecrets = serde_yaml::from_str(text).map_err(|_| "it is not a secrets file".to_string())?;
+    if raw.ca_key.is_some() {
+        return Err("it already holds the CA key inline (`ca-key`); remove that first".into());
+    }
+    raw.ca_key_file = Some(ca_key_file.to_string());
+    Ok(format!(
+        "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
+        serde_yaml::to_string(&raw).expect("serializes")
+    ))
+}
+
 /// `mk8s-gen secrets init --out FILE`: 0600 from the first byte, never overwrites.
 pub fn init(out: &std::path::Path, ca_key_file: Option<&str>) -> std::io::Result<()> {
     let text = Secrets::generate(ca_key_file)?;

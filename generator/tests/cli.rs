@@ -154,3 +154,43 @@ fn cluster_dash_reads_the_facts_from_stdin() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, from_file.stdout);
 }
+
+#[test]
+fn secrets_set_ca_key_adds_the_key_and_keeps_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let x509 = mk8s_testkit::workspace().join("fixtures/x509");
+    let secrets = dir.path().join("secrets.yaml");
+    let o = Command::new(BIN).args(["secrets", "init", "--out"]).arg(&secrets).output().unwrap();
+    assert!(o.status.success());
+    let before = fs::read_to_string(&secrets).unwrap();
+    fs::copy(x509.join("ca.key"), dir.path().join("ca.key")).unwrap();
+    let gen = || {
+        Command::new(BIN)
+            .args(["--cluster", x509.join("cluster.yaml").to_str().unwrap(), "--node", "worker-1", "--secrets"])
+            .arg(&secrets)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(gen().status.code(), Some(1), "x509 needs the CA key");
+    let o = Command::new(BIN)
+        .args(["secrets", "set-ca-key", "--ca-key-file", "ca.key", "--secrets"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = fs::read_to_string(&secrets).unwrap();
+    let seed = |t: &str| t.lines().find(|l| l.starts_with("token-seed:")).unwrap().to_string();
+    assert_eq!(seed(&after), seed(&before));
+    assert!(after.contains("ca-key-file: ca.key"));
+    assert_eq!(fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600);
+    let o = gen();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Not a key: refused, the file unchanged.
+    let o = Command::new(BIN)
+        .args(["secrets", "set-ca-key", "--ca-key-file", "secrets.yaml", "--secrets"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(fs::read_to_string(&secrets).unwrap(), after);
+}
