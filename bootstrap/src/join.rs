@@ -550,7 +550,7 @@ impl<'a> Joiner<'a> {
         let _ = fs::remove_file(&download);
         let node = self.node.clone();
         let (url, want) = (fetch.url.clone(), fetch.sha256.clone());
-        let shown = redact_url(&url);
+        let shown = crate::system::redact_url(&url);
         self.say("load-balancer", &format!("fetching {shown}"));
         self.retry("load-balancer", plan, |_| {
             // --globoff: [ ] { } are literal; https only, redirects included.
@@ -732,26 +732,6 @@ impl<'a> Joiner<'a> {
     }
 }
 
-/// A URL as it may be logged: a query string (a presigned URL's signature) and
-/// any userinfo are replaced.
-pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, _)) => (b, "?<redacted>"),
-        None => (url, ""),
-    };
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((auth, path)) if auth.contains('@') => {
-                format!("{scheme}://<redacted>@{}/{path}", auth.rsplit('@').next().unwrap_or(""))
-            }
-            None if rest.contains('@') => format!("{scheme}://<redacted>@{}", rest.rsplit('@').next().unwrap_or("")),
-            _ => base.to_string(),
-        },
-        None => base.to_string(),
-    };
-    format!("{base}{query}")
-}
-
 fn save_status(node: &Node, status: &mut Status) {
     status.updated_at = unix_now();
     let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
@@ -798,20 +778,4 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;
     Ok(hex::encode(h.finalize()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_logged_without_secrets() {
-        assert_eq!(redact_url("https://h.example/a/t.tar.gz"), "https://h.example/a/t.tar.gz");
-        assert_eq!(
-            redact_url("https://h.example/t.tar.gz?X-Amz-Signature=ab&X-Amz-Expires=1"),
-            "https://h.example/t.tar.gz?<redacted>"
-        );
-        assert_eq!(redact_url("https://u:p@h.example/t"), "https://<redacted>@h.example/t");
-        assert_eq!(redact_url("https://u:p@h.example"), "https://<redacted>@h.example");
-    }
 }

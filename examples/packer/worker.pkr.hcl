@@ -4,7 +4,7 @@
 #   mk8s-gen packer --cluster cluster.yaml --bootstrap-bin ./mk8s-bootstrap \
 #     --traefik-bin ./traefik --out bake/
 #   packer build worker.pkr.hcl
-#   mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 --baked > user-data
+#   mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 --baked -o user-data
 #
 # Bake and generate from the same facts: the baked files include the control-plane
 # endpoints and the load-balancer configuration.

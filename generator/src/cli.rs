@@ -12,7 +12,7 @@ use crate::render::{self, Delivery};
 use crate::report::Report;
 use crate::secrets::Secrets;
 use crate::spans::SpanMap;
-use crate::util::write_atomic;
+use crate::util::write_output;
 use crate::validate::{self, Facts};
 
 pub const EXIT_OK: u8 = 0;
@@ -30,7 +30,7 @@ Exit codes:
 
 Examples:
   mk8s-gen secrets init --out secrets.yaml
-  mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 > user-data
+  mk8s-gen --cluster cluster.yaml --secrets secrets.yaml --node worker-1 -o user-data
   mk8s-gen control-plane --cluster cluster.yaml --secrets secrets.yaml --out cp/";
 
 /// Zero-touch provisioning of worker-only MicroK8s nodes.
@@ -81,6 +81,17 @@ pub enum SecretsCommand {
         #[arg(long, value_name = "PATH")]
         ca_key_file: Option<String>,
     },
+    /// Add (or replace) `ca-key-file` in an existing secrets file, atomically and
+    /// 0600, keeping its token seed: for a cluster that moves to `auth: x509`.
+    SetCaKey {
+        /// The secrets file to change.
+        #[arg(long, value_name = "FILE")]
+        secrets: PathBuf,
+        /// The cluster CA key (certs/ca.key on a MicroK8s control-plane node), as a
+        /// path relative to the secrets file.
+        #[arg(long, value_name = "PATH")]
+        ca_key_file: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,7 +113,7 @@ pub enum MessageFormat {
 
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// The cluster facts file (YAML).
+    /// The cluster facts file (YAML); `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
     pub cluster: Option<PathBuf>,
     /// How problems are printed on stderr.
@@ -111,6 +122,9 @@ pub struct CommonArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
+    /// Print no warnings or notes on stderr (errors are always printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +156,8 @@ pub struct GenerateArgs {
     /// Emit gzip-compressed user-data (cloud-init detects and decompresses it).
     #[arg(long)]
     pub gzip: bool,
-    /// Write the user-data here (atomically) instead of stdout.
+    /// Write the user-data here (atomically, 0600) instead of stdout (`-`). An
+    /// existing FILE must be a regular file: a symlink, device or pipe is refused.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -271,6 +286,9 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::Secrets(SecretsCommand::Init { out, ca_key_file })) => {
             secrets_init(&out, ca_key_file.as_deref(), io)
         }
+        Some(Command::Secrets(SecretsCommand::SetCaKey { secrets, ca_key_file })) => {
+            secrets_set_ca_key(&secrets, &ca_key_file, io)
+        }
         Some(Command::ControlPlane(a)) => control_plane(&a, io),
         Some(Command::CaHash(a)) => ca_hash(&a, io),
         Some(Command::Fleet(a)) => fleet(&a, io),
@@ -291,8 +309,30 @@ fn read(path: &Path, what: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
+/// A warning or note outside a report: one line on stderr, unless --quiet.
+fn note(io: &mut Io, common: &CommonArgs, line: &str) {
+    if !common.quiet {
+        let _ = writeln!(io.stderr, "{line}");
+    }
+}
+
 /// Print a report (problems and warnings) in the chosen format.
 fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut Io) {
+    // --quiet drops warnings, unless --strict makes them errors.
+    let errors_only;
+    let report = if common.quiet && !common.strict {
+        errors_only = Report {
+            problems: report
+                .problems
+                .iter()
+                .filter(|p| p.severity == crate::report::Severity::Error)
+                .cloned()
+                .collect(),
+        };
+        &errors_only
+    } else {
+        report
+    };
     if report.problems.is_empty() {
         return;
     }
@@ -310,11 +350,37 @@ fn emit(report: &Report, file: &str, source: &str, common: &CommonArgs, io: &mut
 /// warnings under --strict).
 pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &mut Report)) -> Result<Facts, Failure> {
     let path = common.cluster.as_ref().ok_or_else(|| Failure::Usage("--cluster FILE is required".into()))?;
-    let source = read(path, "cluster facts")?;
-    let file = path.display().to_string();
+    let stdin = path == Path::new("-");
+    let source = if stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read the cluster facts from stdin: {e}")))?;
+        text
+    } else {
+        read(path, "cluster facts")?
+    };
+    // A UTF-8 byte order mark (some Windows editors write one) is not content.
+    let source = match source.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => source,
+    };
+    let file = if stdin { "<stdin>".to_string() } else { path.display().to_string() };
+    if let Some(why) = crate::secrets::looks_secret(&source) {
+        // Never echo a line of it: problems would quote the seed or the key.
+        let mut report = Report::default();
+        report.error(
+            "$",
+            format!("this is not a cluster facts file: {why}, so none of its lines are shown"),
+            "give the cluster facts with --cluster and the secrets file with --secrets; keep private keys in the secrets file only",
+        );
+        emit(&report, &file, "", common, io);
+        return Err(Failure::Invalid);
+    }
     let spans = SpanMap::build(&source);
     let (raw, mut report) = facts::parse(&source, &spans);
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Relative paths in the facts (ca.cert-file) are relative to the facts file, or
+    // to the working directory for stdin.
+    let base = if stdin { Path::new(".") } else { path.parent().unwrap_or(Path::new(".")) };
     let facts = raw.and_then(|raw| validate::validate(&raw, base, &mut report));
     if let Some(f) = &facts {
         extra(f, &mut report);
@@ -356,6 +422,23 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
         emit(&report, &file, "", common, io);
         Failure::Invalid
     })?;
+    for p in std::iter::once(path).chain(secrets.ca_key_path.as_deref()) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(p) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                note(
+                    io,
+                    common,
+                    &format!(
+                        "warning: {} is readable by group or others (mode {mode:04o}) and holds credentials; run `chmod 600 {}`",
+                        p.display(),
+                        p.display()
+                    ),
+                );
+            }
+        }
+    }
     if matches!(facts.auth, validate::AuthMode::X509(_)) {
         if let Err(e) = secrets.attach_ca_key(&facts.ca) {
             let mut report = Report::default();
@@ -385,6 +468,13 @@ fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
         return Ok(Delivery::embedded(&read_elf(p, "bootstrap binary")?));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
+        if validate::has_userinfo(url) {
+            return Err(Failure::Usage(format!(
+                "--bootstrap-url {}: the URL has credentials in it; {}",
+                mk8s_bootstrap::system::redact_url(url),
+                validate::USERINFO_HELP
+            )));
+        }
         if !validate::is_safe_url(url) {
             return Err(Failure::Usage(format!("--bootstrap-url {url:?} is not an https URL of plain characters")));
         }
@@ -463,9 +553,9 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
             return Err(Failure::Invalid);
         }
     }
-    match &a.output {
+    match a.output.as_deref().filter(|p| *p != Path::new("-")) {
         Some(p) => {
-            write_atomic(p, &bytes, 0o600)?;
+            write_output(p, &bytes, 0o600)?;
         }
         None => io.stdout.write_all(&bytes)?,
     }
@@ -489,6 +579,20 @@ fn secrets_init(out: &Path, ca_key_file: Option<&str>, io: &mut Io) -> Result<()
     crate::secrets::init(out, ca_key_file)
         .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", out.display())))?;
     writeln!(io.stderr, "wrote {} (0600): keep it private and out of version control", out.display())?;
+    Ok(())
+}
+
+fn secrets_set_ca_key(path: &Path, ca_key_file: &str, io: &mut Io) -> Result<(), Failure> {
+    let text = read(path, "secrets file")?;
+    let key_path = path.parent().unwrap_or(Path::new(".")).join(ca_key_file);
+    let key = read(&key_path, "CA key")?;
+    if !(key.contains("-----BEGIN") && key.contains("PRIVATE KEY-----")) {
+        return Err(Failure::Usage(format!("{} holds no PEM private key", key_path.display())));
+    }
+    let new = crate::secrets::with_ca_key_file(&text, ca_key_file)
+        .map_err(|e| Failure::Usage(format!("cannot change {}: {e}", path.display())))?;
+    write_output(path, new.as_bytes(), 0o600)?;
+    writeln!(io.stderr, "{}: ca-key-file set to {ca_key_file} (0600); the token seed is unchanged", path.display())?;
     Ok(())
 }
 
@@ -543,6 +647,9 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
         threads,
     };
     let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    if s.recovered {
+        note(io, &a.common, &format!("note: finished the commit of an interrupted run in {} first", a.out.display()));
+    }
     writeln!(
         io.stderr,
         "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {}",
@@ -578,7 +685,7 @@ fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
     for (path, data, mode) in &files {
         let dest = a.out.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(dest.parent().expect("absolute paths have parents"))?;
-        write_atomic(&dest, data, *mode)?;
+        write_output(&dest, data, *mode)?;
     }
     writeln!(
         io.stderr,

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::render::apiserver_unit;
 use crate::secrets::{Identity, Secrets};
 use crate::templates;
-use crate::util::write_atomic;
+use crate::util::write_output;
 use crate::validate::{AuthMode, Facts, LoadBalancer, Worker};
 
 /// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
@@ -132,7 +132,9 @@ pub fn hosts_lines(workers: &[&Worker]) -> String {
 /// Write the control-plane bundle into `dir`. Each file is replaced atomically and
 /// left untouched when unchanged. Returns the files written or confirmed.
 pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: &Path) -> anyhow::Result<Vec<String>> {
-    std::fs::create_dir_all(dir)?;
+    // It holds a script to run as root (and with tokens, the credentials): 0700
+    // whatever the umask, and never through a symlink.
+    crate::util::ensure_dir(dir, 0o700, true)?;
     let mut files = Vec::new();
     match facts.auth {
         AuthMode::Token => {
@@ -185,7 +187,7 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
     }
     let mut written = Vec::new();
     for (name, text, mode) in files {
-        write_atomic(&dir.join(name), text.as_bytes(), mode)?;
+        write_output(&dir.join(name), text.as_bytes(), mode)?;
         written.push(name.to_string());
     }
     Ok(written)

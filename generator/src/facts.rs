@@ -189,6 +189,9 @@ pub struct RawWorker {
 /// not hide other problems. Every unknown key is reported; a value of the wrong type
 /// is reported and dropped so the rest is still parsed. Only bad YAML syntax stops
 /// everything. Returns the raw facts (when the YAML parsed) and the problems so far.
+/// Schema problems (unknown keys, wrong types) reported before parsing stops.
+pub const MAX_SCHEMA_PROBLEMS: usize = 256;
+
 pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
     // The common case, a well-formed file, in one pass.
     if let Ok(raw) = serde_yaml::from_str::<RawFacts>(text) {
@@ -213,7 +216,9 @@ pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
     };
     // Each round either succeeds, or records one problem and removes its key.
     let mut raw = None;
-    for _ in 0..256 {
+    let mut rounds = 0;
+    while rounds < MAX_SCHEMA_PROBLEMS {
+        rounds += 1;
         match serde_path_to_error::deserialize::<_, RawFacts>(value.clone()) {
             Ok(r) => {
                 raw = Some(r);
@@ -238,6 +243,13 @@ pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
                 }
                 if key.is_empty() || !remove_key(&mut value, &parent, &key) {
                     break;
+                }
+                if rounds == MAX_SCHEMA_PROBLEMS {
+                    report.error(
+                        "$",
+                        format!("and more: the first {MAX_SCHEMA_PROBLEMS} schema problems are shown, the rest were not checked"),
+                        "fix these and run again",
+                    );
                 }
             }
         }

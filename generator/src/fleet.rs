@@ -26,10 +26,77 @@ use serde::Serialize;
 
 use crate::render::{self, Delivery, Shared};
 use crate::secrets::Secrets;
-use crate::util::write_atomic;
+use crate::util::{write_atomic, write_output};
 use crate::validate::{Facts, Worker};
 
 const STAGING: &str = ".staging";
+/// In the staging directory: the commit about to be applied (renames, removals,
+/// manifest), written durably before the first rename.
+const JOURNAL: &str = "COMMIT.json";
+
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Journal {
+    /// (staged file, destination), relative to the output directory.
+    renames: Vec<(String, String)>,
+    /// Files to remove, relative to the output directory.
+    removals: Vec<String>,
+    /// manifest.json's new content.
+    manifest: String,
+}
+
+/// Apply a journal. Every step is idempotent (a rename whose source is gone was
+/// done; a removal of a missing file was done), so a journal can be applied again
+/// after a kill at any point, then the staging directory goes.
+fn apply(out: &Path, j: &Journal) -> anyhow::Result<()> {
+    let safe = |p: &str| !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "..");
+    anyhow::ensure!(
+        j.renames.iter().all(|(a, b)| safe(a) && safe(b)) && j.removals.iter().all(|p| safe(p)),
+        "{}/{JOURNAL} names a path outside the output directory; remove {STAGING} and run again",
+        out.display()
+    );
+    for (from, to) in &j.renames {
+        match fs::rename(out.join(from), out.join(to)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !out.join(from).exists() => {}
+            r => r.with_context(|| format!("cannot rename {from} to {to} in {}", out.display()))?,
+        }
+    }
+    for p in &j.removals {
+        match fs::remove_file(out.join(p)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.with_context(|| format!("cannot remove {}", out.join(p).display()))?,
+        }
+    }
+    for d in ["nodes", "control-plane"] {
+        if let Ok(d) = fs::File::open(out.join(d)) {
+            let _ = d.sync_all();
+        }
+    }
+    write_output(&out.join("manifest.json"), j.manifest.as_bytes(), 0o644)?;
+    let _ = fs::remove_dir_all(out.join(STAGING));
+    Ok(())
+}
+
+/// Finish the commit of a run killed after writing its journal; true if there was one.
+fn finish_commit(out: &Path) -> anyhow::Result<bool> {
+    let path = out.join(STAGING).join(JOURNAL);
+    let Ok(text) = fs::read(&path) else { return Ok(false) };
+    // A journal is written atomically: one that does not parse is not ours.
+    let j: Journal = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a fleet commit journal; remove it and run again", path.display()))?;
+    apply(out, &j)?;
+    Ok(true)
+}
+
+fn rel(out: &Path, p: &Path) -> anyhow::Result<String> {
+    Ok(p.strip_prefix(out).context("staged outside the output directory")?.to_string_lossy().to_string())
+}
+
+/// Same bytes and same mode (a missing `b` differs).
+fn same_file_content(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::symlink_metadata(p).ok().map(|m| (m.file_type().is_file(), m.permissions().mode()));
+    mode(a) == mode(b) && fs::read(a).ok().is_some_and(|x| fs::read(b).ok().is_some_and(|y| x == y))
+}
 
 /// Which workers a run covers.
 #[derive(Debug, Default, Clone)]
@@ -88,6 +155,8 @@ pub struct Summary {
     pub written: usize,
     pub unchanged: usize,
     pub removed: usize,
+    /// A commit left unfinished by a killed run was completed first.
+    pub recovered: bool,
     pub elapsed: Duration,
 }
 
@@ -129,10 +198,18 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let embedded = matches!(delivery, Delivery::Embedded { .. });
     let nodes_dir = opts.out.join("nodes");
     let staging = opts.out.join(STAGING);
-    // A staging directory left by a killed run holds nothing we need.
+    // Directories of ours, never symlinks (the run deletes files in them), with
+    // modes set whatever the umask: nodes/ and control-plane/ hold credentials and
+    // a script run as root.
+    crate::util::ensure_dir(&opts.out, 0o755, false)?;
+    for d in [&nodes_dir, &opts.out.join("control-plane"), &staging] {
+        crate::util::ensure_dir(d, 0o700, true)?;
+    }
+    // A run killed while committing left a journal: finish its commit first. Any
+    // other staging directory left by a killed run holds nothing we need.
+    let recovered = finish_commit(&opts.out)?;
     let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    fs::create_dir_all(&nodes_dir)?;
+    crate::util::ensure_dir(&staging, 0o700, true)?;
 
     // Render every node on every core; write only what changed, into staging.
     let next = AtomicUsize::new(0);
@@ -208,41 +285,59 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let mut results = results.into_inner().unwrap();
     results.sort_by(|a, b| a.entry.node.cmp(&b.entry.node));
 
-    // Commit: durable first, then visible.
+    // Commit: durable first, then a journal of every change, then visible. A run
+    // killed after the journal is written is completed by the next run.
     let written = results.iter().filter(|r| r.staged.is_some()).count();
-    if opts.sync && written > 0 {
-        sync_filesystem(&staging)?;
-    }
+    let mut journal = Journal::default();
     for r in &results {
         if let Some(from) = &r.staged {
-            fs::rename(from, nodes_dir.join(format!("{}.{ext}", r.entry.node)))?;
+            journal.renames.push((rel(&opts.out, from)?, format!("nodes/{}.{ext}", r.entry.node)));
         }
     }
     // Without a selection the run covers the whole fleet: drop files of workers
-    // that are no longer in the facts.
-    let mut removed = 0;
+    // that are no longer in the facts (of this format only: the other format's
+    // files are another fleet's output).
     if opts.selection.is_all() {
         let keep: std::collections::HashSet<String> =
             results.iter().map(|r| format!("{}.{ext}", r.entry.node)).collect();
+        let suffix = format!(".{ext}");
         for e in fs::read_dir(&nodes_dir)? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().to_string();
-            if (name.ends_with(".user-data") || name.ends_with(".ign")) && !keep.contains(&name) {
-                fs::remove_file(e.path())?;
-                removed += 1;
+            let name = e?.file_name().to_string_lossy().to_string();
+            if name.ends_with(&suffix) && !keep.contains(&name) {
+                journal.removals.push(format!("nodes/{name}"));
             }
         }
     }
-    if let Ok(d) = fs::File::open(&nodes_dir) {
-        let _ = d.sync_all();
+    let removed = journal.removals.len();
+    // The control-plane bundle is staged too, and only changed files are renamed.
+    let cp_staged = staging.join("control-plane");
+    crate::controlplane::write_bundle(facts, secrets, &workers, &cp_staged)?;
+    for e in fs::read_dir(&cp_staged)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        let dest = opts.out.join("control-plane").join(&name);
+        if same_file_content(&e.path(), &dest) {
+            continue;
+        }
+        journal.renames.push((format!("{STAGING}/control-plane/{name}"), format!("control-plane/{name}")));
     }
-    crate::controlplane::write_bundle(facts, secrets, &workers, &opts.out.join("control-plane"))?;
     let manifest: Vec<&ManifestEntry> = results.iter().map(|r| &r.entry).collect();
     let mut text = serde_json::to_string_pretty(&manifest)?;
     text.push('\n');
-    write_atomic(&opts.out.join("manifest.json"), text.as_bytes(), 0o644)?;
-    let _ = fs::remove_dir_all(&staging);
-    Ok(Summary { nodes: results.len(), written, unchanged: results.len() - written, removed, elapsed: start.elapsed() })
+    journal.manifest = text;
+    if opts.sync && !journal.renames.is_empty() {
+        sync_filesystem(&staging)?;
+    }
+    write_atomic(&staging.join(JOURNAL), &serde_json::to_vec(&journal)?, 0o600)?;
+    apply(&opts.out, &journal)?;
+    Ok(Summary {
+        nodes: results.len(),
+        written,
+        unchanged: results.len() - written,
+        removed,
+        recovered,
+        elapsed: start.elapsed(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -265,8 +360,16 @@ fn render_one(
     }
     let name = format!("{}.{ext}", w.name);
     let sha256 = mk8s_bootstrap::plan::sha256_hex(text.as_bytes());
-    let unchanged = fs::read(nodes.join(&name)).is_ok_and(|old| old == text.as_bytes());
+    let dest = nodes.join(&name);
+    let unchanged = fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_file())
+        && fs::read(&dest).is_ok_and(|old| old == text.as_bytes());
     let staged = if unchanged {
+        // Same content, but an older version or a hand's chmod may have left it
+        // readable by others: the mode is set on every run.
+        use std::os::unix::fs::PermissionsExt;
+        if fs::metadata(&dest)?.permissions().mode() & 0o7777 != 0o600 {
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o600))?;
+        }
         None
     } else {
         use std::os::unix::fs::OpenOptionsExt;

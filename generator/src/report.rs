@@ -29,6 +29,29 @@ pub struct Problem {
     pub column: Option<usize>,
 }
 
+/// Characters of a source line shown with a problem.
+pub const EXCERPT_CHARS: usize = 100;
+
+/// A long source line cut to a window of [`EXCERPT_CHARS`] around `col` (1-based,
+/// in characters), with `…` where it was cut; returns the line and the new column.
+fn excerpt(text: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= EXCERPT_CHARS {
+        return (text.to_string(), col);
+    }
+    let start = col.saturating_sub(EXCERPT_CHARS / 4 + 1).min(chars.len().saturating_sub(EXCERPT_CHARS));
+    let end = (start + EXCERPT_CHARS).min(chars.len());
+    let mut s = String::new();
+    if start > 0 {
+        s.push('…');
+    }
+    s.extend(&chars[start..end]);
+    if end < chars.len() {
+        s.push('…');
+    }
+    (s, col - start + usize::from(start > 0))
+}
+
 /// Every problem in one input file.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
@@ -88,6 +111,7 @@ impl Report {
             if let (Some(line), Some(col)) = (p.line, p.column) {
                 let _ = writeln!(out, "  --> {file}:{line}:{col}");
                 if let Some(text) = lines.get(line - 1) {
+                    let (text, col) = excerpt(text, col);
                     let w = line.to_string().len();
                     let _ = writeln!(out, "{:w$} |", "");
                     let _ = writeln!(out, "{line} | {text}");
@@ -104,5 +128,23 @@ impl Report {
         let (e, w) = (self.errors(), self.problems.len() - self.errors());
         let _ = writeln!(out, "{file}: {e} error(s), {w} warning(s)");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_source_lines_are_cut_around_the_caret() {
+        let line = format!("name: {}", "x".repeat(50_000));
+        let (shown, col) = excerpt(&line, 7);
+        assert_eq!(shown.chars().count(), EXCERPT_CHARS + 1);
+        assert!(shown.starts_with("name: x") && shown.ends_with('…'));
+        assert_eq!(col, 7);
+        let (shown, col) = excerpt(&line, 30_000);
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(shown.chars().nth(col - 1), Some('x'));
+        assert_eq!(excerpt("short", 3), ("short".to_string(), 3));
     }
 }

@@ -36,6 +36,8 @@ struct RawSecrets {
 pub struct Secrets {
     seed: Vec<u8>,
     ca_key_pem: Option<String>,
+    /// Where `ca-key-file` pointed, when the key came from a file.
+    pub ca_key_path: Option<std::path::PathBuf>,
     ca_key: Option<crate::x509::CaKey>,
 }
 
@@ -68,7 +70,10 @@ impl Secrets {
         if let Some(file) = s.ca_key_pem.as_ref().and_then(|k| k.strip_prefix("file:")) {
             let path = base_dir.join(file);
             match std::fs::read_to_string(&path) {
-                Ok(pem) => s.ca_key_pem = Some(pem),
+                Ok(pem) => {
+                    s.ca_key_pem = Some(pem);
+                    s.ca_key_path = Some(path);
+                }
                 Err(e) => {
                     let mut r = Report::default();
                     r.error("$.ca-key-file", format!("cannot read {}: {e}", path.display()), "the path is relative to the secrets file; on MicroK8s the key is certs/ca.key on a control-plane node");
@@ -125,7 +130,7 @@ impl Secrets {
             return Err(r);
         }
         let ca_key_pem = raw.ca_key.or(raw.ca_key_file.map(|f| format!("file:{f}")));
-        Ok(Secrets { seed, ca_key_pem, ca_key: None })
+        Ok(Secrets { seed, ca_key_pem, ca_key_path: None, ca_key: None })
     }
 
     /// `auth: x509`: parse the CA key once and check it belongs to the CA.
@@ -183,6 +188,36 @@ impl Secrets {
         mac.update(suffix);
         mac.finalize().into_bytes().into()
     }
+}
+
+/// Why `text` must never be echoed, if it looks like secrets: a secrets file (a
+/// top-level `token-seed` key) or anything holding a PEM private key.
+pub fn looks_secret(text: &str) -> Option<&'static str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.lines().any(|l| l.starts_with("token-seed:") || l.starts_with("\"token-seed\":")) {
+        Some("it looks like a secrets file (it has a top-level `token-seed`)")
+    } else if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
+        Some("it holds a private key")
+    } else {
+        None
+    }
+}
+
+/// `mk8s-gen secrets set-ca-key`: the secrets file's text with `ca-key-file` set
+/// (replacing an earlier one). The file must be a valid secrets file without an
+/// inline `ca-key`; problems never quote its content.
+pub fn with_ca_key_file(text: &str, ca_key_file: &str) -> Result<String, String> {
+    Secrets::parse(text)
+        .map_err(|r| r.problems.first().map_or_else(|| "it is not a secrets file".into(), |p| p.message.clone()))?;
+    let mut raw: RawSecrets = serde_yaml::from_str(text).map_err(|_| "it is not a secrets file".to_string())?;
+    if raw.ca_key.is_some() {
+        return Err("it already holds the CA key inline (`ca-key`); remove that first".into());
+    }
+    raw.ca_key_file = Some(ca_key_file.to_string());
+    Ok(format!(
+        "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
+        serde_yaml::to_string(&raw).expect("serializes")
+    ))
 }
 
 /// `mk8s-gen secrets init --out FILE`: 0600 from the first byte, never overwrites.

@@ -275,7 +275,20 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             }
         }
         let addr = required(n.address.as_ref(), &format!("{base}.address"), report)
-            .and_then(|a| check_ip(a, &format!("{base}.address"), report));
+            .and_then(|a| check_ip(a, &format!("{base}.address"), report))
+            .inspect(|ip| {
+                // A warning, not an error: a test bed on one machine runs its
+                // simulated control plane on 127.0.0.x.
+                if ip.to_canonical().is_loopback() {
+                    report.warning(
+                        format!("{base}.address"),
+                        format!(
+                            "{ip} is a loopback address: every worker would dial itself, not this control-plane node"
+                        ),
+                        "give the control-plane node's address on the network the workers reach it by",
+                    );
+                }
+            });
         if let (Some(name), Some(a)) = (name, addr) {
             unique_addr(&mut addrs, a, format!("{base}.address"), report);
             control_plane.push(ControlPlaneNode { name: name.clone(), address: a });
@@ -316,6 +329,13 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         let Some(name) = required(w.name.as_ref(), &format!("{base}.name"), report) else { continue };
         if check_node_name(name, &format!("{base}.name"), report) {
             unique(&mut names, name, format!("{base}.name"), "node name", report);
+            if name.len() > MAX_WORKER_NAME {
+                report.error(
+                    format!("{base}.name"),
+                    format!("worker name is {} characters long: its fleet file NAME.user-data would be longer than a file name may be (255 bytes)", name.len()),
+                    &format!("use at most {MAX_WORKER_NAME} characters"),
+                );
+            }
         }
         let address = w.address.as_ref().and_then(|a| {
             let ip = check_ip(a, &format!("{base}.address"), report)?;
@@ -399,6 +419,9 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
 }
 
 pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+/// `NAME.user-data` (the longer fleet file name) must fit in 255 bytes.
+pub const MAX_WORKER_NAME: usize = 255 - ".user-data".len();
 
 /// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
 /// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
@@ -489,6 +512,8 @@ fn unique<'a>(seen: &mut HashMap<&'a str, String>, name: &'a str, path: String, 
 }
 
 fn unique_addr(seen: &mut HashMap<IpAddr, String>, a: IpAddr, path: String, report: &mut Report) {
+    // ::ffff:10.0.0.1 is 10.0.0.1.
+    let a = a.to_canonical();
     if let Some(first) = seen.get(&a) {
         report.error(path, format!("duplicate address {a} (first at {first})"), "every node needs its own address");
     } else {
@@ -523,9 +548,16 @@ pub fn is_dns_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// How many characters of a value a message quotes.
+pub const SHOWN_CHARS: usize = 80;
+
 fn show(s: &str) -> String {
-    // Debug-quote so control characters and quotes are visible, never raw.
-    format!("{s:?}")
+    // Debug-quote so control characters and quotes are visible, never raw; a long
+    // value is cut (a 50 MB value is not worth printing, twice).
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
+        None => format!("{s:?}"),
+    }
 }
 
 fn check_dns_label(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
@@ -665,7 +697,13 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
         report.error(path, format!("track {track:?} is not supported"), "use a classic track such as 1.30/stable");
         return None;
     }
-    let version = track.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    // Plain digits only: u32's parser also takes `+1`.
+    let number = |p: &str| {
+        (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0')))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+    };
+    let version = track.split_once('.').and_then(|(a, b)| Some((number(a)?, number(b)?)));
     let Some((major, minor)) = version else {
         report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
         return None;
@@ -721,6 +759,17 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
     }
 }
 
+/// Milliseconds of a duration that [`is_duration`] accepted.
+fn duration_ms(s: &str) -> u64 {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().unwrap_or(0);
+    match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        _ => n * 60_000,
+    }
+}
+
 fn is_duration(s: &str) -> bool {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     !num.is_empty() && num.len() <= 6 && matches!(unit, "ms" | "s" | "m") && num.parse::<u32>().is_ok_and(|n| n > 0)
@@ -758,7 +807,22 @@ fn check_lb(
                             "write a whole number with ms, s or m, e.g. 5s",
                         );
                         ok = false;
+                    } else if duration_ms(v) > 3_600_000 {
+                        report.error(
+                            format!("{base}.health-check.{k}"),
+                            format!("{} is longer than an hour", show(v)),
+                            "health checks find a dead apiserver within seconds: use e.g. interval 5s, timeout 3s",
+                        );
+                        ok = false;
                     }
+                }
+                if ok && duration_ms(&timeout) > duration_ms(&interval) {
+                    report.error(
+                        format!("{base}.health-check.timeout"),
+                        format!("timeout {timeout} is longer than the interval {interval}"),
+                        "a check must end before the next one starts: make the timeout at most the interval, e.g. interval 5s, timeout 3s",
+                    );
+                    ok = false;
                 }
                 ok
             };
@@ -893,7 +957,25 @@ fn check_lb(
                 );
                 return None;
             };
-            let ok = addr.parse::<IpAddr>().is_ok_and(|ip| !ip.is_unspecified()) || is_dns_name(addr);
+            if let Ok(ip) = addr.parse::<IpAddr>() {
+                let why = match ip {
+                    _ if ip.is_unspecified() => Some("the unspecified address"),
+                    _ if ip.is_multicast() => Some("a multicast address"),
+                    IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    report.error(
+                        format!("{base}.address"),
+                        format!("{ip} is {why}, not a load balancer's address"),
+                        "give the load balancer's unicast IP address or DNS name, e.g. 167.172.5.46 or api.example.com",
+                    );
+                    return None;
+                }
+            }
+            // `10.0.0.300` is no address, and no name either (every label digits).
+            let looks_numeric = addr.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            let ok = addr.parse::<IpAddr>().is_ok() || (is_dns_name(addr) && !looks_numeric);
             if !ok {
                 report.error(
                     format!("{base}.address"),
@@ -950,7 +1032,21 @@ pub fn is_safe_url(u: &str) -> bool {
     })
 }
 
+/// `https://user:password@host/...`: credentials that would end up in the user-data,
+/// the node's scripts, logs and curl's argv.
+pub fn has_userinfo(u: &str) -> bool {
+    let rest = u.split_once("://").map_or(u, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+}
+
+/// What to say about a URL with credentials in it (the URL itself is not shown).
+pub const USERINFO_HELP: &str = "credentials in a URL (user:password@) would be copied into the user-data, the node's scripts and logs and curl's command line; serve the file without them, or use a short-lived presigned URL (its query is never logged)";
+
 fn check_url(u: &str, path: &str, report: &mut Report) -> bool {
+    if has_userinfo(u) {
+        report.error(path, "the URL has credentials in it (user:password@)", USERINFO_HELP);
+        return false;
+    }
     let ok = is_safe_url(u);
     if !ok {
         report.error(
@@ -1025,6 +1121,13 @@ pub const MANAGED_KUBELET_FLAGS: &[(&str, &str)] = &[
     ("--client-ca-file", "the cluster CA is installed for you"),
 ];
 
+/// Kubelet flags refused outright, with why.
+pub const REFUSED_KUBELET_FLAGS: &[(&str, &str)] = &[
+    ("--config", "a kubelet config file can override the flags mk8s-gen sets; give individual flags instead"),
+    ("--help", "the kubelet would print its usage and exit instead of running"),
+    ("--version", "the kubelet would print its version and exit instead of running"),
+];
+
 fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
     let (flag, value) = match a.split_once('=') {
         Some((f, v)) => (f, Some(v)),
@@ -1042,6 +1145,24 @@ fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
     }
     if let Some((_, why)) = MANAGED_KUBELET_FLAGS.iter().find(|(f, _)| *f == flag) {
         report.error(path, format!("{flag} is managed by mk8s-gen"), why);
+        return;
+    }
+    if let Some((_, why)) = REFUSED_KUBELET_FLAGS.iter().find(|(f, _)| *f == flag) {
+        report.error(path, format!("{flag} is not allowed in kubelet-args"), why);
+        return;
+    }
+    // Flags that would open the kubelet's API (port 10250) to anyone who reaches it.
+    let unsafe_value = match flag {
+        "--anonymous-auth" => value != Some("false"),
+        "--authorization-mode" => value != Some("Webhook"),
+        _ => false,
+    };
+    if unsafe_value {
+        report.error(
+            path,
+            format!("{} would let anyone who reaches the kubelet's port 10250 use its API", show(a)),
+            "remove it: the kubelet must refuse anonymous requests and ask the apiserver about every request (--anonymous-auth=false, --authorization-mode=Webhook)",
+        );
     }
 }
 
@@ -1068,7 +1189,18 @@ mod tests {
         assert_eq!(f("1.24/edge", &mut r), Some(Flavour::Kubelite));
         assert_eq!(f("1.30/stable", &mut r), Some(Flavour::KubeliteApiserverProxy));
         assert!(!r.has_errors());
-        for bad in ["1.18/stable", "2.0", "1.30/stabel", "1.30/stable/x/y", "one", "1.30-strict/stable", ""] {
+        for bad in [
+            "1.18/stable",
+            "2.0",
+            "1.30/stabel",
+            "1.30/stable/x/y",
+            "one",
+            "1.30-strict/stable",
+            "",
+            "+1.+30/stable",
+            "1.030",
+            "01.30",
+        ] {
             let mut r = Report::default();
             assert_eq!(f(bad, &mut r), None, "{bad}");
             assert!(r.has_errors());
@@ -1102,6 +1234,8 @@ mod tests {
                 && !is_safe_url("https://a.b/x y")
                 && !is_safe_url("https://a/'$(id)'")
         );
+        assert!(has_userinfo("https://u:p@a.example/x") && has_userinfo("https://u@a.example"));
+        assert!(!has_userinfo("https://a.example/x@y") && !has_userinfo("https://a.example/x?u=a@b"));
     }
 
     #[test]
@@ -1118,6 +1252,47 @@ mod tests {
         assert!(check("--x=\"a\""));
         assert!(check("--kubeconfig=/tmp/x"));
         assert!(check("-v=2"));
+        for bad in [
+            "--config=/etc/k.yaml",
+            "--anonymous-auth=true",
+            "--anonymous-auth",
+            "--authorization-mode=AlwaysAllow",
+            "--help",
+            "--version",
+        ] {
+            assert!(check(bad), "{bad}");
+        }
+        assert!(!check("--anonymous-auth=false") && !check("--authorization-mode=Webhook"));
+    }
+
+    #[test]
+    fn long_values_are_cut_when_shown() {
+        let long = "x".repeat(50_000);
+        let shown = show(&long);
+        assert!(shown.len() < 120 && shown.ends_with("… (50000 bytes)"), "{shown}");
+        assert_eq!(show("short"), "\"short\"");
+    }
+
+    #[test]
+    fn health_check_durations_are_sane() {
+        for (interval, timeout, ok) in
+            [("5s", "3s", true), ("5s", "5s", true), ("1s", "3s", false), ("2h", "1s", false), ("61m", "1s", false)]
+        {
+            let mut r = Report::default();
+            let raw = RawLoadBalancer {
+                mode: None,
+                kind: Some("haproxy".into()),
+                address: None,
+                port: None,
+                traefik: None,
+                health_check: Some(crate::facts::RawHealthCheck {
+                    interval: Some(interval.into()),
+                    timeout: Some(timeout.into()),
+                }),
+            };
+            check_lb(Some(&raw), 16443, None, &mut r);
+            assert_eq!(!r.has_errors(), ok, "{interval} {timeout}: {r:?}");
+        }
     }
 
     #[test]

@@ -84,3 +84,113 @@ fn an_ignition_config_over_a_limit_is_not_told_to_use_gzip() {
     let o = run("cloud-config");
     assert!(String::from_utf8_lossy(&o.stderr).contains("--gzip"));
 }
+
+fn seed_args() -> Vec<String> {
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    ["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1"]
+        .iter()
+        .map(|a| if a.ends_with(".yaml") { seed.join(a).display().to_string() } else { a.to_string() })
+        .collect()
+}
+
+#[test]
+fn output_refuses_symlinks_devices_and_pipes_and_dash_is_stdout() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = Command::new(BIN).args(seed_args()).output().unwrap();
+    assert!(stdout.status.success());
+    let dash = Command::new(BIN).args(seed_args()).args(["-o", "-"]).output().unwrap();
+    assert!(dash.status.success(), "{}", String::from_utf8_lossy(&dash.stderr));
+    assert_eq!(dash.stdout, stdout.stdout, "-o - writes to stdout");
+    assert!(!dir.path().join("-").exists());
+
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, "keep").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut refused = vec![(link.clone(), "a symbolic link"), (fifo.clone(), "a named pipe")];
+    // A character device (as /dev/null is), when this test may make one.
+    let dev = dir.path().join("null");
+    if Command::new("mknod").arg(&dev).args(["c", "1", "3"]).status().is_ok_and(|s| s.success()) {
+        refused.push((dev.clone(), "a device"));
+    }
+    refused.push((dir.path().to_path_buf(), "a directory"));
+    for (p, what) in &refused {
+        let o = Command::new(BIN).args(seed_args()).arg("-o").arg(p).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{what}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("it is {what}, not a regular file")), "{err}");
+    }
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    if dev.exists() {
+        assert!(fs::symlink_metadata(&dev).unwrap().file_type().is_char_device());
+    }
+    // A regular file is replaced, 0600.
+    let o = Command::new(BIN).args(seed_args()).arg("-o").arg(&target).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(fs::read(&target).unwrap(), stdout.stdout);
+    assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn cluster_dash_reads_the_facts_from_stdin() {
+    use std::io::Write;
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    let from_file = Command::new(BIN).args(seed_args()).current_dir(&seed).output().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(&seed)
+        .args(["--cluster", "-", "--secrets", "secrets.yaml", "--node", "worker-1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&fs::read(seed.join("cluster.yaml")).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, from_file.stdout);
+}
+
+#[test]
+fn secrets_set_ca_key_adds_the_key_and_keeps_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let x509 = mk8s_testkit::workspace().join("fixtures/x509");
+    let secrets = dir.path().join("secrets.yaml");
+    let o = Command::new(BIN).args(["secrets", "init", "--out"]).arg(&secrets).output().unwrap();
+    assert!(o.status.success());
+    let before = fs::read_to_string(&secrets).unwrap();
+    fs::copy(x509.join("ca.key"), dir.path().join("ca.key")).unwrap();
+    let gen = || {
+        Command::new(BIN)
+            .args(["--cluster", x509.join("cluster.yaml").to_str().unwrap(), "--node", "worker-1", "--secrets"])
+            .arg(&secrets)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(gen().status.code(), Some(1), "x509 needs the CA key");
+    let o = Command::new(BIN)
+        .args(["secrets", "set-ca-key", "--ca-key-file", "ca.key", "--secrets"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = fs::read_to_string(&secrets).unwrap();
+    let seed = |t: &str| t.lines().find(|l| l.starts_with("token-seed:")).unwrap().to_string();
+    assert_eq!(seed(&after), seed(&before));
+    assert!(after.contains("ca-key-file: ca.key"));
+    assert_eq!(fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600);
+    let o = gen();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Not a key: refused, the file unchanged.
+    let o = Command::new(BIN)
+        .args(["secrets", "set-ca-key", "--ca-key-file", "secrets.yaml", "--secrets"])
+        .arg(&secrets)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(fs::read_to_string(&secrets).unwrap(), after);
+}

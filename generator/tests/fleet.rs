@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -328,4 +329,118 @@ fn fleet_finishes_on_a_terminal() {
     assert!(said.contains("fleet: 300 node(s)"), "{said}");
     assert_eq!(fs::read_dir(out.join("nodes")).unwrap().count(), 300);
     assert!(!out.join(".staging").exists());
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn modes_are_set_on_every_run_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 3);
+    let out = tmp.path().join("a/out");
+    let run = |umask: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(["fleet", "--cluster", facts.to_str().unwrap(), "--secrets", seed_secrets().to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = run("000");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(mode(&out), 0o755);
+    assert_eq!(mode(&out.join("nodes")), 0o700, "nodes/ holds credentials");
+    assert_eq!(mode(&out.join("control-plane")), 0o700, "control-plane/ holds a script run as root");
+    assert_eq!(mode(&out.join("control-plane/merge-known-tokens.sh")), 0o755);
+    assert_eq!(mode(&out.join("control-plane/known-tokens.csv")), 0o600);
+    assert_eq!(mode(&out.join("manifest.json")), 0o644);
+    // An unchanged file keeps its content but gets its mode back.
+    let node = out.join("nodes/w-00001.user-data");
+    fs::set_permissions(&node, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(out.join("nodes"), fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run("022");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 written, 3 unchanged"));
+    assert_eq!(mode(&node), 0o600);
+    assert_eq!(mode(&out.join("nodes")), 0o700);
+}
+
+#[test]
+fn switching_formats_keeps_the_other_formats_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 2);
+    let out = tmp.path().join("out");
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    let o = fleet(&facts, &seed_secrets(), &out, &["--format", "ignition"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 removed"));
+    let names: Vec<_> = tree(&out.join("nodes")).into_keys().collect();
+    assert_eq!(names, ["w-00000.ign", "w-00000.user-data", "w-00001.ign", "w-00001.user-data"]);
+    check_manifest_ext(&out, "ign");
+}
+
+#[test]
+fn symlinked_output_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 2);
+    let precious = tmp.path().join("precious");
+    fs::create_dir(&precious).unwrap();
+    fs::write(precious.join("old.user-data"), "keep").unwrap();
+    for link in ["nodes", "control-plane", ".staging"] {
+        let out = tmp.path().join(format!("out-{link}"));
+        fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&precious, out.join(link)).unwrap();
+        let o = fleet(&facts, &seed_secrets(), &out, &[]);
+        assert_eq!(o.status.code(), Some(2), "{link}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("it is a symbolic link"), "{link}");
+    }
+    let linked_out = tmp.path().join("out-link");
+    std::os::unix::fs::symlink(&precious, &linked_out).unwrap();
+    assert_eq!(fleet(&facts, &seed_secrets(), &linked_out, &[]).status.code(), Some(2));
+    let names: Vec<_> = tree(&precious).into_keys().collect();
+    assert_eq!(names, ["old.user-data"], "nothing written or removed through a link");
+}
+
+/// A run killed after it journalled its commit, part-way through the renames: the
+/// next run (here a selected one, which alone would not touch the other nodes)
+/// finishes that commit first.
+#[test]
+fn the_next_run_finishes_an_interrupted_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 6);
+    let older = tmp.path().join("older.yaml");
+    fs::write(&older, fs::read_to_string(&facts).unwrap().replace("name: big", "name: older")).unwrap();
+    let want = tmp.path().join("want");
+    assert!(fleet(&facts, &seed_secrets(), &want, &[]).status.success());
+    let out = tmp.path().join("out");
+    assert!(fleet(&older, &seed_secrets(), &out, &[]).status.success());
+    // What the killed run had done: staged every new file, journalled, renamed two.
+    let staged = out.join(".staging/0");
+    fs::create_dir_all(&staged).unwrap();
+    let mut renames = Vec::new();
+    for i in 0..6 {
+        let name = format!("w-{i:05}.user-data");
+        fs::copy(want.join("nodes").join(&name), staged.join(&name)).unwrap();
+        renames.push((format!(".staging/0/{name}"), format!("nodes/{name}")));
+    }
+    let journal = serde_json::json!({
+        "renames": renames,
+        "removals": [],
+        "manifest": fs::read_to_string(want.join("manifest.json")).unwrap(),
+    });
+    fs::write(out.join(".staging/COMMIT.json"), journal.to_string()).unwrap();
+    for (from, to) in &renames[..2] {
+        fs::rename(out.join(from), out.join(to)).unwrap();
+    }
+    let o = fleet(&facts, &seed_secrets(), &out, &["--select", "w-00005"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("finished the commit of an interrupted run"));
+    assert!(!out.join(".staging").exists());
+    for i in 0..6 {
+        let name = format!("nodes/w-{i:05}.user-data");
+        assert_eq!(fs::read(out.join(&name)).unwrap(), fs::read(want.join(&name)).unwrap(), "{name}");
+    }
 }

@@ -19,7 +19,23 @@ struct Case {
     args: Vec<String>,
 }
 
+/// Secrets and CA keys are kept 0600, as an operator keeps them (git records no
+/// such mode), so outputs do not depend on the umask of the checkout.
+fn private_fixtures() {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in fs::read_dir(workspace().join("fixtures")).unwrap() {
+        for f in fs::read_dir(dir.unwrap().path()).into_iter().flatten() {
+            let p = f.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with("secrets.yaml") || name.ends_with(".key") {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+    }
+}
+
 fn cases() -> Vec<Case> {
+    private_fixtures();
     let mut out = Vec::new();
     let mut dirs: Vec<_> = fs::read_dir(workspace().join("fixtures")).unwrap().map(|e| e.unwrap().path()).collect();
     dirs.sort();

@@ -1,0 +1,137 @@
+//! Safe under misuse: secrets never echoed, credentials never logged, warnings
+//! about readable secrets.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use mk8s_testkit::workspace;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn seed(file: &str) -> String {
+    workspace().join("fixtures/seed").join(file).display().to_string()
+}
+
+#[test]
+fn a_secrets_file_given_as_the_facts_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_text = fs::read_to_string(seed("secrets.yaml")).unwrap();
+    let seed_value = secrets_text.lines().find_map(|l| l.strip_prefix("token-seed: ")).unwrap().to_string();
+    let key = fs::read_to_string(workspace().join("fixtures/x509/ca.key")).unwrap();
+    let key_line = key.lines().nth(1).unwrap().to_string();
+    let inline = dir.path().join("inline.yaml");
+    let indented: String = key.lines().map(|l| format!("  {l}\n")).collect();
+    fs::write(&inline, format!("{secrets_text}ca-key: |\n{indented}")).unwrap();
+    let facts_with_key = dir.path().join("facts.yaml");
+    fs::write(&facts_with_key, format!("cluster:\n  name: x\n  ca:\n    cert: |\n{indented}")).unwrap();
+    for file in [seed("secrets.yaml"), inline.display().to_string(), facts_with_key.display().to_string()] {
+        for args in [
+            vec!["check", "--cluster", &file],
+            vec!["--cluster", &file, "--secrets", &file, "--node", "worker-1"],
+            vec!["check", "--message-format", "json", "--cluster", &file],
+        ] {
+            let o = Command::new(BIN).args(&args).output().unwrap();
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!err.contains(&seed_value) && !err.contains(&key_line), "{args:?} echoed a secret:\n{err}");
+            assert!(err.contains("none of its lines are shown"), "{err}");
+        }
+    }
+    // Through Terraform too (its plan output shows stderr).
+    let q = serde_json::json!({"cluster": seed("secrets.yaml"), "secrets": seed("secrets.yaml"), "node": "worker-1"});
+    let mut child = Command::new(BIN)
+        .arg("terraform")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(q.to_string().as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(&seed_value));
+}
+
+#[test]
+fn readable_secrets_and_ca_keys_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let x509 = workspace().join("fixtures/x509");
+    for f in ["secrets.yaml", "ca.key"] {
+        fs::copy(x509.join(f), dir.path().join(f)).unwrap();
+    }
+    let secrets = dir.path().join("secrets.yaml");
+    let key = dir.path().join("ca.key");
+    let run = |extra: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["--cluster", x509.join("cluster.yaml").to_str().unwrap(), "--secrets", secrets.to_str().unwrap()])
+            .args(["--node", "worker-1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let err = run(&[]);
+    assert!(
+        err.contains(&format!("warning: {} is readable by group or others (mode 0644)", secrets.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("warning: {} is readable by group or others (mode 0640)", key.display())), "{err}");
+    assert!(!run(&["--quiet"]).contains("warning"), "--quiet");
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!run(&[]).contains("readable"));
+}
+
+#[test]
+fn credentials_in_urls_are_refused_and_queries_never_logged() {
+    let o = Command::new(BIN)
+        .args(["--cluster", &seed("cluster.yaml"), "--secrets", &seed("secrets.yaml"), "--node", "worker-1"])
+        .args(["--bootstrap-url", "https://alice:hunter2@downloads.example.com/b", "--bootstrap-sha256", SHA])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("credentials") && !err.contains("hunter2"), "{err}");
+
+    // A presigned URL is accepted; the fetch script never prints its query.
+    let url = "https://b.s3.amazonaws.com/mk8s-bootstrap?X-Amz-Signature=s3cr3t&X-Amz-Expires=600";
+    let o = Command::new(BIN)
+        .args(["--cluster", &seed("cluster.yaml"), "--secrets", &seed("secrets.yaml"), "--node", "worker-1"])
+        .args(["--bootstrap-url", url, "--bootstrap-sha256", SHA])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = mk8s_gen::templates::render(
+        "fetch-bootstrap.sh",
+        serde_json::json!({"url": url, "sha256": SHA, "dest": "DEST"}),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    // A curl that downloads the wrong bytes: the script refuses them and says so.
+    let curl = bin.join("curl");
+    fs::write(&curl, "#!/bin/sh\nwhile [ \"$1\" != -o ]; do shift; done\necho wrong > \"$2\"\n").unwrap();
+    fs::set_permissions(&curl, fs::Permissions::from_mode(0o755)).unwrap();
+    let dest = dir.path().join("mk8s-bootstrap");
+    let script = script
+        .replace("dest='DEST'", &format!("dest='{}'", dest.display()))
+        .replace("dest=DEST", &format!("dest='{}'", dest.display()));
+    assert!(script.contains(&dest.display().to_string()), "{script}");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("https://b.s3.amazonaws.com/mk8s-bootstrap?<redacted>"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
