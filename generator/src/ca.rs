@@ -15,7 +15,26 @@ pub struct CaCert {
     pub subject: String,
     /// Seconds since the epoch.
     pub not_after: i64,
+    pub not_before: i64,
+    /// The modulus size of an RSA key.
+    pub rsa_bits: Option<usize>,
+    /// The signature algorithm, when it is a weak one (MD5 or SHA-1).
+    pub weak_signature: Option<&'static str>,
+    /// A keyUsage extension without keyCertSign: Go's verifier refuses every
+    /// certificate it signed ("parent certificate cannot sign this kind of
+    /// certificate").
+    pub no_cert_sign: bool,
 }
+
+/// How serious a CA problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// A finding about the CA: severity, what, and what to do.
+pub type Finding = (Severity, String, &'static str);
 
 impl CaCert {
     pub fn from_pem(text: &str) -> Result<CaCert, String> {
@@ -45,8 +64,65 @@ impl CaCert {
         let pin = format!("sha256:{}", hex::encode(Sha256::digest(cert.public_key().raw)));
         let subject = cert.subject().to_string();
         let not_after = cert.validity().not_after.timestamp();
+        let not_before = cert.validity().not_before.timestamp();
+        let rsa_bits = match cert.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
+            _ => None,
+        };
+        let oid = cert.signature_algorithm.algorithm.to_id_string();
+        let weak_signature = match oid.as_str() {
+            "1.2.840.113549.1.1.4" => Some("MD5"),
+            "1.2.840.113549.1.1.5" | "1.2.840.10040.4.3" | "1.2.840.10045.4.1" => Some("SHA-1"),
+            _ => None,
+        };
+        let no_cert_sign = cert.key_usage().ok().flatten().is_some_and(|ku| !ku.value.key_cert_sign());
         let pem = to_pem(&der);
-        Ok(CaCert { pem, der, pin, subject, not_after })
+        Ok(CaCert { pem, der, pin, subject, not_after, not_before, rsa_bits, weak_signature, no_cert_sign })
+    }
+
+    /// What is wrong with this CA at `now` (Unix seconds). Read against the clock,
+    /// unlike everything the generator writes: these are findings about the input.
+    pub fn findings(&self, now: i64) -> Vec<Finding> {
+        let day = |t: i64| {
+            ::time::OffsetDateTime::from_unix_timestamp(t).map(|d| d.date().to_string()).unwrap_or_else(|_| t.to_string())
+        };
+        let mut out = Vec::new();
+        if now > self.not_after {
+            out.push((
+                Severity::Error,
+                format!("the CA expired on {}: no certificate it signed verifies any more", day(self.not_after)),
+                "use the cluster's current CA (certs/ca.crt on a control-plane node); an expired MicroK8s CA needs `microk8s refresh-certs --cert ca.crt` on the control plane first",
+            ));
+        }
+        if now < self.not_before {
+            out.push((
+                Severity::Error,
+                format!("the CA is valid only from {}", day(self.not_before)),
+                "check the clock of the machine that made it, or use the cluster's current CA",
+            ));
+        }
+        if self.no_cert_sign {
+            out.push((
+                Severity::Error,
+                "the CA's keyUsage has no keyCertSign: Kubernetes (Go) refuses every certificate it signed".into(),
+                "use the CA that signs the apiserver's certificate (certs/ca.crt on a control-plane node)",
+            ));
+        }
+        if let Some(bits) = self.rsa_bits.filter(|b| *b < 2048) {
+            out.push((
+                Severity::Warning,
+                format!("the CA's RSA key has {bits} bits: weaker than the 2048 NIST allows since 2013"),
+                "plan a rotation to a 2048-bit or larger CA (MicroK8s makes 2048-bit ones)",
+            ));
+        }
+        if let Some(alg) = self.weak_signature {
+            out.push((
+                Severity::Warning,
+                format!("the CA is signed with {alg}, a broken hash"),
+                "TLS clients do not check a self-signed root's own signature, so it still works; plan a rotation",
+            ));
+        }
+        out
     }
 }
 
@@ -75,6 +151,37 @@ mod tests {
         assert!(ca.pin.starts_with("sha256:") && ca.pin.len() == 71);
         // Normalising is stable.
         assert_eq!(CaCert::from_pem(&ca.pem).unwrap().pem, ca.pem);
+    }
+
+    #[test]
+    fn weak_and_out_of_date_cas_are_found() {
+        let now = 1_795_621_207; // 2026-11-25
+        assert_eq!(CaCert::from_pem(SEED_CA).unwrap().findings(now), vec![]);
+        let weak = CaCert::from_pem(include_str!("../../fixtures/ca-checks/rsa1024-sha1.crt")).unwrap();
+        let f = weak.findings(weak.not_before + 60);
+        assert!(f.iter().any(|(s, m, _)| *s == Severity::Warning && m.contains("1024 bits")), "{f:?}");
+        assert!(f.iter().any(|(s, m, _)| *s == Severity::Warning && m.contains("SHA-1")), "{f:?}");
+        assert!(weak
+            .findings(weak.not_after + 1)
+            .iter()
+            .any(|(s, m, _)| *s == Severity::Error && m.contains("expired")));
+        assert!(weak
+            .findings(weak.not_before - 1)
+            .iter()
+            .any(|(s, m, _)| *s == Severity::Error && m.contains("valid only from")));
+        let md5 = CaCert::from_pem(include_str!("../../fixtures/ca-checks/md5.crt")).unwrap();
+        assert!(md5.findings(md5.not_before + 60).iter().any(|(_, m, _)| m.contains("MD5")));
+        // A CA whose keyUsage lacks keyCertSign.
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        let ca = CaCert::from_der(cert.der().to_vec()).unwrap();
+        assert!(ca
+            .findings(ca.not_before + 60)
+            .iter()
+            .any(|(s, m, _)| *s == Severity::Error && m.contains("keyCertSign")));
     }
 
     #[test]

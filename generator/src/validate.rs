@@ -747,7 +747,19 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
         }
     };
     match CaCert::from_pem(&pem) {
-        Ok(ca) => Some(ca),
+        Ok(ca) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            for (severity, message, help) in ca.findings(now) {
+                match severity {
+                    crate::ca::Severity::Error => report.error(path, message, help),
+                    crate::ca::Severity::Warning => report.warning(path, message, help),
+                }
+            }
+            Some(ca)
+        }
         Err(e) => {
             report.error(
                 path,
