@@ -84,7 +84,9 @@ impl CaCert {
     /// unlike everything the generator writes: these are findings about the input.
     pub fn findings(&self, now: i64) -> Vec<Finding> {
         let day = |t: i64| {
-            ::time::OffsetDateTime::from_unix_timestamp(t).map(|d| d.date().to_string()).unwrap_or_else(|_| t.to_string())
+            ::time::OffsetDateTime::from_unix_timestamp(t)
+                .map(|d| d.date().to_string())
+                .unwrap_or_else(|_| t.to_string())
         };
         let mut out = Vec::new();
         if now > self.not_after {

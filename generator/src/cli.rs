@@ -67,6 +67,14 @@ pub enum Command {
     /// stdout (user_data, user_data_base64, sha256, size); errors on stderr, exit 1
     /// or 2. Warnings are errors unless strict is "false".
     Terraform,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `mk8s-gen man > mk8s-gen.1`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -294,6 +302,15 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::Fleet(a)) => fleet(&a, io),
         Some(Command::Packer(a)) => packer(&a, io),
         Some(Command::Terraform) => terraform(&mut std::io::stdin().lock(), io),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "mk8s-gen", io.stdout);
+            Ok(())
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(io.stdout).map_err(Failure::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -194,3 +194,39 @@ fn secrets_set_ca_key_adds_the_key_and_keeps_the_seed() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(fs::read_to_string(&secrets).unwrap(), after);
 }
+
+/// `mk8s-gen completions bash` loaded into the real bash completes subcommands, and
+/// `mk8s-gen man` is a page the real groff renders with the man macros.
+#[test]
+fn completions_and_the_man_page_work_with_the_real_tools() {
+    let bash = mk8s_testkit::tools::require("bash");
+    let groff = mk8s_testkit::tools::require("groff");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_mk8s-gen")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    std::fs::write(dir.path().join("c.bash"), run(&["completions", "bash"])).unwrap();
+    let o = Command::new(&bash)
+        .arg("-c")
+        .arg(format!(
+            "source '{}'; COMP_WORDS=(mk8s-gen fl); COMP_CWORD=1; _mk8s__gen mk8s-gen fl mk8s-gen; echo \"${{COMPREPLY[@]}}\"",
+            dir.path().join("c.bash").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "fleet", "{}", String::from_utf8_lossy(&o.stderr));
+    for shell in ["zsh", "fish"] {
+        assert!(String::from_utf8(run(&["completions", shell])).unwrap().contains("control-plane"));
+    }
+    std::fs::write(dir.path().join("mk8s-gen.1"), run(&["man"])).unwrap();
+    let o = Command::new(groff)
+        .args(["-man", "-Tutf8", "-ww", "-P-cbou"])
+        .arg(dir.path().join("mk8s-gen.1"))
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(page.contains("NAME") && page.contains("mk8s-gen") && page.contains("fleet"), "{page}");
+}

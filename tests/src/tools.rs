@@ -20,6 +20,7 @@ const KNOWN: &[(&str, &str)] = &[
     ("bash", "apt-get install bash"),
     ("sh", "apt-get install dash"),
     ("curl", "apt-get install curl"),
+    ("groff", "apt-get install groff-base"),
     ("script", "apt-get install bsdutils"),
 ];
 
