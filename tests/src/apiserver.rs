@@ -159,7 +159,14 @@ fn cert_user(der: &[u8], ca_der: &[u8]) -> Result<User, ()> {
     if cert.issuer() != ca.subject() || !cert.validity().is_valid() {
         return Err(());
     }
-    let client_auth = cert.extended_key_usage().ok().flatten().is_some_and(|e| e.value.client_auth);
+    // Go's x509 verification (kube-apiserver's x509 authenticator asks for
+    // ExtKeyUsageClientAuth): a certificate without the extension is valid for
+    // any usage, as those `openssl x509 -req` signs for MicroK8s's worker join.
+    let client_auth = match cert.extended_key_usage() {
+        Ok(Some(e)) => e.value.client_auth || e.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    };
     if !client_auth {
         return Err(());
     }
