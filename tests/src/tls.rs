@@ -501,6 +501,21 @@ pub fn https_post_unverified(
     path: &str,
     json: &str,
 ) -> std::io::Result<Fetched> {
+    https_post_checked(from, addr, path, json, |_| true)?
+        .ok_or_else(|| std::io::Error::other("unreachable: the check accepts every certificate"))
+}
+
+/// As [`https_post_unverified`], but `check` sees the server's leaf certificate
+/// (DER) once the handshake is done and before anything is sent; `None` when it
+/// refused (nothing was sent). MicroK8s's `join_request` checks its fingerprint
+/// there (`1.30:scripts/wrappers/join.py:L84-100`).
+pub fn https_post_checked(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    path: &str,
+    json: &str,
+    check: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Option<Fetched>> {
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -512,6 +527,13 @@ pub fn https_post_unverified(
     let sock = connect_from(from, addr)?;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    let leaf = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+    if !check(&leaf) {
+        return Ok(None);
+    }
     write!(
         tls,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
@@ -528,5 +550,5 @@ pub fn https_post_unverified(
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok(Fetched { peer_cert, status, body })
+    Ok(Some(Fetched { peer_cert, status, body }))
 }
