@@ -513,6 +513,8 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
         a.out.display(),
         if facts.auth == validate::AuthMode::Token {
             "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
+        } else if matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. }) {
+            "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
         } else {
             "check-control-plane.sh and hosts-entries.sh"
         }
