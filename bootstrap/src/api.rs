@@ -143,6 +143,33 @@ impl Api {
         }
     }
 
+    /// Our Node object, if it exists (`GET /api/v1/nodes/NAME`).
+    pub fn node_object(&self) -> Result<Option<serde_json::Value>, Failure> {
+        let path = format!("/api/v1/nodes/{}", self.node);
+        match self.get(&path, true)? {
+            (200, body) => serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| Failure::Retry(format!("GET {path}: not a Node object: {e}"))),
+            (404, _) => Ok(None),
+            (code, body) => Err(Failure::Retry(format!("GET {path} answered {code}: {}", first_line(&body)))),
+        }
+    }
+
+    /// `DELETE /api/v1/nodes/NAME` with our credential (a kubelet may delete its
+    /// own Node; it registers it again when it starts).
+    pub fn delete_node(&self) -> Result<(), Failure> {
+        let url = format!("{}/api/v1/nodes/{}", self.base, self.node);
+        let mut req = self.agent.delete(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),
+            Ok(r) => Err(Failure::Retry(format!("DELETE node {} answered {}", self.node, r.status().as_u16()))),
+            Err(e) => Err(Failure::Retry(describe(&e, &self.base))),
+        }
+    }
+
     /// `GET /api/v1/nodes/NAME` with our credential.
     pub fn node(&self) -> Result<NodeState, Failure> {
         let path = format!("/api/v1/nodes/{}", self.node);

@@ -683,7 +683,7 @@ impl<'a> Joiner<'a> {
                         .run(&node.microk8s, &["join", &url, "--worker"])
                         .map_err(|e| Failure::Retry(redact(&e.to_string())))?;
                     if r.ok {
-                        return Ok(agent.clone());
+                        return Ok((agent.clone(), why));
                     }
                     why.push(format!(
                         "microk8s join through {agent} failed (exit {}): {}",
@@ -693,6 +693,10 @@ impl<'a> Joiner<'a> {
                 }
                 Err(Failure::Retry(why.join("; ")))
             })?;
+            let (via, skipped) = via;
+            for why in skipped {
+                self.say("join", &format!("skipped: {why}"));
+            }
             self.say("join", &format!("joined as a worker through the cluster-agent at {via}"));
         }
         let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
@@ -712,6 +716,45 @@ impl<'a> Joiner<'a> {
             "join",
             &format!("CA pin verified; our kubelet and kube-proxy arguments applied ({changed} file(s) changed)"),
         );
+        self.step_join_registration(plan)
+    }
+
+    /// The join restarted kubelite with the control plane's kubelet arguments, so
+    /// its kubelet may have registered the Node already, without our labels and
+    /// taints; a kubelet sets `--node-labels` and `--register-with-taints` only when
+    /// it creates its Node (kubernetes pkg/kubelet/kubelet_node_status.go,
+    /// `registerWithAPIServer`: an existing Node is only reconciled). So the worker
+    /// units are stopped, and such a Node is deleted: the kubelet started in the
+    /// next step registers it again with our arguments.
+    fn step_join_registration(&mut self, plan: &JoinPlan) -> StepResult {
+        let node = self.node.clone();
+        for unit in plan.microk8s.start_services.iter().filter(|u| u.contains("kubelite") || u.contains("kubelet")) {
+            let r = node.systemctl(&["stop", unit])?;
+            if !r.ok {
+                return Err(Stop::Retryable(format!("systemctl stop {unit}: {}", r.output)));
+            }
+        }
+        let cred = kubeconfig_credential(self.node, "credentials/kubelet.config").map_err(Stop::Retryable)?;
+        let api = Api::with(plan, &plan.apiserver.url, &cred, "kubelet").map_err(|f| Stop::Fatal(f.to_string()))?;
+        // MicroK8s's proxy was just restarted by the join: retried.
+        let existing = self.retry("join", plan, |_| api.node_object())?;
+        let Some(obj) = existing else { return Ok(()) };
+        let (labels, taints) = registration_args(&plan.kubelet_args);
+        let have_label = |k: &str, v: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(&v.into());
+        let have_taint = |k: &str, e: &str| {
+            obj.pointer("/spec/taints")
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| t.iter().any(|t| t["key"] == k && t["effect"] == e))
+        };
+        let missing = labels.iter().any(|(k, v)| !have_label(k, v)) || taints.iter().any(|(k, e)| !have_taint(k, e));
+        if missing {
+            self.retry("join", plan, |_| api.delete_node())?;
+            self.say(
+                "join",
+                "the Node had registered without our labels or taints (kubelite restarted by the join): \
+                 deleted it, so the kubelet registers it again with them",
+            );
+        }
         Ok(())
     }
 
@@ -814,6 +857,30 @@ impl<'a> Joiner<'a> {
         }
         let _ = write_atomic(&self.node.path(CAPI_STAMP), b"success", 0o644);
     }
+}
+
+/// (key, value) or (key, effect) pairs.
+type Pairs = Vec<(String, String)>;
+
+/// The labels (key, value) and taints (key, effect) a kubelet registers with,
+/// from `--node-labels=` and `--register-with-taints=` lines.
+fn registration_args(args: &[String]) -> (Pairs, Pairs) {
+    let (mut labels, mut taints) = (Vec::new(), Vec::new());
+    for a in args {
+        if let Some(v) = a.strip_prefix("--node-labels=") {
+            for kv in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                labels.push((k.to_string(), v.to_string()));
+            }
+        } else if let Some(v) = a.strip_prefix("--register-with-taints=") {
+            for t in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (kv, effect) = t.rsplit_once(':').unwrap_or((t, ""));
+                let k = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
+                taints.push((k.to_string(), effect.to_string()));
+            }
+        }
+    }
+    (labels, taints)
 }
 
 /// The client credential of a kubeconfig the join wrote (`$SNAP_DATA/REL`):

@@ -260,6 +260,19 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                 },
             }
         }
+        ("DELETE", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
+            let name = p["/api/v1/nodes/".len()..].to_string();
+            match allowed(&st, &user, "delete", &name) {
+                Err(r) => r,
+                Ok(()) => {
+                    drop(st);
+                    return match state.lock().unwrap().nodes.remove(&name) {
+                        Some(_) => (Response::json(200, r#"{"kind":"Status","status":"Success"}"#), who),
+                        None => (status(404, "NotFound", &format!("nodes \"{name}\" not found")), who),
+                    };
+                }
+            }
+        }
         ("POST", "/api/v1/nodes") => {
             let Ok(mut node) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
                 return (status(400, "BadRequest", "the body is not a Node"), who);
