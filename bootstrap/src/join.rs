@@ -624,14 +624,18 @@ impl<'a> Joiner<'a> {
     }
 
     /// Whether MicroK8s's join already happened here: `certs/ca.remote.crt` is the
-    /// plan's CA, `clustered.lock` exists, and `credentials/kubelet.config` is the
-    /// join's (its client certificate chains to the cluster CA; the install hook's
-    /// is a token or a certificate of the node's own CA). A rerun after a kill, or
-    /// after the control plane pruned the token, does not join again.
+    /// plan's CA, `clustered.lock` and `no-cert-reissue` exist (the join's last
+    /// step, `mark_no_cert_reissue`, after its proxy configuration and locks:
+    /// canonical/microk8s 1.30:scripts/wrappers/join.py L783, 1.24:scripts/cluster/join.py
+    /// L851), and `credentials/kubelet.config` is the join's (its client certificate
+    /// chains to the cluster CA; the install hook's is a token or a certificate of the
+    /// node's own CA). A rerun after a kill, or after the control plane pruned the
+    /// token, does not join again; a join killed before its end is done again.
     fn joined_already(&self, plan: &JoinPlan) -> bool {
         let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
         if crate::pin::pin_of_pem(&remote).as_deref() != Some(plan.ca.pin.as_str())
             || !self.node.snap_data("var/lock/clustered.lock").exists()
+            || !self.node.snap_data("var/lock/no-cert-reissue").exists()
         {
             return false;
         }
@@ -728,10 +732,16 @@ impl<'a> Joiner<'a> {
     /// next step registers it again with our arguments.
     fn step_join_registration(&mut self, plan: &JoinPlan) -> StepResult {
         let node = self.node.clone();
-        for unit in plan.microk8s.start_services.iter().filter(|u| u.contains("kubelite") || u.contains("kubelet")) {
-            let r = node.systemctl(&["stop", unit])?;
-            if !r.ok {
-                return Err(Stop::Retryable(format!("systemctl stop {unit}: {}", r.output)));
+        for unit in &plan.microk8s.start_services {
+            // The kubelet stopped; MicroK8s's proxy running (a join killed while it
+            // restarted it left it stopped), since the Node is read through it.
+            let kubelet = unit.contains("kubelite") || unit.contains("kubelet");
+            let verbs: &[&str] = if kubelet { &["stop"] } else { &["enable", "start"] };
+            for verb in verbs {
+                let r = node.systemctl(&[verb, unit])?;
+                if !r.ok {
+                    return Err(Stop::Retryable(format!("systemctl {verb} {unit}: {}", r.output)));
+                }
             }
         }
         let cred = kubeconfig_credential(self.node, "credentials/kubelet.config").map_err(Stop::Retryable)?;
