@@ -18,7 +18,8 @@ Options:
   --snap PROG       program used as snap (default snap)
   --curl PROG       program used to download the load balancer (default curl)
   --tar PROG        program used to unpack it (default tar)
-  --microk8s PROG   program used as microk8s, for `auth: microk8s-join` (default microk8s)
+  --microk8s PROG   program used as microk8s, for `auth: microk8s-join`
+                    (default /snap/bin/microk8s: systemd's PATH has no /snap/bin)
   -h, --help        this text
   -V, --version     the version
 
@@ -68,7 +69,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         snap: "snap".into(),
         curl: "curl".into(),
         tar: "tar".into(),
-        microk8s: "microk8s".into(),
+        microk8s: "/snap/bin/microk8s".into(),
     };
     let mut plan = PLAN_PATH.to_string();
     let mut it = args.into_iter();
@@ -121,7 +122,7 @@ mod tests {
         let Parsed::Run { node, .. } = p(&["--microk8s", "/m/microk8s"]).unwrap() else { panic!() };
         assert_eq!(node.microk8s, "/m/microk8s");
         let Parsed::Run { node, .. } = p(&[]).unwrap() else { panic!() };
-        assert_eq!(node.microk8s, "microk8s");
+        assert_eq!(node.microk8s, "/snap/bin/microk8s");
     }
 
     #[test]

@@ -1212,7 +1212,7 @@ impl Ctx {
         if parts.len() < 2 {
             return fail(1, "Invalid connection string".into());
         }
-        // 1.28+ rsplit(":", 1) (8ca2d59c); 1.24-1.27 split(":") (J27:L743-ish, J24:L740).
+        // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") (J27:L743, J24:L739).
         let Some((ip, port)) = (if self.minor >= 28 { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
         else {
             return fail(1, "Invalid connection string".into());
