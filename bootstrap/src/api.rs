@@ -155,17 +155,22 @@ impl Api {
         }
     }
 
-    /// `DELETE /api/v1/nodes/NAME` with our credential (a kubelet may delete its
-    /// own Node; it registers it again when it starts).
-    pub fn delete_node(&self) -> Result<(), Failure> {
+    /// `PATCH /api/v1/nodes/NAME` (JSON merge patch) with our credential: a kubelet
+    /// may patch its own Node (the Node authorizer's rules; `system:node`).
+    pub fn patch_node(&self, patch: &serde_json::Value) -> Result<(), Failure> {
         let url = format!("{}/api/v1/nodes/{}", self.base, self.node);
-        let mut req = self.agent.delete(&url);
+        let mut req = self.agent.patch(&url).header("Content-Type", "application/merge-patch+json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
-        match req.call() {
-            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),
-            Ok(r) => Err(Failure::Retry(format!("DELETE node {} answered {}", self.node, r.status().as_u16()))),
+        match req.send(patch.to_string()) {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Err(Failure::Fatal(format!(
+                "the apiserver refused to let the kubelet credential patch node {} ({})",
+                self.node,
+                r.status().as_u16()
+            ))),
+            Ok(r) => Err(Failure::Retry(format!("PATCH node {} answered {}", self.node, r.status().as_u16()))),
             Err(e) => Err(Failure::Retry(describe(&e, &self.base))),
         }
     }

@@ -727,14 +727,14 @@ impl<'a> Joiner<'a> {
     /// its kubelet may have registered the Node already, without our labels and
     /// taints; a kubelet sets `--node-labels` and `--register-with-taints` only when
     /// it creates its Node (kubernetes pkg/kubelet/kubelet_node_status.go,
-    /// `registerWithAPIServer`: an existing Node is only reconciled). So the worker
-    /// units are stopped, and such a Node is deleted: the kubelet started in the
-    /// next step registers it again with our arguments.
+    /// `registerWithAPIServer`: an existing Node is only reconciled). So the kubelet
+    /// is stopped (MicroK8s's proxy kept running, the Node is read through it), and
+    /// what such a Node lacks is patched in with the kubelet's own credential; a
+    /// Node not registered yet is registered with them by the kubelet started next.
     fn step_join_registration(&mut self, plan: &JoinPlan) -> StepResult {
         let node = self.node.clone();
         for unit in &plan.microk8s.start_services {
-            // The kubelet stopped; MicroK8s's proxy running (a join killed while it
-            // restarted it left it stopped), since the Node is read through it.
+            // A join killed while it restarted the proxy left it stopped.
             let kubelet = unit.contains("kubelite") || unit.contains("kubelet");
             let verbs: &[&str] = if kubelet { &["stop"] } else { &["enable", "start"] };
             for verb in verbs {
@@ -746,25 +746,40 @@ impl<'a> Joiner<'a> {
         }
         let cred = kubeconfig_credential(self.node, "credentials/kubelet.config").map_err(Stop::Retryable)?;
         let api = Api::with(plan, &plan.apiserver.url, &cred, "kubelet").map_err(|f| Stop::Fatal(f.to_string()))?;
-        // MicroK8s's proxy was just restarted by the join: retried.
         let existing = self.retry("join", plan, |_| api.node_object())?;
         let Some(obj) = existing else { return Ok(()) };
         let (labels, taints) = registration_args(&plan.kubelet_args);
-        let have_label = |k: &str, v: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(&v.into());
-        let have_taint = |k: &str, e: &str| {
-            obj.pointer("/spec/taints")
-                .and_then(|t| t.as_array())
-                .is_some_and(|t| t.iter().any(|t| t["key"] == k && t["effect"] == e))
-        };
-        let missing = labels.iter().any(|(k, v)| !have_label(k, v)) || taints.iter().any(|(k, e)| !have_taint(k, e));
-        if missing {
-            self.retry("join", plan, |_| api.delete_node())?;
-            self.say(
-                "join",
-                "the Node had registered without our labels or taints (kubelite restarted by the join): \
-                 deleted it, so the kubelet registers it again with them",
-            );
+        let mut add_labels = serde_json::Map::new();
+        for (k, v) in &labels {
+            if obj.pointer("/metadata/labels").and_then(|l| l.get(k)) != Some(&v.as_str().into()) {
+                add_labels.insert(k.clone(), v.as_str().into());
+            }
         }
+        let mut all_taints = obj.pointer("/spec/taints").and_then(|t| t.as_array()).cloned().unwrap_or_default();
+        let before = all_taints.len();
+        for (k, v, e) in &taints {
+            if !all_taints.iter().any(|t| t["key"] == k.as_str() && t["effect"] == e.as_str()) {
+                let mut t = serde_json::json!({"key": k, "effect": e});
+                if !v.is_empty() {
+                    t["value"] = v.as_str().into();
+                }
+                all_taints.push(t);
+            }
+        }
+        if add_labels.is_empty() && all_taints.len() == before {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {"labels": add_labels}, "spec": {"taints": all_taints}});
+        self.retry("join", plan, |_| api.patch_node(&patch))?;
+        self.say(
+            "join",
+            &format!(
+                "the Node had registered without our labels or taints (kubelite restarted by the join): \
+                 added {} label(s) and {} taint(s)",
+                add_labels.len(),
+                all_taints.len() - before
+            ),
+        );
         Ok(())
     }
 
@@ -869,12 +884,14 @@ impl<'a> Joiner<'a> {
     }
 }
 
-/// (key, value) or (key, effect) pairs.
-type Pairs = Vec<(String, String)>;
+/// Labels as (key, value).
+type Labels = Vec<(String, String)>;
+/// Taints as (key, value, effect).
+type Taints = Vec<(String, String, String)>;
 
-/// The labels (key, value) and taints (key, effect) a kubelet registers with,
-/// from `--node-labels=` and `--register-with-taints=` lines.
-fn registration_args(args: &[String]) -> (Pairs, Pairs) {
+/// The labels and taints a kubelet registers with, from `--node-labels=` and
+/// `--register-with-taints=` (`key[=value]:effect`) lines.
+fn registration_args(args: &[String]) -> (Labels, Taints) {
     let (mut labels, mut taints) = (Vec::new(), Vec::new());
     for a in args {
         if let Some(v) = a.strip_prefix("--node-labels=") {
@@ -885,8 +902,8 @@ fn registration_args(args: &[String]) -> (Pairs, Pairs) {
         } else if let Some(v) = a.strip_prefix("--register-with-taints=") {
             for t in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
                 let (kv, effect) = t.rsplit_once(':').unwrap_or((t, ""));
-                let k = kv.split_once('=').map(|(k, _)| k).unwrap_or(kv);
-                taints.push((k.to_string(), effect.to_string()));
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                taints.push((k.to_string(), v.to_string(), effect.to_string()));
             }
         }
     }

@@ -337,6 +337,8 @@ fn one_control_plane_down() {
 /// the control plane before the rerun, which must not need it.
 fn killed(channel: &str, ips: [&str; 4]) {
     let w = world(channel, &[ips[0]], ips[1], &[]);
+    // `microk8s enable rbac` (RBAC,Node): the kubelet may patch only its own Node.
+    w.cps[0].sim.set_authz(Authz::RbacNode);
     let real = w.model.microk8s.clone();
     let mut kills = 0;
     for (i, delay) in ["0", "0.02", "0.05", "0.1", "0.2", "0.4"].iter().enumerate() {
@@ -368,6 +370,7 @@ fn killed(channel: &str, ips: [&str; 4]) {
 
     // Killed once the join has completed.
     let w = world(channel, &[ips[2]], ips[3], &[]);
+    w.cps[0].sim.set_authz(Authz::RbacNode);
     let after = w.tmp.path().join("microk8s-kill-after");
     fs::write(&after, format!("#!/bin/sh\n'{}' \"$@\"\nkill -9 $PPID\nexit 137\n", w.model.microk8s.display()))
         .unwrap();
@@ -386,6 +389,8 @@ fn killed(channel: &str, ips: [&str; 4]) {
     let (code, log) = w.run();
     assert_eq!(code, 0, "the rerun did not converge:\n{log}\n{}", w.story());
     assert!(log.contains("already happened"), "{log}");
+    // The join's kubelet registered the Node with the control plane's arguments.
+    assert!(log.contains("added 1 label(s) and 1 taint(s)"), "{log}");
     w.wait_heartbeat(started, "after the rerun");
     let (_, node) = w.node().unwrap();
     assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "labels: {node}\n{log}\n{}", w.story());

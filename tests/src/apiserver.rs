@@ -293,6 +293,34 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                 }
             }
         }
+        // A merge patch of a Node's labels and taints (what a client may change on
+        // the object itself; the rest is kept).
+        ("PATCH", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
+            let name = p["/api/v1/nodes/".len()..].to_string();
+            let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return (status(400, "BadRequest", "the body is not JSON"), who);
+            };
+            match allowed(&st, &user, "patch", &name) {
+                Err(r) => r,
+                Ok(()) if !st.nodes.contains_key(&name) => {
+                    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
+                }
+                Ok(()) => {
+                    drop(st);
+                    let mut st = state.lock().unwrap();
+                    let node = st.nodes.get_mut(&name).expect("checked");
+                    if let Some(labels) = patch.pointer("/metadata/labels").and_then(|l| l.as_object()) {
+                        for (k, v) in labels {
+                            node["metadata"]["labels"][k] = v.clone();
+                        }
+                    }
+                    if let Some(taints) = patch.pointer("/spec/taints") {
+                        node["spec"]["taints"] = taints.clone();
+                    }
+                    return (Response::json(200, node.to_string()), who);
+                }
+            }
+        }
         ("PATCH" | "PUT", p) if p.starts_with("/api/v1/nodes/") && p.ends_with("/status") => {
             let name = p["/api/v1/nodes/".len()..p.len() - "/status".len()].to_string();
             let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
@@ -616,6 +644,14 @@ mod tests {
         let stored = sim.node("w1").unwrap();
         assert_eq!(stored["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:00Z");
         assert_eq!(stored["status"]["addresses"][1]["address"], "w1", "the heartbeat keeps the addresses");
+        let labels = r#"{"metadata":{"labels":{"a":"b"}},"spec":{"taints":[{"key":"k","effect":"NoSchedule"}]}}"#;
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &other), 403, "RBAC,Node: only its own Node");
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &node), 200);
+        let stored = sim.node("w1").unwrap();
+        assert_eq!(
+            (stored["metadata"]["labels"]["a"].as_str(), stored["spec"]["taints"][0]["key"].as_str()),
+            (Some("b"), Some("k"))
+        );
         sim.set_authz(Authz::AlwaysAllow);
         assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &other), 200, "AlwaysAllow");
         // <=1.27: by Hostname, which this control plane cannot resolve.
@@ -627,6 +663,8 @@ mod tests {
         // 1.28+ fresh: by InternalIP (nothing listens on port 1 here).
         sim.set_kubelet_client(KubeletClient::for_channel("1.28/stable", false));
         assert!(sim.logs_from("w1").unwrap_err().starts_with("Get \"https://127.0.0.1:1/"));
+        assert_eq!(call("DELETE", "/api/v1/nodes/w1", "", &node), 200);
+        assert_eq!(call("DELETE", "/api/v1/nodes/w1", "", &node), 404);
         assert_eq!(KubeletClient::for_channel("1.34/stable", true), KubeletClient::legacy());
     }
 }
