@@ -55,7 +55,7 @@ impl Api {
                 tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
                 cert_pem = Some(c.clone());
             }
-            Credential::Removed => {}
+            Credential::JoinToken { .. } | Credential::Removed => {}
         }
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
@@ -143,6 +143,38 @@ impl Api {
         }
     }
 
+    /// Our Node object, if it exists (`GET /api/v1/nodes/NAME`).
+    pub fn node_object(&self) -> Result<Option<serde_json::Value>, Failure> {
+        let path = format!("/api/v1/nodes/{}", self.node);
+        match self.get(&path, true)? {
+            (200, body) => serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| Failure::Retry(format!("GET {path}: not a Node object: {e}"))),
+            (404, _) => Ok(None),
+            (code, body) => Err(Failure::Retry(format!("GET {path} answered {code}: {}", first_line(&body)))),
+        }
+    }
+
+    /// `PATCH /api/v1/nodes/NAME` (JSON merge patch) with our credential: a kubelet
+    /// may patch its own Node (the Node authorizer's rules; `system:node`).
+    pub fn patch_node(&self, patch: &serde_json::Value) -> Result<(), Failure> {
+        let url = format!("{}/api/v1/nodes/{}", self.base, self.node);
+        let mut req = self.agent.patch(&url).header("Content-Type", "application/merge-patch+json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        match req.send(patch.to_string()) {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Err(Failure::Fatal(format!(
+                "the apiserver refused to let the kubelet credential patch node {} ({})",
+                self.node,
+                r.status().as_u16()
+            ))),
+            Ok(r) => Err(Failure::Retry(format!("PATCH node {} answered {}", self.node, r.status().as_u16()))),
+            Err(e) => Err(Failure::Retry(describe(&e, &self.base))),
+        }
+    }
+
     /// `GET /api/v1/nodes/NAME` with our credential.
     pub fn node(&self) -> Result<NodeState, Failure> {
         let path = format!("/api/v1/nodes/{}", self.node);
@@ -162,6 +194,50 @@ impl Api {
             other => Err(Failure::Retry(format!("GET {path} answered {other}: {}", first_line(&body)))),
         }
     }
+}
+
+/// The certificate (DER) a control plane's cluster-agent at `agent` (`IP:PORT`)
+/// presents, after a TLS handshake verified against the plan's CA for that IP: the
+/// agent serves the node's `server.crt`, signed by the cluster CA with the node's
+/// IPs as SANs (canonical/microk8s `default-args/cluster-agent`, `gen_server_cert` in
+/// `microk8s-resources/actions/common/utils.sh`). Nothing is sent: a server of
+/// another CA never sees the join token.
+pub fn agent_certificate(ca_pem: &str, agent: &str) -> Result<Vec<u8>, Failure> {
+    use std::io::Write as _;
+    let addr: std::net::SocketAddr =
+        agent.parse().map_err(|e| Failure::Fatal(format!("bad cluster-agent endpoint {agent:?}: {e}")))?;
+    let ca = crate::pin::pem_to_der(ca_pem).ok_or_else(|| Failure::Fatal("the plan's CA is not PEM".into()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).map_err(|e| Failure::Fatal(format!("the plan's CA: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::Fatal(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| Failure::Fatal(e.to_string()))?;
+    let mut sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| Failure::Retry(format!("cluster-agent {agent}: {e}")))?;
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(10)));
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(|e| {
+            let text = e.to_string();
+            if is_tls_trust_error(&text) {
+                Failure::Retry(format!(
+                    "cluster-agent {agent}: its certificate does not verify against the cluster CA ({text}):                      not this cluster's agent; the join token was not sent"
+                ))
+            } else {
+                Failure::Retry(format!("cluster-agent {agent}: TLS: {text}"))
+            }
+        })?;
+    }
+    let leaf = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+    conn.send_close_notify();
+    let _ = conn.write_tls(&mut sock);
+    let _ = sock.flush();
+    leaf.ok_or_else(|| Failure::Retry(format!("cluster-agent {agent} presented no certificate")))
 }
 
 fn first_line(s: &str) -> String {

@@ -9,7 +9,7 @@ mk8s-bootstrap: join this machine to a MicroK8s cluster as a worker-only node,
 following the JoinPlan written by mk8s-gen.
 
 Usage: mk8s-bootstrap [--plan FILE] [--root DIR] [--systemctl PROG] [--snap PROG]
-                      [--curl PROG] [--tar PROG]
+                      [--curl PROG] [--tar PROG] [--microk8s PROG]
 
 Options:
   --plan FILE       the JoinPlan (default /etc/mk8s-worker/plan.json, under --root)
@@ -18,6 +18,8 @@ Options:
   --snap PROG       program used as snap (default snap)
   --curl PROG       program used to download the load balancer (default curl)
   --tar PROG        program used to unpack it (default tar)
+  --microk8s PROG   program used as microk8s, for `auth: microk8s-join`
+                    (default /snap/bin/microk8s: systemd's PATH has no /snap/bin)
   -h, --help        this text
   -V, --version     the version
 
@@ -44,6 +46,7 @@ pub struct NodeArgs {
     pub snap: String,
     pub curl: String,
     pub tar: String,
+    pub microk8s: String,
 }
 
 impl NodeArgs {
@@ -54,6 +57,7 @@ impl NodeArgs {
             snap: self.snap.clone(),
             curl: self.curl.clone(),
             tar: self.tar.clone(),
+            microk8s: self.microk8s.clone(),
         }
     }
 }
@@ -65,6 +69,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         snap: "snap".into(),
         curl: "curl".into(),
         tar: "tar".into(),
+        microk8s: "/snap/bin/microk8s".into(),
     };
     let mut plan = PLAN_PATH.to_string();
     let mut it = args.into_iter();
@@ -82,6 +87,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--snap" => &mut node.snap,
             "--curl" => &mut node.curl,
             "--tar" => &mut node.tar,
+            "--microk8s" => &mut node.microk8s,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         };
         let value = match inline {
@@ -113,6 +119,10 @@ mod tests {
             panic!()
         };
         assert_eq!((node.root.as_str(), node.snap.as_str(), plan.as_str()), ("/tmp/r", "/x/snap", "/p.json"));
+        let Parsed::Run { node, .. } = p(&["--microk8s", "/m/microk8s"]).unwrap() else { panic!() };
+        assert_eq!(node.microk8s, "/m/microk8s");
+        let Parsed::Run { node, .. } = p(&[]).unwrap() else { panic!() };
+        assert_eq!(node.microk8s, "/snap/bin/microk8s");
     }
 
     #[test]

@@ -196,14 +196,25 @@ impl<'a> Joiner<'a> {
         self.status.node = plan.node.name.clone();
         self.deadline = self.started + Duration::from_secs(plan.timing.ready_deadline_secs);
         #[allow(clippy::type_complexity)]
-        let steps: [(&str, fn(&mut Self, &JoinPlan) -> StepResult); 6] = [
-            ("snap", Joiner::step_snap),
-            ("control-plane-off", Joiner::step_control_plane_off),
-            ("load-balancer", Joiner::step_load_balancer),
-            ("install", Joiner::step_install),
-            ("apiserver", Joiner::step_apiserver),
-            ("start", Joiner::step_start),
-        ];
+        let steps: Vec<(&str, fn(&mut Self, &JoinPlan) -> StepResult)> = if plan.join.is_some() {
+            // `auth: microk8s-join`: MicroK8s's own join writes the CA, the
+            // certificates, the kubeconfigs and its proxy's configuration.
+            vec![
+                ("snap", Joiner::step_snap),
+                ("control-plane-off", Joiner::step_control_plane_off),
+                ("join", Joiner::step_join),
+                ("start", Joiner::step_start),
+            ]
+        } else {
+            vec![
+                ("snap", Joiner::step_snap),
+                ("control-plane-off", Joiner::step_control_plane_off),
+                ("load-balancer", Joiner::step_load_balancer),
+                ("install", Joiner::step_install),
+                ("apiserver", Joiner::step_apiserver),
+                ("start", Joiner::step_start),
+            ]
+        };
         for (name, step) in steps {
             self.enter(name);
             let t = Instant::now();
@@ -287,6 +298,22 @@ impl<'a> Joiner<'a> {
             return Err("the plan's credentials were removed after an earlier join, and this node has no \
                         completion stamp of that join; regenerate the user-data"
                 .into());
+        }
+        // `microk8s join` names the node after the machine's hostname, lower-cased
+        // (`socket.gethostname().lower()`, canonical/microk8s 1.30:scripts/wrappers/join.py
+        // L163, L362): the user-data sets it to the node's name (/etc/hostname and
+        // `hostnamectl set-hostname`); a machine called otherwise is refused.
+        if plan.join.is_some() {
+            let hostname = fs::read_to_string(self.node.path("/etc/hostname")).unwrap_or_default();
+            let hostname = hostname.trim().to_lowercase();
+            if hostname != plan.node.name {
+                return Err(format!(
+                    "this machine's hostname (/etc/hostname) is {hostname:?}, but the plan is for node {:?}: \
+                     `microk8s join` registers the node under the hostname, so it must be the node's name \
+                     (the user-data sets it; an image or cloud-init setting may have overridden it); nothing was changed",
+                    plan.node.name
+                ));
+            }
         }
         // Preconditions, before anything on the node changes.
         match &plan.load_balancer {
@@ -458,6 +485,10 @@ impl<'a> Joiner<'a> {
                 self.say("load-balancer", "external load balancer: nothing to run on this node");
                 return Ok(());
             }
+            LoadBalancerSpec::Joined { .. } => {
+                self.say("load-balancer", "MicroK8s's own proxy, configured by the join");
+                return Ok(());
+            }
             LoadBalancerSpec::Traefik { unit, listen, .. }
             | LoadBalancerSpec::Haproxy { unit, listen, .. }
             | LoadBalancerSpec::Microk8sProxy { unit, listen } => (unit.clone(), listen.clone()),
@@ -500,7 +531,7 @@ impl<'a> Joiner<'a> {
                 run(&["enable", &unit])?;
                 run(&["restart", &unit])?;
             }
-            LoadBalancerSpec::External => unreachable!("returned above"),
+            LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => unreachable!("returned above"),
         }
         let code = self.retry("load-balancer", plan, |_| match probe.holder() {
             Holder::Cluster => probe.probe(),
@@ -620,6 +651,18 @@ impl<'a> Joiner<'a> {
                 changed += 1;
             }
         }
+        changed += self.apply_args(plan)?;
+        self.say(
+            "install",
+            &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
+        );
+        Ok(())
+    }
+
+    /// The plan's lines in `args/kubelet` and `args/kube-proxy` (same flag replaced,
+    /// every other line kept). Returns how many files changed.
+    fn apply_args(&mut self, plan: &JoinPlan) -> std::io::Result<usize> {
+        let mut changed = 0;
         for (file, args) in [("args/kubelet", &plan.kubelet_args), ("args/kube-proxy", &plan.kube_proxy_args)] {
             let p = self.node.snap_data(file);
             let existing = fs::read_to_string(&p).unwrap_or_default();
@@ -630,9 +673,165 @@ impl<'a> Joiner<'a> {
                 changed += 1;
             }
         }
+        Ok(changed)
+    }
+
+    /// Whether MicroK8s's join already happened here: `certs/ca.remote.crt` is the
+    /// plan's CA, `clustered.lock` and `no-cert-reissue` exist (the join's last
+    /// step, `mark_no_cert_reissue`, after its proxy configuration and locks:
+    /// canonical/microk8s 1.30:scripts/wrappers/join.py L783, 1.24:scripts/cluster/join.py
+    /// L851), and `credentials/kubelet.config` is the join's (its client certificate
+    /// chains to the cluster CA; the install hook's is a token or a certificate of the
+    /// node's own CA). A rerun after a kill, or after the control plane pruned the
+    /// token, does not join again; a join killed before its end is done again.
+    fn joined_already(&self, plan: &JoinPlan) -> bool {
+        let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
+        if crate::pin::pin_of_pem(&remote).as_deref() != Some(plan.ca.pin.as_str())
+            || !self.node.snap_data("var/lock/clustered.lock").exists()
+            || !self.node.snap_data("var/lock/no-cert-reissue").exists()
+        {
+            return false;
+        }
+        match kubeconfig_credential(self.node, "credentials/kubelet.config") {
+            Ok(Credential::ClientCertificate { cert_pem, .. }) => crate::pin::chains_to(&cert_pem, &plan.ca.pem),
+            _ => false,
+        }
+    }
+
+    /// `auth: microk8s-join`: MicroK8s's own worker join, through each control
+    /// plane's cluster-agent in turn, under the plan's backoff. The agent's
+    /// certificate is verified against the pinned CA **before** the token goes
+    /// anywhere, and the join's CHECK is that verified certificate's sha256, so
+    /// `microk8s join` (which checks only the fingerprint, canonical/microk8s
+    /// 1.30:scripts/wrappers/join.py L84-100) talks to the same server. Then the CA
+    /// the join stored is checked against the pin, and our kubelet and kube-proxy
+    /// arguments are applied again: the join replaced `args/kubelet` with the
+    /// control plane's (join.py `store_base_kubelet_args`, L445-454).
+    fn step_join(&mut self, plan: &JoinPlan) -> StepResult {
+        let Some(join) = plan.join.clone() else {
+            return Err(Stop::Fatal("internal error: step_join without a join section".into()));
+        };
+        if self.joined_already(plan) {
+            self.say(
+                "join",
+                "MicroK8s's join already happened on this node (its certificates chain to the cluster CA)",
+            );
+        } else {
+            let Credential::JoinToken { token } = plan.credentials.kubelet.clone() else {
+                return Err(Stop::Fatal("the plan has no join token".into()));
+            };
+            let node = self.node.clone();
+            let ca = plan.ca.pem.clone();
+            let redact = |s: &str| s.replace(&token, "<token>");
+            let via = self.retry("join", plan, |_| {
+                let mut why = Vec::new();
+                for agent in &join.agents {
+                    let leaf = match crate::api::agent_certificate(&ca, agent) {
+                        Ok(l) => l,
+                        Err(Failure::Fatal(m)) => return Err(Failure::Fatal(m)),
+                        Err(Failure::Retry(m)) => {
+                            why.push(m);
+                            continue;
+                        }
+                    };
+                    let check = sha256_hex(&leaf);
+                    let url = format!("{agent}/{token}/{check}");
+                    let r = node
+                        .run(&node.microk8s, &["join", &url, "--worker"])
+                        .map_err(|e| Failure::Retry(redact(&e.to_string())))?;
+                    if r.ok {
+                        return Ok((agent.clone(), why));
+                    }
+                    why.push(format!(
+                        "microk8s join through {agent} failed (exit {}): {}",
+                        r.code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
+                        redact(r.output.lines().last().unwrap_or(""))
+                    ));
+                }
+                Err(Failure::Retry(why.join("; ")))
+            })?;
+            let (via, skipped) = via;
+            for why in skipped {
+                self.say("join", &format!("skipped: {why}"));
+            }
+            self.say("join", &format!("joined as a worker through the cluster-agent at {via}"));
+        }
+        let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
+        match crate::pin::pin_of_pem(&remote) {
+            Some(p) if p == plan.ca.pin => {}
+            other => {
+                return Err(Stop::Fatal(format!(
+                    "after the join, certs/ca.remote.crt is not the pinned cluster CA (pin {}, expected {}): \
+                     the control plane that answered is not this cluster's",
+                    other.unwrap_or_else(|| "none".into()),
+                    plan.ca.pin
+                )))
+            }
+        }
+        let changed = self.apply_args(plan)?;
         self.say(
-            "install",
-            &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
+            "join",
+            &format!("CA pin verified; our kubelet and kube-proxy arguments applied ({changed} file(s) changed)"),
+        );
+        self.step_join_registration(plan)
+    }
+
+    /// The join restarted kubelite with the control plane's kubelet arguments, so
+    /// its kubelet may have registered the Node already, without our labels and
+    /// taints; a kubelet sets `--node-labels` and `--register-with-taints` only when
+    /// it creates its Node (kubernetes pkg/kubelet/kubelet_node_status.go,
+    /// `registerWithAPIServer`: an existing Node is only reconciled). So the kubelet
+    /// is stopped (MicroK8s's proxy kept running, the Node is read through it), and
+    /// what such a Node lacks is patched in with the kubelet's own credential; a
+    /// Node not registered yet is registered with them by the kubelet started next.
+    fn step_join_registration(&mut self, plan: &JoinPlan) -> StepResult {
+        let node = self.node.clone();
+        for unit in &plan.microk8s.start_services {
+            // A join killed while it restarted the proxy left it stopped.
+            let kubelet = unit.contains("kubelite") || unit.contains("kubelet");
+            let verbs: &[&str] = if kubelet { &["stop"] } else { &["enable", "start"] };
+            for verb in verbs {
+                let r = node.systemctl(&[verb, unit])?;
+                if !r.ok {
+                    return Err(Stop::Retryable(format!("systemctl {verb} {unit}: {}", r.output)));
+                }
+            }
+        }
+        let cred = kubeconfig_credential(self.node, "credentials/kubelet.config").map_err(Stop::Retryable)?;
+        let api = Api::with(plan, &plan.apiserver.url, &cred, "kubelet").map_err(|f| Stop::Fatal(f.to_string()))?;
+        let existing = self.retry("join", plan, |_| api.node_object())?;
+        let Some(obj) = existing else { return Ok(()) };
+        let (labels, taints) = registration_args(&plan.kubelet_args);
+        let mut add_labels = serde_json::Map::new();
+        for (k, v) in &labels {
+            if obj.pointer("/metadata/labels").and_then(|l| l.get(k)) != Some(&v.as_str().into()) {
+                add_labels.insert(k.clone(), v.as_str().into());
+            }
+        }
+        let mut all_taints = obj.pointer("/spec/taints").and_then(|t| t.as_array()).cloned().unwrap_or_default();
+        let before = all_taints.len();
+        for (k, v, e) in &taints {
+            if !all_taints.iter().any(|t| t["key"] == k.as_str() && t["effect"] == e.as_str()) {
+                let mut t = serde_json::json!({"key": k, "effect": e});
+                if !v.is_empty() {
+                    t["value"] = v.as_str().into();
+                }
+                all_taints.push(t);
+            }
+        }
+        if add_labels.is_empty() && all_taints.len() == before {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {"labels": add_labels}, "spec": {"taints": all_taints}});
+        self.retry("join", plan, |_| api.patch_node(&patch))?;
+        self.say(
+            "join",
+            &format!(
+                "the Node had registered without our labels or taints (kubelite restarted by the join): \
+                 added {} label(s) and {} taint(s)",
+                add_labels.len(),
+                all_taints.len() - before
+            ),
         );
         Ok(())
     }
@@ -682,7 +881,13 @@ impl<'a> Joiner<'a> {
             }
         }
         self.say("start", &format!("started {}", plan.microk8s.start_services.join(", ")));
-        let api = Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?;
+        let api = if plan.join.is_some() {
+            // The credential the join wrote (x509: data embedded on 1.28+, file paths before).
+            let cred = kubeconfig_credential(self.node, "credentials/kubelet.config").map_err(Stop::Retryable)?;
+            Api::with(plan, &plan.apiserver.url, &cred, "kubelet").map_err(|f| Stop::Fatal(f.to_string()))?
+        } else {
+            Api::new(plan).map_err(|f| Stop::Fatal(f.to_string()))?
+        };
         self.retry("start", plan, |_| match api.node()? {
             NodeState::Ready(Some(beat)) if beat >= since => Ok(()),
             NodeState::Ready(Some(beat)) => Err(Failure::Retry(format!(
@@ -729,6 +934,65 @@ impl<'a> Joiner<'a> {
             }
         }
         let _ = write_atomic(&self.node.path(CAPI_STAMP), b"success", 0o644);
+    }
+}
+
+/// Labels as (key, value).
+type Labels = Vec<(String, String)>;
+/// Taints as (key, value, effect).
+type Taints = Vec<(String, String, String)>;
+
+/// The labels and taints a kubelet registers with, from `--node-labels=` and
+/// `--register-with-taints=` (`key[=value]:effect`) lines.
+fn registration_args(args: &[String]) -> (Labels, Taints) {
+    let (mut labels, mut taints) = (Vec::new(), Vec::new());
+    for a in args {
+        if let Some(v) = a.strip_prefix("--node-labels=") {
+            for kv in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                labels.push((k.to_string(), v.to_string()));
+            }
+        } else if let Some(v) = a.strip_prefix("--register-with-taints=") {
+            for t in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (kv, effect) = t.rsplit_once(':').unwrap_or((t, ""));
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                taints.push((k.to_string(), v.to_string(), effect.to_string()));
+            }
+        }
+    }
+    (labels, taints)
+}
+
+/// The client credential of a kubeconfig the join wrote (`$SNAP_DATA/REL`):
+/// `client-certificate-data`/`client-key-data` (1.28+ `create_worker_kubeconfigs`) or
+/// `client-certificate`/`client-key` paths (1.23-1.27 `create_x509_kubeconfig`),
+/// MicroK8s's absolute paths read under the node's root.
+fn kubeconfig_credential(node: &Node, rel: &str) -> Result<Credential, String> {
+    use base64::Engine as _;
+    let text = fs::read_to_string(node.snap_data(rel)).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    let b64 = |v: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .ok_or_else(|| format!("{rel}: bad base64"))
+    };
+    let file = |v: &str| fs::read_to_string(node.path(v.trim())).map_err(|e| format!("{rel}: cannot read {v}: {e}"));
+    let (mut cert, mut key) = (None, None);
+    for line in text.lines() {
+        let Some((k, v)) = line.trim().split_once(':') else { continue };
+        let v = v.trim().trim_matches('"');
+        match k.trim() {
+            "client-certificate-data" => cert = Some(b64(v)?),
+            "client-key-data" => key = Some(b64(v)?),
+            "client-certificate" => cert = Some(file(v)?),
+            "client-key" => key = Some(file(v)?),
+            _ => {}
+        }
+    }
+    match (cert, key) {
+        (Some(cert_pem), Some(key_pem)) => Ok(Credential::ClientCertificate { cert_pem, key_pem }),
+        _ => Err(format!("{rel} holds no client certificate (not written by the join yet?)")),
     }
 }
 

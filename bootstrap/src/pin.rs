@@ -45,6 +45,19 @@ pub fn not_yet_valid_at(cert_pem: &str, ca_pem: &str, now: UnixTime) -> Option<S
     }
 }
 
+/// Whether a PEM certificate chains to the PEM CA (signature, validity now,
+/// client auth or no extended key usage at all).
+pub fn chains_to(cert_pem: &str, ca_pem: &str) -> bool {
+    let (Some(cert), Some(ca)) = (pem_to_der(cert_pem), pem_to_der(ca_pem)) else {
+        return false;
+    };
+    let (Ok(anchor), Ok(ee)) = (webpki::anchor_from_trusted_cert(&ca), webpki::EndEntityCert::try_from(&cert)) else {
+        return false;
+    };
+    let usage = webpki::KeyUsage::client_auth();
+    ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &[anchor], &[], UnixTime::now(), usage, None, None).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,20 @@ pub struct JoinPlan {
     pub kube_proxy_args: Vec<String>,
     pub load_balancer: LoadBalancerSpec,
     pub timing: TimingSpec,
+    /// `auth: microk8s-join`: the node joins with MicroK8s's own
+    /// `microk8s join IP:PORT/TOKEN/CHECK --worker`, the control plane's
+    /// cluster-agent signing its certificates; the token is `credentials.kubelet`
+    /// (a [`Credential::JoinToken`]). Absent in the other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
+}
+
+/// How the node joins in `auth: microk8s-join` mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JoinSpec {
+    /// The control planes' cluster-agent endpoints (`IP:25000`), tried in turn.
+    pub agents: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +154,12 @@ pub enum Credential {
         cert_pem: String,
         key_pem: String,
     },
+    /// `auth: microk8s-join`: the join token the control planes' cluster-agents know
+    /// (at least 32 hex characters). Not a credential the apiserver accepts: the
+    /// join turns it into certificates.
+    JoinToken {
+        token: String,
+    },
     /// Taken out of the plan on the node once it joined: the installed kubeconfigs
     /// (0600) are the only copies left.
     Removed,
@@ -151,6 +171,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::Token { .. } => f.write_str("Token(<redacted>)"),
             Credential::ClientCertificate { .. } => f.write_str("ClientCertificate(<redacted>)"),
+            Credential::JoinToken { .. } => f.write_str("JoinToken(<redacted>)"),
             Credential::Removed => f.write_str("Removed"),
         }
     }
@@ -194,6 +215,10 @@ pub enum LoadBalancerSpec {
     Microk8sProxy { unit: String, listen: String },
     /// No node-local proxy: kubeconfigs point at an external load balancer.
     External,
+    /// `auth: microk8s-join`: MicroK8s's own proxy on `listen`, configured by the
+    /// join (the snap's traefik on 1.23-1.24, apiserver-proxy on 1.25+); the
+    /// bootstrap runs nothing of its own.
+    Joined { listen: String },
 }
 
 /// Where a program comes from: already at `path`, or fetched and verified.
@@ -341,6 +366,19 @@ impl JoinPlan {
         if t.auth_grace_secs > MAX_DEADLINE_SECS {
             return bad(format!("timing.authGraceSecs must be at most {MAX_DEADLINE_SECS}"));
         }
+        if let Some(j) = &self.join {
+            if j.agents.is_empty() || j.agents.iter().any(|a| a.parse::<std::net::SocketAddr>().is_err()) {
+                return bad("join.agents must list IP:PORT endpoints".into());
+            }
+            match &self.credentials.kubelet {
+                Credential::JoinToken { token }
+                    if token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                Credential::Removed => {}
+                _ => return bad("with join, credentials.kubelet must be a joinToken of at least 32 hex digits".into()),
+            }
+        } else if matches!(self.credentials.kubelet, Credential::JoinToken { .. }) {
+            return bad("a joinToken credential needs a join section".into());
+        }
         for line in self.kubelet_args.iter().chain(&self.kube_proxy_args) {
             if line.contains('\n') || !line.starts_with("--") {
                 return bad(format!("argument {line:?} is not one --flag line"));
@@ -375,4 +413,63 @@ impl JoinPlan {
 /// Hex sha256 of some bytes.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> JoinPlan {
+        let pem = include_str!("../../fixtures/seed/ca.crt").to_string();
+        JoinPlan {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            cluster: "c".into(),
+            node: NodeSpec { name: "w1".into() },
+            microk8s: MicroK8sSpec {
+                channel: "1.30/stable".into(),
+                flavour: Flavour::KubeliteApiserverProxy,
+                stop_services: vec![],
+                start_services: vec![],
+                locks: vec![],
+                local_snap: None,
+            },
+            ca: CaSpec { pin: crate::pin::pin_of_pem(&pem).unwrap(), pem },
+            apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
+            credentials: CredentialsSpec {
+                kubelet: Credential::JoinToken { token: "ab".repeat(32) },
+                kube_proxy: None,
+            },
+            install: vec![],
+            kubelet_args: vec![],
+            kube_proxy_args: vec![],
+            load_balancer: LoadBalancerSpec::Joined { listen: "127.0.0.1:16443".into() },
+            timing: TimingSpec::default(),
+            join: Some(JoinSpec { agents: vec!["10.0.0.1:25000".into()] }),
+        }
+    }
+
+    #[test]
+    fn join_plans_round_trip_and_are_checked() {
+        let p = plan();
+        assert_eq!(JoinPlan::from_json(&p.to_json()).unwrap(), p);
+        assert!(!format!("{:?}", p.credentials.kubelet).contains("abab"), "never printed");
+        let stripped = p.stripped();
+        assert_eq!(stripped.credentials.kubelet, Credential::Removed);
+        assert_eq!(stripped.identity(), p.identity());
+        let mut bad = p.clone();
+        bad.join = Some(JoinSpec { agents: vec!["cp-1:25000".into()] });
+        assert!(bad.check().is_err(), "endpoints are IP:PORT");
+        let mut bad = p.clone();
+        bad.credentials.kubelet = Credential::JoinToken { token: "short".into() };
+        assert!(bad.check().is_err());
+        let mut bad = p.clone();
+        bad.join = None;
+        assert!(bad.check().is_err(), "a join token needs a join section");
+        // Plans without a join section (every other mode) still parse.
+        let mut old: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
+        old.as_object_mut().unwrap().remove("join");
+        old["credentials"]["kubelet"] = serde_json::json!({"type": "token", "token": "t"});
+        assert!(JoinPlan::from_json(&old.to_string()).unwrap().join.is_none());
+    }
 }

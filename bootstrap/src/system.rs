@@ -16,6 +16,8 @@ pub struct Node {
     pub snap: String,
     pub curl: String,
     pub tar: String,
+    /// `microk8s`, for `auth: microk8s-join`.
+    pub microk8s: String,
 }
 
 /// What a command printed and how it ended.

@@ -310,6 +310,40 @@ pub fn launch_configuration(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The two-part launch configuration of `--format launch-config`, parsed back:
+/// part 1 only the join (worker), part 2 only arguments, both version 0.1.0.
+pub fn launch_configuration_join(text: &str, url: &str) -> anyhow::Result<()> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Part {
+        version: String,
+        #[serde(default)]
+        join: Option<Join>,
+        #[serde(default)]
+        extra_kubelet_args: Option<BTreeMap<String, String>>,
+        #[serde(default)]
+        extra_kube_proxy_args: Option<BTreeMap<String, String>>,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Join {
+        url: String,
+        worker: bool,
+    }
+    let parts: Vec<Part> = serde_yaml::Deserializer::from_str(text)
+        .map(Part::deserialize)
+        .collect::<Result<_, _>>()
+        .context("internal error: the launch configuration does not parse back")?;
+    ensure!(parts.len() == 2, "internal error: the launch configuration has {} parts", parts.len());
+    ensure!(parts.iter().all(|p| p.version == "0.1.0"), "internal error: launch configuration version");
+    let j = parts[0].join.as_ref().context("internal error: part 1 has no join")?;
+    ensure!(j.url == url && j.worker, "internal error: the join part is not this worker's");
+    ensure!(parts[0].extra_kubelet_args.is_none(), "internal error: kubelet args in the join part would be lost");
+    ensure!(parts[1].join.is_none() && parts[1].extra_kubelet_args.is_some(), "internal error: part 2");
+    let _ = &parts[1].extra_kube_proxy_args;
+    Ok(())
+}
+
 // ---- kubeconfig ----
 
 #[derive(Deserialize)]

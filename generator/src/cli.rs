@@ -108,6 +108,10 @@ pub enum Format {
     CloudConfig,
     /// Ignition spec 3.3.0 JSON.
     Ignition,
+    /// `auth: microk8s-join`, MicroK8s 1.27+: the `.microk8s.yaml` launch
+    /// configuration that joins the node with MicroK8s alone (no mk8s-bootstrap):
+    /// needs `--join-check`.
+    LaunchConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -154,6 +158,11 @@ pub struct GenerateArgs {
     /// user-data carries only this node's plan and credentials.
     #[arg(long, conflicts_with_all = ["bootstrap_bin", "bootstrap_url"])]
     pub baked: bool,
+    /// `--format launch-config`: the CHECK of the join URL, the sha256 (hex, at least
+    /// 12 characters) of the DER `server.crt` of the first IPv4 control plane
+    /// (`microk8s add-node --format token-check` prints it after the `/`).
+    #[arg(long, value_name = "HEX")]
+    pub join_check: Option<String>,
     /// Combine your own cloud-config (users, keys, packages, ...) with ours into a
     /// MIME multipart user-data; files we write may not also be written there.
     #[arg(long, value_name = "FILE")]
@@ -512,6 +521,9 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         .secrets
         .as_ref()
         .ok_or_else(|| Failure::Usage("--secrets FILE is required: worker tokens are derived from it".into()))?;
+    if a.format == Format::LaunchConfig {
+        return launch_config(a, node, secrets_path, io);
+    }
     if a.gzip && a.format == Format::Ignition {
         // Ignition parses the config as JSON and refuses gzip (checked with
         // Ignition 2.14); its files are compressed inside the config already.
@@ -552,6 +564,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
             Some(extra) => crate::merge::multipart(extra, &render::cloud_config(&out)),
             None => render::cloud_config(&out),
         },
+        Format::LaunchConfig => unreachable!("handled above"),
         Format::Ignition => match crate::ignition::config(&out) {
             Ok(t) => t,
             Err(e) => {
@@ -575,6 +588,37 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
             write_output(p, &bytes, 0o600)?;
         }
         None => io.stdout.write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+/// `--format launch-config`: MicroK8s's own zero-touch path (1.27+), see
+/// [`render::launch_config`].
+fn launch_config(a: &GenerateArgs, node: &str, secrets_path: &Path, io: &mut Io) -> Result<(), Failure> {
+    if a.gzip || a.merge.is_some() || a.target.is_some() || a.baked {
+        return Err(Failure::Usage(
+            "--format launch-config writes a MicroK8s launch configuration, not user-data: \
+             --gzip, --merge, --target and --baked do not apply"
+                .into(),
+        ));
+    }
+    let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
+    let check = a.join_check.as_deref().ok_or_else(|| {
+        Failure::Usage(
+            "--format launch-config needs --join-check HEX: the sha256 of the control plane's DER server.crt \
+             (openssl x509 -in /var/snap/microk8s/current/certs/server.crt -outform der | sha256sum); \
+             without it MicroK8s's join skips verifying the control plane and sends the token to whoever answers"
+                .into(),
+        )
+    })?;
+    let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
+    let worker = facts.worker(node).expect("checked by node_exists");
+    let text = render::launch_config(&facts, &secrets, worker, check).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    match a.output.as_deref().filter(|p| *p != Path::new("-")) {
+        Some(p) => {
+            write_output(p, text.as_bytes(), 0o600)?;
+        }
+        None => io.stdout.write_all(text.as_bytes())?,
     }
     Ok(())
 }
@@ -634,6 +678,8 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
         a.out.display(),
         if facts.auth == validate::AuthMode::Token {
             "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
+        } else if matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. }) {
+            "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
         } else {
             "check-control-plane.sh and hosts-entries.sh"
         }
@@ -647,6 +693,12 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     for l in &a.label {
         let (k, v) = l.split_once('=').ok_or_else(|| Failure::Usage(format!("--label {l:?}: write KEY=VALUE")))?;
         labels.push((k.to_string(), v.to_string()));
+    }
+    if a.format == Format::LaunchConfig {
+        return Err(Failure::Usage(
+            "--format launch-config is per node (it needs each control plane's --join-check): use mk8s-gen --node"
+                .into(),
+        ));
     }
     let facts = load_facts(&a.common, io, |_, _| {})?;
     let secrets = load_secrets(&a.secrets, &facts, &a.common, io)?;

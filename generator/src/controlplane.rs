@@ -12,6 +12,15 @@ use crate::templates;
 use crate::util::write_output;
 use crate::validate::{AuthMode, Facts, LoadBalancer, Worker};
 
+/// The cluster-agent's port (`--bind 0.0.0.0:25000`, every branch's
+/// `microk8s-resources/default-args/cluster-agent:L1`).
+pub const CLUSTER_AGENT_PORT: u16 = 25000;
+
+/// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.
+pub fn join_token_lines(facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> String {
+    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, &w.name))).collect()
+}
+
 /// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
 /// (`kubelet-0`, `kube-proxy`, `admin`, ...), whatever the node is called.
 pub fn uid(identity: Identity, node: &str) -> String {
@@ -155,6 +164,26 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
             )?;
             files.push(("known-tokens.csv", csv, 0o600));
             files.push(("merge-known-tokens.sh", script, 0o755));
+        }
+        AuthMode::MicroK8sJoin { token_ttl_secs } => {
+            // 1.27+ control planes: persistent tokens (never consumed); 1.23-1.26:
+            // tokens with an expiry (reusable until then), as `add-node --token-ttl`.
+            let persistent = facts.channel.version.is_none_or(|v| v >= (1, 27));
+            let script = templates::render(
+                "register-join-tokens.sh",
+                serde_json::json!({
+                    "cluster": facts.name,
+                    "token_file": if persistent { "persistent-cluster-tokens.txt" } else { "cluster-tokens.txt" },
+                    "ttl": if persistent { 0 } else { token_ttl_secs },
+                }),
+            )?;
+            files.push(("join-tokens.txt", join_token_lines(facts, secrets, workers), 0o600));
+            files.push(("register-join-tokens.sh", script, 0o755));
+            files.push((
+                "check-control-plane.sh",
+                templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
+                0o755,
+            ));
         }
         AuthMode::X509(_) => {
             files.push((

@@ -45,6 +45,18 @@ pub struct RawCluster {
     /// `auth: x509`: validity of the issued client certificates.
     #[serde(default)]
     pub client_certificates: Option<RawClientCertificates>,
+    /// `auth: microk8s-join` settings.
+    #[serde(default)]
+    pub microk8s_join: Option<RawMicroK8sJoin>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMicroK8sJoin {
+    /// 1.23-1.26 control planes: how long a registered join token stays valid
+    /// (`token|expiry` in cluster-tokens.txt); default 24.
+    #[serde(default)]
+    pub token_ttl_hours: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

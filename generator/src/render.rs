@@ -141,6 +141,10 @@ pub fn apiserver_unit(flavour: Flavour) -> String {
 
 /// The URL kubelet and kube-proxy use.
 pub fn server_url(facts: &Facts) -> String {
+    if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) {
+        // What the join writes into the kubeconfigs: the local proxy.
+        return format!("https://{}", host_port("127.0.0.1", facts.apiserver_port));
+    }
     match &facts.load_balancer {
         LoadBalancer::Traefik(_) | LoadBalancer::Haproxy { .. } | LoadBalancer::MicroK8sProxy => {
             format!("https://{}", host_port("127.0.0.1", facts.apiserver_port))
@@ -164,6 +168,7 @@ struct KubeconfigCtx<'a> {
 enum Cred {
     Token(String),
     Cert(crate::x509::Issued),
+    Join(String),
 }
 
 impl From<Cred> for Credential {
@@ -171,6 +176,7 @@ impl From<Cred> for Credential {
         match c {
             Cred::Token(token) => Credential::Token { token },
             Cred::Cert(c) => Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem },
+            Cred::Join(token) => Credential::JoinToken { token },
         }
     }
 }
@@ -178,6 +184,7 @@ impl From<Cred> for Credential {
 fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, node: &str) -> anyhow::Result<Cred> {
     Ok(match facts.auth {
         AuthMode::Token => Cred::Token(secrets.token(&facts.name, identity, node)),
+        AuthMode::MicroK8sJoin { .. } => Cred::Join(secrets.join_token(&facts.name, node)),
         AuthMode::X509(validity) => {
             let key = secrets.ca_key().ok_or_else(|| {
                 anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
@@ -221,6 +228,10 @@ impl Shared {
         // The only addresses a load balancer's unit lets it reach, beside loopback.
         let allow: Vec<String> = facts.control_plane.iter().map(|c| c.address.to_string()).collect();
         let load_balancer = match &facts.load_balancer {
+            // MicroK8s's own proxy, which the join configures.
+            _ if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) => {
+                LoadBalancerSpec::Joined { listen: listen.clone() }
+            }
             LoadBalancer::Haproxy { path, health_interval, health_timeout } => {
                 let config = format!("{STAGE_DIR}/haproxy/haproxy.cfg");
                 let servers: Vec<_> = facts
@@ -387,6 +398,7 @@ pub fn render_node_with(
 ) -> anyhow::Result<NodeOutput> {
     let server = server_url(facts);
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
+    let join_mode = matches!(facts.auth, AuthMode::MicroK8sJoin { .. });
     let kubelet_cred = credential(facts, secrets, Identity::Kubelet, &worker.name)?;
     let proxy_cred = credential(facts, secrets, Identity::KubeProxy, &worker.name)?;
 
@@ -404,14 +416,19 @@ pub fn render_node_with(
         files.push(NodeFile { path, content: FileContent::Text(text), mode });
     };
 
-    stage("ca.crt", "certs/ca.remote.crt", 0o644, false, facts.ca.pem.clone());
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    for (user, file, cred) in
-        [("kubelet", "kubelet.config", &kubelet_cred), ("kube-proxy", "proxy.config", &proxy_cred)]
-    {
+    // With `auth: microk8s-join` the join writes the CA and the kubeconfigs.
+    let staged: &[(&str, &str, &Cred)] = if join_mode {
+        &[]
+    } else {
+        stage("ca.crt", "certs/ca.remote.crt", 0o644, false, facts.ca.pem.clone());
+        &[("kubelet", "kubelet.config", &kubelet_cred), ("kube-proxy", "proxy.config", &proxy_cred)]
+    };
+    for &(user, file, cred) in staged {
         let (token, cert, key) = match cred {
             Cred::Token(t) => (Some(t.as_str()), None, None),
             Cred::Cert(c) => (None, Some(b64(&c.cert_pem)), Some(b64(&c.key_pem))),
+            Cred::Join(_) => unreachable!("no kubeconfigs are staged in join mode"),
         };
         let ctx = KubeconfigCtx {
             user,
@@ -449,11 +466,29 @@ pub fn render_node_with(
         stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
     }
 
-    let (mut stop_services, start_services, locks) = services(facts.channel.flavour);
-    if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) {
+    let (mut stop_services, mut start_services, locks) = services(facts.channel.flavour);
+    if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) || join_mode {
         // MicroK8s's own proxy is the load balancer here: keep it.
         stop_services.retain(|u| *u != apiserver_proxy_unit());
     }
+    if join_mode {
+        // The join starts MicroK8s's own proxy (1.24:scripts/cluster/join.py
+        // update_traefik; 1.30:scripts/wrappers/join.py update_apiserver_proxy);
+        // restarts and reboots keep it running with kubelite.
+        start_services.push(match facts.channel.flavour {
+            Flavour::KubeliteApiserverProxy => apiserver_proxy_unit(),
+            _ => snap_unit("traefik"),
+        });
+    }
+    let join = join_mode.then(|| plan::JoinSpec {
+        agents: facts
+            .control_plane
+            .iter()
+            // 1.29+ join.py takes IPv4 only (validated: at least one is IPv4).
+            .filter(|c| c.address.is_ipv4() || facts.channel.version.is_some_and(|v| v < (1, 29)))
+            .map(|c| host_port(&c.address.to_string(), crate::controlplane::CLUSTER_AGENT_PORT))
+            .collect(),
+    });
     let mut labels =
         vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
     labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
@@ -509,20 +544,35 @@ pub fn render_node_with(
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },
-        credentials: CredentialsSpec { kubelet: kubelet_cred.into(), kube_proxy: Some(proxy_cred.into()) },
+        credentials: CredentialsSpec {
+            kubelet: kubelet_cred.into(),
+            kube_proxy: (!join_mode).then(|| proxy_cred.into()),
+        },
         install,
         kubelet_args,
         kube_proxy_args,
         load_balancer,
         timing: TimingSpec { ready_deadline_secs: facts.ready_deadline_secs, ..TimingSpec::default() },
+        join,
     };
     plan.check().map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
     files.push(NodeFile { path: plan::PLAN_PATH.into(), content: FileContent::Text(plan.to_json()), mode: 0o600 });
 
-    let commands = vec![
+    let mut commands = vec![
         vec!["systemctl".into(), "daemon-reload".into()],
         vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), BOOTSTRAP_UNIT.into()],
     ];
+    if join_mode {
+        // `microk8s join` registers the node under the machine's hostname
+        // (join.py `socket.gethostname().lower()`): make it the node's name, before
+        // the bootstrap starts (it refuses another). /etc/hostname also serves Ignition.
+        files.push(NodeFile {
+            path: "/etc/hostname".into(),
+            content: FileContent::Text(format!("{}\n", worker.name)),
+            mode: 0o644,
+        });
+        commands.insert(0, vec!["hostnamectl".into(), "set-hostname".into(), worker.name.clone()]);
+    }
     let packages = match facts.load_balancer {
         LoadBalancer::Haproxy { .. } => vec!["haproxy".to_string()],
         _ => Vec::new(),
@@ -601,4 +651,81 @@ fn header(out: &NodeOutput) -> String {
         "#cloud-config\n# mk8s-worker: node {} of cluster {}. Generated by mk8s-gen; holds secrets.\n",
         out.plan.node.name, out.plan.cluster
     )
+}
+
+/// `mk8s-gen --format launch-config`: the `.microk8s.yaml` an operator drops into an
+/// image (as `/etc/microk8s.yaml`, before `snap install microk8s`) to join the node
+/// with MicroK8s alone, 1.27+: the MicroK8s-only path, without mk8s-bootstrap.
+///
+/// Two documents (canonical/microk8s-cluster-agent 1.30:pkg/k8sinit/schema.go,
+/// `ParseMultiPartConfiguration`; apply.go applies parts in order and, within a part,
+/// the join last): the join, then our kubelet and kube-proxy arguments, which must come
+/// after it because the join replaces `args/kubelet` with the control plane's
+/// (canonical/microk8s 1.30:scripts/wrappers/join.py `store_base_kubelet_args`).
+/// `extraKubeletArgs` changed kubelite's args, so the agent restarts kubelite after
+/// the last part (apply.go). Limits: one control plane in the URL, no failover; the
+/// control plane is verified only by CHECK (join.py compares a prefix of the sha256 of
+/// its certificate), which changes whenever that node's `server.crt` is issued again;
+/// the node's name is the machine's hostname.
+pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        matches!(facts.auth, AuthMode::MicroK8sJoin { .. }),
+        "--format launch-config needs `auth: microk8s-join` (the control-plane bundle registers the join tokens)"
+    );
+    anyhow::ensure!(
+        facts.channel.version.is_none_or(|v| v >= (1, 27)),
+        "--format launch-config needs MicroK8s 1.27 or later (launch configurations with `join` appear in 1.27); \
+         use the user-data (mk8s-bootstrap runs `microk8s join` on 1.23+)"
+    );
+    anyhow::ensure!(
+        check.len() >= 12
+            && check.len() <= 64
+            && check.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "--join-check must be 12 to 64 lower-case hex characters (join.py wants at least 12)"
+    );
+    let cp = facts
+        .control_plane
+        .iter()
+        .find(|c| c.address.is_ipv4())
+        .ok_or_else(|| anyhow::anyhow!("a launch configuration's join URL needs an IPv4 control plane"))?;
+    let token = secrets.join_token(&facts.name, &worker.name);
+    let url = format!("{}:{}/{token}/{check}", cp.address, crate::controlplane::CLUSTER_AGENT_PORT);
+    let mut labels =
+        vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
+    labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut kubelet = serde_json::Map::new();
+    let mut put = |k: &str, v: String| {
+        kubelet.insert(k.to_string(), json!(v));
+    };
+    put("--cluster-domain", facts.dns.cluster_domain.clone());
+    put("--cluster-dns", facts.dns.cluster_dns.to_string());
+    put("--node-labels", labels.join(","));
+    if let Some(ip) = worker.address {
+        put("--node-ip", ip.to_string());
+    }
+    for a in &worker.kubelet_args {
+        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), "true"));
+        put(k, v.to_string());
+    }
+    let join = json!({"version": "0.1.0", "join": {"url": url, "worker": true}});
+    let args = json!({
+        "version": "0.1.0",
+        "extraKubeletArgs": kubelet,
+        "extraKubeProxyArgs": {"--cluster-cidr": facts.pod_cidr},
+    });
+    let text = format!(
+        "# MicroK8s launch configuration for node {node} of cluster {cluster}, by mk8s-gen. Holds a\n\
+         # join token: a cluster-admin credential until the control plane prunes it.\n\
+         # Put it at /etc/microk8s.yaml before `snap install microk8s --channel {channel}`, on a\n\
+         # machine whose hostname is {node}. Part 1 joins through {cp}; part 2 applies our\n\
+         # kubelet arguments after the join replaced args/kubelet.\n---\n{}---\n{}",
+        crate::yaml::to_string(&join),
+        crate::yaml::to_string(&args),
+        node = worker.name,
+        cluster = facts.name,
+        channel = facts.channel.text,
+        cp = cp.address,
+    );
+    checks::launch_configuration_join(&text, &url)?;
+    Ok(text)
 }

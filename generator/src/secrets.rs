@@ -178,6 +178,14 @@ impl Secrets {
         hex::encode(self.mac(&["mk8s-worker/v1 token", cluster, identity.label(), node], &[]))
     }
 
+    /// `auth: microk8s-join`: the token a worker joins with, registered on the
+    /// control planes' cluster-agents; 64 hex (MicroK8s wants at least 32,
+    /// `scripts/wrappers/add_token.py`). `HMAC-SHA256(seed, "mk8s-worker/v1 join-token"
+    /// | cluster | node)`: never random, so output stays reproducible.
+    pub fn join_token(&self, cluster: &str, node: &str) -> String {
+        hex::encode(self.mac(&["mk8s-worker/v1 join-token", cluster, node], &[]))
+    }
+
     /// HMAC-SHA256 of the seed over NUL-terminated parts, then `suffix`.
     fn mac(&self, parts: &[&str], suffix: &[u8]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.seed).expect("HMAC takes any key length");

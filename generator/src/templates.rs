@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("hosts-entries.sh", include_str!("../../templates/hosts-entries.sh.j2")),
     ("microk8s.yaml", include_str!("../../templates/microk8s.yaml.j2")),
     ("check-control-plane.sh", include_str!("../../templates/check-control-plane.sh.j2")),
+    ("register-join-tokens.sh", include_str!("../../templates/register-join-tokens.sh.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {

@@ -44,6 +44,12 @@ pub struct Facts {
 pub enum AuthMode {
     Token,
     X509(crate::x509::Validity),
+    /// MicroK8s's own worker join (1.23+): the control plane's cluster-agent signs
+    /// the node's certificates; `token_ttl_secs` is how long a registered join token
+    /// stays valid on 1.23-1.26 control planes (`token|expiry` lines).
+    MicroK8sJoin {
+        token_ttl_secs: u64,
+    },
 }
 
 /// An air-gapped install: MicroK8s's `.snap` and `.assert`, and optionally its
@@ -67,6 +73,9 @@ pub fn base_snap(version: Option<(u32, u32)>) -> &'static str {
         _ => "core22",
     }
 }
+
+/// Default validity of a join token registered on a 1.23-1.26 control plane.
+pub const DEFAULT_JOIN_TOKEN_TTL_HOURS: i64 = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Channel {
@@ -242,15 +251,61 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             Some(AuthMode::Token)
         }
         Some("x509") => check_client_certs(c.client_certificates.as_ref(), ca.as_ref(), report).map(AuthMode::X509),
+        Some("microk8s-join") => {
+            let mut ok = true;
+            if let Some(v) = channel.as_ref().and_then(|ch| ch.version).filter(|v| *v < (1, 23)) {
+                report.error(
+                    "$.cluster.auth",
+                    format!("`auth: microk8s-join` needs MicroK8s 1.23 or later; the channel is {}.{}", v.0, v.1),
+                    "`microk8s join --worker` first appears in 1.23 (canonical/microk8s 1.23:scripts/cluster/join.py); use `auth: token` or `auth: x509` for older channels",
+                );
+                ok = false;
+            }
+            if let Some(lb) = &c.load_balancer {
+                let own = lb.mode.as_deref().unwrap_or("node-local") == "node-local"
+                    && lb.kind.as_deref() == Some("microk8s-proxy")
+                    && lb.address.is_none()
+                    && lb.traefik.is_none();
+                if !own {
+                    report.error(
+                        "$.cluster.load-balancer",
+                        "with `auth: microk8s-join` the load balancer is MicroK8s's own: the join writes kubeconfigs for 127.0.0.1:16443 and configures the snap's proxy (traefik on 1.23-1.24, apiserver-proxy on 1.25+)",
+                        "remove `load-balancer` (or say `kind: microk8s-proxy`)",
+                    );
+                    ok = false;
+                }
+            }
+            if c.client_certificates.is_some() {
+                report.warning(
+                    "$.cluster.client-certificates",
+                    "ignored with `auth: microk8s-join`",
+                    "remove it: the control plane's cluster-agent signs the certificates",
+                );
+            }
+            let hours =
+                c.microk8s_join.as_ref().and_then(|j| j.token_ttl_hours).unwrap_or(DEFAULT_JOIN_TOKEN_TTL_HOURS);
+            if !(1..=8760).contains(&hours) {
+                report.error(
+                    "$.cluster.microk8s-join.token-ttl-hours",
+                    format!("{hours} is out of range"),
+                    "give 1 to 8760 hours (default 24)",
+                );
+                ok = false;
+            }
+            ok.then_some(AuthMode::MicroK8sJoin { token_ttl_secs: hours as u64 * 3600 })
+        }
         Some(other) => {
             report.error(
                 "$.cluster.auth",
                 format!("auth mode {} is not supported", show(other)),
-                "use `auth: token` (static tokens merged into known_tokens.csv) or `auth: x509` (client certificates signed by the cluster CA)",
+                "use `auth: token` (static tokens merged into known_tokens.csv), `auth: x509` (client certificates signed by the cluster CA) or `auth: microk8s-join` (MicroK8s's own worker join, 1.23+)",
             );
             None
         }
     };
+    if c.microk8s_join.is_some() && !matches!(auth, Some(AuthMode::MicroK8sJoin { .. })) {
+        report.warning("$.cluster.microk8s-join", "ignored unless `auth: microk8s-join`", "remove it");
+    }
 
     let apiserver_port = port(c.apiserver_port, DEFAULT_APISERVER_PORT, "$.cluster.apiserver-port", report);
 
@@ -396,6 +451,28 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                 format!("$.workers[{i}]"),
                 format!("{who} no `address`: MicroK8s 1.27 and older apiservers dial each kubelet by its node name (the Node's Hostname address), which the control plane must resolve, or kubectl logs, exec and port-forward to pods on such a worker fail"),
                 "give each worker its `address` (hosts-entries.sh in the control-plane bundle then adds the name to /etc/hosts on the control plane), or make the names resolvable in DNS",
+            );
+        }
+    }
+
+    // 1.29+ join.py accepts only an IPv4 literal in the connection string
+    // (canonical/microk8s 1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
+    // get_valid_connection_parts: exactly one ':'; 3488ddd3).
+    if matches!(auth, Some(AuthMode::MicroK8sJoin { .. }))
+        && channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 29)))
+        && !control_plane.is_empty()
+    {
+        if control_plane.iter().all(|c| c.address.is_ipv6()) {
+            report.error(
+                "$.cluster.control-plane",
+                "with `auth: microk8s-join` on MicroK8s 1.29+, `microk8s join` takes only an IPv4 address (get_valid_connection_parts), and every control-plane address here is IPv6",
+                "give the control planes' IPv4 addresses, or use `auth: x509`",
+            );
+        } else if let Some(i) = control_plane.iter().position(|c| c.address.is_ipv6()) {
+            report.warning(
+                format!("$.cluster.control-plane[{i}]"),
+                "IPv6: MicroK8s 1.29+ `microk8s join` takes only IPv4 addresses; workers join through the IPv4 control planes only",
+                "give this control plane's IPv4 address if it has one",
             );
         }
     }

@@ -159,7 +159,14 @@ fn cert_user(der: &[u8], ca_der: &[u8]) -> Result<User, ()> {
     if cert.issuer() != ca.subject() || !cert.validity().is_valid() {
         return Err(());
     }
-    let client_auth = cert.extended_key_usage().ok().flatten().is_some_and(|e| e.value.client_auth);
+    // Go's x509 verification (kube-apiserver's x509 authenticator asks for
+    // ExtKeyUsageClientAuth): a certificate without the extension is valid for
+    // any usage, as those `openssl x509 -req` signs for MicroK8s's worker join.
+    let client_auth = match cert.extended_key_usage() {
+        Ok(Some(e)) => e.value.client_auth || e.value.any,
+        Ok(None) => true,
+        Err(_) => false,
+    };
     if !client_auth {
         return Err(());
     }
@@ -253,6 +260,19 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                 },
             }
         }
+        ("DELETE", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
+            let name = p["/api/v1/nodes/".len()..].to_string();
+            match allowed(&st, &user, "delete", &name) {
+                Err(r) => r,
+                Ok(()) => {
+                    drop(st);
+                    return match state.lock().unwrap().nodes.remove(&name) {
+                        Some(_) => (Response::json(200, r#"{"kind":"Status","status":"Success"}"#), who),
+                        None => (status(404, "NotFound", &format!("nodes \"{name}\" not found")), who),
+                    };
+                }
+            }
+        }
         ("POST", "/api/v1/nodes") => {
             let Ok(mut node) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
                 return (status(400, "BadRequest", "the body is not a Node"), who);
@@ -270,6 +290,34 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                     drop(st);
                     state.lock().unwrap().nodes.insert(name, node.clone());
                     return (Response::json(201, node.to_string()), who);
+                }
+            }
+        }
+        // A merge patch of a Node's labels and taints (what a client may change on
+        // the object itself; the rest is kept).
+        ("PATCH", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
+            let name = p["/api/v1/nodes/".len()..].to_string();
+            let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+                return (status(400, "BadRequest", "the body is not JSON"), who);
+            };
+            match allowed(&st, &user, "patch", &name) {
+                Err(r) => r,
+                Ok(()) if !st.nodes.contains_key(&name) => {
+                    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
+                }
+                Ok(()) => {
+                    drop(st);
+                    let mut st = state.lock().unwrap();
+                    let node = st.nodes.get_mut(&name).expect("checked");
+                    if let Some(labels) = patch.pointer("/metadata/labels").and_then(|l| l.as_object()) {
+                        for (k, v) in labels {
+                            node["metadata"]["labels"][k] = v.clone();
+                        }
+                    }
+                    if let Some(taints) = patch.pointer("/spec/taints") {
+                        node["spec"]["taints"] = taints.clone();
+                    }
+                    return (Response::json(200, node.to_string()), who);
                 }
             }
         }
@@ -596,6 +644,14 @@ mod tests {
         let stored = sim.node("w1").unwrap();
         assert_eq!(stored["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:00Z");
         assert_eq!(stored["status"]["addresses"][1]["address"], "w1", "the heartbeat keeps the addresses");
+        let labels = r#"{"metadata":{"labels":{"a":"b"}},"spec":{"taints":[{"key":"k","effect":"NoSchedule"}]}}"#;
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &other), 403, "RBAC,Node: only its own Node");
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &node), 200);
+        let stored = sim.node("w1").unwrap();
+        assert_eq!(
+            (stored["metadata"]["labels"]["a"].as_str(), stored["spec"]["taints"][0]["key"].as_str()),
+            (Some("b"), Some("k"))
+        );
         sim.set_authz(Authz::AlwaysAllow);
         assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &other), 200, "AlwaysAllow");
         // <=1.27: by Hostname, which this control plane cannot resolve.
@@ -607,6 +663,8 @@ mod tests {
         // 1.28+ fresh: by InternalIP (nothing listens on port 1 here).
         sim.set_kubelet_client(KubeletClient::for_channel("1.28/stable", false));
         assert!(sim.logs_from("w1").unwrap_err().starts_with("Get \"https://127.0.0.1:1/"));
+        assert_eq!(call("DELETE", "/api/v1/nodes/w1", "", &node), 200);
+        assert_eq!(call("DELETE", "/api/v1/nodes/w1", "", &node), 404);
         assert_eq!(KubeletClient::for_channel("1.34/stable", true), KubeletClient::legacy());
     }
 }

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 use crate::pki::{Ca, Leaf};
 use crate::tls::{https_call, server_config, Handler, Request, Response, TlsServer, Trust};
@@ -294,6 +295,8 @@ pub struct Model {
     pub snap: PathBuf,
     pub systemctl: PathBuf,
     pub snapctl: PathBuf,
+    /// The `microk8s` command (`microk8s join ...`, see [`Ctx::microk8s`]).
+    pub microk8s: PathBuf,
     pub config: ModelConfig,
 }
 
@@ -402,7 +405,7 @@ impl Model {
         });
         fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
         let mut paths = Vec::new();
-        for tool in ["snap", "systemctl", "snapctl"] {
+        for tool in ["snap", "systemctl", "snapctl", "microk8s"] {
             let p = dir.join(tool);
             fs::write(&p, format!("#!/bin/sh\nexec {} --state {} {tool} \"$@\"\n", sh(&bin), sh(dir))).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -411,6 +414,7 @@ impl Model {
         Model {
             dir: dir.to_path_buf(),
             root: root.to_path_buf(),
+            microk8s: paths.pop().unwrap(),
             snapctl: paths.pop().unwrap(),
             systemctl: paths.pop().unwrap(),
             snap: paths.pop().unwrap(),
@@ -610,6 +614,15 @@ impl Ctx {
         let sd = self.root.join(SNAP_DATA).display().to_string();
         let sc = self.root.join(SNAP_COMMON).display().to_string();
         s.replace("${SNAP_DATA}", &sd).replace("$SNAP_DATA", &sd).replace("${SNAP_COMMON}", &sc)
+    }
+
+    /// A path a file names: MicroK8s's own absolute paths (`/var/snap/microk8s/...`,
+    /// as the worker join writes them into kubeconfigs) are under the root.
+    fn node_path(&self, p: &str) -> PathBuf {
+        match p.strip_prefix("/var/snap/microk8s/") {
+            Some(rest) => self.root.join("var/snap/microk8s").join(rest),
+            None => PathBuf::from(p),
+        }
     }
 
     /// An args file as the wrappers read it: `--flag=value` lines, quotes
@@ -1100,6 +1113,385 @@ impl Ctx {
     }
 }
 
+// ---------------------------------------------------------------------------
+// `microk8s join IP:PORT/TOKEN[/CHECK] --worker`: what that version's join.py does,
+// in order. Sources: 1.24:scripts/cluster/join.py (J24), 1.27:scripts/wrappers/join.py
+// (J27), 1.30:scripts/wrappers/join.py (J30, identical in 1.34), and
+// 1.30:scripts/wrappers/common/cluster/utils.py (CU30).
+
+/// `IP:PORT/<token>/CHECK` with the token hidden, for logs.
+pub fn redact_connection(arg: &str) -> String {
+    let parts: Vec<&str> = arg.split('/').collect();
+    if parts.len() >= 2 && parts[0].contains(':') {
+        let mut out = vec![parts[0].to_string(), "<token>".to_string()];
+        out.extend(parts[2..].iter().map(|p| p.to_string()));
+        out.join("/")
+    } else {
+        arg.to_string()
+    }
+}
+
+/// A failed join: its exit code and message (join.py prints and `exit(code)`s).
+struct JoinExit(i32, String);
+
+impl Ctx {
+    fn microk8s(&mut self, args: &[String]) -> i32 {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["join", conn, rest @ ..] => {
+                let worker = rest.contains(&"--worker");
+                if self.minor < 23 && worker {
+                    // 1.20-1.22 have no --worker (1.22:scripts/cluster/join.py:L1057-1100).
+                    eprintln!("Error: no such option: --worker");
+                    return 2;
+                }
+                if !worker {
+                    eprintln!("mk8s-node-model: only `microk8s join ... --worker` is modelled");
+                    return 1;
+                }
+                match self.join_worker(conn) {
+                    Ok(()) => {
+                        println!("The node has joined the cluster and will appear in the nodes list in a few seconds.");
+                        0
+                    }
+                    Err(JoinExit(code, msg)) => {
+                        eprintln!("{msg}");
+                        code
+                    }
+                }
+            }
+            _ => {
+                eprintln!("mk8s-node-model: microk8s {args:?} is not modelled");
+                1
+            }
+        }
+    }
+
+    /// `service("restart", name)`: `snapctl restart microk8s.daemon-NAME`, which
+    /// starts even a disabled unit (1.30:CU30:L371-383; 1.24:scripts/cluster/common/utils.py:L308-326).
+    fn restart_service(&self, daemon: &str) {
+        let unit = snap_unit(daemon);
+        if self.known(&unit) {
+            self.append("calls.log", &format!("snapctl restart microk8s.daemon-{daemon}"));
+            self.stop(&unit);
+            self.start(&unit);
+        }
+    }
+
+    /// `set_arg(key, value, file)`: replace or append `key=value`; None removes it.
+    fn set_arg(&self, file: &str, key: &str, value: Option<&str>) {
+        let p = self.snap_data(&format!("args/{file}"));
+        let text = fs::read_to_string(&p).unwrap_or_default();
+        let flag = |l: &str| l.split(['=', ' ']).next().unwrap_or("").to_string();
+        let mut lines: Vec<String> = Vec::new();
+        let mut done = false;
+        for l in text.lines() {
+            if flag(l) == key {
+                if let (Some(v), false) = (value, done) {
+                    lines.push(format!("{key}={v}"));
+                    done = true;
+                }
+                continue;
+            }
+            lines.push(l.to_string());
+        }
+        if let (Some(v), false) = (value, done) {
+            lines.push(format!("{key}={v}"));
+        }
+        self.write_args(file, &(lines.join("\n") + "\n"));
+    }
+
+    fn join_worker(&mut self, conn: &str) -> Result<(), JoinExit> {
+        let fail = |code: i32, m: String| Err(JoinExit(code, m));
+        let parts: Vec<&str> = conn.split('/').collect();
+        // 1.29+: get_valid_connection_parts (CU30:L557-597): 2 or 3 parts, an IP
+        // literal and a port (exactly one ':', so no IPv6), token >= 32, check >= 12.
+        if self.minor >= 29 {
+            let ep: Vec<&str> = parts[0].split(':').collect();
+            let valid = (2..=3).contains(&parts.len())
+                && ep.len() == 2
+                && ep[0].parse::<std::net::IpAddr>().is_ok()
+                && ep[1].parse::<u16>().is_ok_and(|p| p > 0)
+                && parts[1].len() >= 32
+                && parts.get(2).is_none_or(|c| c.len() >= 12);
+            if !valid {
+                return fail(1, format!("Invalid connection string {}", redact_connection(conn)));
+            }
+        }
+        if parts.len() < 2 {
+            return fail(1, "Invalid connection string".into());
+        }
+        // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") (J27:L743, J24:L739).
+        let Some((ip, port)) = (if self.minor >= 28 { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
+        else {
+            return fail(1, "Invalid connection string".into());
+        };
+        let token = parts[1].to_string();
+        let fingerprint = parts.get(2).map(|s| s.to_string());
+        // join_dqlite only on an HA node (J30:L1007-1010); the etcd path is not modelled.
+        if !self.lock("ha-cluster") {
+            return fail(1, "mk8s-node-model: the non-HA (etcd) join is not modelled".into());
+        }
+        // mark_join_in_progress (J27:L942-949, J30:L916-922); absent in 1.24.
+        if self.minor >= 27 {
+            let _ = fs::write(self.snap_data("var/lock/join-in-progress"), "");
+        }
+        let agent: SocketAddr = match format!("{ip}:{port}").parse() {
+            Ok(a) => a,
+            Err(e) => return fail(1, format!("Invalid connection string: {e}")),
+        };
+        let node_ip: std::net::IpAddr = self.s("nodeIP").parse().map_err(|_| JoinExit(1, "bad nodeIP".into()))?;
+        let hostname = self.s("hostname").to_lowercase();
+        // The request (J30:L155-170; J27:L153-159 and J24:L153-161 without the two
+        // can_handle fields); `port` is the local agent's --bind port, a string
+        // (CU30:L205-222; default "25000": no args/cluster-agent in the model).
+        let mut req = json!({"token": token, "hostname": hostname, "port": "25000", "worker": "as-worker"});
+        if self.minor >= 28 {
+            req["can_handle_x509_auth"] = json!(true);
+            req["can_handle_custom_etcd"] = json!(true);
+        }
+        // The fingerprint: >= 12 characters, a prefix of sha256(DER of the peer's
+        // leaf), checked after the handshake and before the request is sent; no CA
+        // or name verification (J30:L84-100; J24:L72-108). Exit 4 otherwise.
+        if let Some(f) = &fingerprint {
+            if f.len() < 12 {
+                return fail(4, "Joining cluster failed. Fingerprint too short.".into());
+            }
+        }
+        let fp = fingerprint.clone();
+        let r = crate::tls::https_post_checked(
+            Some(node_ip),
+            agent,
+            "/cluster/api/v2.0/join",
+            &req.to_string(),
+            move |der| fp.as_ref().is_none_or(|f| hex::encode(sha2::Sha256::digest(der)).starts_with(f.as_str())),
+        );
+        let r = match r {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return fail(
+                    4,
+                    format!("Joining cluster failed. Could not verify the identity of {ip}. Use '--skip-verify' to skip server certificate check."),
+                )
+            }
+            Err(e) => return fail(1, format!("Connection failed. {e}")),
+        };
+        if r.status != 200 {
+            // J30:L104-107, L118-128: "Connection failed. <error> (<status>)." exit 6.
+            let err = serde_json::from_str::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(r.body.clone());
+            return fail(6, format!("Connection failed. {err} ({}).", r.status));
+        }
+        let info: Value = serde_json::from_str(&r.body).map_err(|e| JoinExit(1, format!("bad answer: {e}")))?;
+        let hostname_override = info["hostname_override"].as_str().unwrap_or("").to_string();
+        // cluster_cidr (1.27+, J30:L676-687; J27:L765-776): update kube-proxy's and restart.
+        if self.minor >= 27 {
+            if let Some(cidr) = info["cluster_cidr"].as_str() {
+                if self.args("kube-proxy").get("--cluster-cidr").map(String::as_str) != Some(cidr) {
+                    self.set_arg("kube-proxy", "--cluster-cidr", Some(cidr));
+                    self.restart_service("kubelite");
+                }
+            }
+        }
+        // join_dqlite_worker_node (J30:L750-784; J27:L825-853; J24:L824-852).
+        if !info["ca_key"].is_null() {
+            return fail(1, "Make sure the cluster you connect to supports joining worker nodes.".into());
+        }
+        let ca = info["ca"].as_str().unwrap_or("").to_string();
+        // store_remote_ca (J30:L405-413)
+        fs::write(self.snap_data("certs/ca.remote.crt"), &ca).map_err(|e| JoinExit(1, e.to_string()))?;
+        // update_apiserver (1.28+, J30:L768, L391-402)
+        if self.minor >= 28 {
+            if let Some(mode) = info["api_authz_mode"].as_str() {
+                self.set_arg("kube-apiserver", "--authorization-mode", Some(mode));
+            }
+            if let Some(port) = info["apiport"].as_str() {
+                self.set_arg("kube-apiserver", "--secure-port", Some(port));
+            }
+            self.restart_service("kubelite");
+        }
+        // store_base_kubelet_args: OVERWRITES args/kubelet (J30:L445-454; J24:L539-548).
+        let kubelet_args = info["kubelet_args"].as_str().unwrap_or("").to_string();
+        self.write_args("kubelet", &kubelet_args);
+        // update_kubelet_node_ip: only if the copied args have --node-ip (J30:L457-465).
+        if kubelet_args.lines().any(|l| l.starts_with("--node-ip")) {
+            self.set_arg("kubelet", "--node-ip", Some(&hostname_override));
+        }
+        // update_kubelet_hostname_override: removed (J30:L468-475).
+        self.set_arg("kubelet", "--hostname-override", None);
+        // update_cert_auth_kubeproxy (J30:L331-343: proxy.crt; J27:L413-433 and
+        // J24:L411-435: kube-proxy.crt): CSR /CN=system:kube-proxy, no SANs.
+        let proxy_name = if self.minor >= 28 { "proxy" } else { "kube-proxy" };
+        let (proxy_crt, proxy_key) =
+            self.client_cert(agent, &format!("{token}-proxy"), proxy_name, "system:kube-proxy", &[], &[])?;
+        self.set_arg("kube-proxy", "--master", None);
+        if self.minor >= 25 {
+            self.set_arg("kube-proxy", "--hostname-override", None);
+        } else {
+            // J24:L433-435: the joining IP as kube-proxy's node name.
+            self.set_arg("kube-proxy", "--hostname-override", Some(&hostname_override));
+        }
+        // update_cert_auth_kubelet (J30:L352-369): CN=system:node:HOST, O=system:nodes;
+        // SANs DNS:HOST and IP:<get_ips> on 1.28+ (generate_csr_with_sans,
+        // 1.30:US:L1075-1105); none on 1.24-1.27 (J27:L244-308).
+        let node_ip_s = node_ip.to_string();
+        let sans: Vec<&str> = if self.minor >= 28 { vec![hostname.as_str(), node_ip_s.as_str()] } else { vec![] };
+        let (kubelet_crt, kubelet_key) = self.client_cert(
+            agent,
+            &format!("{token}-kubelet"),
+            "kubelet",
+            &format!("system:node:{hostname}"),
+            &["system:nodes"],
+            &sans,
+        )?;
+        self.set_arg("kubelet", "--client-ca-file", Some("${SNAP_DATA}/certs/ca.remote.crt"));
+        self.set_arg(
+            "kubelet",
+            "--node-labels",
+            Some("microk8s.io/cluster=true,node.kubernetes.io/microk8s-worker=microk8s-worker"),
+        );
+        // Kubeconfigs to the local proxy, 127.0.0.1:<apiserver port> (16443 real):
+        // 1.28+ create_worker_kubeconfigs, data embedded, CA ca.remote.crt
+        // (J30:L774-778; 1.30:US:L620-640); 1.24-1.27 create_x509_kubeconfig, CA data
+        // embedded, certificate and key by path (J27:L367-395;
+        // 1.27:microk8s-resources/client-x509.config.template).
+        let port = self.n("apiserverPort");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        for (file, user, crt, key) in [
+            ("kubelet.config", "kubelet", &kubelet_crt, &kubelet_key),
+            ("proxy.config", "kubeproxy", &proxy_crt, &proxy_key),
+        ] {
+            let user_part = if self.minor >= 28 {
+                let c = fs::read_to_string(self.snap_data(crt)).unwrap_or_default();
+                let k = fs::read_to_string(self.snap_data(key)).unwrap_or_default();
+                format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c), b64(&k))
+            } else {
+                format!(
+                    "    client-certificate: /var/snap/microk8s/current/{crt}\n    client-key: /var/snap/microk8s/current/{key}\n"
+                )
+            };
+            let text = format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: microk8s-cluster\ncontexts:\n- context:\n    cluster: microk8s-cluster\n    user: {user}\n  name: microk8s\ncurrent-context: microk8s\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{user_part}", b64(&ca));
+            self.write_secret(&format!("credentials/{file}"), &text);
+        }
+        // store_callback_token (J30:L565-574)
+        self.write_secret("credentials/callback-token.txt", info["callback_token"].as_str().unwrap_or(""));
+        let apiport = info["apiport"].as_str().unwrap_or("16443").to_string();
+        let provider = |servers: &[String]| {
+            let list: String = servers.iter().map(|s| format!("          - address: \"{s}\"\n")).collect();
+            format!("tcp:\n  routers:\n    Router-1:\n      rule: \"HostSNI(`*`)\"\n      service: \"kube-apiserver\"\n      tls:\n        passthrough: true\n  services:\n    kube-apiserver:\n      loadBalancer:\n        servers:\n{list}")
+        };
+        let lb = if self.minor >= 25 {
+            // update_apiserver_proxy (J30:L695-716): no-apiserver-proxy removed, the
+            // ONE server joined through, restart.
+            let _ = fs::remove_file(self.snap_data("var/lock/no-apiserver-proxy"));
+            self.write_args("traefik/provider.yaml", &provider(&[format!("{ip}:{apiport}")]));
+            self.restart_service("apiserver-proxy");
+            "apiserver-proxy"
+        } else {
+            // update_traefik (J24:L767-794): no-traefik removed, the server joined
+            // through plus the other control planes, restart.
+            let _ = fs::remove_file(self.snap_data("var/lock/no-traefik"));
+            let mut servers = vec![format!("{ip}:{apiport}")];
+            for cp in info["control_plane_nodes"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                if cp != ip {
+                    servers.push(format!("{cp}:{apiport}"));
+                }
+            }
+            self.write_args("traefik/provider.yaml", &provider(&servers));
+            self.restart_service("traefik");
+            "traefik"
+        };
+        // mark_worker_node (J30:L416-428; J24:L510-522): the locks, then restarts.
+        for l in ["clustered.lock", "no-k8s-dqlite"] {
+            let _ = fs::write(self.snap_data(&format!("var/lock/{l}")), "");
+        }
+        for d in ["kubelite", "etcd", "apiserver-kicker", lb, "k8s-dqlite"] {
+            self.restart_service(d);
+        }
+        // mark_no_cert_reissue (CU30:L386-394)
+        let _ = fs::write(self.snap_data("var/lock/no-cert-reissue"), "");
+        let _ = fs::remove_file(self.snap_data("var/lock/join-in-progress"));
+        self.event(&format!("joined as a worker through {ip}"));
+        Ok(())
+    }
+
+    /// `get_client_cert` (J30:L224-266): a key and CSR, `POST /cluster/api/v1.0/sign-cert`
+    /// to the agent joined through with `verify=False`, the certificate written to
+    /// `certs/NAME.crt`. Returns the paths relative to `$SNAP_DATA`.
+    fn client_cert(
+        &self,
+        agent: SocketAddr,
+        token: &str,
+        name: &str,
+        cn: &str,
+        orgs: &[&str],
+        sans: &[&str],
+    ) -> Result<(String, String), JoinExit> {
+        let (csr, key) = crate::pki::csr(cn, orgs, sans);
+        let (crt_rel, key_rel) = (format!("certs/{name}.crt"), format!("certs/{name}.key"));
+        self.write_secret(&key_rel, &key);
+        let body = json!({"token": token, "request": csr}).to_string();
+        let r = crate::tls::https_post_unverified(None, agent, "/cluster/api/v1.0/sign-cert", &body)
+            .map_err(|e| JoinExit(1, format!("Failed to sign {name} certificate: {e}")))?;
+        if r.status != 200 {
+            return Err(JoinExit(1, format!("Failed to sign {name} certificate ({}). {}", r.status, r.body)));
+        }
+        let info: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        let pem = info["certificate"].as_str().unwrap_or("");
+        fs::write(self.snap_data(&crt_rel), pem).map_err(|e| JoinExit(1, e.to_string()))?;
+        Ok((crt_rel, key_rel))
+    }
+}
+
+/// MicroK8s's own apiserver proxy: a TCP proxy on 127.0.0.1:<apiserver port> to
+/// the first server of `args/traefik/provider.yaml` that accepts the connection
+/// (apiserver-proxy: round-robin, skipping a server whose dial fails,
+/// cluster-agent 1.30:pkg/proxy/userspace.go:L102-195).
+fn tcp_proxy(ctx: &Arc<Ctx>) {
+    let text = fs::read_to_string(ctx.snap_data("args/traefik/provider.yaml")).unwrap_or_default();
+    let servers: Vec<SocketAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("address:"))
+        .filter_map(|a| a.trim().trim_matches('"').parse().ok())
+        .collect();
+    let addr = format!("127.0.0.1:{}", ctx.n("apiserverPort"));
+    let end = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match std::net::TcpListener::bind(&addr) {
+            Ok(l) => break l,
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                ctx.event(&format!("proxy: cannot listen on {addr}: {e}"));
+                return;
+            }
+        }
+    };
+    ctx.event(&format!("proxy: {addr} -> {servers:?}"));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let servers = servers.clone();
+            std::thread::spawn(move || {
+                let Some(upstream) =
+                    servers.iter().find_map(|s| std::net::TcpStream::connect_timeout(s, Duration::from_secs(2)).ok())
+                else {
+                    return;
+                };
+                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { return };
+                let (mut c, mut u) = (client, upstream);
+                let t = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut u, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = t.join();
+            });
+        }
+    });
+}
+
 fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // state is the field after the ")" closing the command name; Z = zombie, X = dead
@@ -1125,7 +1517,13 @@ pub fn cli_main() -> i32 {
     if matches!(cmd, "snap" | "systemctl" | "snapctl") {
         ctx.append("calls.log", &format!("{cmd} {}", rest.join(" ")));
     }
+    if cmd == "microk8s" {
+        // Never the token in the log: `join IP:PORT/<token>/CHECK`.
+        let shown: Vec<String> = rest.iter().map(|a| redact_connection(a)).collect();
+        ctx.append("calls.log", &format!("microk8s {}", shown.join(" ")));
+    }
     match cmd {
+        "microk8s" => ctx.microk8s(rest),
         "snap" => ctx.snap(rest),
         "systemctl" => ctx.systemctl(rest),
         "snapctl" => ctx.snapctl(rest),
@@ -1170,8 +1568,9 @@ enum Decision {
     KubeProxy,
     /// The cluster-agent; from 1.27 it also applies launch configurations.
     ClusterAgent,
-    /// 1.25+ `cluster-agent apiserver-proxy`: a TCP proxy to the control planes.
-    ApiserverProxy,
+    /// MicroK8s's own apiserver proxy (apiserver-proxy 1.25+, the snap's traefik
+    /// 1.23-1.24): TCP from the apiserver port on 127.0.0.1 to provider.yaml's servers.
+    Proxy,
 }
 
 fn decide(ctx: &Ctx, daemon: &str) -> Decision {
@@ -1228,6 +1627,10 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
         }
         // 1.30:WR/run-cluster-agent-with-args:L16-18: no lock checks, on every node.
         "cluster-agent" => Decision::ClusterAgent,
+        // A worker joined by `microk8s join --worker` (1.23-1.24): the snap's traefik
+        // proxies 127.0.0.1:16443 to the servers of args/traefik/provider.yaml
+        // (1.24:scripts/cluster/join.py:L767-794).
+        "traefik" if ctx.snap_data("args/traefik/provider.yaml").exists() => Decision::Proxy,
         "apiserver-proxy" => {
             // 1.30:WR/run-apiserver-proxy-with-args:L7-26: no check of no-apiserver-proxy.
             if !lock("clustered.lock") {
@@ -1238,7 +1641,10 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
                 // cluster-agent pkg/proxy/internal/config.go L34 (F5): it cannot load its config.
                 Decision::Fail("apiserver-proxy: open args/traefik/provider.yaml: no such file or directory".into())
             } else {
-                Decision::ApiserverProxy
+                // It proxies `:16443` to the provider file's servers (cluster-agent
+                // 1.30:pkg/proxy/proxy.go:L13-55; the refresh from the kubernetes
+                // Endpoints every 30 s is not modelled).
+                Decision::Proxy
             }
         }
         _ => Decision::Idle,
@@ -1293,9 +1699,9 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
             kube_proxy(ctx.clone());
             park()
         }
-        Decision::ApiserverProxy => {
-            ctx.event(&format!("{unit}: running"));
-            apiserver_proxy(&ctx);
+        Decision::Proxy => {
+            ctx.event(&format!("{unit}: proxying the apiserver port"));
+            tcp_proxy(&ctx);
             park()
         }
         Decision::ClusterAgent => {
@@ -1378,66 +1784,6 @@ fn launcher(ctx: &Ctx) {
         }
         write_status(ctx, "launcher.json", json!({"applied": applied, "failures": failures, "lastError": last_error}));
     }
-}
-
-/// `cluster-agent apiserver-proxy` (1.30:WR/run-apiserver-proxy-with-args renders
-/// `args/traefik/traefik.yaml` from `traefik-template.yaml` with sed, then runs it):
-/// it loads the entry point's address and the `servers` of `provider.yaml`
-/// (canonical/microk8s-cluster-agent 1.30 pkg/proxy/internal/config.go,
-/// config_traefik.go, config_provider.go) and passes TCP through to the first
-/// endpoint that accepts (pkg/proxy/userspace.go). A failed listen is retried at
-/// once, without back-off (pkg/proxy/apiserver.go `Run`); the model waits 100 ms.
-/// Not modelled: the 30 s endpoint refresh from EndpointSlices.
-fn apiserver_proxy(ctx: &Arc<Ctx>) {
-    let sd = ctx.snap_data("");
-    let sd = sd.to_string_lossy();
-    let sd = sd.trim_end_matches('/');
-    let template = fs::read_to_string(ctx.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
-    let rendered = template.replace("${SNAP_DATA}", sd);
-    let _ = fs::write(ctx.snap_data("args/traefik/traefik.yaml"), &rendered);
-    let unquote = |v: &str| v.trim().trim_matches('"').trim_matches('\'').to_string();
-    let listen = rendered
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("address:").map(unquote))
-        .unwrap_or_else(|| format!(":{}", ctx.n("apiserverPort")));
-    // ":16443" is every address: the model binds loopback (see the module notes).
-    let listen = if listen.starts_with(':') { format!("127.0.0.1{listen}") } else { listen };
-    let provider = fs::read_to_string(ctx.snap_data("args/traefik/provider.yaml")).unwrap_or_default();
-    let servers: Vec<String> = provider
-        .lines()
-        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("address:").map(unquote))
-        .collect();
-    ctx.event(&format!("apiserver-proxy: {listen} -> {}", servers.join(", ")));
-    std::thread::spawn(move || loop {
-        let listener = match std::net::TcpListener::bind(&listen) {
-            Ok(l) => l,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        for conn in listener.incoming().flatten() {
-            let servers = servers.clone();
-            std::thread::spawn(move || {
-                let Some(up) = servers.iter().find_map(|s| {
-                    s.parse::<SocketAddr>()
-                        .ok()
-                        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
-                }) else {
-                    return;
-                };
-                let (mut a, mut b) = (conn, up);
-                let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else { return };
-                let t = std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut a2, &mut b2);
-                    let _ = b2.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut b, &mut a);
-                let _ = a.shutdown(std::net::Shutdown::Write);
-                let _ = t.join();
-            });
-        }
-    });
 }
 
 fn park() -> i32 {
@@ -1624,7 +1970,7 @@ fn load_kubeconfig(ctx: &Ctx, path: &str) -> Result<Kubeconfig, String> {
             .and_then(|d| String::from_utf8(d).ok())
             .unwrap_or_default()
     };
-    let file = |v: &str| fs::read_to_string(ctx.expand(v)).unwrap_or_default();
+    let file = |v: &str| fs::read_to_string(ctx.node_path(&ctx.expand(v))).unwrap_or_default();
     for line in text.lines() {
         let Some((k, v)) = line.trim().trim_start_matches("- ").split_once(':') else { continue };
         let v = v.trim().trim_matches('"').trim_matches('\'');

@@ -96,9 +96,54 @@ impl Ca {
         self.issue(cn, orgs, &[], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// Sign a certificate signing request (PEM) as `openssl x509 -req -sha256 -CA
+    /// ca.crt -CAkey ca.key -days DAYS` does: the request's subject as it is (no
+    /// restriction), and no extensions but, with `copy_sans`, the request's
+    /// subjectAltName (MicroK8s 1.28+ `sign_certificate`'s `-extfile`,
+    /// 1.30:microk8s-resources/actions/common/utils.sh:L1127-1151). The signature
+    /// on the request is checked (proof of possession), as openssl does.
+    pub fn sign_csr(&self, csr_pem: &str, copy_sans: bool, days: i64) -> Result<String, String> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| e.to_string())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = csr.params.distinguished_name.clone();
+        if copy_sans {
+            params.subject_alt_names = csr.params.subject_alt_names.clone();
+        }
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = now + time::Duration::days(days);
+        let signed = rcgen::CertificateSigningRequestParams { params, public_key: csr.public_key };
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        signed.signed_by(&issuer).map(|c| c.pem()).map_err(|e| e.to_string())
+    }
+
     pub fn rustls_root(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(self.cert_der.clone())).expect("root");
         roots
     }
+}
+
+/// A new key and a certificate signing request for it (PEM, PEM): subject `cn`
+/// and `orgs`, and with `sans` a subjectAltName (IP addresses and DNS names),
+/// as `openssl req -new -sha256 -subj ... [-addext "subjectAltName = ..."]`
+/// makes one (ECDSA P-256 here; MicroK8s generates RSA 2048 keys).
+pub fn csr(cn: &str, orgs: &[&str], sans: &[&str]) -> (String, String) {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    for o in orgs {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    params.distinguished_name = dn;
+    params.subject_alt_names = sans
+        .iter()
+        .map(|s| match s.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName((*s).try_into().expect("dns name")),
+        })
+        .collect();
+    let key = KeyPair::generate().expect("key");
+    let req = params.serialize_request(&key).expect("csr");
+    (req.pem().expect("csr pem"), key.serialize_pem())
 }

@@ -25,6 +25,8 @@ pub struct Request {
     pub client_cert: Option<Vec<u8>>,
     /// The request body (`Content-Length` bytes).
     pub body: Vec<u8>,
+    /// The client's address (Go's `r.RemoteAddr`).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Request {
@@ -105,6 +107,7 @@ fn serve_conn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     sock.set_nonblocking(false)?;
+    let peer = sock.peer_addr().ok();
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
@@ -142,17 +145,21 @@ fn serve_conn(
         let client_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
         let close =
             headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-        let req = Request { method, path, headers, client_cert, body };
+        let req = Request { method, path, headers, client_cert, body, peer };
         let resp = handler(&req);
         let reason = match resp.status {
             200 => "OK",
             201 => "Created",
+            400 => "Bad Request",
             409 => "Conflict",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
             500 => "Internal Server Error",
+            501 => "Not Implemented",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             _ => "Status",
         };
         let head = format!(
@@ -468,4 +475,80 @@ pub fn subject_cn(der: &[u8]) -> String {
         i += 1;
     }
     cn
+}
+
+/// A TCP connection to `addr` from the local address `from` (a node's own
+/// loopback address in the tests, so the server sees the node's IP as the peer,
+/// as a control plane sees a worker's), or from wherever the kernel picks.
+pub fn connect_from(from: Option<std::net::IpAddr>, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+    };
+    use rustix::net::{AddressFamily, SocketType};
+    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+    rustix::net::bind(&fd, &SocketAddr::new(ip, 0))?;
+    rustix::net::connect(&fd, &addr)?;
+    Ok(TcpStream::from(fd))
+}
+
+/// `POST path` with a JSON body over TLS from the local address `from`, accepting
+/// any server certificate and returning the one presented (what Python's
+/// `ssl._create_unverified_context()` and `requests.post(..., verify=False)` do).
+pub fn https_post_unverified(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    path: &str,
+    json: &str,
+) -> std::io::Result<Fetched> {
+    https_post_checked(from, addr, path, json, |_| true)?
+        .ok_or_else(|| std::io::Error::other("unreachable: the check accepts every certificate"))
+}
+
+/// As [`https_post_unverified`], but `check` sees the server's leaf certificate
+/// (DER) once the handshake is done and before anything is sent; `None` when it
+/// refused (nothing was sent). MicroK8s's `join_request` checks its fingerprint
+/// there (`1.30:scripts/wrappers/join.py:L84-100`).
+pub fn https_post_checked(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    path: &str,
+    json: &str,
+    check: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Option<Fetched>> {
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RecordAny))
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).map_err(std::io::Error::other)?;
+    let sock = connect_from(from, addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    let leaf = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+    if !check(&leaf) {
+        return Ok(None);
+    }
+    write!(
+        tls,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    )?;
+    tls.flush()?;
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(Some(Fetched { peer_cert, status, body }))
 }

@@ -1,0 +1,408 @@
+//! `auth: microk8s-join` end to end: the real `mk8s-bootstrap` and the files of a
+//! real `mk8s-gen` user-data, on the model of a MicroK8s node
+//! (`mk8s_testkit::node_model`, whose `microk8s join --worker` does what that
+//! version's join.py does), against simulated control planes: a cluster-agent
+//! (`mk8s_testkit::cluster_agent`) and an apiserver (`mk8s_testkit::apiserver`) per
+//! control-plane node, sharing the cluster CA. The control planes' tokens are
+//! registered, and pruned, by the bundle's real `register-join-tokens.sh`.
+//!
+//! Deviation: the agents listen on free ports, so the plan's `join.agents`
+//! (`IP:25000` as generated) are pointed at them, as the timings are shortened.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use mk8s_bootstrap::plan::{Credential, JoinPlan, PLAN_PATH};
+use mk8s_gen::render::{self, Delivery};
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::cluster_agent::{is_valid_token, AgentConfig, SimClusterAgent};
+use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::{tools, workspace};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
+const NODE: &str = "worker-1";
+const TAINT: &str = "dedicated=gpu:NoSchedule";
+
+struct ControlPlane {
+    ip: String,
+    sim: SimApiserver,
+    agent: SimClusterAgent,
+}
+
+struct World {
+    channel: String,
+    model: Model,
+    cps: Vec<ControlPlane>,
+    ca: Arc<Ca>,
+    root: PathBuf,
+    bundle: PathBuf,
+    token: String,
+    tmp: tempfile::TempDir,
+}
+
+/// Control planes at `cp_ips` (`impostor[i]`: that node's agent has a certificate
+/// of another CA), a worker at `node_ip` booted with the generated user-data.
+fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ca = Arc::new(Ca::new("native-join-cluster-ca"));
+    let port = mk8s_testkit::proc::free_port();
+    let mut cps = Vec::new();
+    for (i, ip) in cp_ips.iter().enumerate() {
+        let sim = SimApiserver::start_at(ca.clone(), format!("{ip}:{port}").parse().unwrap(), "");
+        sim.set_authz(Authz::AlwaysAllow);
+        let client = KubeletClient::for_channel(channel, false);
+        if client.preferred[0] == "Hostname" {
+            // hosts-entries.sh of the bundle, run on this control plane.
+            sim.add_host(NODE, node_ip);
+        }
+        sim.set_kubelet_client(client);
+        let mut cfg = AgentConfig::new(channel, port);
+        cfg.control_plane_nodes = cp_ips.iter().map(|s| s.to_string()).collect();
+        let snap_data = tmp.path().join(format!("cp-{i}"));
+        let agent_ca =
+            if impostor.get(i).copied().unwrap_or(false) { Arc::new(Ca::new("impostor-ca")) } else { ca.clone() };
+        let agent = SimClusterAgent::start(agent_ca, ip, cfg, &snap_data);
+        // The cluster-agent's hostname check (<= 1.27): the control plane resolves
+        // the worker's name (hosts-entries.sh).
+        agent.add_host(NODE, node_ip);
+        fs::create_dir_all(snap_data.join("args")).unwrap();
+        fs::write(snap_data.join("args/kube-apiserver"), format!("--secure-port={port}\n")).unwrap();
+        cps.push(ControlPlane { ip: ip.to_string(), sim, agent });
+    }
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let cp_facts: String =
+        cp_ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
+    let facts_yaml = format!(
+        "cluster:\n  name: native\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n{cp_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--register-with-taints={TAINT}] }}\n"
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
+    let worker = facts.worker(NODE).unwrap();
+    let bundle = tmp.path().join("bundle");
+    let workers: Vec<_> = facts.workers.iter().collect();
+    mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
+    let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
+    boot(&root, &render::cloud_config(&out));
+    let mut config = ModelConfig::new(channel, port);
+    config.node_ip = node_ip.to_string();
+    config.hostname = NODE.to_string();
+    let model = Model::new(&tmp.path().join("model"), &root, config);
+    let p = root.join(PLAN_PATH.trim_start_matches('/'));
+    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+    plan.timing.ready_deadline_secs = 30;
+    plan.timing.retry_initial_ms = 50;
+    plan.timing.retry_cap_ms = 400;
+    plan.join.as_mut().unwrap().agents = cps.iter().map(|c| c.agent.addr.to_string()).collect();
+    let Credential::JoinToken { token } = plan.credentials.kubelet.clone() else { panic!("a join token") };
+    fs::write(&p, plan.to_json()).unwrap();
+    let w = World { channel: channel.into(), model, cps, ca, root, bundle, token, tmp };
+    for cp in &w.cps {
+        let o = w.register(cp);
+        assert!(o.status.success(), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    w
+}
+
+/// What cloud-init does with our user-data: write_files, with modes, decoded.
+fn boot(root: &Path, user_data: &str) {
+    fs::create_dir_all(root).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
+    for f in doc["write_files"].as_sequence().unwrap() {
+        let path = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
+        let content = f["content"].as_str().unwrap();
+        let data = match f.get("encoding").and_then(|e| e.as_str()) {
+            Some("gz+b64") => {
+                let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+                out
+            }
+            _ => content.as_bytes().to_vec(),
+        };
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, data).unwrap();
+        let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+impl World {
+    fn run_with(&self, microk8s: &Path) -> (i32, String) {
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.model.systemctl)
+            .arg("--snap")
+            .arg(&self.model.snap)
+            .arg("--microk8s")
+            .arg(microk8s)
+            .arg("--curl")
+            .arg("/bin/false")
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    fn run(&self) -> (i32, String) {
+        self.run_with(&self.model.microk8s)
+    }
+
+    /// The bundle's register-join-tokens.sh on control plane `cp`, whose
+    /// `microk8s kubectl get nodes` lists the Nodes its apiserver has.
+    fn register(&self, cp: &ControlPlane) -> std::process::Output {
+        let nodes = self.tmp.path().join(format!("nodes-{}", cp.ip));
+        let list: String = cp.sim.node(NODE).map(|_| format!("node/{NODE}\n")).unwrap_or_default();
+        fs::write(&nodes, list).unwrap();
+        let stub = self.tmp.path().join(format!("microk8s-{}", cp.ip));
+        fs::write(&stub, format!("#!/bin/sh\ncat '{}'\n", nodes.display())).unwrap();
+        fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+        Command::new(tools::require("bash"))
+            .arg(self.bundle.join("register-join-tokens.sh"))
+            .env("SNAP_DATA", &cp.agent.snap_data)
+            .env("MK8S_MICROK8S", &stub)
+            .output()
+            .unwrap()
+    }
+
+    /// Whether control plane `cp`'s agent would accept the join token.
+    fn token_valid_on(&self, cp: &ControlPlane) -> bool {
+        let file = if node_model::minor_of(&self.channel) >= 27 {
+            "persistent-cluster-tokens.txt"
+        } else {
+            "cluster-tokens.txt"
+        };
+        is_valid_token(&self.token, &cp.agent.credentials(file)).0
+    }
+
+    fn node(&self) -> Option<(usize, serde_json::Value)> {
+        self.cps.iter().enumerate().find_map(|(i, c)| c.sim.node(NODE).map(|n| (i, n)))
+    }
+
+    fn story(&self) -> String {
+        format!(
+            "calls:\n{}\nevents:\n{}\nkubelet: {:?}\nkube-proxy: {:?}",
+            self.model.calls().join("\n"),
+            self.model.events().join("\n"),
+            self.model.kubelet(),
+            self.model.kube_proxy()
+        )
+    }
+
+    /// The Node is Ready with a heartbeat at or after `since` (within 10 s).
+    fn wait_heartbeat(&self, since: SystemTime, what: &str) -> usize {
+        let since = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let node = self.node();
+            let fresh = node.as_ref().and_then(|(i, n)| {
+                let c = n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+                let t = c["lastHeartbeatTime"].as_str().and_then(node_model::parse_rfc3339)?;
+                (c["status"] == "True" && t >= since).then_some(*i)
+            });
+            if let Some(i) = fresh {
+                return i;
+            }
+            assert!(Instant::now() < end, "{what}: no fresh Ready heartbeat: {node:?}\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn snap_data(&self, rel: &str) -> PathBuf {
+        self.root.join(SNAP_DATA).join(rel)
+    }
+}
+
+/// The zero-touch join on `channel`: Ready, our labels and taints, the kubelet's
+/// serving certificate from the cluster CA (`kubectl logs` as that version's
+/// apiserver dials it), the token pruned by the control-plane script afterwards,
+/// a rerun that changes nothing.
+fn zero_touch(channel: &str, cp_ip: &str, node_ip: &str) {
+    let w = world(channel, &[cp_ip], node_ip, &[]);
+    assert!(w.token_valid_on(&w.cps[0]));
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
+    assert!(!log.contains(&w.token), "the token is never logged");
+    let cp = w.wait_heartbeat(started, "after the join");
+    let (_, node) = w.node().unwrap();
+    assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "labels survive the join: {node}");
+    assert_eq!(node["metadata"]["labels"]["node.kubernetes.io/microk8s-worker"], "microk8s-worker");
+    assert_eq!(node["spec"]["taints"][0]["key"], "dedicated", "taints survive the join: {node}");
+    let args = fs::read_to_string(w.snap_data("args/kubelet")).unwrap();
+    assert!(args.contains(&format!("--node-ip={node_ip}")) && args.contains("--hostname-override=worker-1"), "{args}");
+
+    // The serving certificate: the join's, from the cluster CA, with the node's
+    // address on 1.28+ (a fresh 1.28+ apiserver verifies it).
+    let crt = fs::read_to_string(w.snap_data("certs/kubelet.crt")).unwrap();
+    let der = rustls_pemfile_der(&crt);
+    assert!(node_model::signed_by(&der, &w.ca.cert_der), "certs/kubelet.crt is not from the cluster CA");
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut logs = w.cps[cp].sim.logs_from(NODE);
+    while logs.is_err() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(200));
+        logs = w.cps[cp].sim.logs_from(NODE);
+    }
+    assert_eq!(logs.as_deref(), Ok(node_model::LOG_BODY), "kubectl logs from the worker\n{}", w.story());
+
+    // The control plane's script prunes the token of a worker whose Node exists.
+    let o = w.register(&w.cps[0]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!w.token_valid_on(&w.cps[0]), "the join token is pruned once the node joined");
+    // The plan no longer holds it either.
+    let plan = fs::read_to_string(w.root.join(PLAN_PATH.trim_start_matches('/'))).unwrap();
+    assert!(!plan.contains(&w.token), "the token is taken out of plan.json after the join");
+    // A rerun is a no-op.
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("already joined"), "{log}");
+}
+
+fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+#[test]
+fn v1_24_zero_touch() {
+    zero_touch("1.24/stable", "127.0.0.71", "127.0.0.72");
+}
+
+#[test]
+fn v1_27_zero_touch() {
+    zero_touch("1.27/stable", "127.0.0.73", "127.0.0.74");
+}
+
+#[test]
+fn v1_30_zero_touch() {
+    zero_touch("1.30/stable", "127.0.0.75", "127.0.0.76");
+}
+
+#[test]
+fn v1_34_zero_touch() {
+    zero_touch("1.34/stable", "127.0.0.77", "127.0.0.78");
+}
+
+/// A server on the agent port whose certificate is from another CA never sees the
+/// token: the bootstrap verifies the agent against the pinned CA first, and joins
+/// through the next control plane.
+#[test]
+fn an_agent_of_another_ca_never_sees_the_token() {
+    let w = world("1.30/stable", &["127.0.0.79", "127.0.0.80"], "127.0.0.81", &[true, false]);
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    assert!(log.contains("does not verify against the cluster CA"), "{log}");
+    assert!(w.cps[0].agent.requests().is_empty(), "the impostor was sent something: {:?}", w.cps[0].agent.requests());
+    assert!(!w.cps[0].agent.saw(&w.token));
+    assert!(w.cps[1].agent.saw(&w.token));
+    // Alone, it is never trusted: retried until the deadline (exit 75), token unsent.
+    let alone = world("1.30/stable", &["127.0.0.82"], "127.0.0.83", &[true]);
+    let p = alone.root.join(PLAN_PATH.trim_start_matches('/'));
+    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+    plan.timing.ready_deadline_secs = 3;
+    fs::write(&p, plan.to_json()).unwrap();
+    let (code, log) = alone.run();
+    assert_eq!(code, 75, "{log}");
+    assert!(!alone.cps[0].agent.saw(&alone.token));
+}
+
+/// With one control plane down, the node joins through another.
+#[test]
+fn one_control_plane_down() {
+    let mut w = world("1.27/stable", &["127.0.0.84", "127.0.0.85"], "127.0.0.86", &[]);
+    w.cps[0].agent.stop();
+    w.cps[0].sim.stop();
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    assert_eq!(w.wait_heartbeat(started, "through the second control plane"), 1);
+    assert!(log.contains(&format!("through the cluster-agent at {}", w.cps[1].agent.addr)), "{log}");
+}
+
+/// SIGKILL of the bootstrap (and of the join it runs, as systemd kills the unit's
+/// whole cgroup) at several points of the join, then a rerun: it converges. And,
+/// on a second node, killed right after a complete join, with the token pruned by
+/// the control plane before the rerun, which must not need it.
+fn killed(channel: &str, ips: [&str; 4]) {
+    let w = world(channel, &[ips[0]], ips[1], &[]);
+    // `microk8s enable rbac` (RBAC,Node): the kubelet may patch only its own Node.
+    w.cps[0].sim.set_authz(Authz::RbacNode);
+    let real = w.model.microk8s.clone();
+    let mut kills = 0;
+    for (i, delay) in ["0", "0.02", "0.05", "0.1", "0.2", "0.4"].iter().enumerate() {
+        let killer = w.tmp.path().join(format!("microk8s-kill-{i}"));
+        fs::write(
+            &killer,
+            format!(
+                "#!/bin/sh\n'{}' \"$@\" &\njob=$!\nsleep {delay}\nkill -9 $job 2>/dev/null\nkill -9 $PPID\nexit 137\n",
+                real.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&killer, fs::Permissions::from_mode(0o755)).unwrap();
+        let (code, log) = w.run_with(&killer);
+        if code == 0 {
+            // An earlier kill came after the join had completed: nothing left to kill.
+            assert!(log.contains("already happened"), "{log}");
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills >= 1);
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the rerun did not converge:\n{log}\n{}", w.story());
+    w.wait_heartbeat(started, "after the rerun");
+    let (_, node) = w.node().unwrap();
+    assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "{node}");
+
+    // Killed once the join has completed.
+    let w = world(channel, &[ips[2]], ips[3], &[]);
+    w.cps[0].sim.set_authz(Authz::RbacNode);
+    let after = w.tmp.path().join("microk8s-kill-after");
+    fs::write(&after, format!("#!/bin/sh\n'{}' \"$@\"\nkill -9 $PPID\nexit 137\n", w.model.microk8s.display()))
+        .unwrap();
+    fs::set_permissions(&after, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _) = w.run_with(&after);
+    assert_ne!(code, 0);
+    // The kubelet registers; the control plane prunes the token; the rerun must not need it.
+    let end = Instant::now() + Duration::from_secs(15);
+    while w.node().is_none() {
+        assert!(Instant::now() < end, "no Node after the join\n{}", w.story());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(w.register(&w.cps[0]).status.success());
+    assert!(!w.token_valid_on(&w.cps[0]));
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the rerun did not converge:\n{log}\n{}", w.story());
+    assert!(log.contains("already happened"), "{log}");
+    // The join's kubelet registered the Node with the control plane's arguments.
+    assert!(log.contains("added 1 label(s) and 1 taint(s)"), "{log}");
+    w.wait_heartbeat(started, "after the rerun");
+    let (_, node) = w.node().unwrap();
+    assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "labels: {node}\n{log}\n{}", w.story());
+    assert_eq!(node["spec"]["taints"][0]["key"], "dedicated", "taints: {node}");
+}
+
+#[test]
+fn v1_24_killed_mid_join_converges() {
+    killed("1.24/stable", ["127.0.0.87", "127.0.0.88", "127.0.0.91", "127.0.0.92"]);
+}
+
+#[test]
+fn v1_30_killed_mid_join_converges() {
+    killed("1.30/stable", ["127.0.0.89", "127.0.0.90", "127.0.0.93", "127.0.0.94"]);
+}
