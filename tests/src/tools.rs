@@ -19,6 +19,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("openssl", "apt-get install openssl"),
     ("bash", "apt-get install bash"),
     ("script", "apt-get install bsdutils"),
+    ("debootstrap", "apt-get install debootstrap"),
+    ("systemd-nspawn", "apt-get install systemd-container"),
+    ("ip", "apt-get install iproute2"),
+    ("journalctl", "apt-get install systemd"),
+    ("mount", "apt-get install mount"),
+    ("sha256sum", "apt-get install coreutils"),
 ];
 
 /// Where a package installs a program off PATH: (program, path).
