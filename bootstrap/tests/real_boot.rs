@@ -289,7 +289,8 @@ impl Node {
         assert_eq!(status["result"], "joined", "status.json after the first boot\n{}", self.story());
         self.wait_heartbeat(SystemTime::now() - Duration::from_secs(1), "after the first boot");
         self.assert_worker("after the first boot");
-        // The user-data left no secret behind in the staged plan.
+        self.assert_cloud_init_clean();
+        self.assert_logs();
         let before = self.snapshot();
 
         self.power_off();
@@ -299,6 +300,7 @@ impl Node {
         self.wait_heartbeat(rebooted, "after the reboot");
         self.assert_worker("after the reboot");
         eprintln!("{}: second boot to a fresh heartbeat in {:.1}s", self.name, started.elapsed().as_secs_f64());
+        self.assert_logs();
         // The bootstrap ran again at boot and found the join done.
         let end = Instant::now() + Duration::from_secs(60);
         loop {
@@ -323,6 +325,32 @@ impl Node {
         if std::env::var_os("MK8S_BOOT_KEEP").is_some() {
             eprintln!("{}: kept {}", self.name, self._tmp.path().display());
             std::mem::forget(self._tmp);
+        }
+    }
+
+    /// Real cloud-init took our user-data without an error in any stage.
+    fn assert_cloud_init_clean(&self) {
+        let text = fs::read_to_string(self.machine.path("/var/lib/cloud/data/status.json")).unwrap_or_default();
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let stages = status["v1"].as_object().cloned().unwrap_or_default();
+        assert!(stages.contains_key("modules-final"), "cloud-init's status.json has no final stage:\n{text}");
+        for (stage, v) in stages.iter().filter(|(_, v)| v.is_object()) {
+            let errors = v["errors"].as_array().cloned().unwrap_or_default();
+            assert!(errors.is_empty(), "cloud-init stage {stage}: {errors:?}\n{}", self.story());
+        }
+    }
+
+    /// `kubectl logs` of a pod on the worker: the control plane dials the kubelet
+    /// as its version does.
+    fn assert_logs(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.netns.run(|| self.sim.logs_from(&self.name));
+            match logs {
+                Ok(body) if body == node_model::LOG_BODY => return,
+                other => assert!(Instant::now() < end, "kubectl logs from the worker: {other:?}\n{}", self.story()),
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 

@@ -36,7 +36,7 @@ pub const PACKAGES: &[&str] = &[
 pub const SUITE: &str = "bookworm";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// Bump when [`prepare_image`] changes (part of the cache key).
-const IMAGE_REVISION: &str = "1";
+const IMAGE_REVISION: &str = "2";
 
 /// Where cached roots live (`MK8S_BOOT_CACHE` overrides).
 pub fn cache_dir() -> PathBuf {
@@ -128,6 +128,13 @@ pub fn debian_root() -> PathBuf {
     fs::write(tmp.join("ready"), format!("built in {:?}\n", started.elapsed())).unwrap();
     let _ = fs::remove_dir_all(&dir);
     fs::rename(&tmp, &dir).unwrap();
+    // Roots of other keys are stale: this one replaces them.
+    for e in fs::read_dir(&cache).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.starts_with("debian-") && e.path() != dir {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     root
 }
 
@@ -139,7 +146,7 @@ fn prepare_image(root: &Path) {
     let cfg = root.join("etc/cloud/cloud.cfg.d/90-mk8s-boot-tier.cfg");
     fs::write(
         cfg,
-        "# mk8s-worker boot tier: the seed is NoCloud; the namespace has loopback only.\ndatasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n",
+        "# mk8s-worker boot tier: the seed is NoCloud; the namespace has loopback only.\ndatasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n# minbase has no locales package and no ssh server.\nlocale: C.UTF-8\nssh_genkeytypes: []\n",
     )
     .unwrap();
     let _ = fs::remove_file(root.join("etc/hostname"));
@@ -243,7 +250,10 @@ impl Machine {
         let log = fs::File::create(self.dir.join(format!("console-{}.log", self.boots))).unwrap();
         let child = Command::new(require("systemd-nspawn"))
             .args(["--boot", "--register=no", "--keep-unit", "--console=pipe", "--quiet"])
-            .arg(format!("--machine={}", self.name))
+            // The machine name is per run (nspawn keeps state under it); the
+            // container's hostname is the node's.
+            .arg(format!("--machine={}-{}", self.name, std::process::id()))
+            .arg(format!("--hostname={}", self.name))
             .arg("-D")
             .arg(&self.root)
             .arg(format!("--network-namespace-path={}", self.netns.display()))
