@@ -301,6 +301,16 @@ impl Node {
         self.assert_worker("after the reboot");
         eprintln!("{}: second boot to a fresh heartbeat in {:.1}s", self.name, started.elapsed().as_secs_f64());
         self.assert_logs();
+        // Let the boot finish (cloud-init's final stage runs at every boot).
+        let end = Instant::now() + Duration::from_secs(60);
+        // (result.json: written at the end of every boot's final stage; a plain
+        // file, where instance/ is an absolute symlink that means the host's here.)
+        let finished = self.machine.path("/var/lib/cloud/data/result.json");
+        while fs::metadata(&finished).and_then(|m| m.modified()).map_or(true, |t| t < rebooted) {
+            assert!(Instant::now() < end, "cloud-init did not finish the second boot\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.assert_cloud_init_clean();
         // The bootstrap ran again at boot and found the join done.
         let end = Instant::now() + Duration::from_secs(60);
         loop {
@@ -328,8 +338,11 @@ impl Node {
         }
     }
 
-    /// Real cloud-init took our user-data without an error in any stage.
+    /// Real cloud-init took our user-data without an error in any stage, and found
+    /// the configuration valid against its schema.
     fn assert_cloud_init_clean(&self) {
+        let journal = self.machine.journal(&[], 100_000);
+        assert!(!journal.contains("Invalid cloud-config"), "cloud-init: invalid cloud-config\n{}", self.story());
         let text = fs::read_to_string(self.machine.path("/var/lib/cloud/data/status.json")).unwrap_or_default();
         let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let stages = status["v1"].as_object().cloned().unwrap_or_default();

@@ -36,7 +36,7 @@ pub const PACKAGES: &[&str] = &[
 pub const SUITE: &str = "bookworm";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 /// Bump when [`prepare_image`] changes (part of the cache key).
-const IMAGE_REVISION: &str = "2";
+const IMAGE_REVISION: &str = "3";
 
 /// Where cached roots live (`MK8S_BOOT_CACHE` overrides).
 pub fn cache_dir() -> PathBuf {
@@ -146,7 +146,7 @@ fn prepare_image(root: &Path) {
     let cfg = root.join("etc/cloud/cloud.cfg.d/90-mk8s-boot-tier.cfg");
     fs::write(
         cfg,
-        "# mk8s-worker boot tier: the seed is NoCloud; the namespace has loopback only.\ndatasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n# minbase has no locales package and no ssh server.\nlocale: C.UTF-8\nssh_genkeytypes: []\n",
+        "# mk8s-worker boot tier: the seed is NoCloud; the namespace has loopback only.\ndatasource_list: [NoCloud, None]\nnetwork: {config: disabled}\n# minbase has no locales package: the C.UTF-8 of libc-bin.\nlocale: C.UTF-8\n",
     )
     .unwrap();
     let _ = fs::remove_file(root.join("etc/hostname"));
