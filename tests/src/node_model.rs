@@ -1708,9 +1708,10 @@ fn kubelet(ctx: Arc<Ctx>) {
     let leaf = leaf.unwrap_or_else(|| {
         let ca = Ca::new(&format!("{name}-ca@{}", unix_ms() / 1000));
         let l = ca.serving(&format!("{name}@{}", unix_ms() / 1000), &[], &[&name]);
+        // Recorded first: whoever sees the file can tell who wrote it.
+        ctx.event("kubelet: generated a self-signed serving certificate");
         let _ = fs::write(&crt, &l.cert_pem);
         let _ = fs::write(&key, &l.key_pem);
-        ctx.event("kubelet: generated a self-signed serving certificate");
         l
     });
     let handler: Handler = Arc::new(|req: &Request| {
