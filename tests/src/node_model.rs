@@ -501,17 +501,7 @@ impl Model {
     /// (127.0.0.1 or the node address) answers with a certificate signed by the
     /// node-local CA.
     pub fn local_control_plane(&self) -> Option<SocketAddr> {
-        let ca = fs::read_to_string(self.root.join(SNAP_DATA).join("certs/ca.crt")).ok()?;
-        let ca_der = rustls_pemfile::certs(&mut ca.as_bytes()).next()?.ok()?.to_vec();
-        for ip in ["127.0.0.1", self.config.node_ip.as_str()] {
-            let addr: SocketAddr = format!("{ip}:{}", self.config.apiserver_port).parse().unwrap();
-            if let Ok(r) = crate::tls::https_get(addr, "/readyz", None, None) {
-                if signed_by(&r.peer_cert, &ca_der) {
-                    return Some(addr);
-                }
-            }
-        }
-        None
+        local_control_plane_at(&self.root, &self.config.node_ip, self.config.apiserver_port)
     }
 
     /// The node-local CA (PEM) the install hook made.
@@ -524,6 +514,103 @@ impl Drop for Model {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The address of a local control plane of the node rooted at `root`: something
+/// on the apiserver port (127.0.0.1 or `node_ip`) that answers with a certificate
+/// signed by the node-local CA. Dials from the calling thread's network namespace.
+pub fn local_control_plane_at(root: &Path, node_ip: &str, port: u16) -> Option<SocketAddr> {
+    let ca = fs::read_to_string(root.join(SNAP_DATA).join("certs/ca.crt")).ok()?;
+    let ca_der = rustls_pemfile::certs(&mut ca.as_bytes()).next()?.ok()?.to_vec();
+    for ip in ["127.0.0.1", node_ip] {
+        let addr: SocketAddr = format!("{ip}:{port}").parse().ok()?;
+        if let Ok(r) = crate::tls::https_get(addr, "/readyz", None, None) {
+            if signed_by(&r.peer_cert, &ca_der) {
+                return Some(addr);
+            }
+        }
+    }
+    None
+}
+
+/// Where [`install_in_root`] puts the model inside a node's root.
+pub const IN_ROOT_BIN: &str = "/usr/local/lib/mk8s-node-model/mk8s-node-model";
+/// The model's state directory inside a node's root.
+pub const IN_ROOT_STATE: &str = "/var/lib/mk8s-node-model";
+
+/// The model installed into a bootable root (the real boot tier): the binary, its
+/// state (`"systemd": true`, root `/`) and `/usr/bin/snap` and `/usr/bin/snapctl`
+/// answered by it. There the node's own systemd runs everything: `snap install`
+/// writes real `snap.microk8s.daemon-*.service` units (the shape snapd writes for a
+/// `daemon: simple` app, with snapd's default restart condition, on-failure)
+/// that run `mk8s-node-model daemon UNIT`, enables and starts them; the
+/// bootstrap's `systemctl` is the real one. Returns a view of the state from outside.
+pub fn install_in_root(root: &Path, config: &ModelConfig) -> NodeView {
+    let under = |p: &str| root.join(p.trim_start_matches('/'));
+    let bin = under(IN_ROOT_BIN);
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    fs::copy(binary(), &bin).expect("copy mk8s-node-model into the root");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = under(IN_ROOT_STATE);
+    fs::create_dir_all(dir.join("pids")).unwrap();
+    let state = json!({
+        "channel": config.channel,
+        "upgraded": config.upgraded,
+        "nodeIP": config.node_ip,
+        "hostname": config.hostname,
+        "apiserverPort": config.apiserver_port,
+        "kubeletPort": config.kubelet_port,
+        "crashDelayMs": config.crash_delay.as_millis() as u64,
+        "heartbeatMs": config.heartbeat.as_millis() as u64,
+        "root": "/",
+        "bin": IN_ROOT_BIN,
+        "launchConfig": Value::Null,
+        "systemd": true,
+    });
+    fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    for tool in ["snap", "snapctl"] {
+        let p = under(&format!("/usr/bin/{tool}"));
+        fs::write(&p, format!("#!/bin/sh\nexec {IN_ROOT_BIN} --state {IN_ROOT_STATE} {tool} \"$@\"\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    NodeView { dir, root: root.to_path_buf() }
+}
+
+/// The model's state of a node installed with [`install_in_root`], read from outside.
+pub struct NodeView {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+}
+
+impl NodeView {
+    fn lines(&self, file: &str) -> Vec<String> {
+        fs::read_to_string(self.dir.join(file)).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    /// Commands run (`snap ...`), in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.lines("calls.log")
+    }
+
+    /// What happened on the node (daemon starts, wrapper exits, crashes), in order.
+    pub fn events(&self) -> Vec<String> {
+        self.lines("events.log")
+    }
+
+    /// kube-proxy's last result: `{"ok": bool, ...}`.
+    pub fn kube_proxy(&self) -> Option<Value> {
+        fs::read_to_string(self.dir.join("kube-proxy.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+
+    /// The kubelet's last result: `{"ok": bool, "server": ..., ...}`.
+    pub fn kubelet(&self) -> Option<Value> {
+        fs::read_to_string(self.dir.join("kubelet.json")).ok().and_then(|t| serde_json::from_str(&t).ok())
+    }
+}
+
+/// `systemctl ARGS` on the node; whether it succeeded.
+fn systemctl_quiet(args: &[&str]) -> bool {
+    Command::new("systemctl").args(args).stdin(Stdio::null()).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// Whether `der` is signed by the CA certificate `ca_der`.
@@ -572,6 +659,11 @@ impl Ctx {
 
     fn row(&self) -> &'static Row {
         row(self.range)
+    }
+
+    /// The node's own systemd runs the snap's units ([`install_in_root`]).
+    fn systemd(&self) -> bool {
+        self.state["systemd"].as_bool().unwrap_or(false)
     }
 
     fn s(&self, key: &str) -> String {
@@ -662,12 +754,19 @@ impl Ctx {
     }
 
     fn pid_units(&self) -> Vec<String> {
+        if self.systemd() {
+            return Vec::new();
+        }
         fs::read_dir(self.dir.join("pids"))
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
             .unwrap_or_default()
     }
 
     fn running(&self, unit: &str) -> Option<u32> {
+        if self.systemd() {
+            // The real systemd's answer (0: no pid known here, the unit is active).
+            return systemctl_quiet(&["is-active", "--quiet", unit]).then_some(0);
+        }
         let pid: u32 = fs::read_to_string(self.pid_file(unit)).ok()?.trim().parse().ok()?;
         alive(pid).then_some(pid)
     }
@@ -675,6 +774,9 @@ impl Ctx {
     /// systemd's enabled state: snap services are enabled by snapd at install;
     /// our own units once `systemctl enable`d.
     fn enabled(&self, unit: &str) -> bool {
+        if self.systemd() {
+            return systemctl_quiet(&["is-enabled", "--quiet", unit]);
+        }
         if unit.starts_with(SNAP_PREFIX) {
             !self.dir.join("disabled").join(unit).exists()
         } else {
@@ -683,6 +785,10 @@ impl Ctx {
     }
 
     fn set_enabled(&self, unit: &str, on: bool) {
+        if self.systemd() {
+            systemctl_quiet(&[if on { "enable" } else { "disable" }, "--quiet", unit]);
+            return;
+        }
         let (dir, mark) = if unit.starts_with(SNAP_PREFIX) { ("disabled", !on) } else { ("enabled", on) };
         let p = self.dir.join(dir).join(unit);
         if mark {
@@ -695,6 +801,12 @@ impl Ctx {
 
     fn start(&self, unit: &str) {
         if self.running(unit).is_some() {
+            return;
+        }
+        if self.systemd() {
+            if !systemctl_quiet(&["start", unit]) {
+                self.event(&format!("{unit}: systemctl start failed"));
+            }
             return;
         }
         self.spawn_daemon(unit, false);
@@ -728,6 +840,10 @@ impl Ctx {
 
     /// Kill the unit's process group and wait until it is gone (ports released).
     fn kill(&self, unit: &str) {
+        if self.systemd() {
+            systemctl_quiet(&["stop", unit]);
+            return;
+        }
         if let Ok(text) = fs::read_to_string(self.pid_file(unit)) {
             if let Ok(pid) = text.trim().parse::<u32>() {
                 let _ = Command::new("kill")
@@ -958,10 +1074,32 @@ impl Ctx {
             self.set_state("launchConfig", json!(which));
         }
         self.event(&format!("installed microk8s {} ({:?})", self.s("channel"), range));
+        if self.systemd() {
+            self.write_snap_units();
+        }
         // snapd starts every service of the snap after the install hook.
         for unit in self.snap_units() {
             self.start(&unit);
         }
+    }
+
+    /// The units snapd writes for the snap's daemons (systemd mode), then
+    /// `systemctl daemon-reload` and `enable` (snapd enables every service at install).
+    fn write_snap_units(&self) {
+        let units = self.snap_units();
+        for unit in &units {
+            let app = unit.trim_start_matches("snap.").trim_end_matches(".service");
+            let text = format!(
+                "[Unit]\n# Written by mk8s-node-model's `snap install` in the shape snapd writes.\nDescription=Service for snap application {app}\nWants=network.target\nAfter=network.target\nX-Snappy=yes\n\n[Service]\nExecStart={} --state {} daemon {unit}\nSyslogIdentifier={app}\nRestart=on-failure\nWorkingDirectory=/{SNAP_DATA}\nTimeoutStopSec=30\nType=simple\n\n[Install]\nWantedBy=multi-user.target\n",
+                self.bin.display(),
+                self.dir.display()
+            );
+            fs::write(self.root.join("etc/systemd/system").join(unit), text).unwrap();
+        }
+        systemctl_quiet(&["daemon-reload"]);
+        let mut args = vec!["enable", "--quiet"];
+        args.extend(units.iter().map(String::as_str));
+        systemctl_quiet(&args);
     }
 
     fn write_args(&self, name: &str, text: &str) {
@@ -1654,7 +1792,7 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
 fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
     // Wait until the starter recorded our pid (so a quick exit can clear it).
     let me = std::process::id();
-    let end = Instant::now() + Duration::from_secs(2);
+    let end = Instant::now() + if ctx.systemd() { Duration::ZERO } else { Duration::from_secs(2) };
     while fs::read_to_string(ctx.pid_file(unit)).ok().and_then(|t| t.trim().parse::<u32>().ok()) != Some(me)
         && Instant::now() < end
     {
@@ -1662,7 +1800,7 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
     }
     watchdog(&ctx);
     let ctx = Arc::new(ctx);
-    if restarted {
+    if restarted && !ctx.systemd() {
         // systemd's RestartSec before the new process starts.
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -1735,7 +1873,10 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
                 let since = *gone_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= delay {
                     ctx.event(&format!("{unit}: exited with an error: the datastore (k8s-dqlite) is gone; restarting"));
-                    ctx.spawn_daemon(unit, true);
+                    if !ctx.systemd() {
+                        ctx.spawn_daemon(unit, true);
+                    }
+                    // Under the node's systemd, Restart=on-failure starts it again.
                     return 1;
                 }
             }
@@ -1795,6 +1936,10 @@ fn park() -> i32 {
 /// A daemon never outlives its node: when the state directory is removed (the
 /// test's temp dir), or after 15 minutes, it kills its own process group.
 fn watchdog(ctx: &Ctx) {
+    if ctx.systemd() {
+        // The node's systemd owns the daemon's life (the container ends with it).
+        return;
+    }
     let dir = ctx.dir.clone();
     std::thread::spawn(move || {
         let start = Instant::now();
@@ -2039,9 +2184,10 @@ fn kubelet(ctx: Arc<Ctx>) {
     let leaf = leaf.unwrap_or_else(|| {
         let ca = Ca::new(&format!("{name}-ca@{}", unix_ms() / 1000));
         let l = ca.serving(&format!("{name}@{}", unix_ms() / 1000), &[], &[&name]);
+        // Recorded first: whoever sees the file can tell who wrote it.
+        ctx.event("kubelet: generated a self-signed serving certificate");
         let _ = fs::write(&crt, &l.cert_pem);
         let _ = fs::write(&key, &l.key_pem);
-        ctx.event("kubelet: generated a self-signed serving certificate");
         l
     });
     let handler: Handler = Arc::new(|req: &Request| {

@@ -22,6 +22,12 @@ const KNOWN: &[(&str, &str)] = &[
     ("curl", "apt-get install curl"),
     ("groff", "apt-get install groff-base"),
     ("script", "apt-get install bsdutils"),
+    ("debootstrap", "apt-get install debootstrap"),
+    ("systemd-nspawn", "apt-get install systemd-container"),
+    ("ip", "apt-get install iproute2"),
+    ("journalctl", "apt-get install systemd"),
+    ("mount", "apt-get install mount"),
+    ("sha256sum", "apt-get install coreutils"),
 ];
 
 /// Where a package installs a program off PATH: (program, path).

