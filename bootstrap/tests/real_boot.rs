@@ -44,6 +44,21 @@ enum Lb {
     Haproxy,
 }
 
+/// How the user-data reaches cloud-init.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// `#cloud-config`, the bootstrap embedded (one base64 line of over a megabyte).
+    Plain,
+    /// `--gzip`: cloud-init detects and decompresses it.
+    Gzip,
+    /// `--merge`: the operator's cloud-config and ours as MIME multipart (our part,
+    /// with its long line, in base64 transfer encoding).
+    Multipart,
+}
+
+/// The operator's document for [`Shape::Multipart`]: a file of its own and a command.
+const OPERATOR: &str = "#cloud-config\nwrite_files:\n  - path: /etc/operator-was-here\n    content: \"yes\\n\"\nruncmd:\n  - [touch, /var/lib/operator-runcmd-ran]\n";
+
 /// The static bootstrap (x86_64-unknown-linux-musl, the `bootstrap` profile), built
 /// with the cargo that runs the tests when scripts/test has not built it yet.
 fn musl_bootstrap() -> Vec<u8> {
@@ -98,6 +113,10 @@ struct Node {
 }
 
 fn node(name: &str, channel: &str, lb: Lb, node_ip: &str) -> Node {
+    node_shaped(name, channel, lb, node_ip, Shape::Plain)
+}
+
+fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -> Node {
     let image = boot::debian_root();
     let tmp = tempfile::Builder::new().prefix("mk8s-boot-").tempdir_in("/var/tmp").unwrap();
     let netns = Netns::new(&format!("mk8s-{name}-{}", std::process::id()));
@@ -139,7 +158,14 @@ fn node(name: &str, channel: &str, lb: Lb, node_ip: &str) -> Node {
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();
-    let user_data = render::cloud_config(&out);
+    let user_data = match shape {
+        Shape::Plain => render::cloud_config(&out).into_bytes(),
+        Shape::Gzip => render::gzip(render::cloud_config(&out).as_bytes()),
+        Shape::Multipart => {
+            mk8s_gen::merge::check_extra(OPERATOR, &out).expect("the operator's part is acceptable");
+            mk8s_gen::merge::multipart(OPERATOR, &render::cloud_config(&out)).into_bytes()
+        }
+    };
 
     let machine = Machine::new(&image, tmp.path(), name, &netns);
     // The seed: our user-data, as is.
@@ -280,7 +306,12 @@ impl Node {
         out
     }
 
-    fn scenario(mut self) {
+    fn scenario(self) {
+        self.scenario_then(|| {})
+    }
+
+    /// The scenario, with `after_first_boot` checked once the first boot joined.
+    fn scenario_then(mut self, after_first_boot: impl FnOnce()) {
         let t = self.boot_to_stamp();
         eprintln!("{}: first boot to the completion stamp in {:.1}s", self.name, t.as_secs_f64());
         let status: serde_json::Value =
@@ -291,6 +322,7 @@ impl Node {
         self.assert_worker("after the first boot");
         self.assert_cloud_init_clean();
         self.assert_logs();
+        after_first_boot();
         let before = self.snapshot();
 
         self.power_off();
@@ -404,4 +436,24 @@ fn v1_20_tokens_traefik() {
 #[test]
 fn v1_30_x509_haproxy() {
     node("worker-130", "1.30/stable", Lb::Haproxy, "127.0.0.12").scenario();
+}
+
+/// Gzip-compressed user-data, on a 1.26 node with tokens (MicroK8s's own
+/// apiserver-proxy kept off, traefik ours).
+#[test]
+fn v1_26_tokens_traefik_gzip() {
+    node_shaped("worker-126", "1.26/stable", Lb::Traefik, "127.0.0.13", Shape::Gzip).scenario();
+}
+
+/// The operator's cloud-config and ours as MIME multipart, on 1.34 (x509): both
+/// parts take effect.
+#[test]
+fn v1_34_x509_haproxy_multipart() {
+    let n = node_shaped("worker-134", "1.34/stable", Lb::Haproxy, "127.0.0.14", Shape::Multipart);
+    let (operator_file, operator_cmd) =
+        (n.machine.path("/etc/operator-was-here"), n.machine.path("/var/lib/operator-runcmd-ran"));
+    n.scenario_then(|| {
+        assert_eq!(fs::read_to_string(&operator_file).unwrap_or_default(), "yes\n", "the operator's write_files");
+        assert!(operator_cmd.exists(), "the operator's runcmd ran too (merged, not replaced)");
+    });
 }
