@@ -535,6 +535,24 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     }
     let delivery = delivery(&a.delivery)?;
     let facts = load_facts(&a.common, io, node_exists(Some(node)))?;
+    if matches!(delivery, Delivery::Preinstalled) && !a.delivery.bootstrap_preinstalled && !a.baked {
+        // The default: nothing in the user-data brings the bootstrap (nor traefik
+        // without `traefik.url`); the bootstrap refuses early without them.
+        let traefik = match &facts.load_balancer {
+            validate::LoadBalancer::Traefik(t) if t.fetch.is_none() => format!(" and traefik at {}", t.path),
+            _ => String::new(),
+        };
+        note(
+            io,
+            &a.common,
+            &format!(
+                "note: the image must already have {}{traefik}: bake {} with `mk8s-gen packer`, or give \
+                 --bootstrap-bin or --bootstrap-url; --bootstrap-preinstalled says so and silences this note",
+                mk8s_bootstrap::plan::BOOTSTRAP_PATH,
+                if traefik.is_empty() { "it" } else { "them" }
+            ),
+        );
+    }
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
     let shared = render::Shared::new(&facts, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;

@@ -238,7 +238,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                 report.warning(
                     "$.cluster.microk8s.channel",
                     format!("with `auth: token`: {KUBELET_VERIFIED}; with tokens a worker's kubelet serves a certificate of the worker's own CA, so kubectl logs, exec and port-forward to pods on token-authenticated workers fail with x509 errors"),
-                    "use `auth: x509` (the generator then issues each kubelet a serving certificate from the cluster CA), or the native MicroK8s join mode that is planned",
+                    "use `auth: x509` (the generator then issues each kubelet a serving certificate from the cluster CA), or `auth: microk8s-join` (1.23+: the control plane signs the kubelet's certificates)",
                 );
             }
             if c.client_certificates.is_some() {
@@ -428,7 +428,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             report.warning(
                 format!("$.workers[{i}]"),
                 format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
-                "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use the native MicroK8s join mode that is planned",
+                "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use `auth: microk8s-join` (1.23+: the control plane signs a serving certificate with the node's addresses)",
             );
         }
     }
