@@ -264,17 +264,11 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
                 })
             })
             .collect();
-        for h in handles {
-            // A panicking worker thread must fail the run, never pass for "no nodes".
-            if let Err(panic) = h.join() {
-                failed.store(true, Ordering::Relaxed);
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                first_error.lock().unwrap().get_or_insert(anyhow::anyhow!("a worker thread panicked: {what}"));
-            }
+        // A panicking worker thread must fail the run, never pass for "no nodes"
+        // (whose files a full run would then delete as stale).
+        if let Some(e) = join_workers(handles) {
+            failed.store(true, Ordering::Relaxed);
+            first_error.lock().unwrap().get_or_insert(e);
         }
     });
     bar.finish_and_clear();
@@ -390,6 +384,22 @@ fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Join every worker thread; the first panic becomes an error.
+fn join_workers(handles: Vec<std::thread::ScopedJoinHandle<'_, ()>>) -> Option<anyhow::Error> {
+    let mut first = None;
+    for h in handles {
+        if let Err(panic) = h.join() {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            first.get_or_insert(anyhow::anyhow!("a worker thread panicked: {what}"));
+        }
+    }
+    first
+}
+
 /// The progress bar: drawn on stderr only when it is a terminal (indicatif hides
 /// it otherwise), at most 10 times a second.
 fn progress_bar(enabled: bool, total: usize) -> indicatif::ProgressBar {
@@ -406,6 +416,16 @@ fn progress_bar(enabled: bool, total: usize) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_worker_fails_the_run() {
+        let e = std::thread::scope(|scope| {
+            let handles = vec![scope.spawn(|| {}), scope.spawn(|| panic!("node w-7 broke")), scope.spawn(|| {})];
+            join_workers(handles)
+        });
+        assert_eq!(e.expect("an error").to_string(), "a worker thread panicked: node w-7 broke");
+        assert!(std::thread::scope(|scope| join_workers(vec![scope.spawn(|| {})])).is_none());
+    }
 
     #[test]
     fn globs() {
