@@ -31,7 +31,7 @@ cluster:
   load-balancer: { mode: external, address: 127.0.0.1, port: $port }
 workers: [ { name: worker-1 } ]
 YAML
-"$gen" --cluster "$work/cluster.yaml" --secrets fixtures/seed/secrets.yaml --node worker-1 --bootstrap-bin "$bin" -o "$work/user-data"
+"$gen" --quiet --cluster "$work/cluster.yaml" --secrets fixtures/seed/secrets.yaml --node worker-1 --bootstrap-bin "$bin" -o "$work/user-data"
 embedded=$(python3 - "$work/user-data" <<'PY'
 import sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
