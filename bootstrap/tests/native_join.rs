@@ -27,6 +27,8 @@ use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
 const TAINT: &str = "dedicated=gpu:NoSchedule";
@@ -93,7 +95,8 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
     let workers: Vec<_> = facts.workers.iter().collect();
     mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    boot(&root, &render::cloud_config(&out));
+    fs::create_dir_all(&root).unwrap();
+    common::write_files(&root, &render::cloud_config(&out));
     let mut config = ModelConfig::new(channel, port);
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
@@ -112,29 +115,6 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
         assert!(o.status.success(), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
     }
     w
-}
-
-/// What cloud-init does with our user-data: write_files, with modes, decoded.
-fn boot(root: &Path, user_data: &str) {
-    fs::create_dir_all(root).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(user_data).unwrap();
-    for f in doc["write_files"].as_sequence().unwrap() {
-        let path = root.join(f["path"].as_str().unwrap().trim_start_matches('/'));
-        let content = f["content"].as_str().unwrap();
-        let data = match f.get("encoding").and_then(|e| e.as_str()) {
-            Some("gz+b64") => {
-                let gz = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
-                out
-            }
-            _ => content.as_bytes().to_vec(),
-        };
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, data).unwrap();
-        let mode = u32::from_str_radix(f["permissions"].as_str().unwrap(), 8).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
-    }
 }
 
 impl World {

@@ -22,12 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
-use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::node_model::{self, Model, ModelConfig};
 use mk8s_testkit::pki::Ca;
-use mk8s_testkit::workspace;
 
 mod common;
 
@@ -102,16 +99,9 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     let facts_yaml = format!(
         "cluster:\n  name: model\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb_facts}\nworkers:\n  - {{ name: {NODE}, address: {node_ip} }}\n"
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
-    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
-    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
-    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, fresh_x509);
     let worker = facts.worker(NODE).unwrap();
-    if fresh_x509 {
-        secrets.attach_ca_key(&facts.ca).unwrap();
-    } else {
+    if !fresh_x509 {
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
     }
     if by_hostname && !v.no_hosts {

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mk8s_gen::render::{self, Delivery};
-use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::boot::{self, Machine, Netns};
 use mk8s_testkit::node_model::{self, ModelConfig, NodeView};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
+
+mod common;
 
 /// The apiserver port (MicroK8s's own): the namespace is the node's alone.
 const PORT: u16 = 16443;
@@ -145,16 +145,9 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     let facts_yaml = format!(
         "cluster:\n  name: boot\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {PORT}\n  control-plane:\n    - {{ name: cp-1, address: {CP_IP} }}\n  load-balancer: {{ mode: node-local, kind: {kind}, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: {name}, address: {node_ip} }}\n"
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
-    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
-    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
-    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
     let worker = facts.worker(name).unwrap();
-    if x509 {
-        secrets.attach_ca_key(&facts.ca).unwrap();
-    } else {
+    if !x509 {
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();

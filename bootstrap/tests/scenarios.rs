@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
-use mk8s_gen::secrets::Secrets;
 use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::fakes::Fakes;
@@ -72,19 +71,10 @@ fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, extra: &
         port = sim.addr.port(),
         lb = lb(sim.addr.port())
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
-    let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
-    secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
-    let mut secrets = Secrets::parse(&secrets_text).unwrap();
+    let x509 = extra.contains("x509");
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
     let worker = facts.worker(NODE).unwrap();
-    let token_csv = if extra.contains("x509") {
-        secrets.attach_ca_key(&facts.ca).unwrap();
-        String::new()
-    } else {
-        mk8s_gen::controlplane::token_lines(&facts, &secrets, worker)
-    };
+    let token_csv = if x509 { String::new() } else { mk8s_gen::controlplane::token_lines(&facts, &secrets, worker) };
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let user_data = render::cloud_config(&out);
     sim.set_tokens(&token_csv);
