@@ -538,8 +538,12 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     if matches!(delivery, Delivery::Preinstalled) && !a.delivery.bootstrap_preinstalled && !a.baked {
         // The default: nothing in the user-data brings the bootstrap (nor traefik
         // without `traefik.url`); the bootstrap refuses early without them.
+        // With auth: microk8s-join MicroK8s's own proxy is the balancer: no traefik.
+        let joined = matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. });
         let traefik = match &facts.load_balancer {
-            validate::LoadBalancer::Traefik(t) if t.fetch.is_none() => format!(" and traefik at {}", t.path),
+            validate::LoadBalancer::Traefik(t) if t.fetch.is_none() && !joined => {
+                format!(" and traefik at {}", t.path)
+            }
             _ => String::new(),
         };
         note(
