@@ -105,35 +105,10 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
     }
     if by_hostname && !v.no_hosts {
-        // These control planes reach kubelets by name (MicroK8s's own join even
-        // refuses a worker whose name does not resolve: cluster-agent
-        // pkg/api/v2/join.go L103-106). The control-plane bundle's hosts-entries.sh,
-        // run with the real bash on a control-plane layout, gives the control plane
-        // its /etc/hosts; the simulated apiserver resolves through that file.
-        let cp = tmp.path().join("control-plane-node");
-        for d in ["args", "var/lock"] {
-            fs::create_dir_all(cp.join(d)).unwrap();
-        }
-        fs::write(cp.join("args/kube-apiserver"), "--authorization-mode=AlwaysAllow\n").unwrap();
-        fs::write(cp.join("var/lock/ha-cluster"), "").unwrap();
-        let etc_hosts = tmp.path().join("cp-etc-hosts");
-        fs::write(&etc_hosts, "127.0.0.1 localhost\n").unwrap();
-        let bundle = tmp.path().join("bundle");
-        mk8s_gen::controlplane::write_bundle(&facts, &secrets, &[worker], &bundle).unwrap();
-        let out = Command::new(mk8s_testkit::tools::require("bash"))
-            .arg(bundle.join("hosts-entries.sh"))
-            .env("SNAP_DATA", &cp)
-            .env("MK8S_HOSTS_FILE", &etc_hosts)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "hosts-entries.sh: {}", String::from_utf8_lossy(&out.stderr));
-        for line in fs::read_to_string(&etc_hosts).unwrap().lines().filter(|l| !l.starts_with('#')) {
-            let mut words = line.split_whitespace();
-            if let Some(ip) = words.next() {
-                for name in words {
-                    sim.add_host(name, ip);
-                }
-            }
+        // The simulated apiserver resolves through the /etc/hosts the bundle's
+        // hosts-entries.sh gives a control-plane node.
+        for (name, ip) in common::control_plane_hosts(&facts, &secrets, tmp.path()) {
+            sim.add_host(&name, &ip);
         }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();

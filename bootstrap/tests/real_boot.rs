@@ -127,9 +127,7 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     };
     sim.set_authz(Authz::AlwaysAllow);
     let client = KubeletClient::for_channel(channel, false);
-    if client.preferred[0] == "Hostname" {
-        sim.add_host(name, node_ip);
-    }
+    let by_hostname = client.preferred[0] == "Hostname";
     sim.set_kubelet_client(client);
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let x509 = node_model::minor_of(channel) >= 28;
@@ -147,6 +145,12 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     );
     let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
     let worker = facts.worker(name).unwrap();
+    if by_hostname {
+        // The control plane resolves worker names through the bundle's hosts-entries.sh.
+        for (host, ip) in common::control_plane_hosts(&facts, &secrets, tmp.path()) {
+            sim.add_host(&host, &ip);
+        }
+    }
     if !x509 {
         sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
     }

@@ -49,3 +49,42 @@ pub fn facts_and_secrets(
     }
     (facts, secrets)
 }
+
+/// What a control-plane node resolves after the operator ran the control-plane
+/// bundle's `hosts-entries.sh` there: the real script, run with the real bash on a
+/// control-plane layout in `dir`; returns its /etc/hosts as (name, address) pairs.
+/// (<=1.27 apiservers dial kubelets by the Node's Hostname address, the worker's
+/// name; MicroK8s's own join even refuses a worker whose name does not resolve:
+/// cluster-agent pkg/api/v2/join.go L103-106.)
+pub fn control_plane_hosts(
+    facts: &mk8s_gen::validate::Facts,
+    secrets: &mk8s_gen::secrets::Secrets,
+    dir: &Path,
+) -> Vec<(String, String)> {
+    let cp = dir.join("control-plane-node");
+    for d in ["args", "var/lock"] {
+        fs::create_dir_all(cp.join(d)).unwrap();
+    }
+    fs::write(cp.join("args/kube-apiserver"), "--authorization-mode=AlwaysAllow\n").unwrap();
+    fs::write(cp.join("var/lock/ha-cluster"), "").unwrap();
+    let etc_hosts = dir.join("cp-etc-hosts");
+    fs::write(&etc_hosts, "127.0.0.1 localhost\n").unwrap();
+    let bundle = dir.join("control-plane-bundle");
+    let workers: Vec<_> = facts.workers.iter().collect();
+    mk8s_gen::controlplane::write_bundle(facts, secrets, &workers, &bundle).unwrap();
+    let out = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+        .arg(bundle.join("hosts-entries.sh"))
+        .env("SNAP_DATA", &cp)
+        .env("MK8S_HOSTS_FILE", &etc_hosts)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hosts-entries.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let mut pairs = Vec::new();
+    for line in fs::read_to_string(&etc_hosts).unwrap().lines().filter(|l| !l.starts_with('#')) {
+        let mut words = line.split_whitespace();
+        if let Some(ip) = words.next() {
+            pairs.extend(words.map(|name| (name.to_string(), ip.to_string())));
+        }
+    }
+    pairs
+}
