@@ -352,6 +352,12 @@ pub fn https_get_as(
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
     tls.flush()?;
+    read_response(&mut tls)
+}
+
+/// Read a whole HTTP/1.1 response (the request said `Connection: close`): status,
+/// body, and the server's leaf certificate.
+fn read_response(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> std::io::Result<Fetched> {
     let mut raw = Vec::new();
     match tls.read_to_end(&mut raw) {
         Ok(_) => {}
@@ -411,17 +417,7 @@ pub fn https_call(
         body.len()
     )?;
     tls.flush()?;
-    let mut raw = Vec::new();
-    match tls.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e),
-    }
-    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok(Fetched { peer_cert, status, body })
+    read_response(&mut tls)
 }
 
 /// Hold a GET open until the server ends it (a watch): returns the status and how
@@ -540,15 +536,5 @@ pub fn https_post_checked(
         json.len()
     )?;
     tls.flush()?;
-    let mut raw = Vec::new();
-    match tls.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e),
-    }
-    let peer_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok(Some(Fetched { peer_cert, status, body }))
+    read_response(&mut tls).map(Some)
 }
