@@ -355,6 +355,12 @@ impl SimClusterAgent {
     /// `snap_data` is that node's `$SNAP_DATA` (created, with `var/lock/ha-cluster`
     /// as every install since 1.19 makes it, and a callback token).
     pub fn start(ca: Arc<Ca>, ip: &str, cfg: AgentConfig, snap_data: &Path) -> SimClusterAgent {
+        SimClusterAgent::start_on(ca, ip, 0, cfg, snap_data)
+    }
+
+    /// [`SimClusterAgent::start`] on a given port (0: a free one), e.g. 25000, the
+    /// port a generated join URL names.
+    pub fn start_on(ca: Arc<Ca>, ip: &str, port: u16, cfg: AgentConfig, snap_data: &Path) -> SimClusterAgent {
         let leaf = ca.server(&["127.0.0.1", "10.152.183.1", ip, "kubernetes", "kubernetes.default"]);
         fs::create_dir_all(snap_data.join("credentials")).unwrap();
         fs::create_dir_all(snap_data.join("var/lock")).unwrap();
@@ -369,7 +375,7 @@ impl SimClusterAgent {
             log: Vec::new(),
         }));
         let mut agent = SimClusterAgent {
-            addr: format!("{ip}:0").parse().expect("ip"),
+            addr: format!("{ip}:{port}").parse().expect("ip"),
             cert_der: leaf.cert_der.clone(),
             cert_pem: leaf.cert_pem.clone(),
             snap_data: snap_data.to_path_buf(),

@@ -1,0 +1,205 @@
+//! `mk8s-gen --format launch-config` end to end, with no mk8s-bootstrap: the
+//! generator's `.microk8s.yaml` at `/etc/microk8s.yaml` in the node's root, then
+//! only `snap install microk8s --channel 1.30/stable` on the model of a MicroK8s
+//! node (`mk8s_testkit::node_model`). Its install hook copies the file to
+//! `$SNAP_COMMON/etc/launcher/install.yaml` and pre-inits it; its cluster-agent's
+//! launcher applies it (the join through the model's `microk8s join --worker`,
+//! then the second document's kubelet arguments) against a simulated control
+//! plane: a cluster-agent (`mk8s_testkit::cluster_agent`) on the port the join URL
+//! names, 25000, and an apiserver (`mk8s_testkit::apiserver`).
+//!
+//! Deviation: the launcher ticks every 200 ms instead of 5 s.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mk8s_gen::render;
+use mk8s_gen::secrets::Secrets;
+use mk8s_gen::spans::SpanMap;
+use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::cluster_agent::{AgentConfig, SimClusterAgent};
+use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_COMMON, SNAP_DATA};
+use mk8s_testkit::pki::Ca;
+use mk8s_testkit::workspace;
+
+const NODE: &str = "worker-1";
+const CHANNEL: &str = "1.30/stable";
+
+struct World {
+    model: Model,
+    sim: SimApiserver,
+    agent: SimClusterAgent,
+    root: PathBuf,
+    token: String,
+    config: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// A control plane at `cp_ip` (agent on 25000), a worker at `node_ip` whose
+/// `/etc/microk8s.yaml` is the generated launch configuration with `check`
+/// (None: the agent's real server.crt sha256).
+fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let ca = Arc::new(Ca::new("launch-config-cluster-ca"));
+    let port = mk8s_testkit::proc::free_port();
+    let sim = SimApiserver::start_at(ca.clone(), format!("{cp_ip}:{port}").parse().unwrap(), "");
+    sim.set_authz(Authz::AlwaysAllow);
+    sim.set_kubelet_client(KubeletClient::for_channel(CHANNEL, false));
+    let mut cfg = AgentConfig::new(CHANNEL, port);
+    cfg.control_plane_nodes = vec![cp_ip.to_string()];
+    let snap_data = tmp.path().join("cp");
+    let agent = SimClusterAgent::start_on(ca.clone(), cp_ip, 25000, cfg, &snap_data);
+    fs::create_dir_all(snap_data.join("args")).unwrap();
+    fs::write(snap_data.join("args/kube-apiserver"), format!("--secure-port={port}\n")).unwrap();
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts_yaml = format!(
+        "cluster:\n  name: launch\n  microk8s: {{ channel: {CHANNEL} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-0, address: {cp_ip} }}\nworkers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--max-pods=200] }}\n"
+    );
+    let spans = SpanMap::build(&facts_yaml);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
+    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
+    let worker = facts.worker(NODE).unwrap();
+    // What the control-plane bundle's register-join-tokens.sh registers (1.27+:
+    // persistent tokens).
+    let token = secrets.join_token(&facts.name, NODE);
+    agent.add_persistent_token(&token);
+    let check = check.map(str::to_string).unwrap_or_else(|| agent.fingerprint());
+    let config = render::launch_config(&facts, &secrets, worker, &check).expect("a launch configuration");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/microk8s.yaml"), &config).unwrap();
+    let mut mc = ModelConfig::new(CHANNEL, port);
+    mc.node_ip = node_ip.to_string();
+    mc.hostname = NODE.to_string();
+    mc.launcher_tick = Duration::from_millis(200);
+    let model = Model::new(&tmp.path().join("model"), &root, mc);
+    World { model, sim, agent, root, token, config, _tmp: tmp }
+}
+
+impl World {
+    fn install(&self) {
+        let out = Command::new(&self.model.snap)
+            .args(["install", "microk8s", "--classic", "--channel", CHANNEL])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "snap install: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn launcher_file(&self, name: &str) -> PathBuf {
+        self.root.join(SNAP_COMMON).join("etc/launcher").join(name)
+    }
+
+    fn kubelet_args(&self) -> String {
+        fs::read_to_string(self.root.join(SNAP_DATA).join("args/kubelet")).unwrap_or_default()
+    }
+
+    fn story(&self) -> String {
+        format!(
+            "calls:\n{}\nevents:\n{}\nlauncher: {:?}\nkubelet: {:?}\nargs/kubelet:\n{}",
+            self.model.calls().join("\n"),
+            self.model.events().join("\n"),
+            self.model.launcher(),
+            self.model.kubelet(),
+            self.kubelet_args()
+        )
+    }
+}
+
+#[test]
+fn the_launch_configuration_joins_a_1_30_worker_with_its_labels() {
+    let w = world("127.0.0.111", "127.0.0.112", None);
+    assert!(w.config.contains(":25000/"), "the join URL names the agent's port: {}", w.config);
+    let started = SystemTime::now();
+    w.install();
+    assert_eq!(w.model.state()["launchConfig"], "/etc/microk8s.yaml");
+
+    // The launcher renames the file once every document applied.
+    let end = Instant::now() + Duration::from_secs(15);
+    while !w.launcher_file("install.yaml.applied").exists() {
+        assert!(Instant::now() < end, "install.yaml never applied\n{}", w.story());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!w.launcher_file("install.yaml").exists());
+    let calls = w.model.calls();
+    let join = calls.iter().position(|c| c.starts_with("cluster-agent: $SNAP/microk8s-join.wrapper"));
+    assert!(join.is_some_and(|i| calls[i].ends_with(" --worker")), "{calls:?}");
+    assert!(!calls.concat().contains(&w.token), "the token is never logged: {calls:?}");
+    // Document 2 after the join: a restart of kubelite after the join's own.
+    let restarts: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| *c == "snapctl restart microk8s.daemon-kubelite")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(restarts.last().is_some_and(|&i| i > join.unwrap()), "{calls:?}");
+
+    // args/kubelet: the join's base (the control plane's, --node-labels replaced),
+    // then document 2's arguments.
+    let args = w.kubelet_args();
+    for want in [
+        "--node-labels=microk8s.io/cluster=true,node.kubernetes.io/microk8s-worker=microk8s-worker,example.com/tier=gpu",
+        "--node-ip=127.0.0.112",
+        "--max-pods=200",
+        "--client-ca-file=${SNAP_DATA}/certs/ca.remote.crt",
+        "--kubeconfig=${SNAP_DATA}/credentials/kubelet.config",
+    ] {
+        assert!(args.lines().any(|l| l == want), "args/kubelet lacks {want}:\n{}", w.story());
+    }
+    assert_eq!(args.lines().filter(|l| l.starts_with("--node-labels")).count(), 1, "{args}");
+
+    // The Node: Ready with a fresh heartbeat, with our labels.
+    let since =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(started.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+    let end = Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        let node = w.sim.node(NODE);
+        let fresh = node.as_ref().and_then(|n| {
+            let c = n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+            let t = c["lastHeartbeatTime"].as_str().and_then(node_model::parse_rfc3339)?;
+            (c["status"] == "True" && t >= since).then_some(())
+        });
+        if fresh.is_some() {
+            break node.unwrap();
+        }
+        assert!(Instant::now() < end, "no fresh Ready heartbeat: {node:?}\n{}", w.story());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["example.com/tier"], "gpu", "document 2's labels are on the Node: {node}\n{}", w.story());
+    assert_eq!(labels["node.kubernetes.io/microk8s-worker"], "microk8s-worker", "{node}");
+    assert!(w.agent.saw(&w.token), "the agent got the join");
+}
+
+#[test]
+fn a_wrong_check_fails_the_join_and_it_is_retried() {
+    let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let w = world("127.0.0.113", "127.0.0.114", Some(wrong));
+    assert_ne!(w.agent.fingerprint(), wrong);
+    w.install();
+    // Several ticks: every one tries the join again and fails.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let failures = w.model.launcher().and_then(|l| l["failures"].as_u64()).unwrap_or(0);
+        if failures >= 3 {
+            break;
+        }
+        assert!(Instant::now() < end, "the join is not retried\n{}", w.story());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let launcher = w.model.launcher().unwrap();
+    let err = launcher["lastError"].as_str().unwrap_or("");
+    assert!(err.contains("failed to apply config part 0: failed to join cluster"), "{launcher}");
+    assert!(err.contains("Could not verify the identity of 127.0.0.113"), "{launcher}");
+    let joins = w.model.calls().iter().filter(|c| c.starts_with("cluster-agent: $SNAP/microk8s-join.wrapper")).count();
+    assert!(joins >= 3, "one join per tick\n{}", w.story());
+    assert!(w.launcher_file("install.yaml").exists(), "the file stays to be retried");
+    assert!(!w.launcher_file("install.yaml.applied").exists());
+    assert!(w.sim.node(NODE).is_none(), "nothing joined");
+    assert!(!w.root.join(SNAP_DATA).join("var/lock/clustered.lock").exists(), "not clustered");
+    assert!(!w.agent.saw(&w.token), "the agent never saw the token");
+    assert!(w.agent.requests().is_empty(), "no request reached the agent: {:?}", w.agent.requests().len());
+}
