@@ -414,17 +414,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28)))
         && matches!(auth, Some(AuthMode::X509(_)))
     {
-        let missing: Vec<(usize, &str)> = workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.address.is_none())
-            .map(|(i, w)| (i, w.name.as_str()))
-            .collect();
-        if let Some((i, first)) = missing.first() {
-            let who = match missing.len() {
-                1 => format!("worker {first:?} has"),
-                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
-            };
+        if let Some((i, who)) = without_address(&workers) {
             report.warning(
                 format!("$.workers[{i}]"),
                 format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
@@ -434,17 +424,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     }
 
     if channel.as_ref().is_some_and(|ch| ch.version.is_some_and(|v| v < (1, 28))) {
-        let missing: Vec<(usize, &str)> = workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.address.is_none())
-            .map(|(i, w)| (i, w.name.as_str()))
-            .collect();
-        if let Some((i, first)) = missing.first() {
-            let who = match missing.len() {
-                1 => format!("worker {first:?} has"),
-                n => format!("worker {first:?} and {} other worker(s) have", n - 1),
-            };
+        if let Some((i, who)) = without_address(&workers) {
             // kube-apiserver's default --kubelet-preferred-address-types puts Hostname
             // first; MicroK8s sets InternalIP first only from 1.28 (4086f4ac).
             report.warning(
@@ -1094,6 +1074,18 @@ pub fn is_safe_abs_path(p: &str) -> bool {
 }
 
 /// An https URL made only of characters that need no quoting anywhere we put it.
+/// The first worker without an `address` (its index) and how a warning names it
+/// and the others like it ("worker \"w-1\" has" / "... and 2 other worker(s) have").
+fn without_address(workers: &[Worker]) -> Option<(usize, String)> {
+    let mut missing = workers.iter().enumerate().filter(|(_, w)| w.address.is_none());
+    let (i, first) = missing.next()?;
+    let who = match missing.count() {
+        0 => format!("worker {:?} has", first.name),
+        n => format!("worker {:?} and {n} other worker(s) have", first.name),
+    };
+    Some((i, who))
+}
+
 /// Where a binary the bootstrap installs as root may live: directories only root
 /// writes to on every distribution we target.
 pub const SYSTEM_BIN_DIRS: &[&str] = &["/usr/local/bin/", "/usr/local/sbin/", "/usr/bin/", "/usr/sbin/", "/opt/"];
