@@ -214,7 +214,7 @@ fn allowed(st: &State, user: &Option<User>, verb: &str, name: &str) -> Result<()
 /// A Node as a kubelet's status update leaves it: Ready or not, with the
 /// kubelet's heartbeat time (`heartbeat`, Unix seconds).
 fn node_object(name: &str, ready: bool, heartbeat: u64) -> serde_json::Value {
-    let beat = rfc3339(heartbeat);
+    let beat = crate::node_model::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(heartbeat));
     serde_json::json!({
         "kind": "Node", "apiVersion": "v1",
         "metadata": {"name": name},
@@ -369,12 +369,6 @@ impl Control {
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// Kubernetes' time format (RFC 3339, seconds, UTC).
-fn rfc3339(unix: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix as i64).expect("a valid time");
-    t.format(&time::format_description::well_known::Rfc3339).expect("formats")
 }
 
 impl SimApiserver {
