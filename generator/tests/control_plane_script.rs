@@ -14,6 +14,8 @@ use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
+mod common;
+
 /// MicroK8s's own lines, as a 1.20 control plane has them (none of them ours).
 const THEIRS: &str = "adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\nproxyTOKEN,system:kube-proxy,kube-proxy\n";
 
@@ -62,15 +64,7 @@ impl ControlPlane {
         fs::set_permissions(&sc, fs::Permissions::from_mode(0o755)).unwrap();
         let bundle = dir.path().join("bundle");
         let fx = workspace().join("fixtures/seed");
-        let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-            .args(["control-plane", "--cluster"])
-            .arg(fx.join("cluster.yaml"))
-            .arg("--secrets")
-            .arg(fx.join("secrets.yaml"))
-            .arg("--out")
-            .arg(&bundle)
-            .status()
-            .unwrap();
+        let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;
         assert!(st.success());
         let readyz = format!("{}/readyz", sim.url());
         ControlPlane { dir, snap_data, bin, bundle, _sim: sim, readyz }
@@ -161,15 +155,11 @@ fn the_generator_refuses_a_bundle_without_workers() {
     let facts = facts[..facts.find("workers:").unwrap()].to_string() + "workers: []\n";
     fs::write(dir.path().join("cluster.yaml"), facts).unwrap();
     fs::copy(fx.join("ca.crt"), dir.path().join("ca.crt")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-        .args(["control-plane", "--cluster"])
-        .arg(dir.path().join("cluster.yaml"))
-        .arg("--secrets")
-        .arg(fx.join("secrets.yaml"))
-        .arg("--out")
-        .arg(dir.path().join("cp"))
-        .output()
-        .unwrap();
+    let o = common::control_plane_bundle(
+        &dir.path().join("cluster.yaml"),
+        &fx.join("secrets.yaml"),
+        &dir.path().join("cp"),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no workers"), "{}", text(&o));
     assert!(!dir.path().join("cp/known-tokens.csv").exists());
@@ -317,15 +307,7 @@ fn the_x509_bundle_checks_the_authorization_mode() {
     let dir = tempfile::tempdir().unwrap();
     let fx = workspace().join("fixtures/x509");
     let bundle = dir.path().join("bundle");
-    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-        .args(["control-plane", "--cluster"])
-        .arg(fx.join("cluster.yaml"))
-        .arg("--secrets")
-        .arg(fx.join("secrets.yaml"))
-        .arg("--out")
-        .arg(&bundle)
-        .status()
-        .unwrap();
+    let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;
     assert!(st.success());
     let snap = dir.path().join("snap");
     fs::create_dir_all(snap.join("args")).unwrap();
@@ -369,15 +351,7 @@ fn a_non_ha_control_plane_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fx = workspace().join("fixtures/x509");
     let bundle = dir.path().join("bundle");
-    let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-        .args(["control-plane", "--cluster"])
-        .arg(fx.join("cluster.yaml"))
-        .arg("--secrets")
-        .arg(fx.join("secrets.yaml"))
-        .arg("--out")
-        .arg(&bundle)
-        .status()
-        .unwrap();
+    let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;
     assert!(st.success());
     let o = Command::new(tools::require("bash"))
         .arg(bundle.join("check-control-plane.sh"))

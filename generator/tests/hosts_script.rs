@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use mk8s_testkit::{tools, workspace};
 
+mod common;
+
 const BEGIN: &str = "# BEGIN mk8s-worker mk8s";
 const END: &str = "# END mk8s-worker mk8s";
 
@@ -33,15 +35,7 @@ impl Node {
         fs::write(&hosts_path, hosts).unwrap();
         let bundle = dir.path().join("bundle");
         let fx = workspace().join("fixtures/seed");
-        let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-            .args(["control-plane", "--cluster"])
-            .arg(fx.join("cluster.yaml"))
-            .arg("--secrets")
-            .arg(fx.join("secrets.yaml"))
-            .arg("--out")
-            .arg(&bundle)
-            .output()
-            .unwrap();
+        let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle);
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
         assert_eq!(fs::read_to_string(bundle.join("hosts")).unwrap(), "10.130.0.5 worker-1\n");
         Node { dir, snap_data, hosts: hosts_path, bundle }

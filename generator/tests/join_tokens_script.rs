@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 use mk8s_testkit::cluster_agent::is_valid_token;
 use mk8s_testkit::{tools, workspace};
 
+mod common;
+
 struct Cp {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -56,15 +58,11 @@ impl Cp {
 
     fn bundle(&self, channel: &str, workers: &[&str]) -> PathBuf {
         let out = self.root.join(format!("bundle-{}-{}", channel.replace('/', "-"), workers.len()));
-        let st = Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
-            .args(["control-plane", "--cluster"])
-            .arg(facts(&self.root, channel, workers))
-            .arg("--secrets")
-            .arg(workspace().join("fixtures/microk8s-join/secrets.yaml"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
+        let st = common::control_plane_bundle(
+            &facts(&self.root, channel, workers),
+            &workspace().join("fixtures/microk8s-join/secrets.yaml"),
+            &out,
+        );
         assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
         out
     }

@@ -172,3 +172,17 @@ pub mod lb {
         }
     }
 }
+
+/// `mk8s-gen control-plane --cluster CLUSTER --secrets SECRETS --out OUT`, run as the
+/// real binary.
+pub fn control_plane_bundle(cluster: &Path, secrets: &Path, out: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mk8s-gen"))
+        .args(["control-plane", "--cluster"])
+        .arg(cluster)
+        .arg("--secrets")
+        .arg(secrets)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
