@@ -78,24 +78,20 @@ impl Api {
     }
 
     /// Who holds the port: nobody, an apiserver of this cluster (through our
-    /// balancer, or the balancer itself is up), or something else.
+    /// balancer, or the balancer itself is up), or something else. Any HTTP answer to
+    /// an anonymous `GET /readyz` over TLS verified against the pinned CA proves an
+    /// apiserver of this cluster; a TCP connect would be answered by anything holding
+    /// the port, such as the node's own control plane, whose certificate comes from
+    /// the node's own CA.
     pub fn holder(&self) -> Holder {
         let url = format!("{}/readyz", self.base);
         match self.agent.get(&url).call() {
-            Ok(_) => Holder::Cluster,
+            Ok(resp) => Holder::Cluster(resp.status().as_u16()),
             Err(ureq::Error::ConnectionFailed) => Holder::Free,
             Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Holder::Free,
             Err(e) if is_tls_trust_error(&e.to_string()) => Holder::Foreign(e.to_string()),
             Err(e) => Holder::Unknown(describe(&e, &self.base)),
         }
-    }
-
-    /// Is an apiserver of this cluster answering here? Any HTTP answer to an
-    /// anonymous `GET /readyz` over TLS verified against the pinned CA proves it; a
-    /// TCP connect would be answered by anything holding the port, such as the
-    /// node's own control plane, whose certificate comes from the node's own CA.
-    pub fn probe(&self) -> Result<u16, Failure> {
-        self.get("/readyz", false).map(|(code, _)| code)
     }
 
     fn get(&self, path: &str, auth: bool) -> Result<(u16, String), Failure> {
@@ -248,7 +244,8 @@ fn first_line(s: &str) -> String {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Holder {
     Free,
-    Cluster,
+    /// With the status of its `/readyz`.
+    Cluster(u16),
     /// A TLS server whose certificate does not chain to the pinned CA.
     Foreign(String),
     Unknown(String),

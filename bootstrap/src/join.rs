@@ -497,7 +497,7 @@ impl<'a> Joiner<'a> {
             .map_err(|f| Stop::Fatal(f.to_string()))?;
         // Nothing else may hold the port when the balancer starts.
         self.retry("load-balancer", plan, |_| match probe.holder() {
-            Holder::Free | Holder::Cluster => Ok(()),
+            Holder::Free | Holder::Cluster(_) => Ok(()),
             Holder::Foreign(e) => Err(Failure::Retry(format!(
                 "{listen} is held by a server whose certificate is not from the cluster CA (this node's own \
                  control plane, still running?): waiting for it to stop ({e})"
@@ -534,7 +534,7 @@ impl<'a> Joiner<'a> {
             LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => unreachable!("returned above"),
         }
         let code = self.retry("load-balancer", plan, |_| match probe.holder() {
-            Holder::Cluster => probe.probe(),
+            Holder::Cluster(code) => Ok(code),
             Holder::Free => Err(Failure::Retry(format!("{unit} is not listening on {listen} yet"))),
             Holder::Foreign(e) => Err(Failure::Retry(format!(
                 "{listen} answers with a certificate that is not from the cluster CA ({e}): \
