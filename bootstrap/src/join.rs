@@ -676,6 +676,11 @@ impl<'a> Joiner<'a> {
         Ok(changed)
     }
 
+    /// The pin of `certs/ca.remote.crt`, the cluster CA as the node has it.
+    fn remote_ca_pin(&self) -> Option<String> {
+        crate::pin::pin_of_pem(&fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).ok()?)
+    }
+
     /// Whether MicroK8s's join already happened here: `certs/ca.remote.crt` is the
     /// plan's CA, `clustered.lock` and `no-cert-reissue` exist (the join's last
     /// step, `mark_no_cert_reissue`, after its proxy configuration and locks:
@@ -685,8 +690,7 @@ impl<'a> Joiner<'a> {
     /// node's own CA). A rerun after a kill, or after the control plane pruned the
     /// token, does not join again; a join killed before its end is done again.
     fn joined_already(&self, plan: &JoinPlan) -> bool {
-        let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
-        if crate::pin::pin_of_pem(&remote).as_deref() != Some(plan.ca.pin.as_str())
+        if self.remote_ca_pin().as_deref() != Some(plan.ca.pin.as_str())
             || !self.node.snap_data("var/lock/clustered.lock").exists()
             || !self.node.snap_data("var/lock/no-cert-reissue").exists()
         {
@@ -756,8 +760,7 @@ impl<'a> Joiner<'a> {
             }
             self.say("join", &format!("joined as a worker through the cluster-agent at {via}"));
         }
-        let remote = fs::read_to_string(self.node.snap_data("certs/ca.remote.crt")).unwrap_or_default();
-        match crate::pin::pin_of_pem(&remote) {
+        match self.remote_ca_pin() {
             Some(p) if p == plan.ca.pin => {}
             other => {
                 return Err(Stop::Fatal(format!(
