@@ -179,11 +179,6 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
             )?;
             files.push(("join-tokens.txt", join_token_lines(facts, secrets, workers), 0o600));
             files.push(("register-join-tokens.sh", script, 0o755));
-            files.push((
-                "check-control-plane.sh",
-                templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
-                0o755,
-            ));
         }
         AuthMode::X509(_) => {
             files.push((
@@ -196,12 +191,16 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
                     .to_string(),
                 0o644,
             ));
-            files.push((
-                "check-control-plane.sh",
-                templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
-                0o755,
-            ));
         }
+    }
+    // Without token auth there is nothing to merge, but the authorization mode and
+    // the HA check still want a look on every control-plane node.
+    if !matches!(facts.auth, AuthMode::Token) {
+        files.push((
+            "check-control-plane.sh",
+            templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
+            0o755,
+        ));
     }
     // Every channel: control planes that dial kubelets by the Node's Hostname address
     // (<= 1.27, and upgraded 1.28+) must resolve worker names; see the script.
