@@ -605,11 +605,17 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
             return Err(Failure::Invalid);
         }
     }
-    match a.output.as_deref().filter(|p| *p != Path::new("-")) {
+    emit_output(a.output.as_deref(), &bytes, io)
+}
+
+/// What a node's output goes to: `-o FILE` (atomically, 0600, never replacing
+/// anything but a regular file), or stdout for no `-o` or `-o -`.
+fn emit_output(output: Option<&Path>, data: &[u8], io: &mut Io) -> Result<(), Failure> {
+    match output.filter(|p| *p != Path::new("-")) {
         Some(p) => {
-            write_output(p, &bytes, 0o600)?;
+            write_output(p, data, 0o600)?;
         }
-        None => io.stdout.write_all(&bytes)?,
+        None => io.stdout.write_all(data)?,
     }
     Ok(())
 }
@@ -636,13 +642,7 @@ fn launch_config(a: &GenerateArgs, node: &str, secrets_path: &Path, io: &mut Io)
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
     let text = render::launch_config(&facts, &secrets, worker, check).map_err(|e| Failure::Usage(format!("{e:#}")))?;
-    match a.output.as_deref().filter(|p| *p != Path::new("-")) {
-        Some(p) => {
-            write_output(p, text.as_bytes(), 0o600)?;
-        }
-        None => io.stdout.write_all(text.as_bytes())?,
-    }
-    Ok(())
+    emit_output(a.output.as_deref(), text.as_bytes(), io)
 }
 
 fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
