@@ -39,10 +39,18 @@ impl Api {
 
     /// A client of `url` (TLS verified against the plan's CA only) with `cred`.
     pub fn with(plan: &JoinPlan, url: &str, cred: &Credential, who: &'static str) -> Result<Api, Failure> {
-        let ca = Certificate::from_pem(plan.ca.pem.as_bytes())
+        Api::for_node(&plan.ca.pem, &plan.node.name, url, cred, who)
+    }
+
+    /// A client of `url` (TLS verified against `ca_pem` only) with `cred`, asking
+    /// about Node `node`.
+    pub fn for_node(ca_pem: &str, node: &str, url: &str, cred: &Credential, who: &'static str) -> Result<Api, Failure> {
+        let ca = Certificate::from_pem(ca_pem.as_bytes())
             .map_err(|e| Failure::Fatal(format!("the plan's CA is not PEM: {e}")))?;
-        let mut tls =
-            TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(RootCerts::Specific(Arc::new(vec![ca])));
+        let mut tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(Arc::new(vec![ca])))
+            .unversioned_rustls_crypto_provider(Arc::new(any_version_provider()));
         let mut token = None;
         let mut cert_pem = None;
         match cred {
@@ -52,6 +60,7 @@ impl Api {
                     .map_err(|e| Failure::Fatal(format!("client certificate: {e}")))?;
                 let key = PrivateKey::from_pem(key_pem.as_bytes())
                     .map_err(|_| Failure::Fatal("client key is not PEM".into()))?;
+                check_key_pair(c, key_pem).map_err(|why| Failure::Fatal(format!("the {who} credential: {why}")))?;
                 tls = tls.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
                 cert_pem = Some(c.clone());
             }
@@ -70,10 +79,10 @@ impl Api {
             agent,
             base: url.trim_end_matches('/').to_string(),
             token,
-            node: plan.node.name.clone(),
+            node: node.to_string(),
             who,
             cert_pem,
-            ca_pem: plan.ca.pem.clone(),
+            ca_pem: ca_pem.to_string(),
         })
     }
 
@@ -118,21 +127,30 @@ impl Api {
                  This node's clock is behind: fix it (NTP), then restart this unit",
                 self.who, self.node
             ),
+            None if self.token.is_some() => format!(
+                "the apiserver rejected the {} token for {} (401): the control plane does not know it. \
+                 Run `mk8s-gen control-plane` and merge-known-tokens.sh on every control-plane node \
+                 (a control-plane node added later needs it too), then restart this unit",
+                self.who, self.node
+            ),
             None => format!(
-                "the apiserver rejected the {} credential for {} (401): the control plane does not know it. \
-                 Token auth: run `mk8s-gen control-plane` and merge-known-tokens.sh on every control-plane node \
-                 (a control-plane node added later needs it too), then restart this unit; \
-                 x509: the client certificate is not signed by the cluster CA",
+                "the apiserver rejected the {} certificate for {} (401): the control plane does not know it: \
+                 it is not signed by the cluster CA the apiserver trusts (--client-ca-file), or it has expired",
                 self.who, self.node
             ),
         }
     }
 
-    /// `GET /readyz` (anonymous, as kube-apiserver allows): Ok when 200. A client
-    /// certificate is presented in the TLS handshake all the same, and kube-apiserver
-    /// answers 401 to one it rejects, whatever the path.
+    /// `GET /readyz` with our credential: Ok when 200. Never anonymous: every
+    /// MicroK8s version runs kube-apiserver with `--authorization-mode=AlwaysAllow`
+    /// (canonical/microk8s, any branch, `microk8s-resources/default-args/kube-apiserver`),
+    /// and under AlwaysAllow kube-apiserver turns anonymous authentication off
+    /// (kubernetes `pkg/kubeapiserver/options/authentication.go`, `ApplyAuthorization`),
+    /// so an anonymous `/readyz` is 401 there. `/readyz` is readable by every
+    /// authenticated user under RBAC too (`system:public-info-viewer`), so a 401 here
+    /// is about the credential we sent.
     pub fn readyz(&self) -> Result<(), Failure> {
-        match self.get("/readyz", false)? {
+        match self.get("/readyz", true)? {
             (200, _) => Ok(()),
             (401, _) => Err(Failure::Fatal(self.rejected())),
             (code, body) => Err(Failure::Retry(format!("GET /readyz answered {code}: {}", first_line(&body)))),
@@ -189,6 +207,63 @@ impl Api {
             429 | 500..=599 => Err(Failure::Retry(format!("GET {path} answered {code}"))),
             other => Err(Failure::Retry(format!("GET {path} answered {other}: {}", first_line(&body)))),
         }
+    }
+}
+
+/// ring's key loader, with keys that do not tell rustls their public key. rustls
+/// then does not parse our own client certificate to compare the two
+/// (`CertifiedKey::keys_match`, whose webpki parser takes only X.509 v3, and ureq
+/// would panic on its error), because MicroK8s 1.23-1.27 control planes sign a
+/// joining worker's certificates as **v1** (`openssl x509 -req` without `-extfile`:
+/// canonical/microk8s-cluster-agent 1.24:pkg/snap/snap.go L315-330, 1.27 L352-367;
+/// canonical/microk8s 1.23:scripts/cluster/agent.py L115-137). Go accepts v1, and
+/// the apiserver checks the certificate in the handshake; [`check_key_pair`] makes
+/// the comparison rustls skips.
+fn any_version_provider() -> rustls::crypto::CryptoProvider {
+    static KEYS: AnyVersionKeys = AnyVersionKeys;
+    rustls::crypto::CryptoProvider { key_provider: &KEYS, ..rustls::crypto::ring::default_provider() }
+}
+
+#[derive(Debug)]
+struct AnyVersionKeys;
+
+impl rustls::crypto::KeyProvider for AnyVersionKeys {
+    fn load_private_key(
+        &self,
+        key: rustls_pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        let inner = rustls::crypto::ring::default_provider().key_provider.load_private_key(key)?;
+        Ok(Arc::new(KeyWithoutSpki(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct KeyWithoutSpki(Arc<dyn rustls::sign::SigningKey>);
+
+impl rustls::sign::SigningKey for KeyWithoutSpki {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        self.0.choose_scheme(offered)
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+/// That a PEM certificate (any X.509 version) and a PEM private key belong together.
+pub fn check_key_pair(cert_pem: &str, key_pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    let cert = crate::pin::Cert::from_pem(cert_pem).ok_or("the client certificate is not an X.509 certificate")?;
+    let der = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| "the client key is not a PEM private key".to_string())?;
+    let key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| format!("the client key: {e}"))?;
+    match key.public_key() {
+        Some(spki) if spki.as_ref() == cert.spki.as_slice() => Ok(()),
+        Some(_) => Err("the client key does not belong to the client certificate".into()),
+        None => Err("the client key's public key cannot be read".into()),
     }
 }
 

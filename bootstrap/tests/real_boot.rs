@@ -260,7 +260,8 @@ impl Node {
             let (ca, want) = (self.sim.ca.clone(), self.sim.cert_der.clone());
             let r = self.netns.run(move || mk8s_testkit::tls::https_get(lb, "/readyz", Some(&ca), None));
             match r {
-                Ok(r) if r.status == 200 && r.peer_cert == want => break,
+                // Anonymous: 401 from an AlwaysAllow apiserver, 200 from RBAC,Node.
+                Ok(r) if matches!(r.status, 200 | 401) && r.peer_cert == want => break,
                 other => assert!(
                     Instant::now() < end,
                     "{what}: the {:?} balancer on {lb} does not reach the cluster: {other:?}\n{}",

@@ -48,7 +48,9 @@ impl ControlPlane {
         fs::set_permissions(&csv, fs::Permissions::from_mode(0o660)).unwrap();
         let ca = Arc::new(Ca::new("cp-script-ca"));
         fs::write(snap_data.join("certs/ca.crt"), &ca.cert_pem).unwrap();
-        let sim = SimApiserver::start(ca, "127.0.0.1", "");
+        // MicroK8s's default AlwaysAllow: /readyz is 401 without a credential, and
+        // the script waits with the admin token of the file it merged into.
+        let sim = SimApiserver::start(ca, "127.0.0.1", existing);
         let bin = dir.path().join("bin");
         fs::create_dir_all(&bin).unwrap();
         let sc = bin.join("systemctl");

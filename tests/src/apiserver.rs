@@ -5,7 +5,9 @@
 //! apiserver certificate); token authentication from a `known_tokens.csv` in the
 //! format MicroK8s uses (`token,user,uid,"group1,group2"`, last duplicate wins);
 //! client-certificate authentication against the CA (CN = user, O = groups);
-//! anonymous access to `/readyz`, `/livez`, `/version` only; the Node authorizer's
+//! anonymous access to `/readyz`, `/livez`, `/version` only under RBAC,Node, and none
+//! at all under AlwaysAllow (as kube-apiserver, which then turns anonymous
+//! authentication off); the Node authorizer's
 //! rule that a node may read only its own Node; real status codes with
 //! `Status` bodies. It can go down and come back on the same address, and
 //! `/readyz` can be switched between 503 and 200.
@@ -36,12 +38,13 @@ pub struct User {
 /// `--authorization-mode` of the simulated apiserver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Authz {
-    /// MicroK8s's default (`default-args/kube-apiserver` L3 in every branch):
-    /// every authenticated user may do anything.
+    /// MicroK8s's default (`default-args/kube-apiserver` L3 in every branch), and
+    /// so the simulator's: every authenticated user may do anything, and nobody
+    /// unauthenticated may do anything at all.
+    #[default]
     AlwaysAllow,
     /// `RBAC,Node`: a node may create and read only its own Node; kube-proxy may
     /// read nodes (`system:node-proxier`); `system:masters` may do anything.
-    #[default]
     RbacNode,
 }
 
@@ -187,7 +190,11 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 /// The authorizer: Ok, or the 401/403 answer.
 fn allowed(st: &State, user: &Option<User>, verb: &str, name: &str) -> Result<(), Response> {
     let Some(u) = user else {
-        return Err(status(401, "Unauthorized", "Unauthorized"));
+        return Err(status(
+            403,
+            "Forbidden",
+            &format!("nodes \"{name}\" is forbidden: User \"system:anonymous\" cannot {verb} resource \"nodes\""),
+        ));
     };
     let ok = match st.authz {
         Authz::AlwaysAllow => true,
@@ -238,6 +245,15 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
             Some(Err(())) => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
         },
     };
+    // Under AlwaysAllow kube-apiserver turns anonymous authentication off
+    // (kubernetes pkg/kubeapiserver/options/authentication.go, `ApplyAuthorization`:
+    // "AnonymousAuth is not allowed with the AlwaysAllow authorizer"), so a request
+    // without a credential is 401 on every path, `/readyz` included. Under RBAC,Node
+    // it is `system:anonymous`, which `system:public-info-viewer` lets read
+    // `/readyz`, `/livez`, `/healthz` and `/version` only.
+    if user.is_none() && st.authz == Authz::AlwaysAllow {
+        return (status(401, "Unauthorized", "Unauthorized"), "-".into());
+    }
     let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| "-".into());
     let path = req.path.split('?').next().unwrap_or("");
     let resp = match (req.method.as_str(), path) {
@@ -558,9 +574,16 @@ mod tests {
         let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "good,system:node:w1,u1,\"system:nodes\"\n");
         let get =
             |path: &str, token: Option<&str>| crate::tls::https_get(sim.addr, path, Some(&ca), token).unwrap().status;
+        // AlwaysAllow, MicroK8s's default: no anonymous request at all.
+        assert_eq!(get("/readyz", None), 401);
+        assert_eq!(get("/version", None), 401);
+        assert_eq!(get("/api/v1/nodes/w1", None), 401);
+        assert_eq!(get("/readyz", Some("good")), 200);
+        assert_eq!(get("/api/v1/nodes/w2", Some("good")), 404, "AlwaysAllow: any Node");
+        sim.set_authz(Authz::RbacNode);
         assert_eq!(get("/readyz", None), 200);
         assert_eq!(get("/version", None), 200);
-        assert_eq!(get("/api/v1/nodes/w1", None), 401);
+        assert_eq!(get("/api/v1/nodes/w1", None), 403, "system:anonymous is authenticated, not authorized");
         assert_eq!(get("/api/v1/nodes/w1", Some("bad")), 401);
         assert_eq!(get("/api/v1/nodes/w1", Some("good")), 404);
         assert_eq!(get("/api/v1/nodes/w2", Some("good")), 403);
@@ -577,6 +600,7 @@ mod tests {
     fn client_certificates_are_verified_against_the_ca() {
         let ca = Arc::new(Ca::new("sim-ca"));
         let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        sim.set_authz(Authz::RbacNode);
         sim.register_node("w1", true);
         let get = |leaf: &crate::pki::Leaf, node: &str| {
             crate::tls::https_get_as(sim.addr, &format!("/api/v1/nodes/{node}"), Some(&ca), None, Some(leaf))
@@ -598,6 +622,7 @@ mod tests {
     fn goes_down_and_comes_back_on_the_same_address() {
         let ca = Arc::new(Ca::new("sim-ca"));
         let mut sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        sim.set_authz(Authz::RbacNode);
         let addr = sim.addr;
         sim.stop();
         assert!(crate::tls::https_get(addr, "/readyz", Some(&ca), None).is_err());
@@ -610,6 +635,7 @@ mod tests {
     fn a_node_registers_heartbeats_and_is_dialled_by_name_or_address() {
         let ca = Arc::new(Ca::new("sim-ca"));
         let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
+        sim.set_authz(Authz::RbacNode);
         let node = ca.client("system:node:w1", &["system:nodes"]);
         let call = |method: &str, path: &str, body: &str, leaf: &crate::pki::Leaf| {
             let name = rustls::pki_types::ServerName::IpAddress(sim.addr.ip().into());

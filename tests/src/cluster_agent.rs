@@ -64,6 +64,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -328,7 +329,14 @@ impl State {
         if !self.consume_cert_token(token) {
             return error(500, "invalid token");
         }
-        match self.ca.sign_csr(csr, self.cfg.minor() >= 28, 3650) {
+        let signed = if self.cfg.minor() >= 28 {
+            self.ca.sign_csr(csr, true, 3650)
+        } else {
+            // The program the agent runs, as it runs it (`CA 1.24:pkg/snap/snap.go:L315-330`,
+            // `CA 1.27:pkg/snap/snap.go:L352-367`): an X.509 v1 certificate.
+            crate::pki::openssl_x509_req(csr, &self.snap_data.join("certs"))
+        };
+        match signed {
             Ok(pem) => Response::json(200, json!({ "certificate": pem }).to_string()),
             Err(e) => error(500, &format!("failed to sign certificate: {e}")),
         }
@@ -365,6 +373,12 @@ impl SimClusterAgent {
         fs::create_dir_all(snap_data.join("credentials")).unwrap();
         fs::create_dir_all(snap_data.join("var/lock")).unwrap();
         fs::write(snap_data.join("var/lock/ha-cluster"), "").unwrap();
+        // The cluster CA where the snap keeps it (the agent's `openssl` reads these).
+        fs::create_dir_all(snap_data.join("certs")).unwrap();
+        fs::write(snap_data.join("certs/ca.crt"), &ca.cert_pem).unwrap();
+        let key = snap_data.join("certs/ca.key");
+        fs::write(&key, &ca.key_pem).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
         let callback = hex::encode(Sha256::digest(format!("{ip}{}", unix_now()).as_bytes()));
         fs::write(snap_data.join("credentials/callback-token.txt"), callback).unwrap();
         let state = Arc::new(Mutex::new(State {
@@ -603,6 +617,9 @@ mod tests {
         let der = cert_of(body["certificate"].as_str().unwrap());
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(cert.subject_alternative_name().unwrap().is_none());
+        assert_eq!(cert.version(), x509_parser::x509::X509Version::V1, "openssl x509 -req with no -extfile");
+        assert!(crate::node_model::signed_by(&der, &t.ca.cert_der));
+        assert_eq!(cert.subject().to_string(), "CN=system:node:w1, O=system:nodes");
         // 1.24 has no persistent tokens and no cluster_cidr.
         let old = agent("1.24/stable", "127.0.0.46");
         old.agent.add_host("w1", "127.0.0.45");

@@ -1,6 +1,8 @@
 //! Test PKI made with rcgen: a CA and leaves it signs, like MicroK8s's own
 //! (an apiserver certificate with IP SANs, client certificates with CN/O).
 
+use std::path::Path;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -122,6 +124,33 @@ impl Ca {
         roots.add(CertificateDer::from(self.cert_der.clone())).expect("root");
         roots
     }
+}
+
+/// `openssl x509 -sha256 -req -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650`
+/// in `certs` (which holds `ca.crt` and `ca.key`), the CSR on stdin: how MicroK8s
+/// 1.24-1.27's cluster-agent signs a joining worker's certificates
+/// (canonical/microk8s-cluster-agent 1.24:pkg/snap/snap.go L315-330, 1.27 L352-367;
+/// 1.23's `agent.py` L115-137 likewise). With no `-extfile` the certificate is
+/// X.509 **v1**, as with the snap's OpenSSL 1.1.1 (`apps/x509.c` makes v3 only
+/// with extensions) and Debian's OpenSSL 3.0.
+pub fn openssl_x509_req(csr: &str, certs: &Path) -> Result<String, String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(crate::tools::require("openssl"))
+        .args(["x509", "-sha256", "-req", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "3650"])
+        .current_dir(certs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(csr.as_bytes()).map_err(|e| format!("openssl stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("openssl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("openssl failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
 /// A new key and a certificate signing request for it (PEM, PEM): subject `cn`

@@ -11,8 +11,43 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ServerConfig};
 
+/// The crypto provider of every TLS client and server here: ring's.
+///
+/// Its key loader hides each key's public key from rustls, so that rustls does not
+/// parse a client certificate of our own to compare the two (webpki's parser takes
+/// X.509 v3 only). The programs modelled here are Go's, which take the v1
+/// certificates MicroK8s 1.23-1.27 control planes sign for a worker join
+/// (`openssl x509 -req` without `-extfile`); the peer still checks the certificate
+/// in the handshake.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static KEYS: GoLikeKeys = GoLikeKeys;
+    Arc::new(rustls::crypto::CryptoProvider { key_provider: &KEYS, ..rustls::crypto::ring::default_provider() })
+}
+
+#[derive(Debug)]
+struct GoLikeKeys;
+
+impl rustls::crypto::KeyProvider for GoLikeKeys {
+    fn load_private_key(
+        &self,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        struct Hidden(Arc<dyn rustls::sign::SigningKey>);
+        impl std::fmt::Debug for Hidden {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl rustls::sign::SigningKey for Hidden {
+            fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+                self.0.choose_scheme(offered)
+            }
+            fn algorithm(&self) -> rustls::SignatureAlgorithm {
+                self.0.algorithm()
+            }
+        }
+        Ok(Arc::new(Hidden(rustls::crypto::ring::default_provider().key_provider.load_private_key(key)?)))
+    }
 }
 
 /// One parsed request.
@@ -196,12 +231,19 @@ fn tls12_signature(
     rustls::crypto::verify_tls12_signature(m, c, d, &provider().signature_verification_algorithms)
 }
 
+/// The TLS 1.3 handshake signature, checked against the certificate's public key as
+/// Go does, whatever the certificate's X.509 version (rustls's own check parses the
+/// certificate with webpki, which takes v3 only; MicroK8s 1.23-1.27 sign v1 worker
+/// certificates).
 fn tls13_signature(
     m: &[u8],
     c: &CertificateDer<'_>,
     d: &rustls::DigitallySignedStruct,
 ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls13_signature(m, c, d, &provider().signature_verification_algorithms)
+    let (_, cert) = x509_parser::parse_x509_certificate(c.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    let spki = rustls::pki_types::SubjectPublicKeyInfoDer::from(cert.public_key().raw);
+    rustls::crypto::verify_tls13_signature_with_raw_key(m, &spki, d, &provider().signature_verification_algorithms)
 }
 
 fn verify_schemes() -> Vec<rustls::SignatureScheme> {
