@@ -57,7 +57,9 @@ fn main() {
         let watchers: Vec<_> = (0..100)
             .map(|_| {
                 let (lb, ca) = (c.lb, c.ca.clone());
-                std::thread::spawn(move || https_watch(lb, "/api/v1/watch/nodes", &ca, Duration::from_secs(30)))
+                std::thread::spawn(move || {
+                    https_watch(lb, "/api/v1/watch/nodes", &ca, common::lb::TOKEN, Duration::from_secs(30))
+                })
             })
             .collect();
         std::thread::sleep(Duration::from_secs(3));

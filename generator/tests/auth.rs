@@ -142,6 +142,9 @@ fn kubectl_get(kc: &Path, path: &str) -> (bool, String) {
 fn kubectl_with_each_generated_kubeconfig_in_both_auth_modes() {
     for auth in ["token", "x509"] {
         let c = cluster(auth);
+        // RBAC,Node, where a kubelet may read only its own Node (under AlwaysAllow,
+        // MicroK8s's default, any credential reads any Node).
+        c.sim.set_authz(mk8s_testkit::apiserver::Authz::RbacNode);
         let tmp = tempfile::tempdir().unwrap();
         let w1 = &c.outputs[0];
         let kubelet = kubeconfig(w1, "kubelet.config", tmp.path());

@@ -102,7 +102,8 @@ fn a_90_second_watch_is_not_cut_by_either_balancer() {
                     assert!(start.elapsed() < Duration::from_secs(30), "{kind} never became healthy");
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                let (status, held) = https_watch(c.lb, "/api/v1/watch/nodes", &c.ca, Duration::from_secs(120));
+                let (status, held) =
+                    https_watch(c.lb, "/api/v1/watch/nodes", &c.ca, common::lb::TOKEN, Duration::from_secs(120));
                 (kind, status.map_err(|e| e.to_string()), held)
             })
         })

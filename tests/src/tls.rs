@@ -468,6 +468,7 @@ pub fn https_watch(
     addr: SocketAddr,
     path: &str,
     ca: &crate::pki::Ca,
+    token: &str,
     max: Duration,
 ) -> (std::io::Result<u16>, Duration) {
     let start = std::time::Instant::now();
@@ -482,7 +483,10 @@ pub fn https_watch(
         let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         sock.set_read_timeout(Some(max))?;
         let mut tls = rustls::StreamOwned::new(conn, sock);
-        write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            tls,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )?;
         tls.flush()?;
         let mut raw = Vec::new();
         match tls.read_to_end(&mut raw) {

@@ -45,6 +45,12 @@ pub mod lb {
 
     use super::{render_facts, text_of};
 
+    /// The worker's token, known to every apiserver: clients through the balancer
+    /// authenticate, since the apiservers run MicroK8s's default AlwaysAllow, which
+    /// refuses every anonymous request (the balancers' own checks stay anonymous).
+    pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    const KNOWN_TOKENS: &str = "0123456789abcdef0123456789abcdef,system:node:w,kubelet-w,\"system:nodes\"\n";
+
     pub struct Cluster {
         pub ca: Arc<Ca>,
         pub sims: Vec<SimApiserver>,
@@ -65,7 +71,7 @@ pub mod lb {
         let ca = Arc::new(Ca::new("failover-ca"));
         let port = free_port();
         let sims: Vec<_> = (2..=4)
-            .map(|i| SimApiserver::start_at(ca.clone(), format!("127.0.0.{i}:{port}").parse().unwrap(), ""))
+            .map(|i| SimApiserver::start_at(ca.clone(), format!("127.0.0.{i}:{port}").parse().unwrap(), KNOWN_TOKENS))
             .collect();
         fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         let facts = format!(
@@ -161,7 +167,7 @@ pub mod lb {
         /// One request through the LB, verified against the cluster CA, that must land
         /// on one of `live` and show that apiserver's own certificate.
         pub fn ok_on(&self, live: &[usize]) -> bool {
-            match https_get(self.lb, "/readyz", Some(&self.ca), None) {
+            match https_get(self.lb, "/readyz", Some(&self.ca), Some(TOKEN)) {
                 Ok(r) => r.status == 200 && live.iter().any(|&i| self.sims[i].cert_der == r.peer_cert),
                 Err(_) => false,
             }
