@@ -5,11 +5,13 @@ pub mod apiserver;
 pub mod boot;
 pub mod cluster_agent;
 pub mod fakes;
+pub mod microk8s_args;
 pub mod node_model;
 pub mod pki;
 pub mod proc;
 pub mod tls;
 pub mod tools;
+pub mod upstream;
 
 /// The workspace root (for fixtures/).
 pub fn workspace() -> std::path::PathBuf {
