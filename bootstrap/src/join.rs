@@ -303,17 +303,24 @@ impl<'a> Joiner<'a> {
         // (`socket.gethostname().lower()`, canonical/microk8s 1.30:scripts/wrappers/join.py
         // L163, L362): the user-data sets it to the node's name (/etc/hostname and
         // `hostnamectl set-hostname`); a machine called otherwise is refused.
+        // `gethostname()` is the kernel's name, which the join uses; /etc/hostname
+        // is only what the next boot will set, so both must be the node's.
         if plan.join.is_some() {
-            let hostname = fs::read_to_string(self.node.path("/etc/hostname")).unwrap_or_default();
-            let hostname = hostname.trim().to_lowercase();
-            if hostname != plan.node.name {
-                return Err(format!(
-                    "this machine's hostname (/etc/hostname) is {hostname:?}, but the plan is for node {:?}: \
-                     `microk8s join` registers the node under the hostname, so it must be the node's name \
-                     (the user-data sets it; an image or cloud-init setting may have overridden it); nothing was changed",
-                    plan.node.name
-                ));
+            for (what, file) in [("the kernel's hostname", "/proc/sys/kernel/hostname"), ("/etc/hostname", "/etc/hostname")] {
+                let hostname = fs::read_to_string(self.node.path(file)).unwrap_or_default();
+                let hostname = hostname.trim().to_lowercase();
+                if hostname != plan.node.name {
+                    return Err(format!(
+                        "this machine's hostname ({what}) is {hostname:?}, but the plan is for node {:?}: \
+                         `microk8s join` registers the node under the kernel's hostname, so it must be the node's \
+                         name (the user-data sets it; an image or cloud-init setting may have overridden it); \
+                         nothing was changed",
+                        plan.node.name
+                    ));
+                }
             }
+            // Another node's join on this disk stops us before anything changes.
+            self.joined_already(&plan)?;
         }
         // Preconditions, before anything on the node changes.
         match &plan.load_balancer {
@@ -689,17 +696,35 @@ impl<'a> Joiner<'a> {
     /// chains to the cluster CA; the install hook's is a token or a certificate of the
     /// node's own CA). A rerun after a kill, or after the control plane pruned the
     /// token, does not join again; a join killed before its end is done again.
-    fn joined_already(&self, plan: &JoinPlan) -> bool {
+    ///
+    /// The join counts only when it was this node's: a machine cloned from a joined
+    /// worker, or a reused disk, carries another node's certificate, which chains to
+    /// the same CA. Its subject must be `system:node:<this node>`; another one is a
+    /// fatal error, never a success (under AlwaysAllow that certificate would
+    /// register this node with another node's identity).
+    fn joined_already(&self, plan: &JoinPlan) -> Result<bool, String> {
         if self.remote_ca_pin().as_deref() != Some(plan.ca.pin.as_str())
             || !self.node.snap_data("var/lock/clustered.lock").exists()
             || !self.node.snap_data("var/lock/no-cert-reissue").exists()
         {
-            return false;
+            return Ok(false);
         }
-        match kubeconfig_credential(self.node, "credentials/kubelet.config") {
-            Ok(Credential::ClientCertificate { cert_pem, .. }) => crate::pin::chains_to(&cert_pem, &plan.ca.pem),
-            _ => false,
+        let cert_pem = match kubeconfig_credential(self.node, "credentials/kubelet.config") {
+            Ok(Credential::ClientCertificate { cert_pem, .. }) if crate::pin::chains_to(&cert_pem, &plan.ca.pem) => {
+                cert_pem
+            }
+            _ => return Ok(false),
+        };
+        let subject = crate::pin::Cert::from_pem(&cert_pem).and_then(|c| c.common_name).unwrap_or_default();
+        let mine = format!("system:node:{}", plan.node.name);
+        if subject == mine {
+            return Ok(true);
         }
+        Err(format!(
+            "this machine's MicroK8s already joined the cluster, but as {subject:?}, not {mine:?}: it was cloned \
+             from a joined worker or reuses its disk. Nothing was changed; reset it (`snap remove --purge \
+             microk8s`) or boot a fresh image, then rerun"
+        ))
     }
 
     /// `auth: microk8s-join`: MicroK8s's own worker join, through each control
@@ -715,7 +740,7 @@ impl<'a> Joiner<'a> {
         let Some(join) = plan.join.clone() else {
             return Err(Stop::Fatal("internal error: step_join without a join section".into()));
         };
-        if self.joined_already(plan) {
+        if self.joined_already(plan).map_err(Stop::Fatal)? {
             self.say(
                 "join",
                 "MicroK8s's join already happened on this node (its certificates chain to the cluster CA)",

@@ -31,6 +31,8 @@ mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
+/// A second worker of the facts, for a machine cloned from [`NODE`].
+const OTHER: &str = "worker-2";
 const TAINT: &str = "dedicated=gpu:NoSchedule";
 
 struct ControlPlane {
@@ -47,6 +49,8 @@ struct World {
     root: PathBuf,
     bundle: PathBuf,
     token: String,
+    /// The user-data of another worker of the facts, [`OTHER`].
+    other_user_data: String,
     tmp: tempfile::TempDir,
 }
 
@@ -84,7 +88,7 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
     let cp_facts: String =
         cp_ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
     let facts_yaml = format!(
-        "cluster:\n  name: native\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n{cp_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--register-with-taints={TAINT}] }}\n"
+        "cluster:\n  name: native\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n{cp_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--register-with-taints={TAINT}] }}\n  - {{ name: {OTHER}, address: 127.0.0.254 }}\n"
     );
     let spans = SpanMap::build(&facts_yaml);
     let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
@@ -95,6 +99,8 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
     let workers: Vec<_> = facts.workers.iter().collect();
     mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
+    let other = render::render_node(&facts, &secrets, facts.worker(OTHER).unwrap(), &Delivery::Preinstalled).unwrap();
+    let other_user_data = render::cloud_config(&other);
     fs::create_dir_all(&root).unwrap();
     common::write_files(&root, &render::cloud_config(&out));
     let mut config = ModelConfig::new(channel, port);
@@ -102,14 +108,10 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
     config.hostname = NODE.to_string();
     let model = Model::new(&tmp.path().join("model"), &root, config);
     let p = root.join(PLAN_PATH.trim_start_matches('/'));
-    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-    plan.timing.ready_deadline_secs = 30;
-    plan.timing.retry_initial_ms = 50;
-    plan.timing.retry_cap_ms = 400;
-    plan.join.as_mut().unwrap().agents = cps.iter().map(|c| c.agent.addr.to_string()).collect();
+    let plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
     let Credential::JoinToken { token } = plan.credentials.kubelet.clone() else { panic!("a join token") };
-    fs::write(&p, plan.to_json()).unwrap();
-    let w = World { channel: channel.into(), model, cps, ca, root, bundle, token, tmp };
+    let w = World { channel: channel.into(), model, cps, ca, root, bundle, token, other_user_data, tmp };
+    w.shorten_plan();
     for cp in &w.cps {
         let o = w.register(cp);
         assert!(o.status.success(), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
@@ -137,6 +139,17 @@ impl World {
 
     fn run(&self) -> (i32, String) {
         self.run_with(&self.model.microk8s)
+    }
+
+    /// The plan on the node, with this test's timings and agent addresses.
+    fn shorten_plan(&self) {
+        let p = self.root.join(PLAN_PATH.trim_start_matches('/'));
+        let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+        plan.timing.ready_deadline_secs = 30;
+        plan.timing.retry_initial_ms = 50;
+        plan.timing.retry_cap_ms = 400;
+        plan.join.as_mut().unwrap().agents = self.cps.iter().map(|c| c.agent.addr.to_string()).collect();
+        fs::write(&p, plan.to_json()).unwrap();
     }
 
     /// The bundle's register-join-tokens.sh on control plane `cp`, whose
@@ -296,6 +309,45 @@ fn an_agent_of_another_ca_never_sees_the_token() {
     let (code, log) = alone.run();
     assert_eq!(code, 75, "{log}");
     assert!(!alone.cps[0].agent.saw(&alone.token));
+}
+
+/// A machine cloned from a joined worker (or one that reuses its disk), booted with
+/// another worker's user-data: its MicroK8s carries the first worker's join, whose
+/// certificate chains to the cluster CA. It is never "already joined": under
+/// AlwaysAllow that certificate would register it as the other worker and stamp
+/// success. The bootstrap stops before changing anything (exit 78), naming both.
+#[test]
+fn a_clone_of_a_joined_worker_is_refused() {
+    let w = world("1.30/stable", &["127.0.0.87"], "127.0.0.88", &[]);
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the first join failed:\n{log}\n{}", w.story());
+    w.model.shutdown();
+    // The clone's first boot: cloud-init writes worker-2's files, sets its hostname.
+    common::write_files(&w.root, &w.other_user_data);
+    w.model.set_hostname(OTHER);
+    w.shorten_plan();
+    w.model.clear_calls();
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "a clone must never count as joined:\n{log}\n{}", w.story());
+    assert!(log.contains("as \"system:node:worker-1\", not \"system:node:worker-2\""), "{log}");
+    assert!(!log.contains("joined and Ready"), "{log}");
+    let changed: Vec<String> =
+        w.model.calls().into_iter().filter(|c| !c.starts_with("systemctl is-") && !c.starts_with("snap list")).collect();
+    assert!(changed.is_empty(), "nothing may change on the clone: {changed:?}");
+    assert!(w.cps[0].sim.node(OTHER).is_none(), "no Node registered under another node's certificate");
+}
+
+/// `microk8s join` names the node after the kernel's hostname, not /etc/hostname:
+/// a machine whose hostname did not take (the kernel still has the image's) is
+/// refused before the token goes anywhere.
+#[test]
+fn a_hostname_that_did_not_take_is_refused() {
+    let w = world("1.30/stable", &["127.0.0.89"], "127.0.0.90", &[]);
+    w.model.set_hostname("ubuntu");
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("the kernel's hostname) is \"ubuntu\""), "{log}");
+    assert!(!w.cps[0].agent.saw(&w.token), "the token went out");
 }
 
 /// With one control plane down, the node joins through another.

@@ -352,6 +352,13 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(SystemTime::from)
 }
 
+/// The node's `/proc/sys/kernel/hostname`, as the bootstrap reads it under its root.
+fn write_kernel_hostname(root: &Path, name: &str) {
+    let dir = root.join("proc/sys/kernel");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("hostname"), format!("{name}\n")).unwrap();
+}
+
 fn sh(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
@@ -377,6 +384,7 @@ impl Model {
             "launchConfig": Value::Null,
         });
         fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
+        write_kernel_hostname(root, &config.hostname);
         let mut paths = Vec::new();
         for tool in ["snap", "systemctl", "snapctl", "microk8s"] {
             let p = dir.join(tool);
@@ -397,6 +405,16 @@ impl Model {
 
     fn ctx(&self) -> Ctx {
         Ctx::load(&self.dir)
+    }
+
+    /// `hostnamectl set-hostname`: the kernel's name, which `microk8s join` and the
+    /// kubelet use (not /etc/hostname, which only the next boot reads).
+    pub fn set_hostname(&self, name: &str) {
+        let path = self.dir.join("model.json");
+        let mut state: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        state["hostname"] = name.into();
+        fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+        write_kernel_hostname(&self.root, name);
     }
 
     fn run_bin(&self, args: &[&str]) {
