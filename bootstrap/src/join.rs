@@ -306,7 +306,9 @@ impl<'a> Joiner<'a> {
         // `gethostname()` is the kernel's name, which the join uses; /etc/hostname
         // is only what the next boot will set, so both must be the node's.
         if plan.join.is_some() {
-            for (what, file) in [("the kernel's hostname", "/proc/sys/kernel/hostname"), ("/etc/hostname", "/etc/hostname")] {
+            for (what, file) in
+                [("the kernel's hostname", "/proc/sys/kernel/hostname"), ("/etc/hostname", "/etc/hostname")]
+            {
                 let hostname = fs::read_to_string(self.node.path(file)).unwrap_or_default();
                 let hostname = hostname.trim().to_lowercase();
                 if hostname != plan.node.name {

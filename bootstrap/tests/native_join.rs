@@ -331,8 +331,12 @@ fn a_clone_of_a_joined_worker_is_refused() {
     assert_eq!(code, 78, "a clone must never count as joined:\n{log}\n{}", w.story());
     assert!(log.contains("as \"system:node:worker-1\", not \"system:node:worker-2\""), "{log}");
     assert!(!log.contains("joined and Ready"), "{log}");
-    let changed: Vec<String> =
-        w.model.calls().into_iter().filter(|c| !c.starts_with("systemctl is-") && !c.starts_with("snap list")).collect();
+    let changed: Vec<String> = w
+        .model
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("systemctl is-") && !c.starts_with("snap list"))
+        .collect();
     assert!(changed.is_empty(), "nothing may change on the clone: {changed:?}");
     assert!(w.cps[0].sim.node(OTHER).is_none(), "no Node registered under another node's certificate");
 }

@@ -174,11 +174,10 @@ fn the_examples_install_step_gives_root_ownership_and_the_generated_modes() {
     fs::create_dir_all(root.join("etc")).unwrap();
     fs::set_permissions(root.join("etc"), fs::Permissions::from_mode(0o751)).unwrap();
     std::os::unix::fs::chown(&bake, Some(65534), Some(65534)).unwrap();
-    let cmd = cmd
-        .replace("cd /tmp/bake", &format!("cd '{}'", bake.display()))
-        .replace("sudo ", "")
-        .replace("\"/${f#./}\"", &format!("\"{}/${{f#./}}\"", root.display()));
-    let o = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    let cmd = cmd.replace("sudo ", "").replace("\"/${f#./}\"", &format!("\"{}/${{f#./}}\"", root.display()));
+    // The example runs it in the upload's directory (its `cd /tmp/mk8s-bake`).
+    assert!(text.contains("\"cd /tmp/mk8s-bake\","), "the install step runs in the upload");
+    let o = Command::new("sh").arg("-c").arg(&cmd).current_dir(&bake).output().unwrap();
     assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
     use std::os::unix::fs::MetadataExt;
     let mut baked = BTreeMap::new();
@@ -194,4 +193,117 @@ fn the_examples_install_step_gives_root_ownership_and_the_generated_modes() {
     assert_eq!(etc.mode() & 0o7777, 0o751, "an existing directory's mode was changed");
     let made = fs::metadata(root.join("etc/mk8s-worker")).unwrap();
     assert_eq!((made.uid(), made.mode() & 0o7777), (0, 0o755));
+}
+
+/// The example's build, with a `null` source that logs into `machine` as `builder`.
+fn example_for_the_machine(key: &Path) -> String {
+    let text = example_for_packer_1_6();
+    let sources = "sources = [\"source.amazon-ebs.worker\"]";
+    assert_eq!(text.matches(sources).count(), 1, "one build, from the amazon-ebs source");
+    format!(
+        "{}\nsource \"null\" \"machine\" {{\n  communicator         = \"ssh\"\n  ssh_host             = \"127.0.0.1\"\n  ssh_username         = \"builder\"\n  ssh_private_key_file = \"{}\"\n  ssh_timeout          = \"60s\"\n}}\n",
+        text.replace(sources, "sources = [\"source.null.machine\"]"),
+        key.display()
+    )
+}
+
+/// A real `packer build` of the example, as Packer performs it: Packer's own SSH
+/// communicator uploads `bake/` (scp) into a booted Debian machine
+/// (`systemd-nspawn`, `mk8s_testkit::boot`; its image has sshd and sudo, as cloud
+/// images do; cloud-init creates the SSH user from the seed) and runs the example's
+/// provisioners verbatim. Only the source differs: a `null` builder pointed at the
+/// machine instead of an amazon-ebs instance. Every baked file lands where its unit
+/// expects it, root-owned, with its mode. The control: without the step that makes
+/// the upload's destination first, Packer merges etc/ and usr/ into one folder, and
+/// the example's own check fails the build.
+#[test]
+fn a_real_packer_build_over_ssh_bakes_every_file_where_its_unit_expects_it() {
+    use mk8s_testkit::boot::{self, Machine, Netns};
+    use mk8s_testkit::tools::require;
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+
+    let image = boot::debian_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let o = Command::new(require("ssh-keygen"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "mk8s-packer-test", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&o.stderr));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+
+    let netns = Netns::new("mk8s-packer");
+    fs::create_dir_all(dir.path().join("machine")).unwrap();
+    let mut machine = Machine::new(&image, &dir.path().join("machine"), "packer-builder", &netns);
+    let seed = machine.path("/var/lib/cloud/seed/nocloud");
+    fs::create_dir_all(&seed).unwrap();
+    fs::write(
+        seed.join("user-data"),
+        format!(
+            "#cloud-config\nusers:\n  - name: builder\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/bash\n    ssh_authorized_keys: [\"{}\"]\n",
+            public.trim()
+        ),
+    )
+    .unwrap();
+    fs::write(seed.join("meta-data"), "instance-id: iid-packer-builder\nlocal-hostname: packer-builder\n").unwrap();
+    machine.boot();
+    machine.wait_for("/home/builder/.ssh/authorized_keys", Duration::from_secs(120), |m| m.journal(&[], 80));
+    let end = Instant::now() + Duration::from_secs(60);
+    while !netns.run(|| std::net::TcpStream::connect("127.0.0.1:22").is_ok()) {
+        assert!(Instant::now() < end, "sshd never listened\n{}", machine.journal(&["ssh.service"], 40));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let build = dir.path().join("build");
+    let bake = build.join("bake");
+    let stand_in = workspace().join("fixtures/seed/bootstrap-stand-in.bin");
+    let o = Command::new(BIN)
+        .current_dir(workspace().join("fixtures/seed"))
+        .args(["packer", "--cluster", "cluster.yaml", "--out"])
+        .arg(&bake)
+        .args(["--bootstrap-bin", stand_in.to_str().unwrap(), "--traefik-bin", stand_in.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let template = example_for_the_machine(&key);
+    let packer_build = |file: &str, text: &str| {
+        fs::write(build.join(file), text).unwrap();
+        let o = Command::new(require("ip"))
+            .args(["netns", "exec", &netns.name])
+            .arg(require("packer"))
+            .args(["build", "-color=false", file])
+            .current_dir(&build)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+
+    // The control first, on the fresh machine: an upload into a destination that
+    // does not exist.
+    let make_destination = "inline = [\"rm -rf /tmp/mk8s-bake\", \"mkdir -m 0700 /tmp/mk8s-bake\"]";
+    assert_eq!(template.matches(make_destination).count(), 1, "{template}");
+    let (ok, said) =
+        packer_build("control.pkr.hcl", &template.replace(make_destination, "inline = [\"rm -rf /tmp/mk8s-bake\"]"));
+    assert!(!ok, "the build must fail when the upload is merged:\n{said}");
+    assert!(said.contains("mk8s-bake: the upload is not laid out as on the node"), "{said}");
+    assert!(!machine.path("/etc/systemd/system/mk8s-bootstrap.service").exists(), "{said}");
+
+    let (ok, said) = packer_build("worker.pkr.hcl", &template);
+    assert!(ok, "packer build:\n{said}");
+    let mut baked = BTreeMap::new();
+    tree(&bake, &bake, &mut baked);
+    assert!(baked.contains_key("/etc/systemd/system/mk8s-bootstrap.service") && baked.len() > 3, "{baked:?}");
+    for (path, (content, mode)) in &baked {
+        let on_node = machine.path(path);
+        let m = fs::metadata(&on_node).unwrap_or_else(|e| panic!("{path} is not in the image: {e}\n{said}"));
+        assert_eq!(&fs::read(&on_node).unwrap(), content, "{path}");
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (*mode, 0, 0), "{path}");
+    }
+    assert!(!machine.path("/tmp/mk8s-bake").exists(), "the upload is removed");
+    let (_, clean) = machine.stop(Duration::from_secs(30));
+    assert!(clean, "the machine powers off cleanly");
 }

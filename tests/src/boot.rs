@@ -22,7 +22,10 @@ use crate::tools::require;
 
 /// What the image holds beyond debootstrap's minbase. `python3-cffi-backend`:
 /// bookworm's python3-cryptography (cloud-init) needs it and minbase skips it.
+/// `openssh-server` and `sudo`, as a cloud image has them: Packer builds over SSH.
 pub const PACKAGES: &[&str] = &[
+    "openssh-server",
+    "sudo",
     "systemd",
     "systemd-sysv",
     "dbus",
