@@ -66,7 +66,7 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     let worker = facts.worker(NODE).unwrap();
     // What the control-plane bundle's register-join-tokens.sh registers (1.27+:
     // persistent tokens).
-    let token = secrets.join_token(&facts.name, NODE);
+    let token = secrets.join_token(&facts.name, NODE, 0);
     agent.add_persistent_token(&token);
     let check = check.map(str::to_string).unwrap_or_else(|| agent.fingerprint());
     let config = render::launch_config(&facts, &secrets, worker, &check).expect("a launch configuration");

@@ -18,7 +18,7 @@ pub const CLUSTER_AGENT_PORT: u16 = 25000;
 
 /// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.
 pub fn join_token_lines(facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> String {
-    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, &w.name))).collect()
+    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, &w.name, w.generation))).collect()
 }
 
 /// User-id column values; prefixed so they cannot collide with MicroK8s's own lines

@@ -195,6 +195,9 @@ pub struct RawWorker {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub kubelet_args: Vec<String>,
+    /// Raised to give the worker new join credentials (`auth: microk8s-join`).
+    #[serde(default)]
+    pub generation: Option<i64>,
 }
 
 /// Parse facts text. Required keys are checked by `validate`, so a missing key does

@@ -181,10 +181,11 @@ impl From<Cred> for Credential {
     }
 }
 
-fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, node: &str) -> anyhow::Result<Cred> {
+fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, worker: &Worker) -> anyhow::Result<Cred> {
+    let node = worker.name.as_str();
     Ok(match facts.auth {
         AuthMode::Token => Cred::Token(secrets.token(&facts.name, identity, node)),
-        AuthMode::MicroK8sJoin { .. } => Cred::Join(secrets.join_token(&facts.name, node)),
+        AuthMode::MicroK8sJoin { .. } => Cred::Join(secrets.join_token(&facts.name, node, worker.generation)),
         AuthMode::X509(validity) => {
             let key = secrets.ca_key().ok_or_else(|| {
                 anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
@@ -399,8 +400,8 @@ pub fn render_node_with(
     let server = server_url(facts);
     let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
     let join_mode = matches!(facts.auth, AuthMode::MicroK8sJoin { .. });
-    let kubelet_cred = credential(facts, secrets, Identity::Kubelet, &worker.name)?;
-    let proxy_cred = credential(facts, secrets, Identity::KubeProxy, &worker.name)?;
+    let kubelet_cred = credential(facts, secrets, Identity::Kubelet, worker)?;
+    let proxy_cred = credential(facts, secrets, Identity::KubeProxy, worker)?;
 
     let mut files = Vec::new();
     let mut install = Vec::new();
@@ -688,7 +689,7 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         .iter()
         .find(|c| c.address.is_ipv4())
         .ok_or_else(|| anyhow::anyhow!("a launch configuration's join URL needs an IPv4 control plane"))?;
-    let token = secrets.join_token(&facts.name, &worker.name);
+    let token = secrets.join_token(&facts.name, &worker.name, worker.generation);
     let url = format!("{}:{}/{token}/{check}", cp.address, crate::controlplane::CLUSTER_AGENT_PORT);
     let mut labels =
         vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];

@@ -181,9 +181,12 @@ impl Secrets {
     /// `auth: microk8s-join`: the token a worker joins with, registered on the
     /// control planes' cluster-agents; 64 hex (MicroK8s wants at least 32,
     /// `scripts/wrappers/add_token.py`). `HMAC-SHA256(seed, "mk8s-worker/v1 join-token"
-    /// | cluster | node)`: never random, so output stays reproducible.
-    pub fn join_token(&self, cluster: &str, node: &str) -> String {
-        hex::encode(self.mac(&["mk8s-worker/v1 join-token", cluster, node], &[]))
+    /// | cluster | node)`, then for a `generation` above 0 its 4 bytes big-endian:
+    /// never random, so output stays reproducible, and each generation's token is
+    /// new (register-join-tokens.sh never registers a token that was used).
+    pub fn join_token(&self, cluster: &str, node: &str, generation: u32) -> String {
+        let suffix = if generation == 0 { Vec::new() } else { generation.to_be_bytes().to_vec() };
+        hex::encode(self.mac(&["mk8s-worker/v1 join-token", cluster, node], &suffix))
     }
 
     /// HMAC-SHA256 of the seed over NUL-terminated parts, then `suffix`.
@@ -258,6 +261,20 @@ mod tests {
         for o in others {
             assert_ne!(o, t);
         }
+    }
+
+    #[test]
+    fn each_generation_has_a_join_token_of_its_own() {
+        let s = secrets(3);
+        // Generation 0 is the derivation without a suffix (tokens made before
+        // generations existed stay the same).
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[3u8; 32]).unwrap();
+        mac.update(b"mk8s-worker/v1 join-token\0prod\0worker-1\0");
+        assert_eq!(s.join_token("prod", "worker-1", 0), hex::encode(mac.finalize().into_bytes()));
+        let all: std::collections::BTreeSet<String> =
+            [0, 1, 2, 256, u32::MAX].iter().map(|g| s.join_token("prod", "worker-1", *g)).collect();
+        assert_eq!(all.len(), 5);
+        assert_ne!(s.join_token("prod", "worker-1", 1), s.join_token("prod", "worker-2", 1));
     }
 
     #[test]

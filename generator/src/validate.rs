@@ -129,6 +129,9 @@ pub struct Dns {
 #[derive(Debug, Clone)]
 pub struct Worker {
     pub name: String,
+    /// `generation:` (0 when absent): part of the worker's join token, so raising
+    /// it gives a replacement machine, or a rejoin, a token no old copy holds.
+    pub generation: u32,
     pub address: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub kubelet_args: Vec<String>,
@@ -141,6 +144,9 @@ impl Facts {
 }
 
 /// `host:port` with IPv6 bracketed.
+/// The largest `workers[].generation`.
+pub const MAX_GENERATION: i64 = 1_000_000;
+
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
@@ -403,8 +409,31 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         for (j, a) in w.kubelet_args.iter().enumerate() {
             check_kubelet_arg(a, &format!("{base}.kubelet-args[{j}]"), report);
         }
+        let generation = match w.generation {
+            None => 0,
+            Some(g) if (0..=MAX_GENERATION).contains(&g) => {
+                if g > 0 && !matches!(auth, Some(AuthMode::MicroK8sJoin { .. }) | None) {
+                    report.warning(
+                        format!("{base}.generation"),
+                        "generation changes only the join token of `auth: microk8s-join`; this cluster's \
+                         credentials stay as they are",
+                        "remove it, or use it with auth: microk8s-join",
+                    );
+                }
+                g as u32
+            }
+            Some(g) => {
+                report.error(
+                    format!("{base}.generation"),
+                    format!("{g} is out of range"),
+                    &format!("use 0 to {MAX_GENERATION}; raise it by one to give the worker a new join token"),
+                );
+                0
+            }
+        };
         workers.push(Worker {
             name: name.clone(),
+            generation,
             address,
             labels: w.labels.clone(),
             kubelet_args: w.kubelet_args.clone(),
@@ -1317,6 +1346,31 @@ mod tests {
         );
         assert!(has_userinfo("https://u:p@a.example/x") && has_userinfo("https://u@a.example"));
         assert!(!has_userinfo("https://a.example/x@y") && !has_userinfo("https://a.example/x?u=a@b"));
+    }
+
+    #[test]
+    fn generation_is_bounded_and_meant_for_microk8s_join() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/microk8s-join");
+        let check = |auth: &str, generation: &str| {
+            let text = format!(
+                "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: {auth}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w-1, generation: {generation} }}\n"
+            );
+            let spans = crate::spans::SpanMap::build(&text);
+            let (raw, mut r) = crate::facts::parse(&text, &spans);
+            let facts = validate(&raw.unwrap(), &dir, &mut r);
+            (facts.map(|f| f.workers[0].generation), r)
+        };
+        let (g, r) = check("microk8s-join", "3");
+        assert_eq!((g, r.problems.len()), (Some(3), 0), "{:?}", r.problems);
+        for bad in ["-1", "1000001"] {
+            let (_, r) = check("microk8s-join", bad);
+            assert!(r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{bad}: {:?}", r.problems);
+            assert!(r.has_errors());
+        }
+        let (g, r) = check("token", "1");
+        assert_eq!(g, Some(1));
+        assert!(!r.has_errors() && r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{:?}", r.problems);
+        assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
     }
 
     #[test]

@@ -21,13 +21,14 @@ struct Cp {
     microk8s: PathBuf,
 }
 
-fn facts(dir: &Path, channel: &str, workers: &[&str]) -> PathBuf {
+fn facts(dir: &Path, channel: &str, workers: &[&str], generations: &[(&str, u32)]) -> PathBuf {
     fs::copy(workspace().join("fixtures/microk8s-join/ca.crt"), dir.join("ca.crt")).unwrap();
-    let ws: String = workers.iter().map(|w| format!("  - {{ name: {w} }}\n")).collect();
+    let generation = |w: &str| generations.iter().find(|(n, _)| *n == w).map(|(_, g)| *g).unwrap_or(0);
+    let ws: String = workers.iter().map(|w| format!("  - {{ name: {w}, generation: {} }}\n", generation(w))).collect();
     let text = format!(
         "cluster:\n  name: mk8s\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  microk8s-join: {{ token-ttl-hours: 2 }}\n  control-plane:\n    - {{ name: cp-1, address: 10.130.0.2 }}\nworkers:\n{ws}"
     );
-    let p = dir.join(format!("cluster-{}.yaml", workers.len()));
+    let p = dir.join(format!("cluster-{}-{}.yaml", workers.len(), generations.len()));
     fs::write(&p, text).unwrap();
     p
 }
@@ -57,9 +58,19 @@ impl Cp {
     }
 
     fn bundle(&self, channel: &str, workers: &[&str]) -> PathBuf {
-        let out = self.root.join(format!("bundle-{}-{}", channel.replace('/', "-"), workers.len()));
+        self.bundle_with(channel, workers, &[])
+    }
+
+    /// A bundle whose workers have the given `generation`s.
+    fn bundle_with(&self, channel: &str, workers: &[&str], generations: &[(&str, u32)]) -> PathBuf {
+        let out = self.root.join(format!(
+            "bundle-{}-{}-{}",
+            channel.replace('/', "-"),
+            workers.len(),
+            generations.iter().map(|(w, g)| format!("{w}.{g}")).collect::<Vec<_>>().join("-")
+        ));
         let st = common::control_plane_bundle(
-            &facts(&self.root, channel, workers),
+            &facts(&self.root, channel, workers, generations),
             &workspace().join("fixtures/microk8s-join/secrets.yaml"),
             &out,
         );
@@ -137,11 +148,63 @@ fn persistent_tokens_on_1_27_plus_registered_idempotently_and_pruned() {
     assert!(is_valid_token(&t[0].1, &file).0);
     let now = fs::read_to_string(&file).unwrap();
     assert!(now.contains("operator-token-0123456789abcdef0123\r\n# a comment\nanother|123\n"));
-    // The nodes cannot be listed: nothing is pruned by that rule, and it says so.
+    // The nodes cannot be listed: nothing is pruned by that rule, it says so and
+    // fails (exit 7); a used token stays spent all the same.
     fs::remove_file(cp.root.join("nodes")).unwrap();
     let o = cp.run(&two);
-    assert!(o.status.success() && text(&o).contains("cannot list the nodes"), "{}", text(&o));
-    assert!(is_valid_token(&t[1].1, &file).0, "without the node list worker-2's token is registered again");
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(text(&o).contains("cannot list the nodes"), "{}", text(&o));
+    assert!(is_valid_token(&t[0].1, &file).0, "still registered");
+    assert!(!is_valid_token(&t[1].1, &file).0, "a used token is never registered again");
+
+    // worker-2's Node is deleted: its token is not registered again (every old copy
+    // of its user-data would join a machine), and the run says what to do.
+    fs::write(cp.root.join("nodes"), "node/cp-1\n").unwrap();
+    let o = cp.run(&two);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!is_valid_token(&t[1].1, &file).0, "a deleted worker's used token came back");
+    assert!(text(&o).contains("worker-2: its join token was used") && text(&o).contains("generation"), "{}", text(&o));
+    assert!(!text(&o).contains(&t[1].1), "tokens are never printed");
+    // Its next generation is a new token, registered once.
+    let next = cp.bundle_with("1.30/stable", &["worker-1", "worker-2"], &[("worker-2", 1)]);
+    let t2 = tokens(&next);
+    assert_ne!(t2[1].1, t[1].1, "a new generation, a new token");
+    assert_eq!(t2[0].1, t[0].1, "the other workers keep theirs");
+    let o = cp.run(&next);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(is_valid_token(&t2[1].1, &file).0 && !is_valid_token(&t[1].1, &file).0);
+}
+
+/// Cron and systemd timers run without /snap/bin on PATH: the script finds
+/// `microk8s` there, and fails (exit 7) when it finds it nowhere.
+#[test]
+fn microk8s_is_found_in_snap_bin_without_path() {
+    let cp = Cp::new();
+    let bundle = cp.bundle("1.30/stable", &["worker-1"]);
+    let file = cp.file("persistent-cluster-tokens.txt");
+    let t = tokens(&bundle);
+    fs::write(cp.root.join("nodes"), "node/cp-1\nnode/worker-1\n").unwrap();
+    let snap_bin = cp.root.join("snap-bin");
+    fs::create_dir_all(&snap_bin).unwrap();
+    let run = |path: &str| {
+        Command::new(tools::require("bash"))
+            .arg(bundle.join("register-join-tokens.sh"))
+            .env_clear()
+            .env("PATH", path)
+            .env("SNAP_DATA", &cp.snap_data)
+            .env("MK8S_SNAP_BIN", &snap_bin)
+            .output()
+            .unwrap()
+    };
+    // Cron's PATH, and no microk8s anywhere: registered, not pruned, exit 7.
+    let o = run("/usr/bin:/bin");
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    assert!(is_valid_token(&t[0].1, &file).0);
+    // In /snap/bin, as the snap installs it: found, and worker-1's token pruned.
+    fs::copy(&cp.microk8s, snap_bin.join("microk8s")).unwrap();
+    let o = run("/usr/bin:/bin");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!is_valid_token(&t[0].1, &file).0, "pruned through /snap/bin/microk8s");
 }
 
 #[test]
@@ -160,11 +223,15 @@ fn ttl_tokens_before_1_27_and_refusals() {
     assert!(!cp.file("persistent-cluster-tokens.txt").exists());
     let o = cp.run(&bundle);
     assert!(text(&o).contains("nothing to do"), "an unexpired line is kept");
-    // An expired line of ours is renewed.
+    // An expired token stays expired: removed, never renewed, also on the next run.
     fs::write(&file, format!("{}|100\n", t[0].1)).unwrap();
     let o = cp.run(&bundle);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(is_valid_token(&t[0].1, &file), (true, true));
+    assert!(text(&o).contains("worker-1: its join token expired and is not renewed"), "{}", text(&o));
+    assert!(!is_valid_token(&t[0].1, &file).0, "an expired token was renewed");
+    let o = cp.run(&bundle);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!is_valid_token(&t[0].1, &file).0, "an expired token came back");
     // Not on a worker, nor on a non-HA cluster; a tampered bundle is refused.
     fs::write(cp.snap_data.join("var/lock/clustered.lock"), "").unwrap();
     assert_eq!(cp.run(&bundle).status.code(), Some(2));
@@ -174,4 +241,90 @@ fn ttl_tokens_before_1_27_and_refusals() {
     fs::write(cp.snap_data.join("var/lock/ha-cluster"), "").unwrap();
     fs::write(bundle.join("join-tokens.txt"), "worker-1 x,system:masters\n").unwrap();
     assert_eq!(cp.run(&bundle).status.code(), Some(4));
+}
+
+/// Misuse, as an attacker or a careless operator would: Nodes that come and go,
+/// tokens that expire, foreign lines, runs that cannot list the nodes, in random
+/// order (a fixed seed, so a failure replays). Whatever happens, a token that was
+/// used (its Node seen) or that expired is never valid again, and a token that was
+/// neither is valid after every run that could list the nodes.
+#[test]
+fn a_used_or_expired_token_never_comes_back_whatever_the_order() {
+    for (channel, ttl) in [("1.30/stable", false), ("1.26/stable", true)] {
+        let cp = Cp::new();
+        let names = ["worker-1", "worker-2", "worker-3"];
+        let bundle = cp.bundle(channel, &names);
+        let t = tokens(&bundle);
+        let file = cp.file(if ttl { "cluster-tokens.txt" } else { "persistent-cluster-tokens.txt" });
+        let mut nodes = [false; 3];
+        let mut spent = [false; 3];
+        let mut listable = true;
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut history = Vec::new();
+        for _ in 0..60 {
+            let w = next(3) as usize;
+            let step = match next(6) {
+                0 => {
+                    nodes[w] = !nodes[w];
+                    format!("node {} {}", names[w], if nodes[w] { "exists" } else { "deleted" })
+                }
+                1 if ttl && !spent[w] => {
+                    // The line of ours, as the agent would hold it, with a past expiry.
+                    let text = fs::read_to_string(&file).unwrap_or_default();
+                    if text.lines().any(|l| l.starts_with(&t[w].1)) {
+                        let kept: String =
+                            text.lines().filter(|l| !l.starts_with(&t[w].1)).map(|l| format!("{l}\n")).collect();
+                        fs::write(&file, format!("{kept}{}|100\n", t[w].1)).unwrap();
+                        spent[w] = true;
+                    }
+                    format!("{} expired", names[w])
+                }
+                2 => {
+                    listable = !listable;
+                    format!("nodes listable: {listable}")
+                }
+                3 => {
+                    let mut text = fs::read_to_string(&file).unwrap_or_default();
+                    text.push_str("operator-token-0123456789abcdef0123\n");
+                    fs::write(&file, text).unwrap();
+                    "a foreign line".to_string()
+                }
+                _ => "run".to_string(),
+            };
+            history.push(step);
+            let list: String = std::iter::once("node/cp-1\n".to_string())
+                .chain(names.iter().zip(nodes).filter(|(_, e)| *e).map(|(n, _)| format!("node/{n}\n")))
+                .collect();
+            if listable {
+                fs::write(cp.root.join("nodes"), list).unwrap();
+            } else {
+                let _ = fs::remove_file(cp.root.join("nodes"));
+            }
+            let o = cp.run(&bundle);
+            assert_eq!(o.status.code(), Some(if listable { 0 } else { 7 }), "{history:?}\n{}", text(&o));
+            for i in 0..3 {
+                if listable && nodes[i] {
+                    spent[i] = true;
+                }
+                let valid = is_valid_token(&t[i].1, &file).0;
+                if spent[i] {
+                    assert!(!valid, "{channel}: {}'s used token is valid again after {history:?}", names[i]);
+                } else if listable {
+                    assert!(valid, "{channel}: {}'s unused token is not registered after {history:?}", names[i]);
+                }
+                assert!(!text(&o).contains(&t[i].1), "a token was printed");
+            }
+            assert!(
+                fs::read_to_string(&file).unwrap().contains("operator-token")
+                    || !history.iter().any(|h| h == "a foreign line")
+            );
+        }
+        assert!(spent.iter().any(|s| *s) && history.iter().filter(|h| *h == "run").count() > 10, "{history:?}");
+    }
 }
