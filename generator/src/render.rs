@@ -678,11 +678,13 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         "--format launch-config needs MicroK8s 1.27 or later (launch configurations with `join` appear in 1.27); \
          use the user-data (mk8s-bootstrap runs `microk8s join` on 1.23+)"
     );
+    // MicroK8s compares only as many characters as CHECK has (join.py wants at
+    // least 12): a 48-bit prefix is a match a man-in-the-middle can precompute once
+    // per control-plane certificate. The full digest leaves no such room.
     anyhow::ensure!(
-        check.len() >= 12
-            && check.len() <= 64
-            && check.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
-        "--join-check must be 12 to 64 lower-case hex characters (join.py wants at least 12)"
+        check.len() == 64 && check.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "--join-check must be the whole sha256, 64 lower-case hex characters: MicroK8s compares only as many \
+         characters as it is given, and a short prefix can be matched by a forged certificate"
     );
     let cp = facts
         .control_plane
