@@ -743,13 +743,15 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     }
     writeln!(
         io.stderr,
-        "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {}",
+        "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {} \
+         (control-plane bundle: all {} worker(s) of the facts)",
         s.nodes,
         s.elapsed.as_secs_f64(),
         s.written,
         s.unchanged,
         s.removed,
-        a.out.display()
+        a.out.display(),
+        s.bundle_workers
     )?;
     Ok(())
 }

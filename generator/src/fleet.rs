@@ -4,7 +4,8 @@
 //! Layout of the output directory:
 //! ```text
 //! nodes/<name>.user-data   0600, one per selected worker (`.ign` with --format ignition)
-//! control-plane/           as `mk8s-gen control-plane` writes it
+//! control-plane/           as `mk8s-gen control-plane` writes it, for every worker
+//!                          of the facts (also when --select/--label pick some)
 //! manifest.json            [{node, file, sha256, size}], written last
 //! ```
 //! Guarantees: a file whose content is unchanged is not rewritten (mtimes and
@@ -155,6 +156,8 @@ pub struct Summary {
     pub written: usize,
     pub unchanged: usize,
     pub removed: usize,
+    /// Workers in the control-plane bundle: every worker of the facts.
+    pub bundle_workers: usize,
     /// A commit left unfinished by a killed run was completed first.
     pub recovered: bool,
     pub elapsed: Duration,
@@ -304,8 +307,12 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     }
     let removed = journal.removals.len();
     // The control-plane bundle is staged too, and only changed files are renamed.
+    // It is always the whole fleet's, selection or not: its scripts remove what
+    // they are not given (tokens, /etc/hosts lines), so a bundle of the selected
+    // workers would remove every other worker's.
     let cp_staged = staging.join("control-plane");
-    crate::controlplane::write_bundle(facts, secrets, &workers, &cp_staged)?;
+    let fleet: Vec<&Worker> = facts.workers.iter().collect();
+    crate::controlplane::write_bundle(facts, secrets, &fleet, &cp_staged)?;
     for e in fs::read_dir(&cp_staged)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
@@ -329,6 +336,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
         written,
         unchanged: results.len() - written,
         removed,
+        bundle_workers: fleet.len(),
         recovered,
         elapsed: start.elapsed(),
     })

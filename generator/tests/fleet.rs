@@ -160,6 +160,17 @@ fn a_rerun_that_changes_nothing_rewrites_nothing() {
     assert_eq!(tree(&out), before, "same bytes, same mtimes, same inodes");
 }
 
+/// File name -> content of a directory (not recursive).
+fn tree_bytes(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().to_string(), fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn selection_by_name_and_label_and_stale_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -170,6 +181,14 @@ fn selection_by_name_and_label_and_stale_files() {
     let names: Vec<_> = tree(&out.join("nodes")).into_keys().collect();
     assert_eq!(names, vec!["w-00010.user-data", "w-00013.user-data", "w-00016.user-data", "w-00019.user-data"]);
     assert_eq!(check_manifest(&out), 4);
+    // The control-plane bundle is the whole fleet's: its scripts remove what they
+    // are not given, so a bundle of 4 workers would drop 26 workers' tokens.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("control-plane bundle: all 30 worker(s)"));
+    let selected_bundle = tree_bytes(&out.join("control-plane"));
+    let whole = tmp.path().join("whole");
+    assert!(fleet(&facts, &seed_secrets(), &whole, &[]).status.success());
+    assert_eq!(selected_bundle, tree_bytes(&whole.join("control-plane")), "a selected run's bundle is partial");
+    assert!(String::from_utf8_lossy(&selected_bundle["known-tokens.csv"]).contains("w-00029"));
     // A run over the whole fleet drops files of workers no longer in the facts.
     fs::write(out.join("nodes/gone.user-data"), "old").unwrap();
     assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
