@@ -362,3 +362,22 @@ fn a_non_ha_control_plane_is_refused() {
         .unwrap();
     assert_eq!(o.status.code(), Some(9), "{}", text(&o));
 }
+
+/// `--help` never merges or restarts (it did both before); `--dry-run` names the
+/// users it would add or replace, never a token, and changes and restarts nothing;
+/// an unknown argument is refused.
+#[test]
+fn help_and_dry_run_neither_merge_nor_restart() {
+    let cp = ControlPlane::new(THEIRS);
+    let mut secrets: Vec<String> = cp.ours().lines().map(|l| l.split(',').next().unwrap().to_string()).collect();
+    secrets.extend(["adminTOKEN".to_string(), "kubeletTOKEN".into()]);
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let dir = cp.dir.path().to_path_buf();
+    common::help_dry_run_and_bad_arguments_change_nothing(
+        |args| cp.command(&cp.bundle).args(args).output().unwrap(),
+        &[&dir],
+        &["add:     user system:node:worker-1", "add:     user system:kube-proxy", "then it would restart"],
+        &secrets,
+    );
+    assert_eq!(cp.restarts(), 0, "restarted");
+}

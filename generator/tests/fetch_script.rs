@@ -12,6 +12,8 @@ use mk8s_testkit::tls::{server_config, Request, Response, TlsServer};
 use mk8s_testkit::tools;
 use sha2::Digest;
 
+mod common;
+
 const BODY: &str = "#!/bin/sh\necho stand-in bootstrap\n";
 
 fn script(url: &str, sha256: &str, dest: &std::path::Path) -> String {
@@ -62,4 +64,24 @@ fn the_fetch_script_verifies_and_redacts() {
     assert!(err.contains("does not have sha256") && err.contains("?<redacted>"), "{err}");
     assert!(!err.contains("c0ffee"), "{err}");
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temp file left");
+}
+
+/// `--help` and `--dry-run` fetch and install nothing; an unknown argument is
+/// refused (systemd passes none; an operator trying it by hand may).
+#[test]
+fn help_and_dry_run_fetch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("mk8s-bootstrap");
+    let path = dir.path().join("fetch");
+    let url = "https://127.0.0.1:9/mk8s-bootstrap?X-Amz-Signature=c0ffee";
+    fs::write(&path, script(url, &"0".repeat(64), &dest)).unwrap();
+    let sh = tools::require("sh");
+    let watched = dir.path().to_path_buf();
+    common::help_dry_run_and_bad_arguments_change_nothing(
+        |args| Command::new(&sh).arg(&path).args(args).output().unwrap(),
+        &[&watched],
+        &["would fetch https://127.0.0.1:9/mk8s-bootstrap?<redacted>"],
+        &["c0ffee"],
+    );
+    assert!(!dest.exists());
 }

@@ -190,3 +190,19 @@ fn concurrent_runs_lose_no_block() {
     assert_eq!(got.lines().count(), 2 + 6 * 3);
     assert!(node.leftovers().is_empty(), "{:?}", node.leftovers());
 }
+
+/// `--help` never does the real thing; `--dry-run` shows the lines it would add
+/// and remove, and changes nothing; an unknown argument is refused.
+#[test]
+fn help_and_dry_run_change_nothing() {
+    let node = Node::new(b"127.0.0.1 localhost\n10.0.0.9 old-line\n");
+    let etc = node.hosts.parent().unwrap().to_path_buf();
+    common::help_dry_run_and_bad_arguments_change_nothing(
+        |args| node.command(&node.bundle).args(args).output().unwrap(),
+        &[&etc, &node.snap_data],
+        &["add:    10.130.0.5 worker-1", "add:    # BEGIN mk8s-worker", "nothing was changed"],
+        &[],
+    );
+    assert!(node.run().status.success());
+    assert!(String::from_utf8_lossy(&node.hosts()).contains("10.130.0.5 worker-1"));
+}

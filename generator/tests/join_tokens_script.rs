@@ -328,3 +328,44 @@ fn a_used_or_expired_token_never_comes_back_whatever_the_order() {
         assert!(spent.iter().any(|s| *s) && history.iter().filter(|h| *h == "run").count() > 10, "{history:?}");
     }
 }
+
+/// `--help` never does the real thing; `--dry-run` says what would change, by
+/// worker name, and changes nothing; an unknown argument is refused.
+#[test]
+fn register_and_check_answer_help_and_dry_run_without_changing_anything() {
+    let cp = Cp::new();
+    let bundle = cp.bundle("1.30/stable", &["worker-1", "worker-2"]);
+    let t = tokens(&bundle);
+    let secrets = [t[0].1.as_str(), t[1].1.as_str()];
+    let run = |script: &'static str| {
+        let (bundle, cp) = (bundle.clone(), &cp);
+        move |args: &[&str]| {
+            Command::new(tools::require("bash"))
+                .arg(bundle.join(script))
+                .args(args)
+                .env("SNAP_DATA", &cp.snap_data)
+                .env("MK8S_MICROK8S", &cp.microk8s)
+                .output()
+                .unwrap()
+        }
+    };
+    let watched = [cp.snap_data.as_path()];
+    common::help_dry_run_and_bad_arguments_change_nothing(
+        run("register-join-tokens.sh"),
+        &watched,
+        &["register: worker-1's join token", "register: worker-2's join token"],
+        &secrets,
+    );
+    assert!(!cp.file("persistent-cluster-tokens.txt").exists());
+    // Registered; then worker-1 joined: the dry run would remove its token.
+    assert!(cp.run(&bundle).status.success());
+    fs::write(cp.root.join("nodes"), "node/cp-1\nnode/worker-1\n").unwrap();
+    common::help_dry_run_and_bad_arguments_change_nothing(
+        run("register-join-tokens.sh"),
+        &watched,
+        &["remove:   worker-1's join token", "tokens it would remember as used: 1"],
+        &secrets,
+    );
+    assert!(is_valid_token(&t[0].1, &cp.file("persistent-cluster-tokens.txt")).0, "the dry run pruned");
+    common::help_dry_run_and_bad_arguments_change_nothing(run("check-control-plane.sh"), &watched, &["checked"], &[]);
+}

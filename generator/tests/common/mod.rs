@@ -192,3 +192,62 @@ pub fn control_plane_bundle(cluster: &Path, secrets: &Path, out: &Path) -> std::
         .output()
         .unwrap()
 }
+
+/// Every file under `dirs`: path -> (content, mode, mtime).
+pub fn snapshot(
+    dirs: &[&Path],
+) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32, std::time::SystemTime)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            out.insert(p, (Vec::new(), m.permissions().mode(), m.modified().unwrap()));
+        } else {
+            out.insert(p.clone(), (std::fs::read(&p).unwrap(), m.permissions().mode(), m.modified().unwrap()));
+        }
+    }
+    out
+}
+
+/// A generated script's arguments: `--help` prints its header and a usage line,
+/// an unknown argument is refused with exit 64, `--dry-run` prints what would
+/// change (each of `dry_says`), and none of them changes a file under `watched`
+/// or prints one of `secrets`. `run(args)` runs the script.
+pub fn help_dry_run_and_bad_arguments_change_nothing(
+    run: impl Fn(&[&str]) -> std::process::Output,
+    watched: &[&Path],
+    dry_says: &[&str],
+    secrets: &[&str],
+) {
+    let before = snapshot(watched);
+    let said = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    for help in ["--help", "-h"] {
+        let o = run(&[help]);
+        assert_eq!(o.status.code(), Some(0), "{help}: {}", said(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("Usage: "), "{help}: {}", said(&o));
+        assert!(said(&o).contains("--dry-run"), "{}", said(&o));
+        assert_eq!(snapshot(watched), before, "{help} changed a file");
+    }
+    for bad in [&["--bogus"][..], &["--dry-run", "extra"], &["-x"]] {
+        let o = run(bad);
+        assert_eq!(o.status.code(), Some(64), "{bad:?}: {}", said(&o));
+        assert!(said(&o).contains("unknown argument") && said(&o).contains("nothing was changed"), "{}", said(&o));
+        assert_eq!(snapshot(watched), before, "{bad:?} changed a file");
+    }
+    for dry in ["--dry-run", "-n"] {
+        let o = run(&[dry]);
+        assert_eq!(o.status.code(), Some(0), "{dry}: {}", said(&o));
+        for want in dry_says {
+            assert!(said(&o).contains(want), "{dry} should say {want:?}: {}", said(&o));
+        }
+        for s in secrets {
+            assert!(!said(&o).contains(s), "{dry} printed a secret");
+        }
+        assert_eq!(snapshot(watched), before, "{dry} changed a file");
+    }
+}
