@@ -13,6 +13,8 @@ use mk8s_testkit::apiserver::{Authz, SimApiserver};
 use mk8s_testkit::pki::{Ca, Leaf};
 use mk8s_testkit::upstream::{ControlPlane, Options};
 
+mod common;
+
 const KUBELET: &str = "0123456789abcdef0123456789abcdef";
 const PROXY: &str = "fedcba9876543210fedcba9876543210";
 const ADMIN: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
@@ -172,4 +174,372 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
         expect("another CA's cert GET /readyz: 401");
         expect("unknown token GET /readyz: 401");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The real-peer tier: a worker on the node model (the snap's part: wrappers,
+// hooks, kubelite, refresh, reboot) joins three real kube-apiservers with
+// MicroK8s's default args for its version, through the generated user-data and
+// the real mk8s-bootstrap; the control plane ran the generated bundle's
+// hosts-entries.sh (and register-join-tokens.sh) first, as the operator does.
+
+/// How the worker authenticates.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Auth {
+    Token,
+    X509,
+    /// MicroK8s's own worker join (the cluster-agent stays modelled: the Go module
+    /// proxy refuses its module, see tests/upstream/README.md).
+    Join,
+}
+
+/// The node-local balancer (`Join` takes MicroK8s's own).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lb {
+    Traefik,
+    Haproxy,
+    Own,
+}
+
+struct Peers {
+    // Dropped last: the apiservers stop before their addresses go.
+    cp: ControlPlane,
+    agents: Vec<mk8s_testkit::cluster_agent::SimClusterAgent>,
+    model: mk8s_testkit::node_model::Model,
+    root: std::path::PathBuf,
+    kubectl: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+    _addresses: mk8s_testkit::upstream::PeerAddresses,
+}
+
+const NODE: &str = "worker-1";
+const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
+
+fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: &str) -> Peers {
+    use mk8s_gen::render::{self, Delivery};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    let minor = mk8s_testkit::node_model::minor_of(channel);
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(Ca::new("10.152.183.1"));
+    let mut options = Options::new(minor, authz);
+    options.ca = Some(ca.clone());
+    // Addresses a cluster's `kubernetes` Endpoints can hold (not loopback): MicroK8s
+    // 1.25+'s apiserver-proxy learns the control plane from them.
+    let addresses = mk8s_testkit::upstream::PeerAddresses::take(3);
+    options.ips = addresses.ips.clone();
+    let port = options.port;
+    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let (auth_facts, lb_facts) = match auth {
+        Auth::Token => ("", ""),
+        Auth::X509 => ("  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n", ""),
+        Auth::Join => ("  auth: microk8s-join\n", ""),
+    };
+    let lb_facts = match lb {
+        Lb::Traefik => {
+            "  load-balancer: { mode: node-local, kind: traefik, health-check: { interval: 1s, timeout: 500ms } }\n"
+        }
+        Lb::Haproxy => {
+            "  load-balancer: { mode: node-local, kind: haproxy, health-check: { interval: 1s, timeout: 500ms } }\n"
+        }
+        Lb::Own => lb_facts,
+    };
+    let cps: String =
+        options.ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
+    let facts_yaml = format!(
+        "cluster:\n  name: real\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth_facts}  apiserver-port: {port}\n  control-plane:\n{cps}{lb_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }} }}\n"
+    );
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, auth == Auth::X509);
+    let worker = facts.worker(NODE).unwrap();
+    if auth == Auth::Token {
+        // MicroK8s's own lines, then ours (what merge-known-tokens.sh leaves).
+        options.known_tokens = format!(
+            "{ADMIN},admin,admin,\"system:masters\"\n{}",
+            mk8s_gen::controlplane::token_lines(&facts, &secrets, worker)
+        );
+    }
+    let mut cp = ControlPlane::new(options);
+    // The operator's side, on every control-plane node, before any worker boots.
+    let bundle = tmp.path().join("bundle");
+    let workers: Vec<_> = facts.workers.iter().collect();
+    mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
+    let mut agents = Vec::new();
+    for (i, a) in cp.apiservers.iter().enumerate() {
+        let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+            .arg(bundle.join("hosts-entries.sh"))
+            .env("SNAP_DATA", &a.snap_data)
+            .env("MK8S_HOSTS_FILE", &a.hosts)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "hosts-entries.sh on cp-{i}: {}", String::from_utf8_lossy(&o.stderr));
+        if auth == Auth::Join {
+            let mut cfg = mk8s_testkit::cluster_agent::AgentConfig::new(channel, port);
+            cfg.control_plane_nodes = cp.options.ips.clone();
+            cfg.authz_mode = if authz == Authz::RbacNode { "RBAC,Node".into() } else { "AlwaysAllow".into() };
+            let agent =
+                mk8s_testkit::cluster_agent::SimClusterAgent::start(ca.clone(), &cp.options.ips[i], cfg, &a.snap_data);
+            // The agent resolves names as its node does: that node's /etc/hosts.
+            for line in fs::read_to_string(&a.hosts).unwrap().lines() {
+                if let Some((ip, name)) = line.split_once(' ') {
+                    if name == NODE {
+                        agent.add_host(name, ip);
+                    }
+                }
+            }
+            let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+                .arg(bundle.join("register-join-tokens.sh"))
+                .env("SNAP_DATA", &a.snap_data)
+                .env("MK8S_MICROK8S", "/bin/false")
+                .output()
+                .unwrap();
+            // Exit 7: it cannot list the nodes (no `microk8s` here); it registered.
+            assert_eq!(o.status.code(), Some(7), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
+            agents.push(agent);
+        }
+    }
+    cp.start_all();
+    cp.start_controller_manager();
+
+    // The worker: the generated user-data, as cloud-init writes it.
+    let root = tmp.path().join("root");
+    let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
+    fs::create_dir_all(&root).unwrap();
+    common::write_files(&root, &render::cloud_config(&out));
+    let program = match lb {
+        Lb::Traefik => Some(("traefik", "usr/local/bin/traefik")),
+        Lb::Haproxy => Some(("haproxy", "usr/sbin/haproxy")),
+        Lb::Own => None,
+    };
+    if let Some((name, path)) = program {
+        let real = mk8s_testkit::tools::require(name);
+        let bin = root.join(path);
+        fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut config = mk8s_testkit::node_model::ModelConfig::new(channel, port);
+    config.node_ip = node_ip.to_string();
+    config.hostname = NODE.to_string();
+    let model = mk8s_testkit::node_model::Model::new(&tmp.path().join("model"), &root, config);
+    let p = root.join(mk8s_bootstrap::plan::PLAN_PATH.trim_start_matches('/'));
+    let mut plan = mk8s_bootstrap::plan::JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+    plan.timing.ready_deadline_secs = 60;
+    plan.timing.retry_initial_ms = 100;
+    plan.timing.retry_cap_ms = 1000;
+    if let Some(join) = plan.join.as_mut() {
+        join.agents = agents.iter().map(|a| a.addr.to_string()).collect();
+    }
+    fs::write(&p, plan.to_json()).unwrap();
+    let kubectl = mk8s_testkit::tools::require("kubectl");
+    Peers { cp, agents, model, root, kubectl, _tmp: tmp, _addresses: addresses }
+}
+
+impl Peers {
+    fn run(&self) -> (i32, String) {
+        let out = std::process::Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.model.systemctl)
+            .arg("--snap")
+            .arg(&self.model.snap)
+            .arg("--microk8s")
+            .arg(&self.model.microk8s)
+            .arg("--curl")
+            .arg("/bin/false")
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    fn story(&self) -> String {
+        format!(
+            "calls:\n{}\nevents:\n{}\nkubelet: {:?}\nkube-proxy: {:?}\napiserver 0 (tail):\n{}",
+            self.model.calls().join("\n"),
+            self.model.events().join("\n"),
+            self.model.kubelet(),
+            self.model.kube_proxy(),
+            self.cp.apiservers.iter().find(|a| a.running()).map(|a| a.log_tail()).unwrap_or_default()
+        )
+    }
+
+    /// `kubectl ARGS` as the cluster's admin, through a running apiserver.
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let i = self.cp.apiservers.iter().position(|a| a.running()).expect("an apiserver runs");
+        std::process::Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(self.cp.admin_kubeconfig(i))
+            .args(["--request-timeout=10s"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The Node, as the real apiserver has it.
+    fn node(&self) -> Option<serde_json::Value> {
+        let o = self.kubectl(&["get", "node", NODE, "-o", "json"]);
+        o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+    }
+
+    /// Ready with a heartbeat at or after `since`.
+    fn wait_heartbeat(&self, since: std::time::SystemTime, what: &str) {
+        use std::time::{Duration, Instant, SystemTime};
+        let since = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let node = self.node();
+            let fresh = node
+                .as_ref()
+                .and_then(|n| {
+                    n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+                })
+                .is_some_and(|c| {
+                    c["status"] == "True"
+                        && c["lastHeartbeatTime"]
+                            .as_str()
+                            .and_then(mk8s_testkit::node_model::parse_rfc3339)
+                            .is_some_and(|t| t >= since)
+                });
+            if fresh {
+                return;
+            }
+            assert!(Instant::now() < end, "{what}: no fresh Ready heartbeat: {node:?}\n{}", self.story());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// MicroK8s's own balancer lists every apiserver: on 1.23-1.24 from the join
+    /// (its `control_plane_nodes`), on 1.25+ after the apiserver-proxy's refresh from
+    /// the `kubernetes` Endpoints (the join gives it only the node it joined through).
+    fn wait_proxy_knows_every_apiserver(&self, what: &str) {
+        use std::time::{Duration, Instant};
+        let file = self.root.join(mk8s_testkit::node_model::SNAP_DATA).join("args/traefik/provider.yaml");
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if self.cp.apiservers.iter().all(|a| text.contains(&a.addr.to_string())) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{what}: the proxy's servers never listed every apiserver:\n{text}\n{}",
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
+    /// worker's kubelet the way that version's args say (address type, serving
+    /// certificate verification).
+    fn assert_logs(&self, what: &str) {
+        use std::time::{Duration, Instant};
+        // The pod needs the namespace's `default` ServiceAccount, which the real
+        // kube-controller-manager creates.
+        let end = Instant::now() + Duration::from_secs(60);
+        while !self.kubectl(&["get", "serviceaccount", "default"]).status.success() {
+            assert!(Instant::now() < end, "{what}: no default ServiceAccount:\n{}", self.cp.controller_manager_log());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if self.kubectl(&["get", "pod", "probe"]).status.code() != Some(0) {
+            let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
+                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}});
+            let file = self.cp.dir.path().join("probe.json");
+            std::fs::write(&file, pod.to_string()).unwrap();
+            let o = self.kubectl(&["create", "-f", file.to_str().unwrap()]);
+            assert!(o.status.success(), "{what}: create the probe pod: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = self.kubectl(&["logs", "probe", "-c", "c"]);
+            if o.status.success() {
+                assert_eq!(String::from_utf8_lossy(&o.stdout), mk8s_testkit::node_model::LOG_BODY, "{what}");
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{what}: kubectl logs through the real apiserver: {}\n{}",
+                String::from_utf8_lossy(&o.stderr),
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// What the operator cares about, against the real control plane: the join exits 0,
+/// the Node is Ready with a fresh heartbeat and our label, `kubectl logs` works as
+/// that control plane dials kubelets, the node stays Ready when one apiserver dies
+/// (and when it is back), after a snap refresh and a reboot, and a rerun changes
+/// nothing.
+fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: &str) {
+    use std::time::SystemTime;
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        let mut w = peers(channel, auth, lb, authz, node_ip);
+        let what = |s: &str| format!("{channel} {auth:?} {lb:?} {authz:?}: {s}");
+        let started = SystemTime::now();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "{}:\n{log}\n{}", what("the join failed"), w.story());
+        w.wait_heartbeat(started, &what("after the join"));
+        let node = w.node().unwrap();
+        assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "{}", what("labels"));
+        w.assert_logs(&what("after the join"));
+
+        if auth == Auth::Join {
+            w.wait_proxy_knows_every_apiserver(&what("before losing one"));
+        }
+        // One control-plane node dies: the worker keeps heartbeating through another.
+        w.cp.apiservers[0].kill();
+        let lost = SystemTime::now();
+        w.wait_heartbeat(lost, &what("with apiserver 0 down"));
+        w.assert_logs(&what("with apiserver 0 down"));
+        w.cp.restart(0);
+
+        let refreshed = SystemTime::now();
+        w.model.refresh();
+        w.wait_heartbeat(refreshed, &what("after a snap refresh"));
+        let rebooted = SystemTime::now();
+        w.model.reboot();
+        w.wait_heartbeat(rebooted, &what("after a reboot"));
+        w.assert_logs(&what("after a reboot"));
+
+        w.model.clear_calls();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "{}:\n{log}", what("the rerun"));
+        assert!(log.contains("already joined"), "{log}");
+        assert_eq!(w.model.calls(), Vec::<String>::new(), "{}", what("the rerun touched the node"));
+        assert!(w.agents.iter().all(|a| !a.snap_data.as_os_str().is_empty()));
+    }
+}
+
+#[test]
+fn real_v1_20_token_traefik() {
+    real_scenario("1.20/stable", Auth::Token, Lb::Traefik, "127.0.0.41");
+}
+
+#[test]
+fn real_v1_22_token_haproxy() {
+    real_scenario("1.22/stable", Auth::Token, Lb::Haproxy, "127.0.0.42");
+}
+
+#[test]
+fn real_v1_26_join() {
+    real_scenario("1.26/stable", Auth::Join, Lb::Own, "127.0.0.43");
+}
+
+#[test]
+fn real_v1_28_x509_traefik() {
+    real_scenario("1.28/stable", Auth::X509, Lb::Traefik, "127.0.0.44");
+}
+
+#[test]
+fn real_v1_30_join() {
+    real_scenario("1.30/stable", Auth::Join, Lb::Own, "127.0.0.45");
+}
+
+#[test]
+fn real_v1_34_x509_haproxy() {
+    real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, "127.0.0.46");
 }

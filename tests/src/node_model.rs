@@ -39,7 +39,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -270,6 +270,9 @@ pub struct ModelConfig {
     pub heartbeat: Duration,
     /// The cluster-agent's launch-configuration tick (5 s real, its minimum).
     pub launcher_tick: Duration,
+    /// The apiserver-proxy's endpoint refresh (1.25+: `--refresh-interval 30s` in
+    /// args/apiserver-proxy, its minimum 15 s); shortened for tests.
+    pub proxy_refresh: Duration,
 }
 
 impl ModelConfig {
@@ -284,6 +287,7 @@ impl ModelConfig {
             crash_delay: Duration::from_secs(3),
             heartbeat: Duration::from_secs(1),
             launcher_tick: Duration::from_millis(500),
+            proxy_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -378,6 +382,7 @@ impl Model {
             "kubeletPort": config.kubelet_port,
             "crashDelayMs": config.crash_delay.as_millis() as u64,
             "launcherTickMs": config.launcher_tick.as_millis() as u64,
+            "proxyRefreshMs": config.proxy_refresh.as_millis() as u64,
             "heartbeatMs": config.heartbeat.as_millis() as u64,
             "root": root.display().to_string(),
             "bin": bin.display().to_string(),
@@ -1560,10 +1565,7 @@ impl Ctx {
         // store_callback_token (J30:L565-574)
         self.write_secret("credentials/callback-token.txt", info["callback_token"].as_str().unwrap_or(""));
         let apiport = info["apiport"].as_str().unwrap_or("16443").to_string();
-        let provider = |servers: &[String]| {
-            let list: String = servers.iter().map(|s| format!("          - address: \"{s}\"\n")).collect();
-            format!("tcp:\n  routers:\n    Router-1:\n      rule: \"HostSNI(`*`)\"\n      service: \"kube-apiserver\"\n      tls:\n        passthrough: true\n  services:\n    kube-apiserver:\n      loadBalancer:\n        servers:\n{list}")
-        };
+        let provider = provider_yaml;
         let lb = if self.minor >= 25 {
             // update_apiserver_proxy (J30:L695-716): no-apiserver-proxy removed, the
             // ONE server joined through, restart.
@@ -1631,13 +1633,95 @@ impl Ctx {
 /// the first server of `args/traefik/provider.yaml` that accepts the connection
 /// (apiserver-proxy: round-robin, skipping a server whose dial fails,
 /// cluster-agent 1.30:pkg/proxy/userspace.go:L102-195).
-fn tcp_proxy(ctx: &Arc<Ctx>) {
+fn provider_servers(ctx: &Ctx) -> Vec<String> {
     let text = fs::read_to_string(ctx.snap_data("args/traefik/provider.yaml")).unwrap_or_default();
-    let servers: Vec<SocketAddr> = text
-        .lines()
+    text.lines()
         .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix("address:"))
-        .filter_map(|a| a.trim().trim_matches('"').parse().ok())
-        .collect();
+        .map(|a| a.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// `args/traefik/provider.yaml` as MicroK8s's join and apiserver-proxy write it.
+fn provider_yaml(servers: &[String]) -> String {
+    let list: String = servers.iter().map(|s| format!("          - address: \"{s}\"\n")).collect();
+    format!("tcp:\n  routers:\n    Router-1:\n      rule: \"HostSNI(`*`)\"\n      service: \"kube-apiserver\"\n      tls:\n        passthrough: true\n  services:\n    kube-apiserver:\n      loadBalancer:\n        servers:\n{list}")
+}
+
+/// G7, the apiserver-proxy's refresh (1.25+; canonical/microk8s-cluster-agent
+/// 1.30:pkg/proxy/apiserver.go L60-92, pkg/proxy/internal/config.go L64-106): every
+/// `--refresh-interval` it reads the `kubernetes` Service's endpoints with
+/// `--kubeconfig` (the kubelet's credential, through the proxy itself): Endpoints
+/// on 1.25-1.33, EndpointSlices with a fallback to Endpoints from 1.34. When the
+/// `IP:port` list (the port named https; an IPv6 address unbracketed, as upstream
+/// writes it) differs from provider.yaml's, it rewrites provider.yaml and restarts
+/// with the new list. A failed read keeps the list.
+fn refresh_endpoints(ctx: &Ctx) -> Result<Vec<String>, String> {
+    let args = ctx.args("apiserver-proxy");
+    let kc = load_kubeconfig(ctx, args.get("--kubeconfig").map(String::as_str).unwrap_or(""))?;
+    let endpoints = || -> Result<Vec<String>, String> {
+        let r = kc.call("GET", "/api/v1/namespaces/default/endpoints/kubernetes", None)?;
+        if r.status != 200 {
+            return Err(format!("endpoints: {} {}", r.status, r.body));
+        }
+        let v: Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for subset in v["subsets"].as_array().into_iter().flatten() {
+            let port = subset["ports"].as_array().into_iter().flatten().find(|p| p["name"] == "https");
+            let Some(port) = port.and_then(|p| p["port"].as_u64()) else { continue };
+            for a in subset["addresses"].as_array().into_iter().flatten() {
+                if let Some(ip) = a["ip"].as_str() {
+                    out.push(format!("{ip}:{port}"));
+                }
+            }
+        }
+        Ok(out)
+    };
+    if ctx.minor < 34 {
+        return endpoints();
+    }
+    let r = kc.call(
+        "GET",
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
+        None,
+    )?;
+    if r.status != 200 {
+        return endpoints();
+    }
+    let v: Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for slice in v["items"].as_array().into_iter().flatten() {
+        let port = slice["ports"].as_array().into_iter().flatten().find(|p| p["name"] == "https");
+        let Some(port) = port.and_then(|p| p["port"].as_u64()) else { continue };
+        for e in slice["endpoints"].as_array().into_iter().flatten() {
+            for ip in e["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()) {
+                out.push(format!("{ip}:{port}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        return endpoints();
+    }
+    Ok(out)
+}
+
+fn tcp_proxy(ctx: &Arc<Ctx>, refreshes: bool) {
+    let parse = |list: &[String]| -> Vec<SocketAddr> { list.iter().filter_map(|a| a.parse().ok()).collect() };
+    let servers = Arc::new(Mutex::new(parse(&provider_servers(ctx))));
+    if refreshes && ctx.minor >= 25 {
+        let (ctx, servers) = (ctx.clone(), servers.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(ctx.n("proxyRefreshMs").max(100)));
+            match refresh_endpoints(&ctx) {
+                Ok(list) if !list.is_empty() && list != provider_servers(&ctx) => {
+                    let _ = fs::write(ctx.snap_data("args/traefik/provider.yaml"), provider_yaml(&list));
+                    ctx.event(&format!("apiserver-proxy: endpoints changed, restarting with {list:?}"));
+                    *servers.lock().unwrap_or_else(|e| e.into_inner()) = parse(&list);
+                }
+                Ok(_) => {}
+                Err(e) => ctx.event(&format!("apiserver-proxy: cannot refresh the endpoints: {e}")),
+            }
+        });
+    }
     let addr = format!("127.0.0.1:{}", ctx.n("apiserverPort"));
     let end = Instant::now() + Duration::from_secs(10);
     let listener = loop {
@@ -1650,10 +1734,10 @@ fn tcp_proxy(ctx: &Arc<Ctx>) {
             }
         }
     };
-    ctx.event(&format!("proxy: {addr} -> {servers:?}"));
+    ctx.event(&format!("proxy: {addr} -> {:?}", servers.lock().unwrap_or_else(|e| e.into_inner())));
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let servers = servers.clone();
+            let servers = servers.lock().unwrap_or_else(|e| e.into_inner()).clone();
             std::thread::spawn(move || {
                 let Some(upstream) =
                     servers.iter().find_map(|s| std::net::TcpStream::connect_timeout(s, Duration::from_secs(2)).ok())
@@ -1883,7 +1967,7 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
         }
         Decision::Proxy => {
             ctx.event(&format!("{unit}: proxying the apiserver port"));
-            tcp_proxy(&ctx);
+            tcp_proxy(&ctx, name == "apiserver-proxy");
             park()
         }
         Decision::ClusterAgent => {

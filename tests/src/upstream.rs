@@ -92,7 +92,7 @@ impl Etcd {
 }
 
 /// What to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The MicroK8s minor whose default args are used (20 for 1.20).
     pub minor: u32,
@@ -102,6 +102,9 @@ pub struct Options {
     pub port: u16,
     /// Lines of `credentials/known_tokens.csv`, where that version reads the file.
     pub known_tokens: String,
+    /// The cluster CA (a new one when `None`): facts made before the control
+    /// plane starts name it.
+    pub ca: Option<Arc<Ca>>,
 }
 
 impl Options {
@@ -117,6 +120,7 @@ impl Options {
                 .map(|a| a.port())
                 .expect("a free port on 127.0.0.2"),
             known_tokens: String::new(),
+            ca: None,
         }
     }
 }
@@ -126,6 +130,10 @@ pub struct Apiserver {
     pub addr: SocketAddr,
     pub args: Vec<String>,
     pub snap_data: PathBuf,
+    /// This control-plane node's `/etc/hosts` (a copy of the machine's, bind-mounted
+    /// over `/etc/hosts` in the apiserver's own mount namespace): what it resolves
+    /// kubelet host names with. The bundle's hosts-entries.sh edits it.
+    pub hosts: PathBuf,
     log: PathBuf,
     guard: Option<Guard>,
 }
@@ -156,6 +164,7 @@ pub struct ControlPlane {
     pub admin: Leaf,
     pub apiservers: Vec<Apiserver>,
     pub dir: tempfile::TempDir,
+    controller_manager: Option<Guard>,
     _etcd: Etcd,
 }
 
@@ -266,37 +275,171 @@ pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &
     }
     args.push(format!("--bind-address={ip}"));
     args.push(format!("--advertise-address={ip}"));
-    // A loopback advertise address cannot be an Endpoints address: without this the
-    // apiserver logs a failed sync of the `kubernetes` Service every 10 s.
-    args.push("--endpoint-reconciler-type=none".into());
+    if ip.starts_with("127.") {
+        // A loopback advertise address cannot be an Endpoints address: without this
+        // the apiserver logs a failed sync of the `kubernetes` Service every 10 s.
+        // On [`PeerAddresses`] the `kubernetes` Endpoints list every apiserver, as
+        // on a real cluster (MicroK8s's apiserver-proxy reads them).
+        args.push("--endpoint-reconciler-type=none".into());
+    }
     args
+}
+
+/// Addresses that are not loopback, for control-plane nodes the way a cluster has
+/// them (the `kubernetes` Endpoints refuse loopback addresses): /32s on a bridge
+/// `mk8s-peers` of this machine (created when missing; a dummy link is not
+/// available everywhere), in 10.213.0.0/16, removed on drop. Needs root.
+pub struct PeerAddresses {
+    pub ips: Vec<String>,
+}
+
+impl PeerAddresses {
+    pub fn take(n: usize) -> PeerAddresses {
+        let ip = crate::tools::require("ip");
+        let run =
+            |args: &[&str]| Command::new(&ip).args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let _ = run(&["link", "add", "mk8s-peers", "type", "bridge"]);
+        assert!(run(&["link", "set", "mk8s-peers", "up"]), "ip link set mk8s-peers up (needs root)");
+        // Distinct per process and per call; an address in use elsewhere is skipped.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let mut start = (std::process::id() * 7 + NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * 13) % 250;
+        loop {
+            let third = start + 1;
+            let ips: Vec<String> = (0..n).map(|i| format!("10.213.{third}.{}", i + 2)).collect();
+            let mut taken = Vec::new();
+            for a in &ips {
+                if run(&["addr", "add", &format!("{a}/32"), "dev", "mk8s-peers"]) {
+                    taken.push(a.clone());
+                } else {
+                    break;
+                }
+            }
+            if taken.len() == n {
+                return PeerAddresses { ips };
+            }
+            for a in taken {
+                let _ = run(&["addr", "del", &format!("{a}/32"), "dev", "mk8s-peers"]);
+            }
+            start = (start + 1) % 250;
+        }
+    }
+}
+
+impl Drop for PeerAddresses {
+    fn drop(&mut self) {
+        for a in &self.ips {
+            let _ = Command::new("ip")
+                .args(["addr", "del", &format!("{a}/32"), "dev", "mk8s-peers"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl ControlPlane {
     /// Start etcd and one kube-apiserver per address, and wait until each answers
     /// `/readyz` 200 to the admin certificate.
     pub fn start(options: Options) -> ControlPlane {
+        let mut cp = ControlPlane::new(options);
+        cp.start_all();
+        cp
+    }
+
+    /// etcd running and every control-plane node laid out (its `$SNAP_DATA` and
+    /// `/etc/hosts`), no apiserver started yet: the bundle's scripts can run first,
+    /// as an operator runs them before booting workers.
+    pub fn new(options: Options) -> ControlPlane {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ca = Arc::new(Ca::new("10.152.183.1"));
+        let ca = options.ca.clone().unwrap_or_else(|| Arc::new(Ca::new("10.152.183.1")));
         let etcd = Etcd::start(dir.path());
         let sa_key = rsa_key();
         let admin = ca.client("admin", &["system:masters"]);
+        let machine_hosts = fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1 localhost\n".into());
         let mut apiservers = Vec::new();
         for (i, ip) in options.ips.iter().enumerate() {
             let snap_data = dir.path().join(format!("cp{i}/snap_data"));
             lay_out(&snap_data, &ca, ip, &sa_key, &options.known_tokens);
+            fs::create_dir_all(snap_data.join("var/lock")).expect("var/lock");
+            // An HA (dqlite) control plane, as every MicroK8s install since 1.19.
+            fs::write(snap_data.join("var/lock/ha-cluster"), "").expect("ha-cluster");
             let args = apiserver_args(&options, ip, &snap_data, &etcd.url);
+            fs::write(snap_data.join("args/kube-apiserver"), args.join("\n") + "\n").expect("args");
+            let hosts = dir.path().join(format!("cp{i}/hosts"));
+            fs::write(&hosts, &machine_hosts).expect("hosts");
             let log = dir.path().join(format!("cp{i}/kube-apiserver.log"));
             let addr: SocketAddr = format!("{ip}:{}", options.port).parse().expect("addr");
-            let mut a = Apiserver { addr, args, snap_data, log, guard: None };
-            a.guard = Some(spawn_apiserver(&a));
-            apiservers.push(a);
+            apiservers.push(Apiserver { addr, args, snap_data, hosts, log, guard: None });
         }
-        let cp = ControlPlane { ca, options, admin, apiservers, dir, _etcd: etcd };
-        for a in &cp.apiservers {
-            cp.wait_ready(a, Duration::from_secs(90));
+        ControlPlane { ca, options, admin, apiservers, dir, controller_manager: None, _etcd: etcd }
+    }
+
+    /// Start every apiserver not running, and wait until each is ready.
+    pub fn start_all(&mut self) {
+        for a in &mut self.apiservers {
+            if a.guard.is_none() {
+                a.guard = Some(spawn_apiserver(a));
+            }
         }
-        cp
+        for a in &self.apiservers {
+            self.wait_ready(a, Duration::from_secs(90));
+        }
+    }
+
+    /// A kubeconfig for `kubectl` with the admin certificate, talking to
+    /// apiserver `i`.
+    pub fn admin_kubeconfig(&self, i: usize) -> PathBuf {
+        let path = self.dir.path().join(format!("admin-{i}.kubeconfig"));
+        self.write_kubeconfig(&path, i, &self.admin);
+        path
+    }
+
+    fn write_kubeconfig(&self, path: &Path, i: usize, user: &Leaf) {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            self.apiservers[i].addr,
+            b64(&self.ca.cert_pem),
+            b64(&user.cert_pem),
+            b64(&user.key_pem)
+        );
+        fs::write(path, text).expect("kubeconfig");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    /// kube-controller-manager on control-plane node 0, with MicroK8s's default
+    /// args for the version (`credentials/controller.config` as the snap writes it:
+    /// `CN=system:kube-controller-manager`; cluster signing with the CA; service
+    /// accounts). It serves nothing (`--secure-port=0`: tests share addresses) and
+    /// flags Kubernetes 1.34 no longer knows are dropped.
+    pub fn start_controller_manager(&mut self) {
+        let snap_data = self.apiservers[0].snap_data.clone();
+        let user = self.ca.client("system:kube-controller-manager", &[]);
+        self.write_kubeconfig(&snap_data.join("credentials/controller.config"), 0, &user);
+        let snap = snap_data.to_string_lossy().to_string();
+        let mut args: Vec<String> = crate::microk8s_args::for_minor(self.options.minor)
+            .kube_controller_manager
+            .iter()
+            .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
+            .map(|l| l.replace("${SNAP_DATA}", &snap))
+            .collect();
+        args.push("--secure-port=0".into());
+        let log = self.dir.path().join("kube-controller-manager.log");
+        let out = fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        self.controller_manager = Some(Guard::spawn(
+            Command::new(bin("kube-controller-manager"))
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log"))
+                .stderr(out),
+        ));
+    }
+
+    /// The last lines of kube-controller-manager's log.
+    pub fn controller_manager_log(&self) -> String {
+        let text = fs::read_to_string(self.dir.path().join("kube-controller-manager.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Start a killed apiserver again with the same arguments.
@@ -328,10 +471,15 @@ impl ControlPlane {
     }
 }
 
+/// kube-apiserver in a mount namespace of its own where `a.hosts` is `/etc/hosts`
+/// (`unshare` execs, `sh` execs: the guard's PID is the apiserver's).
 fn spawn_apiserver(a: &Apiserver) -> Guard {
     let log = fs::OpenOptions::new().create(true).append(true).open(&a.log).expect("apiserver log");
     Guard::spawn(
-        Command::new(bin("kube-apiserver"))
+        Command::new(crate::tools::require("unshare"))
+            .args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+            .arg(&a.hosts)
+            .arg(bin("kube-apiserver"))
             .args(&a.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
