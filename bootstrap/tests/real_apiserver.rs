@@ -202,33 +202,44 @@ enum Lb {
 }
 
 struct Peers {
-    // Dropped last: the apiservers stop before their addresses go.
+    // Dropped first: the real kubelet's processes, mounts and cgroup go first.
+    _host: Option<mk8s_testkit::upstream::RealNodeHost>,
+    // Then the apiservers, before their addresses go.
     cp: ControlPlane,
     agents: Vec<mk8s_testkit::cluster_agent::SimClusterAgent>,
     model: mk8s_testkit::node_model::Model,
     root: std::path::PathBuf,
     kubectl: std::path::PathBuf,
+    real_kubelet: bool,
     _tmp: tempfile::TempDir,
     _addresses: mk8s_testkit::upstream::PeerAddresses,
 }
 
 const NODE: &str = "worker-1";
+/// The first line the image built by `scripts/build-upstream` prints (`/pause loop`).
+const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 
-fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: &str) -> Peers {
+/// `node_ip`: the worker's address for the node model's kubelet; `None`: the real
+/// kubelet and containerd, on an address of [`mk8s_testkit::upstream::PeerAddresses`]
+/// (the kubelet refuses a loopback node IP).
+fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>) -> Peers {
     use mk8s_gen::render::{self, Delivery};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     let minor = mk8s_testkit::node_model::minor_of(channel);
+    let real_kubelet = node_ip.is_none();
     let tmp = tempfile::tempdir().unwrap();
     let ca = Arc::new(Ca::new("10.152.183.1"));
     let mut options = Options::new(minor, authz);
     options.ca = Some(ca.clone());
     // Addresses a cluster's `kubernetes` Endpoints can hold (not loopback): MicroK8s
     // 1.25+'s apiserver-proxy learns the control plane from them.
-    let addresses = mk8s_testkit::upstream::PeerAddresses::take(3);
-    options.ips = addresses.ips.clone();
+    let addresses = mk8s_testkit::upstream::PeerAddresses::take(4);
+    options.ips = addresses.ips[..3].to_vec();
+    let node_ip = node_ip.unwrap_or(&addresses.ips[3]).to_string();
+    let host = real_kubelet.then(|| mk8s_testkit::upstream::RealNodeHost::take(tmp.path()));
     let port = options.port;
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let (auth_facts, lb_facts) = match auth {
@@ -319,8 +330,19 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: &str) -> Peer
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     }
     let mut config = mk8s_testkit::node_model::ModelConfig::new(channel, port);
-    config.node_ip = node_ip.to_string();
+    config.node_ip = node_ip.clone();
     config.hostname = NODE.to_string();
+    if let Some(h) = &host {
+        let (pause_tar, pause_ref) = mk8s_testkit::upstream::pause_image();
+        config.real = Some(mk8s_testkit::node_model::RealPrograms {
+            kubelet: mk8s_testkit::upstream::bin("kubelet"),
+            cgroup_root: h.cgroup_root.clone(),
+            pause_tar,
+            pause_ref,
+            cni_bridge: h.bridge.clone(),
+            pod_subnet: "10.214.0.0/24".into(),
+        });
+    }
     let model = mk8s_testkit::node_model::Model::new(&tmp.path().join("model"), &root, config);
     let p = root.join(mk8s_bootstrap::plan::PLAN_PATH.trim_start_matches('/'));
     let mut plan = mk8s_bootstrap::plan::JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
@@ -332,7 +354,7 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: &str) -> Peer
     }
     fs::write(&p, plan.to_json()).unwrap();
     let kubectl = mk8s_testkit::tools::require("kubectl");
-    Peers { cp, agents, model, root, kubectl, _tmp: tmp, _addresses: addresses }
+    Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
 }
 
 impl Peers {
@@ -354,13 +376,20 @@ impl Peers {
     }
 
     fn story(&self) -> String {
+        let tail = |name: &str| {
+            let text = std::fs::read_to_string(self.model.dir.join("logs").join(name)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(25)..].join("\n")
+        };
         format!(
-            "calls:\n{}\nevents:\n{}\nkubelet: {:?}\nkube-proxy: {:?}\napiserver 0 (tail):\n{}",
+            "calls:\n{}\nevents:\n{}\nkubelet: {:?}\nkube-proxy: {:?}\napiserver 0 (tail):\n{}\nreal kubelet (tail):\n{}\ncontainerd (tail):\n{}",
             self.model.calls().join("\n"),
             self.model.events().join("\n"),
             self.model.kubelet(),
             self.model.kube_proxy(),
-            self.cp.apiservers.iter().find(|a| a.running()).map(|a| a.log_tail()).unwrap_or_default()
+            self.cp.apiservers.iter().find(|a| a.running()).map(|a| a.log_tail()).unwrap_or_default(),
+            tail("kubelet.out"),
+            tail("containerd.out")
         )
     }
 
@@ -387,21 +416,26 @@ impl Peers {
         use std::time::{Duration, Instant, SystemTime};
         let since = SystemTime::UNIX_EPOCH
             + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
-        let end = Instant::now() + Duration::from_secs(30);
+        let end = Instant::now() + Duration::from_secs(if self.real_kubelet { 60 } else { 30 });
         loop {
             let node = self.node();
-            let fresh = node
-                .as_ref()
-                .and_then(|n| {
-                    n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
-                })
-                .is_some_and(|c| {
-                    c["status"] == "True"
-                        && c["lastHeartbeatTime"]
-                            .as_str()
-                            .and_then(mk8s_testkit::node_model::parse_rfc3339)
-                            .is_some_and(|t| t >= since)
-                });
+            let ready = node.as_ref().and_then(|n| {
+                n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+            });
+            let at = |v: &serde_json::Value| {
+                // MicroTime has microseconds; RFC 3339 seconds are enough here.
+                let s = v.as_str().unwrap_or("");
+                let s = s.split_once('.').map(|(a, _)| format!("{a}Z")).unwrap_or_else(|| s.to_string());
+                mk8s_testkit::node_model::parse_rfc3339(&s).is_some_and(|t| t >= since)
+            };
+            // The real kubelet heartbeats through its Lease (kube-node-lease, every
+            // 10 s) and posts its status at start and when it changes.
+            let renewed = self.real_kubelet && {
+                let o = self.kubectl(&["-n", "kube-node-lease", "get", "lease", NODE, "-o", "json"]);
+                o.status.success()
+                    && serde_json::from_slice::<serde_json::Value>(&o.stdout).is_ok_and(|l| at(&l["spec"]["renewTime"]))
+            };
+            let fresh = ready.is_some_and(|c| c["status"] == "True" && (at(&c["lastHeartbeatTime"]) || renewed));
             if fresh {
                 return;
             }
@@ -444,8 +478,17 @@ impl Peers {
             std::thread::sleep(Duration::from_millis(500));
         }
         if self.kubectl(&["get", "pod", "probe"]).status.code() != Some(0) {
+            // On the real kubelet a real container: the image built here, which
+            // prints a log line first, on the host's network (no CNI call).
+            let image = if self.real_kubelet {
+                mk8s_testkit::upstream::pause_image().1
+            } else {
+                "registry.k8s.io/pause:3.10".to_string()
+            };
             let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
-                "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}});
+                "spec": {"nodeName": NODE, "hostNetwork": true, "automountServiceAccountToken": false,
+                         "tolerations": [{"operator": "Exists"}],
+                         "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never", "command": ["/pause", "loop"]}]}});
             let file = self.cp.dir.path().join("probe.json");
             std::fs::write(&file, pod.to_string()).unwrap();
             let o = self.kubectl(&["create", "-f", file.to_str().unwrap()]);
@@ -454,8 +497,13 @@ impl Peers {
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let o = self.kubectl(&["logs", "probe", "-c", "c"]);
-            if o.status.success() {
-                assert_eq!(String::from_utf8_lossy(&o.stdout), mk8s_testkit::node_model::LOG_BODY, "{what}");
+            if o.status.success() && !o.stdout.is_empty() {
+                let got = String::from_utf8_lossy(&o.stdout);
+                if self.real_kubelet {
+                    assert!(got.starts_with(PAUSE_LOG), "{what}: {got:?}");
+                } else {
+                    assert_eq!(got, mk8s_testkit::node_model::LOG_BODY, "{what}");
+                }
                 return;
             }
             assert!(
@@ -474,7 +522,7 @@ impl Peers {
 /// that control plane dials kubelets, the node stays Ready when one apiserver dies
 /// (and when it is back), after a snap refresh and a reboot, and a rerun changes
 /// nothing.
-fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: &str) {
+fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
     use std::time::SystemTime;
     for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
         let mut w = peers(channel, auth, lb, authz, node_ip);
@@ -516,30 +564,39 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: &str) {
 
 #[test]
 fn real_v1_20_token_traefik() {
-    real_scenario("1.20/stable", Auth::Token, Lb::Traefik, "127.0.0.41");
+    real_scenario("1.20/stable", Auth::Token, Lb::Traefik, Some("127.0.0.41"));
 }
 
 #[test]
 fn real_v1_22_token_haproxy() {
-    real_scenario("1.22/stable", Auth::Token, Lb::Haproxy, "127.0.0.42");
+    real_scenario("1.22/stable", Auth::Token, Lb::Haproxy, Some("127.0.0.42"));
 }
 
 #[test]
 fn real_v1_26_join() {
-    real_scenario("1.26/stable", Auth::Join, Lb::Own, "127.0.0.43");
+    real_scenario("1.26/stable", Auth::Join, Lb::Own, Some("127.0.0.43"));
 }
 
 #[test]
 fn real_v1_28_x509_traefik() {
-    real_scenario("1.28/stable", Auth::X509, Lb::Traefik, "127.0.0.44");
+    real_scenario("1.28/stable", Auth::X509, Lb::Traefik, Some("127.0.0.44"));
 }
 
 #[test]
 fn real_v1_30_join() {
-    real_scenario("1.30/stable", Auth::Join, Lb::Own, "127.0.0.45");
+    real_scenario("1.30/stable", Auth::Join, Lb::Own, Some("127.0.0.45"));
 }
 
 #[test]
 fn real_v1_34_x509_haproxy() {
-    real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, "127.0.0.46");
+    real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, Some("127.0.0.46"));
+}
+
+/// The real kubelet: with Debian's containerd, runc and a sandbox image built here,
+/// the worker's Node turns Ready because the real kubelet says so (its status and
+/// its Lease), and `kubectl logs` reads a real container's output through the real
+/// apiserver and the real kubelet.
+#[test]
+fn real_kubelet_v1_34_x509_haproxy() {
+    real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, None);
 }

@@ -273,6 +273,35 @@ pub struct ModelConfig {
     /// The apiserver-proxy's endpoint refresh (1.25+: `--refresh-interval 30s` in
     /// args/apiserver-proxy, its minimum 15 s); shortened for tests.
     pub proxy_refresh: Duration,
+    /// Run the real kubelet and containerd on the worker ([`RealPrograms`]).
+    pub real: Option<RealPrograms>,
+}
+
+/// The worker's daemons as the real programs: kubelite in worker mode runs the real
+/// kubelet (built from its Go module) with `args/kubelet` as the wrapper passes it,
+/// and the containerd unit runs Debian's containerd. What differs from the snap,
+/// each because these machines share one kernel and have no registry:
+/// - the kubelet gets `--cgroup-root` (a cgroup of this test), `--port` (the
+///   model's kubelet port), `--healthz-port=0` and `--make-iptables-util-chains=false`
+///   (the machine's iptables are not the test's), and flags Kubernetes 1.34 no
+///   longer knows are dropped (`microk8s_args::dropped_by_kube_1_34`);
+/// - containerd's configuration is written by the model (the snap renders
+///   `containerd-template.toml`), with `restrict_oom_score_adj` (root here lacks
+///   CAP_SYS_RESOURCE) and a sandbox image built here (`tests/upstream/pause`);
+/// - the CNI configuration in `args/cni-network` is Debian's bridge plugin with no
+///   gateway and no masquerade, where a cluster runs Calico (whose images cannot
+///   be pulled here).
+#[derive(Debug, Clone)]
+pub struct RealPrograms {
+    pub kubelet: PathBuf,
+    /// Name of a cgroup directly under each hierarchy's root, made by the caller.
+    pub cgroup_root: String,
+    /// An OCI image tar and the name it imports as.
+    pub pause_tar: PathBuf,
+    pub pause_ref: String,
+    /// A name for the CNI bridge and the pods' subnet (host-local IPAM).
+    pub cni_bridge: String,
+    pub pod_subnet: String,
 }
 
 impl ModelConfig {
@@ -288,6 +317,7 @@ impl ModelConfig {
             heartbeat: Duration::from_secs(1),
             launcher_tick: Duration::from_millis(500),
             proxy_refresh: Duration::from_secs(1),
+            real: None,
         }
     }
 }
@@ -383,6 +413,14 @@ impl Model {
             "crashDelayMs": config.crash_delay.as_millis() as u64,
             "launcherTickMs": config.launcher_tick.as_millis() as u64,
             "proxyRefreshMs": config.proxy_refresh.as_millis() as u64,
+            "real": config.real.as_ref().map(|r| json!({
+                "kubelet": r.kubelet.display().to_string(),
+                "cgroupRoot": r.cgroup_root,
+                "pauseTar": r.pause_tar.display().to_string(),
+                "pauseRef": r.pause_ref,
+                "cniBridge": r.cni_bridge,
+                "podSubnet": r.pod_subnet,
+            })),
             "heartbeatMs": config.heartbeat.as_millis() as u64,
             "root": root.display().to_string(),
             "bin": bin.display().to_string(),
@@ -1015,7 +1053,14 @@ impl Ctx {
         let kubelet = format!(
             "--kubeconfig=${{SNAP_DATA}}/credentials/kubelet.config\n--cert-dir=${{SNAP_DATA}}/certs\n--client-ca-file=${{SNAP_DATA}}/certs/ca.crt\n--anonymous-auth=false\n--root-dir=${{SNAP_COMMON}}/var/lib/kubelet\n--fail-swap-on=false\n--node-labels=\"{labels}\"\n--authentication-token-webhook=true\n--read-only-port=0\n"
         );
-        self.write_args("kubelet", &kubelet);
+        if self.state["real"].is_object() {
+            // The real kubelet reads all of it: the branch's file verbatim.
+            let full: String =
+                crate::microk8s_args::for_minor(self.minor).kubelet.iter().map(|l| format!("{l}\n")).collect();
+            self.write_args("kubelet", &full);
+        } else {
+            self.write_args("kubelet", &kubelet);
+        }
         // 1.30:DA/kube-proxy:L1-4 (same in 1.20-1.34)
         self.write_args(
             "kube-proxy",
@@ -1837,6 +1882,8 @@ enum Decision {
     /// MicroK8s's own apiserver proxy (apiserver-proxy 1.25+, the snap's traefik
     /// 1.23-1.24): TCP from the apiserver port on 127.0.0.1 to provider.yaml's servers.
     Proxy,
+    /// The real containerd ([`RealPrograms`]).
+    Containerd,
 }
 
 fn decide(ctx: &Ctx, daemon: &str) -> Decision {
@@ -1851,6 +1898,7 @@ fn decide(ctx: &Ctx, daemon: &str) -> Decision {
         };
     }
     match daemon {
+        "containerd" if ctx.state["real"].is_object() => Decision::Containerd,
         "kubelite" => {
             // 1.22:WR/run-kubelite-with-args:L16-27; 1.30:WR/run-kubelite-with-args:L11-26:
             // clustered.lock is read here, at start, and written into args/kubelite.
@@ -1957,7 +2005,13 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
         }
         Decision::Kubelet => {
             ctx.event(&format!("{unit}: running kubelet"));
-            kubelet(ctx.clone());
+            if ctx.lock("clustered.lock") && ctx.state["real"].is_object() {
+                if let Some(child) = real_kubelet(&ctx) {
+                    return exits_with(&ctx, unit, child);
+                }
+            } else {
+                kubelet(ctx.clone());
+            }
             park()
         }
         Decision::KubeProxy => {
@@ -1977,11 +2031,28 @@ fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i32 {
             }
             park()
         }
+        Decision::Containerd => {
+            ctx.event(&format!("{unit}: running the real containerd"));
+            match real_containerd(&ctx) {
+                Some(child) => exits_with(&ctx, unit, child),
+                None => park(),
+            }
+        }
         Decision::Kubelite { control_plane: cp } => {
             ctx.event(&format!("{unit}: running, --start-control-plane={cp}"));
             let _cp = cp.then(|| control_plane(&ctx));
-            kubelet(ctx.clone());
+            // The real kubelet runs on a worker; a fresh install's kubelite (its
+            // local control plane up) keeps the model's.
+            let real = if !cp && ctx.state["real"].is_object() {
+                real_kubelet(&ctx)
+            } else {
+                kubelet(ctx.clone());
+                None
+            };
             kube_proxy(ctx.clone());
+            if let Some(child) = real {
+                return exits_with(&ctx, unit, child);
+            }
             if !(cp && ctx.row().separate_dqlite) {
                 return park();
             }
@@ -2509,6 +2580,142 @@ fn kubelet(ctx: Arc<Ctx>) {
             std::thread::sleep(heartbeat);
         }
     });
+}
+
+/// A real program, in the daemon's process group (stopping the unit kills it),
+/// its output in `logs/NAME.out`.
+fn spawn_real(ctx: &Ctx, name: &str, cmd: &mut Command) -> Option<std::process::Child> {
+    let _ = fs::create_dir_all(ctx.dir.join("logs"));
+    let out = fs::OpenOptions::new().create(true).append(true).open(ctx.dir.join("logs").join(format!("{name}.out")));
+    let out = match out {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.event(&format!("{name}: cannot open its log: {e}"));
+            return None;
+        }
+    };
+    let err = out.try_clone().ok()?;
+    match cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            ctx.event(&format!("{name}: cannot start: {e}"));
+            None
+        }
+    }
+}
+
+/// A unit whose real program exited: the unit fails and, as the snap's daemons
+/// (`restart-condition: always`), is started again; a kubelet that found
+/// containerd not ready yet exits, and kubelite restarts it so.
+fn exits_with(ctx: &Arc<Ctx>, unit: &str, mut child: std::process::Child) -> i32 {
+    let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+    ctx.event(&format!("{unit}: its program exited ({status}); restarting"));
+    if !ctx.systemd() {
+        ctx.spawn_daemon(unit, true);
+    }
+    1
+}
+
+/// The snap's containerd, as [`RealPrograms`] describes: its configuration, the
+/// CNI configuration, then the sandbox image imported (`ctr images import`).
+fn real_containerd(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
+    let real = &ctx.state["real"];
+    let sc = ctx.root.join(SNAP_COMMON);
+    let sock = sc.join("run/containerd.sock");
+    let _ = fs::create_dir_all(sc.join("run"));
+    let cni = ctx.snap_data("args/cni-network");
+    let _ = fs::create_dir_all(&cni);
+    let _ = fs::create_dir_all(ctx.snap_data("opt/cni/bin"));
+    let conflist = json!({"cniVersion": "1.0.0", "name": "mk8s-test", "plugins": [
+        {"type": "bridge", "bridge": real["cniBridge"], "isGateway": false, "ipMasq": false,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": real["podSubnet"]}]],
+                  "dataDir": sc.join("var/lib/cni/networks").display().to_string()}},
+        {"type": "loopback"}]});
+    let _ = fs::write(cni.join("10-mk8s-test.conflist"), conflist.to_string());
+    let config = format!(
+        "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{pause}\"\n  stream_server_address = \"{ip}\"\n  stream_server_port = \"0\"\n  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    snapshotter = \"overlayfs\"\n    default_runtime_name = \"runc\"\n    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n        SystemdCgroup = false\n        Root = \"{state}/runc\"\n  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n    bin_dir = \"/usr/lib/cni\"\n    conf_dir = \"{cni}\"\n    max_conf_num = 1\n",
+        root = sc.join("var/lib/containerd").display(),
+        state = sc.join("run/containerd").display(),
+        sock = sock.display(),
+        pause = real["pauseRef"].as_str().unwrap_or(""),
+        ip = ctx.s("nodeIP"),
+        cni = cni.display(),
+    );
+    let path = ctx.snap_data("args/containerd.toml");
+    let _ = fs::write(&path, config);
+    let child = spawn_real(ctx, "containerd", Command::new("containerd").arg("--config").arg(&path))?;
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = Command::new("ctr")
+            .arg("-a")
+            .arg(&sock)
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(real["pauseTar"].as_str().unwrap_or(""))
+            .stdin(Stdio::null())
+            .output();
+        match o {
+            Ok(o) if o.status.success() => {
+                ctx.event("containerd: the sandbox image is imported");
+                break;
+            }
+            Ok(o) if Instant::now() > end => {
+                ctx.event(&format!(
+                    "containerd: cannot import the sandbox image: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+                break;
+            }
+            Err(e) => {
+                ctx.event(&format!("containerd: no ctr: {e}"));
+                break;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    Some(child)
+}
+
+/// The kubelet's command line as kubelite passes `args/kubelet` (the wrapper's
+/// shell word splitting and quote removal, `${SNAP_DATA}` and `${SNAP_COMMON}`
+/// expanded), with [`RealPrograms`]'s changes.
+pub fn real_kubelet_args(ctx_text: &str, expand: impl Fn(&str) -> String, real: &Value, port: u64) -> Vec<String> {
+    const OURS: &[&str] =
+        &["--port", "--cgroup-root", "--cgroup-driver", "--healthz-port", "--make-iptables-util-chains"];
+    let mut args: Vec<String> = ctx_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("--"))
+        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
+        .filter(|l| !OURS.contains(&crate::microk8s_args::flag_name(l)))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            if l.contains('=') {
+                format!("{k}={}", expand(v))
+            } else {
+                k.to_string()
+            }
+        })
+        .collect();
+    args.push(format!("--cgroup-root=/{}", real["cgroupRoot"].as_str().unwrap_or("mk8s-test")));
+    args.push("--cgroup-driver=cgroupfs".into());
+    args.push(format!("--port={port}"));
+    args.push("--healthz-port=0".into());
+    args.push("--make-iptables-util-chains=false".into());
+    args
+}
+
+fn real_kubelet(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
+    let real = &ctx.state["real"];
+    let text = fs::read_to_string(ctx.snap_data("args/kubelet")).unwrap_or_default();
+    let args = real_kubelet_args(&text, |v| ctx.expand(v), real, ctx.n("kubeletPort"));
+    ctx.event(&format!("kubelet: the real kubelet {}", args.join(" ")));
+    spawn_real(ctx, "kubelet", Command::new(real["kubelet"].as_str().unwrap_or("kubelet")).args(&args))
 }
 
 /// kube-proxy: loads `--kubeconfig` from `args/kube-proxy` and reads its Node

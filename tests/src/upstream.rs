@@ -486,3 +486,144 @@ fn spawn_apiserver(a: &Apiserver) -> Guard {
             .stderr(log),
     )
 }
+
+/// What a test's real kubelet and containerd leave on this machine, undone on
+/// drop, and the right to run them: one real kubelet at a time per machine (its
+/// device-plugin socket, `/var/lib/kubelet/device-plugins/kubelet.sock`, is a fixed
+/// path). On drop: every process of the test (its cgroup's, and those whose command
+/// line names the test's directory: the model's daemons, containerd's shims, which
+/// outlive containerd) is killed, the mounts under that directory are unmounted,
+/// the cgroup removed from every hierarchy, and the CNI bridge deleted.
+pub struct RealNodeHost {
+    /// A cgroup directly under each hierarchy's root, for `--cgroup-root`.
+    pub cgroup_root: String,
+    pub bridge: String,
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+impl RealNodeHost {
+    pub fn take(dir: &Path) -> RealNodeHost {
+        use std::os::fd::AsFd;
+        let cache = PathBuf::from("/var/cache/mk8s-worker");
+        fs::create_dir_all(&cache).expect("/var/cache/mk8s-worker (needs root)");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(cache.join("real-kubelet.lock"))
+            .expect("the real-kubelet lock");
+        rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let n = std::process::id();
+        let cgroup_root = format!("mk8s-test-{n}");
+        for h in hierarchies() {
+            let d = h.join(&cgroup_root);
+            let _ = fs::create_dir_all(&d);
+            if h.ends_with("cpuset") {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    if let Ok(v) = fs::read_to_string(h.join(f)) {
+                        let _ = fs::write(d.join(f), v);
+                    }
+                }
+            }
+        }
+        RealNodeHost { cgroup_root, bridge: format!("mk8s-cni{}", n % 100_000), dir: dir.to_path_buf(), _lock: lock }
+    }
+
+    /// Every process of the test, as in the type's docs.
+    fn pids(&self) -> Vec<i32> {
+        let me = std::process::id() as i32;
+        let dir = self.dir.to_string_lossy().to_string();
+        let mark = format!("/{}", self.cgroup_root);
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if pid == me {
+                continue;
+            }
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cgroup = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir)
+                || cgroup
+                    .lines()
+                    .any(|l| l.split(':').nth(2).is_some_and(|p| p == mark || p.starts_with(&format!("{mark}/"))))
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+/// The cgroup hierarchies mounted under /sys/fs/cgroup (v1 and the unified one).
+fn hierarchies() -> Vec<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}
+
+impl Drop for RealNodeHost {
+    fn drop(&mut self) {
+        for _ in 0..20 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let dir = self.dir.to_string_lossy().to_string();
+        let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).stderr(Stdio::null()).status();
+        }
+        for h in hierarchies() {
+            let mut dirs = Vec::new();
+            let mut stack = vec![h.join(&self.cgroup_root)];
+            while let Some(d) = stack.pop() {
+                if d.is_dir() {
+                    stack.extend(
+                        fs::read_dir(&d).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()),
+                    );
+                    dirs.push(d);
+                }
+            }
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+            for d in dirs {
+                let _ = fs::remove_dir(d);
+            }
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+/// The sandbox image `scripts/build-upstream` makes (`tests/upstream/pause`): its
+/// OCI tar and the name it imports as, from `IMAGES` beside the binaries.
+pub fn pause_image() -> (PathBuf, String) {
+    let images = bin("kubelet").with_file_name("IMAGES");
+    let text = fs::read_to_string(&images).unwrap_or_else(|e| {
+        panic!("{}: {e}: run scripts/build-upstream (it builds the sandbox image)", images.display())
+    });
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("pause=") {
+            if let Some((path, name)) = rest.split_once(' ') {
+                return (PathBuf::from(path), name.trim().to_string());
+            }
+        }
+    }
+    panic!("{}: no pause= line", images.display());
+}

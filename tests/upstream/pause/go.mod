@@ -1,0 +1,3 @@
+module mk8s-worker/tests/upstream/pause
+
+go 1.24
