@@ -600,3 +600,13 @@ fn real_v1_34_x509_haproxy() {
 fn real_kubelet_v1_34_x509_haproxy() {
     real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, None);
 }
+
+#[test]
+fn real_kubelet_v1_20_token_traefik() {
+    real_scenario("1.20/stable", Auth::Token, Lb::Traefik, None);
+}
+
+#[test]
+fn real_kubelet_v1_30_join() {
+    real_scenario("1.30/stable", Auth::Join, Lb::Own, None);
+}

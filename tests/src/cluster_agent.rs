@@ -107,7 +107,16 @@ impl AgentConfig {
             bind_port: "25000".into(),
             apiport,
             authz_mode: "AlwaysAllow".into(),
-            kubelet_args: "--kubeconfig=${SNAP_DATA}/credentials/kubelet.config\n--cert-dir=${SNAP_DATA}/certs\n--client-ca-file=${SNAP_DATA}/certs/ca.crt\n--anonymous-auth=false\n--root-dir=${SNAP_COMMON}/var/lib/kubelet\n--fail-swap-on=false\n--node-labels=\"microk8s.io/cluster=true,node.kubernetes.io/microk8s-controlplane=microk8s-controlplane\"\n--authentication-token-webhook=true\n--read-only-port=0\n--cluster-domain=cluster.local\n--cluster-dns=10.152.183.10\n".into(),
+            // The branch's default-args/kubelet verbatim, plus the two lines the dns
+            // addon adds (`microk8s enable dns`, in MicroK8s's default launch
+            // configuration): a control plane's args/kubelet unless its operator
+            // changed it.
+            kubelet_args: crate::microk8s_args::for_minor(crate::node_model::minor_of(channel))
+                .kubelet
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .chain(["--cluster-domain=cluster.local\n".into(), "--cluster-dns=10.152.183.10\n".into()])
+                .collect(),
             cluster_cidr: "10.1.0.0/16".into(),
             control_plane_nodes: Vec::new(),
         }

@@ -386,6 +386,22 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok().map(SystemTime::from)
 }
 
+/// An executable script, written by a child process: a file this process held
+/// open for writing could be inherited by a child another test thread forks at
+/// that moment, and executing the script would then fail with ETXTBSY ("Text file
+/// busy") until that child execs.
+pub fn write_script(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh writes the script");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("script text");
+    assert!(child.wait().expect("sh").success(), "cannot write {}", path.display());
+}
+
 /// The node's `/proc/sys/kernel/hostname`, as the bootstrap reads it under its root.
 fn write_kernel_hostname(root: &Path, name: &str) {
     let dir = root.join("proc/sys/kernel");
@@ -431,8 +447,7 @@ impl Model {
         let mut paths = Vec::new();
         for tool in ["snap", "systemctl", "snapctl", "microk8s"] {
             let p = dir.join(tool);
-            fs::write(&p, format!("#!/bin/sh\nexec {} --state {} {tool} \"$@\"\n", sh(&bin), sh(dir))).unwrap();
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+            write_script(&p, &format!("#!/bin/sh\nexec {} --state {} {tool} \"$@\"\n", sh(&bin), sh(dir)));
             paths.push(p);
         }
         Model {
@@ -1559,10 +1574,12 @@ impl Ctx {
         let (proxy_crt, proxy_key) =
             self.client_cert(agent, &format!("{token}-proxy"), proxy_name, "system:kube-proxy", &[], &[])?;
         self.set_arg("kube-proxy", "--master", None);
-        if self.minor >= 25 {
+        if self.minor >= 27 {
+            // J27:L435: removed.
             self.set_arg("kube-proxy", "--hostname-override", None);
         } else {
-            // J24:L433-435: the joining IP as kube-proxy's node name.
+            // G9: 1.24 (J24:L433-435), 1.25 and 1.26 (J25/J26:L415-439) set the
+            // joining IP as kube-proxy's node name.
             self.set_arg("kube-proxy", "--hostname-override", Some(&hostname_override));
         }
         // update_cert_auth_kubelet (J30:L352-369): CN=system:node:HOST, O=system:nodes;

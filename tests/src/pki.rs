@@ -54,7 +54,7 @@ impl Ca {
         Ca { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key_pem: key.serialize_pem(), params, key }
     }
 
-    fn issue(&self, cn: &str, orgs: &[&str], sans: &[&str], eku: ExtendedKeyUsagePurpose) -> Leaf {
+    fn issue(&self, cn: &str, orgs: &[&str], sans: &[&str], eku: &[ExtendedKeyUsagePurpose]) -> Leaf {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
@@ -70,7 +70,7 @@ impl Ca {
             })
             .collect();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![eku];
+        params.extended_key_usages = eku.to_vec();
         let key = KeyPair::generate().expect("key");
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("signed");
@@ -85,17 +85,31 @@ impl Ca {
     /// A serving certificate with a subject of our choosing (a kubelet's:
     /// CN=system:node:NAME, O=system:nodes).
     pub fn serving(&self, cn: &str, orgs: &[&str], sans: &[&str]) -> Leaf {
-        self.issue(cn, orgs, sans, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(cn, orgs, sans, &[ExtendedKeyUsagePurpose::ServerAuth])
     }
 
     /// A server certificate for these IPs / DNS names (an apiserver's).
     pub fn server(&self, sans: &[&str]) -> Leaf {
-        self.issue("kube-apiserver", &[], sans, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue("kube-apiserver", &[], sans, &[ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A control-plane node's `server.crt` as MicroK8s makes it: server and client
+    /// authentication (`extendedKeyUsage=serverAuth,clientAuth` in
+    /// `microk8s-resources/certs/csr.conf.template`), because up to 1.27 the
+    /// apiserver also presents it to kubelets (`--kubelet-client-certificate=
+    /// ${SNAP_DATA}/certs/server.crt`), which verify it as a client certificate.
+    pub fn server_and_client(&self, sans: &[&str]) -> Leaf {
+        self.issue(
+            "kube-apiserver",
+            &[],
+            sans,
+            &[ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        )
     }
 
     /// A client certificate with this CN and organisations (user and groups).
     pub fn client(&self, cn: &str, orgs: &[&str]) -> Leaf {
-        self.issue(cn, orgs, &[], ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(cn, orgs, &[], &[ExtendedKeyUsagePurpose::ClientAuth])
     }
 
     /// Sign a certificate signing request (PEM) as `openssl x509 -req -sha256 -CA

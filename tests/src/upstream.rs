@@ -179,8 +179,14 @@ fn lay_out(snap_data: &Path, ca: &Ca, ip: &str, sa_key: &str, known_tokens: &str
         fs::write(&p, text).expect("write");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
     };
-    let server =
-        ca.server(&["127.0.0.1", "10.152.183.1", ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc"]);
+    let server = ca.server_and_client(&[
+        "127.0.0.1",
+        "10.152.183.1",
+        ip,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ]);
     for (name, leaf) in [
         ("server", &server),
         ("front-proxy-client", &ca.client("front-proxy-client", &[])),
