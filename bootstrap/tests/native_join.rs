@@ -57,6 +57,17 @@ struct World {
 /// Control planes at `cp_ips` (`impostor[i]`: that node's agent has a certificate
 /// of another CA), a worker at `node_ip` booted with the generated user-data.
 fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> World {
+    world_with(channel, cp_ips, node_ip, impostor, &|_| {})
+}
+
+/// [`world`] with each control plane's agent configured by `tweak`.
+fn world_with(
+    channel: &str,
+    cp_ips: &[&str],
+    node_ip: &str,
+    impostor: &[bool],
+    tweak: &dyn Fn(&mut AgentConfig),
+) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ca = Arc::new(Ca::new("native-join-cluster-ca"));
@@ -73,6 +84,7 @@ fn world(channel: &str, cp_ips: &[&str], node_ip: &str, impostor: &[bool]) -> Wo
         sim.set_kubelet_client(client);
         let mut cfg = AgentConfig::new(channel, port);
         cfg.control_plane_nodes = cp_ips.iter().map(|s| s.to_string()).collect();
+        tweak(&mut cfg);
         let snap_data = tmp.path().join(format!("cp-{i}"));
         let agent_ca =
             if impostor.get(i).copied().unwrap_or(false) { Arc::new(Ca::new("impostor-ca")) } else { ca.clone() };
@@ -352,6 +364,24 @@ fn a_hostname_that_did_not_take_is_refused() {
     assert_eq!(code, 78, "{log}");
     assert!(log.contains("the kernel's hostname) is \"ubuntu\""), "{log}");
     assert!(!w.cps[0].agent.saw(&w.token), "the token went out");
+}
+
+/// G5: a control plane with a pod CIDR and a cluster DNS address of its own, facts
+/// that leave both to their defaults: the join copies the control plane's values
+/// (its whole args/kubelet; the pod CIDR into kube-proxy's args from 1.27), and the
+/// bootstrap's merge of our arguments must not write MicroK8s's defaults over them.
+#[test]
+fn the_control_planes_pod_cidr_and_dns_survive_facts_that_leave_them_out() {
+    let w = world_with("1.30/stable", &["127.0.0.91"], "127.0.0.92", &[], &|cfg| {
+        cfg.cluster_cidr = "10.2.0.0/16".into();
+        cfg.kubelet_args = cfg.kubelet_args.replace("--cluster-dns=10.152.183.10", "--cluster-dns=10.152.183.20");
+    });
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    let kubelet = fs::read_to_string(w.snap_data("args/kubelet")).unwrap();
+    let proxy = fs::read_to_string(w.snap_data("args/kube-proxy")).unwrap();
+    assert!(kubelet.contains("--cluster-dns=10.152.183.20") && !kubelet.contains("10.152.183.10"), "{kubelet}");
+    assert!(proxy.contains("--cluster-cidr=10.2.0.0/16") && !proxy.contains("10.1.0.0/16"), "{proxy}");
 }
 
 /// With one control plane down, the node joins through another.

@@ -36,6 +36,8 @@ pub struct Facts {
     /// The pod network, as kube-proxy's `--cluster-cidr` takes it: one CIDR, or an
     /// IPv4 and an IPv6 CIDR joined by a comma (dual-stack).
     pub pod_cidr: String,
+    /// `pod-cidr` is in the facts (else it is MicroK8s's default).
+    pub pod_cidr_given: bool,
     pub ready_deadline_secs: u64,
     pub workers: Vec<Worker>,
 }
@@ -124,6 +126,11 @@ pub struct TraefikLb {
 pub struct Dns {
     pub cluster_domain: String,
     pub cluster_dns: IpAddr,
+    /// Which of the two the facts give (the others are MicroK8s's defaults):
+    /// `auth: microk8s-join` keeps what the join copied from the control plane
+    /// unless the facts say otherwise.
+    pub domain_given: bool,
+    pub dns_given: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -363,7 +370,14 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         let domain = d.and_then(|d| d.cluster_domain.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
         check_dns_name(&domain, "$.cluster.dns.cluster-domain", "cluster-domain", report);
         let ip = d.and_then(|d| d.cluster_dns.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
-        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns { cluster_domain: domain, cluster_dns: ip })
+        let (domain_given, dns_given) =
+            (d.is_some_and(|d| d.cluster_domain.is_some()), d.is_some_and(|d| d.cluster_dns.is_some()));
+        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns {
+            cluster_domain: domain,
+            cluster_dns: ip,
+            domain_given,
+            dns_given,
+        })
     };
 
     let pod_cidr = check_pod_cidr(c.pod_cidr.as_deref().unwrap_or(DEFAULT_POD_CIDR), report);
@@ -499,6 +513,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         load_balancer: load_balancer?,
         dns: dns?,
         pod_cidr: pod_cidr?,
+        pod_cidr_given: c.pod_cidr.is_some(),
         ready_deadline_secs,
         workers,
     })
