@@ -369,3 +369,35 @@ fn register_and_check_answer_help_and_dry_run_without_changing_anything() {
     assert!(is_valid_token(&t[0].1, &cp.file("persistent-cluster-tokens.txt")).0, "the dry run pruned");
     common::help_dry_run_and_bad_arguments_change_nothing(run("check-control-plane.sh"), &watched, &["checked"], &[]);
 }
+
+/// G11: a join the control plane accepted leaves `TOKEN-kubelet` and `TOKEN-proxy`
+/// in `certs-request-tokens.txt`, which the cluster-agent removes only when
+/// sign-cert uses them (and sign-cert signs any subject). Once the join token is
+/// no longer registered (its worker joined), they go too; those of a join still
+/// registered, and every line not ours, stay.
+#[test]
+fn certificate_request_tokens_of_used_join_tokens_are_removed() {
+    let cp = Cp::new();
+    let bundle = cp.bundle("1.30/stable", &["worker-1", "worker-2"]);
+    let t = tokens(&bundle);
+    let file = cp.file("certs-request-tokens.txt");
+    let lines = format!(
+        "operator-cert-token-0123456789abcdef\n{a}-kubelet\n{a}-proxy\n{b}-kubelet\n{b}-proxy\n",
+        a = t[0].1,
+        b = t[1].1
+    );
+    fs::write(&file, &lines).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o660)).unwrap();
+    assert!(cp.run(&bundle).status.success());
+    assert_eq!(fs::read_to_string(&file).unwrap(), lines, "nothing joined yet: nothing removed");
+    fs::write(cp.root.join("nodes"), "node/cp-1\nnode/worker-1\n").unwrap();
+    let o = cp.run(&bundle);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("removed 2 certificate-request token(s)"), "{}", text(&o));
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("operator-cert-token-0123456789abcdef\n{b}-kubelet\n{b}-proxy\n", b = t[1].1)
+    );
+    assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o660, "mode kept");
+    assert!(!text(&o).contains(&t[0].1), "tokens are never printed");
+}
