@@ -28,8 +28,11 @@ pub struct TraefikGlobal {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TraefikLog {
     pub level: String,
+    /// Plain text for the journal (traefik colours its log by default).
+    pub no_color: bool,
 }
 
 #[derive(Deserialize)]

@@ -271,7 +271,7 @@ pub struct ControlPlaneArgs {
 
 #[derive(Debug, Args)]
 pub struct CaHashArgs {
-    /// A PEM CA certificate.
+    /// A PEM CA certificate (`-`: read it from stdin).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
@@ -297,6 +297,7 @@ pub struct Io<'a> {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
+    let json = json_messages(&cli);
     let result = match cli.command {
         None => generate(&cli.generate, io),
         Some(Command::Check(a)) => check(&a, io),
@@ -325,7 +326,12 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(Failure::Invalid) => ExitCode::from(EXIT_INVALID),
         Err(Failure::Usage(msg)) => {
-            let _ = writeln!(io.stderr, "error: {msg}");
+            // With --message-format json every line on stderr is a JSON object.
+            let _ = if json {
+                writeln!(io.stderr, "{}", serde_json::json!({ "error": msg }))
+            } else {
+                writeln!(io.stderr, "error: {msg}")
+            };
             ExitCode::from(EXIT_USAGE_IO)
         }
     }
@@ -335,10 +341,36 @@ fn read(path: &Path, what: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-/// A warning or note outside a report: one line on stderr, unless --quiet.
+/// A command's result line on stderr: a JSON object `{"status": ...}` with
+/// --message-format json.
+fn status(io: &mut Io, common: &CommonArgs, line: &str) {
+    let _ = match common.message_format {
+        MessageFormat::Json => writeln!(io.stderr, "{}", serde_json::json!({ "status": line })),
+        MessageFormat::Human => writeln!(io.stderr, "{line}"),
+    };
+}
+
+/// Whether the command asked for `--message-format json`.
+fn json_messages(cli: &Cli) -> bool {
+    let common = match &cli.command {
+        None => Some(&cli.generate.common),
+        Some(Command::Check(a)) => Some(&a.common),
+        Some(Command::ControlPlane(a)) => Some(&a.common),
+        Some(Command::Fleet(a)) => Some(&a.common),
+        Some(Command::Packer(a)) => Some(&a.common),
+        _ => None,
+    };
+    common.is_some_and(|c| matches!(c.message_format, MessageFormat::Json))
+}
+
+/// A warning or note outside a report: one line on stderr (a JSON object with
+/// --message-format json), unless --quiet.
 fn note(io: &mut Io, common: &CommonArgs, line: &str) {
     if !common.quiet {
-        let _ = writeln!(io.stderr, "{line}");
+        let _ = match common.message_format {
+            MessageFormat::Json => writeln!(io.stderr, "{}", serde_json::json!({ "note": line })),
+            MessageFormat::Human => writeln!(io.stderr, "{line}"),
+        };
     }
 }
 
@@ -416,7 +448,12 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
     match facts {
         Some(f) if !report.has_errors() && (!common.strict || report.problems.is_empty()) => Ok(f),
         Some(_) if !report.has_errors() => {
-            let _ = writeln!(io.stderr, "error: {STRICT_FAILED}");
+            let _ = match common.message_format {
+                MessageFormat::Json => {
+                    writeln!(io.stderr, "{}", serde_json::json!({ "file": file, "error": STRICT_FAILED }))
+                }
+                MessageFormat::Human => writeln!(io.stderr, "error: {STRICT_FAILED}"),
+            };
             Err(Failure::Invalid)
         }
         _ => Err(Failure::Invalid),
@@ -427,15 +464,23 @@ fn node_exists(node: Option<&str>) -> impl FnOnce(&Facts, &mut Report) + '_ {
     move |facts, report| {
         if let Some(n) = node {
             if facts.worker(n).is_none() {
-                let names: Vec<_> = facts.workers.iter().map(|w| w.name.as_str()).collect();
-                report.error(
-                    "$.workers",
-                    format!("no worker named {n:?}"),
-                    &format!("the workers are: {}", names.join(", ")),
-                );
+                let names: Vec<&str> = facts.workers.iter().map(|w| w.name.as_str()).collect();
+                report.error("$.workers", format!("no worker named {n:?}"), &closest_names(n, &names));
             }
         }
     }
+}
+
+/// The help for an unknown worker name: at most five of the closest names (by
+/// edit distance), never the whole list (a fleet has thousands).
+fn closest_names(wanted: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        return "the facts list no workers".into();
+    }
+    let mut scored: Vec<(usize, &str)> = names.iter().map(|n| (strsim::levenshtein(wanted, n), *n)).collect();
+    scored.sort();
+    let shown: Vec<&str> = scored.iter().take(5).map(|(_, n)| *n).collect();
+    format!("the closest of the {} worker name(s): {}", names.len(), shown.join(", "))
 }
 
 /// Load the secrets; with `auth: x509`, also the CA key, checked against the CA.
@@ -647,14 +692,17 @@ fn launch_config(a: &GenerateArgs, node: &str, secrets_path: &Path, io: &mut Io)
 
 fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, node_exists(a.node.as_deref()))?;
-    writeln!(
-        io.stderr,
-        "{}: ok: cluster {}, {} control-plane node(s), {} worker(s)",
-        a.common.cluster.as_ref().unwrap().display(),
-        facts.name,
-        facts.control_plane.len(),
-        facts.workers.len()
-    )?;
+    status(
+        io,
+        &a.common,
+        &format!(
+            "{}: ok: cluster {}, {} control-plane node(s), {} worker(s)",
+            a.common.cluster.as_ref().unwrap().display(),
+            facts.name,
+            facts.control_plane.len(),
+            facts.workers.len()
+        ),
+    );
     Ok(())
 }
 
@@ -693,19 +741,22 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
     let workers: Vec<_> = facts.workers.iter().collect();
     let files = crate::controlplane::write_bundle(&facts, &secrets, &workers, &a.out)
         .map_err(|e| Failure::Usage(format!("{e:#}")))?;
-    writeln!(
-        io.stderr,
-        "wrote {} in {}: run {} on every control-plane node",
-        files.join(", "),
-        a.out.display(),
-        if facts.auth == validate::AuthMode::Token {
-            "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
-        } else if matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. }) {
-            "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
-        } else {
-            "check-control-plane.sh and hosts-entries.sh"
-        }
-    )?;
+    status(
+        io,
+        &a.common,
+        &format!(
+            "wrote {} in {}: run {} on every control-plane node",
+            files.join(", "),
+            a.out.display(),
+            if facts.auth == validate::AuthMode::Token {
+                "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
+            } else if matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. }) {
+                "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
+            } else {
+                "check-control-plane.sh and hosts-entries.sh"
+            }
+        ),
+    );
     Ok(())
 }
 
@@ -734,25 +785,29 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
         target: a.target,
         selection: crate::fleet::Selection { name: a.select.clone(), labels },
         sync: !a.no_sync,
-        progress: true,
+        // --quiet: no bar; --message-format json: no bar either (the stream is JSON).
+        progress: !a.common.quiet && matches!(a.common.message_format, MessageFormat::Human),
         threads,
     };
     let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     if s.recovered {
         note(io, &a.common, &format!("note: finished the commit of an interrupted run in {} first", a.out.display()));
     }
-    writeln!(
-        io.stderr,
-        "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {} \
+    status(
+        io,
+        &a.common,
+        &format!(
+            "fleet: {} node(s) in {:.2}s: {} written, {} unchanged, {} removed -> {} \
          (control-plane bundle: all {} worker(s) of the facts)",
-        s.nodes,
-        s.elapsed.as_secs_f64(),
-        s.written,
-        s.unchanged,
-        s.removed,
-        a.out.display(),
-        s.bundle_workers
-    )?;
+            s.nodes,
+            s.elapsed.as_secs_f64(),
+            s.written,
+            s.unchanged,
+            s.removed,
+            a.out.display(),
+            s.bundle_workers
+        ),
+    );
     Ok(())
 }
 
@@ -780,12 +835,15 @@ fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
         std::fs::create_dir_all(dest.parent().expect("absolute paths have parents"))?;
         write_output(&dest, data, *mode)?;
     }
-    writeln!(
-        io.stderr,
-        "wrote {} file(s) under {}: bake them into the image at /, then use --baked",
-        files.len(),
-        a.out.display()
-    )?;
+    status(
+        io,
+        &a.common,
+        &format!(
+            "wrote {} file(s) under {}: bake them into the image at /, then use --baked",
+            files.len(),
+            a.out.display()
+        ),
+    );
     Ok(())
 }
 
@@ -908,7 +966,15 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
 }
 
 fn ca_hash(a: &CaHashArgs, io: &mut Io) -> Result<(), Failure> {
-    let text = read(&a.file, "CA certificate")?;
+    // `-`: the certificate on stdin (`microk8s config | ...`, `cat ca.crt | ...`).
+    let text = if a.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read the CA certificate from stdin: {e}")))?;
+        text
+    } else {
+        read(&a.file, "CA certificate")?
+    };
     match crate::ca::CaCert::from_pem(&text) {
         Ok(ca) => {
             writeln!(io.stdout, "{}", ca.pin)?;

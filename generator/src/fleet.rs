@@ -415,9 +415,11 @@ fn progress_bar(enabled: bool, total: usize) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let target = indicatif::ProgressDrawTarget::stderr_with_hz(10);
-    let style = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} nodes")
-        .expect("a valid template")
-        .progress_chars("=> ");
+    let style = indicatif::ProgressStyle::with_template(
+        "[{bar:30}] {pos}/{len} nodes, {elapsed} elapsed, {per_sec}, {eta} left",
+    )
+    .expect("a valid template")
+    .progress_chars("=> ");
     indicatif::ProgressBar::with_draw_target(Some(total as u64), target).with_style(style)
 }
 

@@ -363,6 +363,17 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         }
     }
 
+    if control_plane.len() == 2 {
+        // MicroK8s's HA is dqlite's Raft: three voters from the third node on; with
+        // two, one is a voter and one a spare (canonical/microk8s docs, "High
+        // Availability"), so losing the voter stops the datastore.
+        report.warning(
+            "$.cluster.control-plane",
+            "two control-plane nodes: MicroK8s's datastore (dqlite) needs three to survive the loss of one; \
+             with two, workers fail over between apiservers but the cluster stops when its datastore voter does",
+            "add a third control-plane node (microk8s add-node) for high availability",
+        );
+    }
     let load_balancer = check_lb(c.load_balancer.as_ref(), apiserver_port, channel.as_ref().map(|c| c.flavour), report);
 
     let dns = {

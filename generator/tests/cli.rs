@@ -230,3 +230,97 @@ fn completions_and_the_man_page_work_with_the_real_tools() {
     assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(page.contains("NAME") && page.contains("mk8s-gen") && page.contains("fleet"), "{page}");
 }
+
+/// An unknown `--node` in a fleet of 10,000 workers: the help names the closest
+/// few, never every worker (it printed all 10,000 names, about 140 KB).
+#[test]
+fn an_unknown_node_gets_the_closest_names_not_the_whole_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mk8s_testkit::workspace().join("fixtures/seed/ca.crt");
+    let mut facts = format!(
+        "cluster:\n  name: big\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\nworkers:\n",
+        ca.display()
+    );
+    for i in 0..10_000 {
+        facts.push_str(&format!("  - {{ name: w-{i:05} }}\n"));
+    }
+    let path = dir.path().join("cluster.yaml");
+    fs::write(&path, facts).unwrap();
+    let secrets = mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml");
+    let o = Command::new(BIN)
+        .arg("--cluster")
+        .arg(&path)
+        .arg("--secrets")
+        .arg(&secrets)
+        .args(["--node", "w-0o123"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.len() < 2_000, "{} bytes of help", err.len());
+    assert!(err.contains("the closest of the 10000 worker name(s): w-00123"), "{err}");
+}
+
+/// `ca-hash -` reads the certificate from stdin, as it says.
+#[test]
+fn ca_hash_reads_stdin() {
+    use std::io::Write as _;
+    let ca = mk8s_testkit::workspace().join("fixtures/seed/ca.crt");
+    let by_file = Command::new(BIN).arg("ca-hash").arg(&ca).output().unwrap();
+    assert!(by_file.status.success());
+    let mut child = Command::new(BIN)
+        .args(["ca-hash", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&fs::read(&ca).unwrap()).unwrap();
+    let by_stdin = child.wait_with_output().unwrap();
+    assert!(by_stdin.status.success());
+    assert_eq!(by_stdin.stdout, by_file.stdout);
+    assert!(String::from_utf8_lossy(&by_stdin.stdout).starts_with("sha256:"));
+}
+
+/// With `--message-format json` every line on stderr is a JSON object: the report,
+/// the result line, the strict failure and a usage error alike (a human line in
+/// between broke every consumer that reads the stream line by line).
+#[test]
+fn json_messages_are_json_on_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mk8s_testkit::workspace().join("fixtures/seed/ca.crt");
+    // Two control planes: a warning (dqlite needs three for HA).
+    let facts = dir.path().join("cluster.yaml");
+    fs::write(
+        &facts,
+        format!(
+            "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  auth: x509\n  client-certificates: {{ not-before: 2026-01-01 }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\n    - {{ name: cp-1, address: 10.130.0.3 }}\nworkers:\n  - {{ name: w-1 }}\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        for line in err.lines() {
+            assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "{args:?}: not JSON: {line:?}\n{err}");
+        }
+        (o.status.code(), err)
+    };
+    let f = facts.to_str().unwrap();
+    let (code, err) = run(&["check", "--cluster", f, "--message-format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("dqlite") && err.contains("\"status\""), "{err}");
+    let (code, err) = run(&["check", "--cluster", f, "--message-format", "json", "--strict"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("\"error\""), "{err}");
+    let (code, err) = run(&["check", "--cluster", "does-not-exist.yaml", "--message-format", "json"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    // The human format keeps its lines.
+    let (_, err) = Command::new(BIN)
+        .args(["check", "--cluster", f])
+        .output()
+        .map(|o| (o.status.code(), String::from_utf8_lossy(&o.stderr).to_string()))
+        .unwrap();
+    assert!(err.contains("ok: cluster c"), "{err}");
+}

@@ -75,6 +75,10 @@ fn failover(kind: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("{kind}: back in rotation after {:.2}s", back.elapsed().as_secs_f64());
+    // Its log, as the journal keeps it: plain text, no terminal colour codes
+    // (traefik colours its log unless `log.noColor`).
+    let log = c.lb_log(kind);
+    assert!(!log.contains('\u{1b}'), "{kind} logs terminal escape codes: {log:?}");
 }
 
 #[test]

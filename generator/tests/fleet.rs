@@ -346,8 +346,21 @@ fn fleet_finishes_on_a_terminal() {
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "exit {:?} (a hang is killed after 60 s): {said}", o.status.code());
     assert!(said.contains("fleet: 300 node(s)"), "{said}");
+    assert!(said.contains("/300 nodes, ") && said.contains(" elapsed, "), "the bar, with time and rate: {said}");
     assert_eq!(fs::read_dir(out.join("nodes")).unwrap().count(), 300);
     assert!(!out.join(".staging").exists());
+    // --quiet: no bar (it was drawn all the same).
+    fs::remove_dir_all(&out).unwrap();
+    let o = Command::new("timeout")
+        .args(["-s", "KILL", "60"])
+        .arg(mk8s_testkit::tools::require("script"))
+        .args(["-qec", &format!("{cmd} -q"), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}");
+    assert!(!said.contains(" nodes, "), "fleet -q drew the bar: {said}");
 }
 
 fn mode(p: &Path) -> u32 {

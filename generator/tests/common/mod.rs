@@ -56,7 +56,14 @@ pub mod lb {
         pub sims: Vec<SimApiserver>,
         pub lb: SocketAddr,
         pub lb_process: Guard,
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
+    }
+
+    impl Cluster {
+        /// What the balancer printed (its journal, on a node).
+        pub fn lb_log(&self, kind: &str) -> String {
+            fs::read_to_string(self.dir.path().join(format!("{kind}.log"))).unwrap_or_default()
+        }
     }
 
     pub fn cluster(kind: &str) -> Cluster {
@@ -82,7 +89,7 @@ pub mod lb {
         let lb: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let process = start_lb(kind, &out, dir.path(), unprivileged);
         assert!(wait_listening(lb, Duration::from_secs(20)), "{kind} did not listen on {lb}");
-        Cluster { ca, sims, lb, lb_process: process, _dir: dir }
+        Cluster { ca, sims, lb, lb_process: process, dir }
     }
 
     /// The real program's executable, where an unprivileged user can run it.
