@@ -125,3 +125,59 @@ fn the_balancers_work_unprivileged_as_their_units_run_them() {
         }
     }
 }
+
+/// The bootstrap unit loads on the oldest systemd the supported systems run
+/// (Ubuntu 18.04's 237; docs/bootstrap.md): only directives systemd 237 knows, and
+/// no `Restart=` on a `Type=oneshot` service, which systemd refuses before 244
+/// ("Service has Restart= setting other than no, which isn't allowed for
+/// Type=oneshot services", systemd NEWS for v244). systemd-analyze here is newer,
+/// so the rule is checked on the unit's text, for every delivery.
+#[test]
+fn the_bootstrap_unit_loads_on_systemd_237() {
+    // Directives of systemd.unit(5), systemd.service(5), systemd.exec(5) as of 237.
+    const KNOWN_237: &[&str] = &[
+        "Description",
+        "Wants",
+        "After",
+        "StartLimitIntervalSec",
+        "Type",
+        "RemainAfterExit",
+        "ExecStartPre",
+        "ExecStart",
+        "Restart",
+        "RestartSec",
+        "RestartPreventExitStatus",
+        "TimeoutStartSec",
+        "WantedBy",
+    ];
+    for delivery in [
+        mk8s_gen::render::Delivery::Preinstalled,
+        mk8s_gen::render::Delivery::Fetched { url: "https://example.com/b".into(), sha256: "0".repeat(64) },
+    ] {
+        let facts = fs::read_to_string(workspace().join("fixtures/seed/cluster.yaml")).unwrap();
+        let dir = workspace().join("fixtures/seed");
+        let spans = mk8s_gen::spans::SpanMap::build(&facts);
+        let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
+        let facts = mk8s_gen::validate::validate(&raw.unwrap(), &dir, &mut report).unwrap();
+        let secrets =
+            mk8s_gen::secrets::Secrets::parse(&fs::read_to_string(dir.join("secrets.yaml")).unwrap()).unwrap();
+        let out =
+            mk8s_gen::render::render_node(&facts, &secrets, facts.worker("worker-1").unwrap(), &delivery).unwrap();
+        let unit = text_of(&out, "/etc/systemd/system/mk8s-bootstrap.service");
+        let keys: Vec<&str> = unit
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        for k in &keys {
+            assert!(KNOWN_237.contains(k), "{k}= is not a systemd 237 directive:\n{unit}");
+        }
+        let value = |k: &str| unit.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("");
+        assert!(
+            value("Type") != "oneshot" || matches!(value("Restart"), "" | "no"),
+            "systemd < 244 refuses Restart= on Type=oneshot:\n{unit}"
+        );
+        assert_eq!(value("Restart"), "on-failure", "75 is retried");
+        assert_eq!(value("RemainAfterExit"), "yes", "a joined node's unit stays active");
+    }
+}
