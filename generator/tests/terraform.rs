@@ -195,6 +195,9 @@ fn null_values_and_bad_combinations_give_whole_messages() {
 fn the_example_keeps_user_data_out_of_plans_and_logs() {
     let tf = std::fs::read_to_string(workspace().join("examples/terraform/main.tf")).unwrap();
     assert!(tf.contains("sensitive(data.external.user_data[each.key].result.user_data_base64)"), "{tf}");
+    // Pods cannot reach the metadata service's user-data: IMDSv2, hop limit 1.
+    assert!(tf.contains("http_put_response_hop_limit = 1"), "{tf}");
+    assert!(tf.lines().any(|l| l.trim().starts_with("http_tokens") && l.contains("\"required\"")), "{tf}");
     let docs = std::fs::read_to_string(workspace().join("docs/integrations.md")).unwrap();
     assert!(docs.contains("state holds"), "docs/integrations.md says the state holds the tokens");
 }
