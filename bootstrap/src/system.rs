@@ -77,7 +77,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<bool> {
         }
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    // Missing parents: 0755 at most, whatever the umask (umask 000 would give 0777).
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o755).create(dir)?;
     let name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_string_lossy();
     let prefix = temp_prefix(&name);
     remove_stale_temps(dir, &prefix);

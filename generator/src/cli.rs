@@ -313,9 +313,12 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Some(Command::Packer(a)) => packer(&a, io),
         Some(Command::Terraform) => terraform(&mut std::io::stdin().lock(), io),
         Some(Command::Completions { shell }) => {
+            // Into a buffer first: clap_complete panics when its writer fails (a
+            // closed pipe, a full disk); the write below is an error instead.
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "mk8s-gen", io.stdout);
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "mk8s-gen", &mut script);
+            io.stdout.write_all(&script).and_then(|()| io.stdout.flush()).map_err(Failure::from)
         }
         Some(Command::Man) => {
             let cmd = <Cli as clap::CommandFactory>::command();
@@ -832,7 +835,9 @@ fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
     }
     for (path, data, mode) in &files {
         let dest = a.out.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().expect("absolute paths have parents"))?;
+        // Missing directories: 0755 at most, whatever the umask (as on the node).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o755)
+            .create(dest.parent().expect("absolute paths have parents"))?;
         write_output(&dest, data, *mode)?;
     }
     status(

@@ -340,7 +340,8 @@ impl Shared {
                     "fetch-bootstrap.sh",
                     json!({"url": url, "sha256": sha256, "dest": plan::BOOTSTRAP_PATH}),
                 )?;
-                files.push(NodeFile { path: FETCH_SCRIPT.into(), content: FileContent::Text(script), mode: 0o755 });
+                // 0700: a presigned URL's signature is in it; only root (systemd) runs it.
+                files.push(NodeFile { path: FETCH_SCRIPT.into(), content: FileContent::Text(script), mode: 0o700 });
                 Some(FETCH_SCRIPT)
             }
             Delivery::Preinstalled => None,

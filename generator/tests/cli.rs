@@ -324,3 +324,39 @@ fn json_messages_are_json_on_every_line() {
         .unwrap();
     assert!(err.contains("ok: cluster c"), "{err}");
 }
+
+/// Under umask 000, the directories `-o` and `packer --out` create are 0755, not
+/// 0777 (writable by every local user, next to files of credentials).
+#[test]
+fn directories_made_under_umask_000_are_0755() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    let out = dir.path().join("a/b/user-data");
+    let bake = dir.path().join("bake");
+    let stand_in = seed.join("bootstrap-stand-in.bin");
+    let q = |p: &std::path::Path| format!("'{}'", p.display());
+    let cmd = format!(
+        "umask 000; {BIN} --cluster cluster.yaml --secrets secrets.yaml --node worker-1 -o {} && \
+         {BIN} packer --cluster cluster.yaml --bootstrap-bin {} --out {}",
+        q(&out),
+        q(&stand_in),
+        q(&bake)
+    );
+    let o = Command::new("sh").arg("-c").arg(&cmd).current_dir(&seed).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&out), 0o600);
+    for d in [dir.path().join("a"), dir.path().join("a/b"), bake.join("etc"), bake.join("etc/systemd/system")] {
+        assert_eq!(mode(&d), 0o755, "{}", d.display());
+    }
+}
+
+/// `completions` to a full disk: an error and exit 2, not a panic (exit 101).
+#[test]
+fn completions_to_a_full_disk_is_an_error_not_a_panic() {
+    let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = Command::new(BIN).args(["completions", "bash"]).stdout(full).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+}

@@ -85,3 +85,23 @@ fn help_and_dry_run_fetch_nothing() {
     );
     assert!(!dest.exists());
 }
+
+/// The script holds the URL, a presigned one's signature included: root only.
+#[test]
+fn the_fetch_script_is_readable_by_root_only() {
+    let facts = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/cluster.yaml")).unwrap();
+    let spans = mk8s_gen::spans::SpanMap::build(&facts);
+    let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
+    let facts =
+        mk8s_gen::validate::validate(&raw.unwrap(), &mk8s_testkit::workspace().join("fixtures/seed"), &mut report)
+            .unwrap();
+    let secrets = mk8s_gen::secrets::Secrets::parse(
+        &fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap(),
+    )
+    .unwrap();
+    let delivery =
+        Delivery::Fetched { url: "https://b.example.com/x?X-Amz-Signature=c0ffee".into(), sha256: "0".repeat(64) };
+    let out = render::render_node(&facts, &secrets, facts.worker("worker-1").unwrap(), &delivery).unwrap();
+    let f = out.files.iter().find(|f| f.path == FETCH_SCRIPT).unwrap();
+    assert_eq!(f.mode, 0o700);
+}

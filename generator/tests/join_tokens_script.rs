@@ -241,6 +241,15 @@ fn ttl_tokens_before_1_27_and_refusals() {
     fs::write(cp.snap_data.join("var/lock/ha-cluster"), "").unwrap();
     fs::write(bundle.join("join-tokens.txt"), "worker-1 x,system:masters\n").unwrap();
     assert_eq!(cp.run(&bundle).status.code(), Some(4));
+    // An empty (truncated) bundle would remove every token of ours: refused.
+    fs::write(bundle.join("join-tokens.txt"), format!("worker-1 {}\n", t[0].1)).unwrap();
+    assert!(cp.run(&bundle).status.success());
+    let before = fs::read_to_string(&file).unwrap();
+    fs::write(bundle.join("join-tokens.txt"), "").unwrap();
+    let o = cp.run(&bundle);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("lists no workers"), "{}", text(&o));
+    assert_eq!(fs::read_to_string(&file).unwrap(), before, "nothing removed");
 }
 
 /// Misuse, as an attacker or a careless operator would: Nodes that come and go,
