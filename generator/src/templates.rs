@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("register-join-tokens.sh", include_str!("../../templates/register-join-tokens.sh.j2")),
     // Included by every script: --help, --dry-run, and nothing else.
     ("script-args.sh", include_str!("../../templates/script-args.sh.j2")),
+    ("authz-mode.sh", include_str!("../../templates/authz-mode.sh.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {

@@ -287,6 +287,13 @@ fn always_allow_is_warned_about_loudly() {
         ("", true),
         ("--authorization-mode=RBAC,AlwaysAllow\r\n", true),
         ("--authorization-mode=RBAC,Node\n", false),
+        // Forms the snap's wrapper applies too (its args file is split into words).
+        ("--authorization-mode=AlwaysAllow \n", true),
+        ("--profiling=false --authorization-mode=AlwaysAllow\n", true),
+        ("--authorization-mode=RBAC,Node\n--authorization-mode=AlwaysAllow\n", true),
+        ("--authorization-mode AlwaysAllow\n", true),
+        ("--authorization-mode=\"AlwaysAllow\"\n", true),
+        ("--authorization-mode=RBAC,Node # was --authorization-mode=AlwaysAllow\n", false),
     ] {
         let cp = ControlPlane::new(THEIRS);
         fs::write(
