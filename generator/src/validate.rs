@@ -704,14 +704,65 @@ fn check_node_name(s: &str, path: &str, report: &mut Report) -> bool {
             format!("node name {} is not a valid Kubernetes node name", show(s)),
             "use lowercase letters, digits, '-' and '.' (RFC 1123), e.g. worker-1; commas, quotes, spaces and newlines are never allowed",
         );
+        return false;
     }
-    ok
+    // Node names go into every control plane's /etc/hosts (hosts-entries.sh) and
+    // are resolved by name: a name the resolver reads as an address, or one of the
+    // machine's own names, would redirect what the control plane reaches.
+    if looks_like_ipv4(s) {
+        report.error(
+            path,
+            format!("node name {} reads as an IPv4 address (inet_aton takes decimal, octal and hex parts)", show(s)),
+            "give the node a name with a letter outside 0x prefixes, e.g. worker-1",
+        );
+        return false;
+    }
+    let local = ["localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "broadcasthost"];
+    if local.contains(&s) || s.ends_with(".localhost") {
+        report.error(
+            path,
+            format!("node name {} is a name every machine gives itself", show(s)),
+            "hosts-entries.sh would map it to this worker on every control-plane node; use the worker's own name",
+        );
+        return false;
+    }
+    true
+}
+
+/// Whether `s` is an IPv4 address to inet_aton(3): 1 to 4 dot-separated parts,
+/// each decimal, octal (leading 0) or hex (0x).
+fn looks_like_ipv4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() <= 4
+        && parts.iter().all(|p| {
+            let hex = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"));
+            match hex {
+                Some(h) => !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()),
+                None => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+            }
+        })
 }
 
 fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
     match s.parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
             report.error(path, format!("{ip} cannot be a node address"), "use the node's unicast address");
+            None
+        }
+        Ok(IpAddr::V4(v4)) if v4.is_broadcast() || v4.is_link_local() => {
+            report.error(
+                path,
+                format!("{v4} cannot be a node address: it is the broadcast address or link-local (169.254.0.0/16, where the cloud metadata service answers)"),
+                "use the node's unicast address",
+            );
+            None
+        }
+        Ok(IpAddr::V6(v6)) if v6.is_unicast_link_local() => {
+            report.error(
+                path,
+                format!("{v6} is link-local: it needs an interface (zone) that facts cannot give"),
+                "use the node's global or unique-local address",
+            );
             None
         }
         Ok(ip) => Some(ip),
@@ -1269,8 +1320,11 @@ fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
         Some((f, v)) => (f, Some(v)),
         None => (a, None),
     };
+    // A flag name starts with a letter: `---kubeconfig` is "bad flag syntax" to the
+    // kubelet's flag parser (spf13/pflag), which would not start.
     let flag_ok = flag.len() > 2
         && flag.starts_with("--")
+        && flag.as_bytes()[2].is_ascii_lowercase()
         && flag[2..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     // The args file is read by a shell in the snap's wrappers: no quoting characters.
     let value_ok = value
@@ -1397,6 +1451,34 @@ mod tests {
         assert_eq!(g, Some(1));
         assert!(!r.has_errors() && r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{:?}", r.problems);
         assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
+    }
+
+    #[test]
+    fn names_and_addresses_that_redirect_are_refused() {
+        let name = |n: &str| {
+            let mut r = Report::default();
+            check_node_name(n, "$", &mut r)
+        };
+        for bad in ["0x7f.1", "127.1", "2130706433", "0177.0.0.1", "localhost", "a.localhost", "localhost.localdomain"]
+        {
+            assert!(!name(bad), "{bad}");
+        }
+        for ok in ["worker-1", "w1.corp.example", "1e3", "0x7g", "10.130.0.5.nip"] {
+            assert!(name(ok), "{ok}");
+        }
+        let ip = |a: &str| {
+            let mut r = Report::default();
+            check_ip(a, "$", &mut r).is_some()
+        };
+        for bad in ["255.255.255.255", "169.254.169.254", "169.254.1.2", "fe80::1", "0.0.0.0", "224.0.0.1"] {
+            assert!(!ip(bad), "{bad}");
+        }
+        for ok in ["10.130.0.2", "fd00::2", "2001:db8::5", "192.168.1.255"] {
+            assert!(ip(ok), "{ok}");
+        }
+        let mut r = Report::default();
+        check_kubelet_arg("---kubeconfig=/tmp/x", "$", &mut r);
+        assert!(r.has_errors(), "---kubeconfig");
     }
 
     #[test]
