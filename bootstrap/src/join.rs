@@ -638,6 +638,17 @@ impl<'a> Joiner<'a> {
         } else {
             download.clone()
         };
+        // The plan's sha256 matched, so this is what the facts named: an archive the
+        // URL did not say was one (no .tar.gz/.tgz, another kind) would be installed
+        // as the program and fail on every start. Refuse it, naming the kind.
+        if let Some(kind) = archive_kind(&unpacked) {
+            let _ = fs::remove_file(&download);
+            let _ = fs::remove_dir_all(dir.join(".mk8s-unpack"));
+            return Err(Stop::Fatal(format!(
+                "{shown} is {kind}, not the program: give traefik.url a name ending in .tar.gz (or .tgz) for a \
+                 gzip tar archive, or the program itself"
+            )));
+        }
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&unpacked, fs::Permissions::from_mode(0o755))?;
         fs::rename(&unpacked, &dest)?;
@@ -1035,6 +1046,26 @@ fn save_status(node: &Node, status: &mut Status) {
 }
 
 /// The completion stamp: bound to the node's name and the plan (credentials aside).
+/// What kind of archive a file is, from its first bytes (gzip, xz, bzip2, zstd,
+/// zip, tar), or `None` for anything else (a program).
+fn archive_kind(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 512];
+    let mut f = fs::File::open(path).ok()?;
+    let n = std::io::Read::read(&mut f, &mut head).ok()?;
+    let head = &head[..n];
+    let kinds: [(&[u8], &str); 5] = [
+        (b"\x1f\x8b", "a gzip archive"),
+        (b"\xfd7zXZ\x00", "an xz archive"),
+        (b"BZh", "a bzip2 archive"),
+        (b"\x28\xb5\x2f\xfd", "a zstd archive"),
+        (b"PK\x03\x04", "a zip archive"),
+    ];
+    if let Some((_, kind)) = kinds.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return Some(kind);
+    }
+    (head.len() >= 262 && &head[257..262] == b"ustar").then_some("a tar archive")
+}
+
 fn stamp_text(plan: &JoinPlan) -> String {
     format!("node {}\nplan {}\n", plan.node.name, plan.identity())
 }

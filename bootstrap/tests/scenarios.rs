@@ -1075,3 +1075,28 @@ fn a_presigned_archive_url_and_another_program_name() {
     let status = w.read("/var/lib/mk8s-worker/status.json");
     assert!(!status.contains("c0ffee"), "the signature in the status file: {status}");
 }
+
+/// An archive behind a URL that does not say so (no .tar.gz): its sha256 matches
+/// the plan, so it is what the facts named, but it is not the program. It was
+/// installed as `traefik` and failed on every start; now the bootstrap refuses it
+/// (exit 78), naming the kind, and installs nothing.
+#[test]
+fn an_archive_behind_a_url_that_does_not_say_so_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sha = traefik_tarball(dir.path());
+    let w = world_full(
+        "{ channel: 1.30/stable }",
+        "127.0.0.2",
+        move |_| {
+            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik\", sha256: {sha} }} }}")
+        },
+        "",
+    );
+    w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
+    w.fast(10);
+    let (code, log) = w.run();
+    assert_eq!(code, 78, "{log}");
+    assert!(log.contains("is a gzip archive, not the program"), "{log}");
+    assert!(!w.root.join("usr/local/bin/traefik").exists(), "nothing installed");
+    assert!(!w.root.join("usr/local/bin/.mk8s-download").exists());
+}

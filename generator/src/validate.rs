@@ -1093,7 +1093,15 @@ fn check_lb(
             let fetch = match (&t.url, &t.sha256) {
                 (None, None) => None,
                 (Some(u), Some(h)) => {
-                    let ok_u = check_url(u, &format!("{tb}.url"), report);
+                    let mut ok_u = check_url(u, &format!("{tb}.url"), report);
+                    if let Some(ext) = unsupported_archive_url(u).filter(|_| ok_u) {
+                        report.error(
+                            format!("{tb}.url"),
+                            format!("a {ext} archive: the bootstrap unpacks only gzip tar archives (.tar.gz, .tgz)"),
+                            "use traefik's .tar.gz release asset, or the program itself",
+                        );
+                        ok_u = false;
+                    }
                     let ok_h = check_sha256(h, &format!("{tb}.sha256"), report);
                     (ok_u && ok_h).then(|| (u.clone(), h.to_ascii_lowercase()))
                 }
@@ -1207,8 +1215,16 @@ pub fn is_system_binary_path(p: &str) -> bool {
 /// Whether a download is a `.tar.gz` archive, from the URL's path (a presigned
 /// URL's query string says nothing about the file).
 pub fn is_archive_url(u: &str) -> bool {
-    let path = u.split(['?', '#']).next().unwrap_or(u);
+    let path = u.split(['?', '#']).next().unwrap_or(u).to_ascii_lowercase();
     path.ends_with(".tar.gz") || path.ends_with(".tgz")
+}
+
+/// An archive kind the bootstrap does not unpack, from the URL's path.
+pub fn unsupported_archive_url(u: &str) -> Option<&'static str> {
+    let path = u.split(['?', '#']).next().unwrap_or(u).to_ascii_lowercase();
+    [".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst", ".zip", ".tar", ".gz", ".xz", ".bz2", ".zst"]
+        .into_iter()
+        .find(|ext| path.ends_with(ext) && !path.ends_with(".tar.gz"))
 }
 
 pub fn is_safe_url(u: &str) -> bool {
@@ -1451,6 +1467,17 @@ mod tests {
         assert_eq!(g, Some(1));
         assert!(!r.has_errors() && r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{:?}", r.problems);
         assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
+    }
+
+    #[test]
+    fn archive_urls_by_their_path() {
+        assert!(is_archive_url("https://x/traefik_v3.7.0_linux_amd64.TAR.GZ"));
+        assert!(is_archive_url("https://x/t.TGZ?sig=1"));
+        assert!(!is_archive_url("https://x/traefik"));
+        assert_eq!(unsupported_archive_url("https://x/t.tar.xz"), Some(".tar.xz"));
+        assert_eq!(unsupported_archive_url("https://x/t.ZIP?a=b"), Some(".zip"));
+        assert_eq!(unsupported_archive_url("https://x/t.tar.gz"), None);
+        assert_eq!(unsupported_archive_url("https://x/traefik"), None);
     }
 
     #[test]
