@@ -205,13 +205,25 @@ impl Secrets {
 /// top-level `token-seed` key) or anything holding a PEM private key.
 pub fn looks_secret(text: &str) -> Option<&'static str> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.lines().any(|l| l.starts_with("token-seed:") || l.starts_with("\"token-seed\":")) {
-        Some("it looks like a secrets file (it has a top-level `token-seed`)")
+    if has_key(text, "token-seed") {
+        Some("it looks like a secrets file (it has a `token-seed`)")
     } else if text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----") {
         Some("it holds a private key")
     } else {
         None
     }
+}
+
+/// Whether `key` appears as a mapping key anywhere in YAML or JSON text, in any
+/// form: top-level or indented, block or flow, quoted or not (`key:`, `"key" :`,
+/// `{ 'key': ... }`). Deliberately loose: a false match only refuses a file.
+fn has_key(text: &str, key: &str) -> bool {
+    text.match_indices(key).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let starts = before.is_none_or(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '{' | ','));
+        let after = text[i + key.len()..].trim_start_matches(['"', '\'']).trim_start_matches([' ', '\t']);
+        starts && after.starts_with(':')
+    })
 }
 
 /// `mk8s-gen secrets set-ca-key`: the secrets file's text with `ca-key-file` set

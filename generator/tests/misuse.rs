@@ -26,7 +26,27 @@ fn a_secrets_file_given_as_the_facts_is_never_echoed() {
     fs::write(&inline, format!("{secrets_text}ca-key: |\n{indented}")).unwrap();
     let facts_with_key = dir.path().join("facts.yaml");
     fs::write(&facts_with_key, format!("cluster:\n  name: x\n  ca:\n    cert: |\n{indented}")).unwrap();
-    for file in [seed("secrets.yaml"), inline.display().to_string(), facts_with_key.display().to_string()] {
+    // The same seed in the forms a YAML (or JSON) file may take.
+    let mut forms = Vec::new();
+    for (name, text) in [
+        (
+            "json.yaml",
+            format!(
+                "{{\"api-version\": \"mk8s-worker/v1\", \"kind\": \"Secrets\", \"token-seed\": \"{seed_value}\"}}\n"
+            ),
+        ),
+        ("indented.yaml", format!("cluster:\n  name: x\n  token-seed: {seed_value}\n")),
+        ("flow.yaml", format!("{{ api-version: mk8s-worker/v1, kind: Secrets, token-seed: {seed_value} }}\n")),
+        ("quoted.yaml", format!("'token-seed' : {seed_value}\n")),
+    ] {
+        let p = dir.path().join(name);
+        fs::write(&p, text).unwrap();
+        forms.push(p.display().to_string());
+    }
+    for file in [seed("secrets.yaml"), inline.display().to_string(), facts_with_key.display().to_string()]
+        .into_iter()
+        .chain(forms)
+    {
         for args in [
             vec!["check", "--cluster", &file],
             vec!["--cluster", &file, "--secrets", &file, "--node", "worker-1"],
