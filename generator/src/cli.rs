@@ -929,6 +929,14 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
             }
         }
     }
+    // Its stdin is the query, already read: a file named `-` would wait on it.
+    for file in ["cluster", "secrets", "merge"] {
+        if query.get(file).and_then(|v| v.as_str()) == Some("-") {
+            return Err(Failure::Usage(format!(
+                "the query's {file:?} is \"-\" (stdin), but mk8s-gen terraform reads the query on stdin: give a file path"
+            )));
+        }
+    }
     for required in ["cluster", "secrets", "node"] {
         match query.get(required) {
             None => return Err(Failure::Usage(format!("the query needs {required:?}"))),

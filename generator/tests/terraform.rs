@@ -181,6 +181,9 @@ fn null_values_and_bad_combinations_give_whole_messages() {
             r#"{"cluster":"cluster.yaml","secrets":"secrets.yaml","node":"worker-1","gzip":1}"#,
             "must be a string, not 1",
         ),
+        // Its stdin is the query, already read: a "-" cannot be a file there.
+        (r#"{"cluster":"-","secrets":"secrets.yaml","node":"worker-1"}"#, "reads the query on stdin: give a file path"),
+        (r#"{"cluster":"cluster.yaml","secrets":"-","node":"worker-1"}"#, "the query's \"secrets\" is \"-\""),
     ];
     for (q, want) in cases {
         let o = external(q);
