@@ -151,6 +151,10 @@ impl Facts {
 }
 
 /// `host:port` with IPv6 bracketed.
+/// Directories every local user may write to (sticky or not): nothing root
+/// installs may come from there.
+const WORLD_WRITABLE_DIRS: &[&str] = &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/run/lock/", "/var/crash/"];
+
 /// The largest `workers[].generation`.
 pub const MAX_GENERATION: i64 = 1_000_000;
 
@@ -190,6 +194,15 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                                 format!("{path}.{k}"),
                                 format!("{} is not a plain absolute path to a {ext} file", show(v)),
                                 "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
+                            );
+                            ok = false;
+                        } else if WORLD_WRITABLE_DIRS.iter().any(|d| v.starts_with(d)) {
+                            // The bootstrap installs it as root (`snap ack`, `snap install`):
+                            // in a world-writable directory anyone could swap it first.
+                            report.error(
+                                format!("{path}.{k}"),
+                                format!("{} is in a world-writable directory", show(v)),
+                                "put the snap files where only root writes, e.g. /var/cache/mk8s/",
                             );
                             ok = false;
                         }
@@ -941,13 +954,17 @@ fn duration_ms(s: &str) -> u64 {
     match unit {
         "ms" => n,
         "s" => n * 1000,
-        _ => n * 60_000,
+        "m" => n * 60_000,
+        _ => n.saturating_mul(3_600_000),
     }
 }
 
 fn is_duration(s: &str) -> bool {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    !num.is_empty() && num.len() <= 6 && matches!(unit, "ms" | "s" | "m") && num.parse::<u32>().is_ok_and(|n| n > 0)
+    !num.is_empty()
+        && num.len() <= 6
+        && matches!(unit, "ms" | "s" | "m" | "h")
+        && num.parse::<u32>().is_ok_and(|n| n > 0)
 }
 
 fn check_lb(
@@ -1054,12 +1071,13 @@ fn check_lb(
             });
             let tb = format!("{base}.traefik");
             if let Some(v) = &t.version {
-                let parsed = v
-                    .trim_start_matches('v')
-                    .split('.')
-                    .take(2)
-                    .map(|p| p.parse::<u32>().ok())
-                    .collect::<Option<Vec<_>>>();
+                // The whole version, 2 or 3 numeric parts: `3.6.garbage` is not one.
+                let parts: Vec<&str> = v.strip_prefix('v').unwrap_or(v).split('.').collect();
+                let parsed = (2..=3)
+                    .contains(&parts.len())
+                    .then(|| parts.iter().map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>())
+                    .flatten()
+                    .map(|n| n[..2].to_vec());
                 match parsed.as_deref() {
                     Some([a, b]) if (*a, *b) >= MIN_TRAEFIK => {}
                     Some([_, _]) => report.error(
@@ -1417,6 +1435,8 @@ mod tests {
     fn durations_and_urls() {
         assert!(is_duration("5s") && is_duration("500ms") && is_duration("1m"));
         assert!(!is_duration("5") && !is_duration("0s") && !is_duration("-1s") && !is_duration("5 s"));
+        // The docs say "at most 1h": 1h is a duration (2h is one, over the limit).
+        assert!(is_duration("1h") && duration_ms("1h") == 3_600_000 && duration_ms("2h") > 3_600_000);
         assert!(is_safe_url("https://example.com/traefik_v3.6.2_linux_amd64.tar.gz"));
         assert!(is_archive_url("https://example.com/t.tar.gz?X-Amz-Signature=ab&X-Amz-Expires=60"));
         assert!(is_archive_url("https://example.com/t.tgz#x"));
@@ -1467,6 +1487,37 @@ mod tests {
         assert_eq!(g, Some(1));
         assert!(!r.has_errors() && r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{:?}", r.problems);
         assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
+    }
+
+    #[test]
+    fn traefik_versions_and_local_snap_paths() {
+        let check = |lb: &str, snap: &str| {
+            let text = format!(
+                "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable{snap} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: x509\n  client-certificates: {{ not-before: 2026-01-01 }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: w-1 }}\n"
+            );
+            let spans = crate::spans::SpanMap::build(&text);
+            let (raw, mut r) = crate::facts::parse(&text, &spans);
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/microk8s-join");
+            validate(&raw.unwrap(), &dir, &mut r);
+            r.problems
+                .iter()
+                .filter(|p| p.severity == crate::report::Severity::Error)
+                .map(|p| p.path.clone())
+                .collect::<Vec<_>>()
+        };
+        let lb = |v: &str| format!("{{ kind: traefik, traefik: {{ version: \"{v}\" }} }}");
+        for ok in ["3.6.2", "v3.7", "3.7.15"] {
+            assert!(check(&lb(ok), "").is_empty(), "{ok}: {:?}", check(&lb(ok), ""));
+        }
+        for bad in ["3.6.garbage", "3.6.2.1", "3", "v3.x"] {
+            assert!(check(&lb(bad), "").iter().any(|p| p.ends_with("traefik.version")), "{bad}");
+        }
+        let snap =
+            |dir: &str| format!(", local-snap: {{ file: {dir}microk8s_1.snap, assert: {dir}microk8s_1.assert }}");
+        assert!(check("{ kind: traefik }", &snap("/var/cache/mk8s/")).iter().all(|p| !p.contains("local-snap")));
+        for bad in ["/tmp/", "/var/tmp/x/", "/dev/shm/"] {
+            assert!(check("{ kind: traefik }", &snap(bad)).iter().any(|p| p.contains("local-snap")), "{bad}");
+        }
     }
 
     #[test]
