@@ -528,6 +528,24 @@ pub const DROPPED_KUBELET_PROXY_BY_KUBE_1_34: &[(&str, &str)] = &[
 ];
 
 /// The flag of a table line: everything before the first `=` (the whole line for a bare flag).
+/// An args-file line `--name=value` (or a bare `--name`) as (name, value), with
+/// the wrapper's shell quote removal applied to the value.
+pub fn split_arg(line: &str) -> (String, Option<String>) {
+    let line = line.trim();
+    match line.split_once('=') {
+        Some((k, v)) => {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+                .unwrap_or(v);
+            (k.to_string(), Some(v.to_string()))
+        }
+        None => (line.to_string(), None),
+    }
+}
+
 pub fn flag_name(line: &str) -> &str {
     line.split_once('=').map_or(line, |(flag, _)| flag)
 }

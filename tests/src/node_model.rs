@@ -2704,19 +2704,9 @@ pub fn real_kubelet_args(ctx_text: &str, expand: impl Fn(&str) -> String, real: 
         .filter(|l| l.starts_with("--"))
         .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
         .filter(|l| !OURS.contains(&crate::microk8s_args::flag_name(l)))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap_or((l, ""));
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            if l.contains('=') {
-                format!("{k}={}", expand(v))
-            } else {
-                k.to_string()
-            }
+        .map(|l| match crate::microk8s_args::split_arg(l) {
+            (k, Some(v)) => format!("{k}={}", expand(&v)),
+            (k, None) => k,
         })
         .collect();
     args.push(format!("--cgroup-root=/{}", real["cgroupRoot"].as_str().unwrap_or("mk8s-test")));

@@ -229,24 +229,6 @@ fn rsa_key() -> String {
     String::from_utf8(out.stdout).expect("PEM")
 }
 
-/// The default-args line `--name=value` (or a bare `--name`) as (name, value),
-/// with the wrapper's shell quote removal applied to the value.
-fn split_arg(line: &str) -> (String, Option<String>) {
-    let line = line.trim();
-    match line.split_once('=') {
-        Some((k, v)) => {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .or_else(|| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
-                .unwrap_or(v);
-            (k.to_string(), Some(v.to_string()))
-        }
-        None => (line.to_string(), None),
-    }
-}
-
 /// kube-apiserver's command line from MicroK8s's `default-args/kube-apiserver` for
 /// `options.minor`, as `run-apiserver-with-args`/kubelite pass it, with the
 /// deviations listed in the module docs.
@@ -258,7 +240,7 @@ pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &
         if crate::microk8s_args::dropped_by_kube_1_34(line).is_some() {
             continue;
         }
-        let (name, value) = split_arg(line);
+        let (name, value) = crate::microk8s_args::split_arg(line);
         let value = value.map(|v| v.replace("${SNAP_DATA}", &snap).replace("$SNAP_DATA", &snap));
         let value = match name.as_str() {
             "--etcd-servers" => Some(etcd_url.to_string()),
