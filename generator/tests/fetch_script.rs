@@ -16,19 +16,16 @@ mod common;
 
 const BODY: &str = "#!/bin/sh\necho stand-in bootstrap\n";
 
-fn script(url: &str, sha256: &str, dest: &std::path::Path) -> String {
-    let facts = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/cluster.yaml")).unwrap();
-    let spans = mk8s_gen::spans::SpanMap::build(&facts);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
-    let facts =
-        mk8s_gen::validate::validate(&raw.unwrap(), &mk8s_testkit::workspace().join("fixtures/seed"), &mut report)
-            .unwrap();
-    let secrets = mk8s_gen::secrets::Secrets::parse(
-        &fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap(),
-    )
-    .unwrap();
+/// The seed fixture's worker-1, its bootstrap fetched from `url`.
+fn seed_node(url: &str, sha256: &str) -> render::NodeOutput {
+    let dir = mk8s_testkit::workspace().join("fixtures/seed");
+    let facts = fs::read_to_string(dir.join("cluster.yaml")).unwrap();
     let delivery = Delivery::Fetched { url: url.into(), sha256: sha256.into() };
-    let out = render::render_node(&facts, &secrets, facts.worker("worker-1").unwrap(), &delivery).unwrap();
+    common::render_facts_with(&facts, &dir, "worker-1", &delivery)
+}
+
+fn script(url: &str, sha256: &str, dest: &std::path::Path) -> String {
+    let out = seed_node(url, sha256);
     let FileContent::Text(text) = &out.files.iter().find(|f| f.path == FETCH_SCRIPT).unwrap().content else {
         panic!("text")
     };
@@ -89,19 +86,7 @@ fn help_and_dry_run_fetch_nothing() {
 /// The script holds the URL, a presigned one's signature included: root only.
 #[test]
 fn the_fetch_script_is_readable_by_root_only() {
-    let facts = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/cluster.yaml")).unwrap();
-    let spans = mk8s_gen::spans::SpanMap::build(&facts);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
-    let facts =
-        mk8s_gen::validate::validate(&raw.unwrap(), &mk8s_testkit::workspace().join("fixtures/seed"), &mut report)
-            .unwrap();
-    let secrets = mk8s_gen::secrets::Secrets::parse(
-        &fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap(),
-    )
-    .unwrap();
-    let delivery =
-        Delivery::Fetched { url: "https://b.example.com/x?X-Amz-Signature=c0ffee".into(), sha256: "0".repeat(64) };
-    let out = render::render_node(&facts, &secrets, facts.worker("worker-1").unwrap(), &delivery).unwrap();
+    let out = seed_node("https://b.example.com/x?X-Amz-Signature=c0ffee", &"0".repeat(64));
     let f = out.files.iter().find(|f| f.path == FETCH_SCRIPT).unwrap();
     assert_eq!(f.mode, 0o700);
 }

@@ -154,15 +154,9 @@ fn the_bootstrap_unit_loads_on_systemd_237() {
         mk8s_gen::render::Delivery::Preinstalled,
         mk8s_gen::render::Delivery::Fetched { url: "https://example.com/b".into(), sha256: "0".repeat(64) },
     ] {
-        let facts = fs::read_to_string(workspace().join("fixtures/seed/cluster.yaml")).unwrap();
         let dir = workspace().join("fixtures/seed");
-        let spans = mk8s_gen::spans::SpanMap::build(&facts);
-        let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
-        let facts = mk8s_gen::validate::validate(&raw.unwrap(), &dir, &mut report).unwrap();
-        let secrets =
-            mk8s_gen::secrets::Secrets::parse(&fs::read_to_string(dir.join("secrets.yaml")).unwrap()).unwrap();
-        let out =
-            mk8s_gen::render::render_node(&facts, &secrets, facts.worker("worker-1").unwrap(), &delivery).unwrap();
+        let facts = fs::read_to_string(dir.join("cluster.yaml")).unwrap();
+        let out = common::render_facts_with(&facts, &dir, "worker-1", &delivery);
         let unit = text_of(&out, "/etc/systemd/system/mk8s-bootstrap.service");
         let keys: Vec<&str> = unit
             .lines()

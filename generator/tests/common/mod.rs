@@ -11,13 +11,18 @@ use mk8s_testkit::workspace;
 
 /// Render one node through the library, like the CLI does.
 pub fn render_facts(facts_yaml: &str, dir: &Path, node: &str) -> NodeOutput {
+    render_facts_with(facts_yaml, dir, node, &Delivery::Preinstalled)
+}
+
+/// [`render_facts`] with a bootstrap delivery.
+pub fn render_facts_with(facts_yaml: &str, dir: &Path, node: &str, delivery: &Delivery) -> NodeOutput {
     let spans = SpanMap::build(facts_yaml);
     let (raw, mut report) = mk8s_gen::facts::parse(facts_yaml, &spans);
     let facts = mk8s_gen::validate::validate(&raw.expect("parses"), dir, &mut report);
     assert!(!report.has_errors(), "{}", report.render("facts", facts_yaml));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let facts = facts.unwrap();
-    render::render_node(&facts, &secrets, facts.worker(node).unwrap(), &Delivery::Preinstalled).unwrap()
+    render::render_node(&facts, &secrets, facts.worker(node).unwrap(), delivery).unwrap()
 }
 
 pub fn text_of<'a>(out: &'a NodeOutput, path: &str) -> &'a str {
