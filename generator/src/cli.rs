@@ -297,7 +297,7 @@ pub struct Io<'a> {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
-    let json = json_messages(&cli);
+    let format = message_format(&cli);
     let result = match cli.command {
         None => generate(&cli.generate, io),
         Some(Command::Check(a)) => check(&a, io),
@@ -329,12 +329,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(Failure::Invalid) => ExitCode::from(EXIT_INVALID),
         Err(Failure::Usage(msg)) => {
-            // With --message-format json every line on stderr is a JSON object.
-            let _ = if json {
-                writeln!(io.stderr, "{}", serde_json::json!({ "error": msg }))
-            } else {
-                writeln!(io.stderr, "error: {msg}")
-            };
+            message(io, format, serde_json::json!({ "error": msg }), &format!("error: {msg}"));
             ExitCode::from(EXIT_USAGE_IO)
         }
     }
@@ -344,17 +339,22 @@ fn read(path: &Path, what: &str) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
-/// A command's result line on stderr: a JSON object `{"status": ...}` with
-/// --message-format json.
-fn status(io: &mut Io, common: &CommonArgs, line: &str) {
-    let _ = match common.message_format {
-        MessageFormat::Json => writeln!(io.stderr, "{}", serde_json::json!({ "status": line })),
-        MessageFormat::Human => writeln!(io.stderr, "{line}"),
+/// One line on stderr outside a report: `json` with --message-format json (every
+/// line is then a JSON object), else `human`.
+fn message(io: &mut Io, format: MessageFormat, json: serde_json::Value, human: &str) {
+    let _ = match format {
+        MessageFormat::Json => writeln!(io.stderr, "{json}"),
+        MessageFormat::Human => writeln!(io.stderr, "{human}"),
     };
 }
 
-/// Whether the command asked for `--message-format json`.
-fn json_messages(cli: &Cli) -> bool {
+/// A command's result line: `{"status": ...}` with --message-format json.
+fn status(io: &mut Io, common: &CommonArgs, line: &str) {
+    message(io, common.message_format, serde_json::json!({ "status": line }), line);
+}
+
+/// The command's --message-format (human for commands without one).
+fn message_format(cli: &Cli) -> MessageFormat {
     let common = match &cli.command {
         None => Some(&cli.generate.common),
         Some(Command::Check(a)) => Some(&a.common),
@@ -363,17 +363,14 @@ fn json_messages(cli: &Cli) -> bool {
         Some(Command::Packer(a)) => Some(&a.common),
         _ => None,
     };
-    common.is_some_and(|c| matches!(c.message_format, MessageFormat::Json))
+    common.map_or(MessageFormat::Human, |c| c.message_format)
 }
 
-/// A warning or note outside a report: one line on stderr (a JSON object with
-/// --message-format json), unless --quiet.
+/// A warning or note outside a report: `{"note": ...}` with --message-format
+/// json; nothing with --quiet.
 fn note(io: &mut Io, common: &CommonArgs, line: &str) {
     if !common.quiet {
-        let _ = match common.message_format {
-            MessageFormat::Json => writeln!(io.stderr, "{}", serde_json::json!({ "note": line })),
-            MessageFormat::Human => writeln!(io.stderr, "{line}"),
-        };
+        message(io, common.message_format, serde_json::json!({ "note": line }), line);
     }
 }
 
@@ -451,12 +448,8 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
     match facts {
         Some(f) if !report.has_errors() && (!common.strict || report.problems.is_empty()) => Ok(f),
         Some(_) if !report.has_errors() => {
-            let _ = match common.message_format {
-                MessageFormat::Json => {
-                    writeln!(io.stderr, "{}", serde_json::json!({ "file": file, "error": STRICT_FAILED }))
-                }
-                MessageFormat::Human => writeln!(io.stderr, "error: {STRICT_FAILED}"),
-            };
+            let json = serde_json::json!({ "file": file, "error": STRICT_FAILED });
+            message(io, common.message_format, json, &format!("error: {STRICT_FAILED}"));
             Err(Failure::Invalid)
         }
         _ => Err(Failure::Invalid),
