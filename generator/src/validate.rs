@@ -1072,15 +1072,11 @@ fn check_lb(
             let tb = format!("{base}.traefik");
             if let Some(v) = &t.version {
                 // The whole version, 2 or 3 numeric parts: `3.6.garbage` is not one.
-                let parts: Vec<&str> = v.strip_prefix('v').unwrap_or(v).split('.').collect();
-                let parsed = (2..=3)
-                    .contains(&parts.len())
-                    .then(|| parts.iter().map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>())
-                    .flatten()
-                    .map(|n| n[..2].to_vec());
+                let parsed: Option<Vec<u32>> =
+                    v.strip_prefix('v').unwrap_or(v).split('.').map(|p| p.parse().ok()).collect();
                 match parsed.as_deref() {
-                    Some([a, b]) if (*a, *b) >= MIN_TRAEFIK => {}
-                    Some([_, _]) => report.error(
+                    Some([a, b] | [a, b, _]) if (*a, *b) >= MIN_TRAEFIK => {}
+                    Some([_, _] | [_, _, _]) => report.error(
                         format!("{tb}.version"),
                         format!("traefik {v} has no TCP health checks"),
                         "use traefik 3.6 or later; without health checks a share of connections go to a dead apiserver",
