@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mk8s_gen::render;
 use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::cluster_agent::{AgentConfig, SimClusterAgent};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_COMMON, SNAP_DATA};
@@ -59,9 +58,7 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     let facts_yaml = format!(
         "cluster:\n  name: launch\n  microk8s: {{ channel: {CHANNEL} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-0, address: {cp_ip} }}\nworkers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--max-pods=200] }}\n"
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let facts = mk8s_gen::load(&facts_yaml, tmp.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let worker = facts.worker(NODE).unwrap();
     // What the control-plane bundle's register-join-tokens.sh registers (1.27+:

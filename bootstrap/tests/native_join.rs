@@ -20,7 +20,6 @@ use base64::Engine as _;
 use mk8s_bootstrap::plan::{Credential, JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::cluster_agent::{is_valid_token, AgentConfig, SimClusterAgent};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
@@ -102,9 +101,7 @@ fn world_with(
     let facts_yaml = format!(
         "cluster:\n  name: native\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n{cp_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--register-with-taints={TAINT}] }}\n  - {{ name: {OTHER}, address: 127.0.0.254 }}\n"
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), tmp.path(), &mut report).expect("valid facts");
+    let facts = mk8s_gen::load(&facts_yaml, tmp.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let worker = facts.worker(NODE).unwrap();
     let bundle = tmp.path().join("bundle");

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::fakes::Fakes;
 use mk8s_testkit::pki::Ca;
@@ -551,9 +550,9 @@ fn air_gapped_without_the_base_snap_is_warned_about() {
     );
     let dir = tempfile::tempdir().unwrap();
     fs::copy(workspace().join("fixtures/seed/ca.crt"), dir.path().join("ca.crt")).unwrap();
-    let spans = SpanMap::build(&text);
-    let (raw, mut report) = mk8s_gen::facts::parse(&text, &spans);
-    mk8s_gen::validate::validate(&raw.unwrap(), dir.path(), &mut report).expect("valid, with a warning");
+    let loaded = mk8s_gen::load(&text, dir.path());
+    let report = loaded.report;
+    assert!(loaded.facts.is_some() && !report.has_errors(), "valid, with a warning: {:?}", report.problems);
     let warning = report.problems.iter().find(|p| p.path == "$.cluster.microk8s.local-snap").expect("a warning");
     assert!(warning.message.contains("core20"), "{}", warning.message);
 

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use mk8s_gen::render::{self, Delivery, Shared};
 use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(2000);
@@ -20,9 +19,7 @@ fn main() {
         ));
     }
     let t = Instant::now();
-    let spans = SpanMap::build(&facts);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), &root, &mut report).unwrap();
+    let facts = mk8s_gen::load(&facts, &root).valid("facts", &facts).unwrap_or_else(|e| panic!("{e}"));
     let t_facts = t.elapsed();
     let secrets = Secrets::parse(&std::fs::read_to_string(root.join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let delivery = Delivery::Fetched { url: "https://example.com/b".into(), sha256: "a".repeat(64) };

@@ -7,11 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::facts;
 use crate::render::{self, Delivery};
 use crate::report::Report;
 use crate::secrets::Secrets;
-use crate::spans::SpanMap;
 use crate::util::write_output;
 use crate::validate::{self, Facts};
 
@@ -434,12 +432,10 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
         emit(&report, &file, "", common, io);
         return Err(Failure::Invalid);
     }
-    let spans = SpanMap::build(&source);
-    let (raw, mut report) = facts::parse(&source, &spans);
     // Relative paths in the facts (ca.cert-file) are relative to the facts file, or
     // to the working directory for stdin.
     let base = if stdin { Path::new(".") } else { path.parent().unwrap_or(Path::new(".")) };
-    let facts = raw.and_then(|raw| validate::validate(&raw, base, &mut report));
+    let crate::Loaded { facts, mut report, spans } = crate::load(&source, base);
     if let Some(f) = &facts {
         extra(f, &mut report);
     }

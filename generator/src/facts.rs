@@ -200,13 +200,13 @@ pub struct RawWorker {
     pub generation: Option<i64>,
 }
 
+/// Schema problems (unknown keys, wrong types) reported before parsing stops.
+pub const MAX_SCHEMA_PROBLEMS: usize = 256;
+
 /// Parse facts text. Required keys are checked by `validate`, so a missing key does
 /// not hide other problems. Every unknown key is reported; a value of the wrong type
 /// is reported and dropped so the rest is still parsed. Only bad YAML syntax stops
 /// everything. Returns the raw facts (when the YAML parsed) and the problems so far.
-/// Schema problems (unknown keys, wrong types) reported before parsing stops.
-pub const MAX_SCHEMA_PROBLEMS: usize = 256;
-
 pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
     // The common case, a well-formed file, in one pass.
     if let Ok(raw) = serde_yaml::from_str::<RawFacts>(text) {

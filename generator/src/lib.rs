@@ -1,8 +1,9 @@
 //! mk8s-gen: cluster facts -> checked model -> per-node provisioning artifacts.
 //!
-//! Data flows one way: [`facts::parse`] (raw serde structs) -> [`validate::validate`]
-//! (the checked [`validate::Facts`] plus a [`report::Report`] of every problem) ->
-//! [`render::render_node`] (the JoinPlan and files) -> [`render::cloud_config`].
+//! Data flows one way: [`load`] (the raw serde structs of [`facts::parse`], checked by
+//! [`validate::validate`] into [`validate::Facts`], plus a [`report::Report`] of every
+//! problem) -> [`render::render_node`] (the JoinPlan and files) -> an output format
+//! (cloud-config, Ignition or a MicroK8s launch configuration).
 
 pub mod ca;
 pub mod checks;
@@ -22,3 +23,35 @@ pub mod util;
 pub mod validate;
 pub mod x509;
 pub mod yaml;
+
+use std::path::Path;
+
+/// Facts text as read: the checked model (when the YAML parsed and nothing stopped
+/// the checks), every problem found, located, and the span map that locates more.
+pub struct Loaded {
+    pub facts: Option<validate::Facts>,
+    pub report: report::Report,
+    pub spans: spans::SpanMap,
+}
+
+impl Loaded {
+    /// The facts when no problem is an error; otherwise every problem, rendered
+    /// against `text` (which must be the text given to [`load`]) as the CLI shows them.
+    pub fn valid(self, file: &str, text: &str) -> Result<validate::Facts, String> {
+        match self.facts {
+            Some(f) if !self.report.has_errors() => Ok(f),
+            _ => Err(self.report.render(file, text)),
+        }
+    }
+}
+
+/// Parse and check facts text: the one entry the CLI, the benches and the tests
+/// use. `base_dir` resolves relative paths in the facts (`ca.cert-file`). Problems
+/// added later are located by calling `report.locate(&spans)` again.
+pub fn load(text: &str, base_dir: &Path) -> Loaded {
+    let spans = spans::SpanMap::build(text);
+    let (raw, mut report) = facts::parse(text, &spans);
+    let facts = raw.and_then(|raw| validate::validate(&raw, base_dir, &mut report));
+    report.locate(&spans);
+    Loaded { facts, report, spans }
+}

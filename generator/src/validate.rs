@@ -1467,10 +1467,8 @@ mod tests {
             let text = format!(
                 "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: {auth}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w-1, generation: {generation} }}\n"
             );
-            let spans = crate::spans::SpanMap::build(&text);
-            let (raw, mut r) = crate::facts::parse(&text, &spans);
-            let facts = validate(&raw.unwrap(), &dir, &mut r);
-            (facts.map(|f| f.workers[0].generation), r)
+            let crate::Loaded { facts, report, .. } = crate::load(&text, &dir);
+            (facts.map(|f| f.workers[0].generation), report)
         };
         let (g, r) = check("microk8s-join", "3");
         assert_eq!((g, r.problems.len()), (Some(3), 0), "{:?}", r.problems);
@@ -1491,11 +1489,10 @@ mod tests {
             let text = format!(
                 "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable{snap} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: x509\n  client-certificates: {{ not-before: 2026-01-01 }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: w-1 }}\n"
             );
-            let spans = crate::spans::SpanMap::build(&text);
-            let (raw, mut r) = crate::facts::parse(&text, &spans);
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/microk8s-join");
-            validate(&raw.unwrap(), &dir, &mut r);
-            r.problems
+            crate::load(&text, &dir)
+                .report
+                .problems
                 .iter()
                 .filter(|p| p.severity == crate::report::Severity::Error)
                 .map(|p| p.path.clone())

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use mk8s_gen::render::{self, Delivery, FileContent, NodeOutput};
 use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
@@ -97,9 +96,7 @@ fn cluster(auth: &str) -> Cluster {
         if auth == "x509" { "  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n" } else { "" },
         sim.addr.port()
     );
-    let spans = SpanMap::build(&facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), dir.path(), &mut report).expect("valid facts");
+    let facts = mk8s_gen::load(&facts_yaml, dir.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));
     let mut secrets = Secrets::parse(&secrets_text).unwrap();

@@ -5,7 +5,6 @@
 
 use std::fs;
 
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::workspace;
 
 fn text_for(channel: &str, lb: &str) -> String {
@@ -14,9 +13,7 @@ fn text_for(channel: &str, lb: &str) -> String {
     let facts = format!(
         "cluster:\n  name: c\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp1, address: 10.0.0.1 }}\n  load-balancer: {{ mode: external, address: {lb} }}\nworkers:\n  - {{ name: w1, address: 10.0.0.5 }}\n"
     );
-    let spans = SpanMap::build(&facts);
-    let (raw, mut report) = mk8s_gen::facts::parse(&facts, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), dir.path(), &mut report).unwrap();
+    let facts = mk8s_gen::load(&facts, dir.path()).valid("facts", &facts).unwrap_or_else(|e| panic!("{e}"));
     mk8s_gen::controlplane::alt_names(&facts).unwrap()
 }
 

@@ -9,8 +9,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mk8s_gen::render::{self, Delivery};
-use mk8s_gen::report::Report;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::proc::{free_port, wait_listening, Guard};
 use mk8s_testkit::tls::{self, https_get, server_config, Response, TlsServer};
@@ -140,9 +138,7 @@ fn piecewise_and_whole_document_emission_agree() {
         let whole = render::cloud_config_whole(&out);
         assert_eq!(render::cloud_config(&out), whole, "{fixture}");
         let text = fs::read_to_string(fx.join("cluster.yaml")).unwrap();
-        let spans = SpanMap::build(&text);
-        let (raw, mut report) = mk8s_gen::facts::parse(&text, &spans);
-        let facts = mk8s_gen::validate::validate(&raw.unwrap(), &fx, &mut report).unwrap();
+        let facts = mk8s_gen::load(&text, &fx).valid("facts", &text).unwrap_or_else(|e| panic!("{e}"));
         let shared = render::Shared::new(&facts, &Delivery::Preinstalled).unwrap();
         assert_eq!(render::cloud_config_with(&out, Some(&shared)), whole, "{fixture}");
     }
@@ -319,9 +315,7 @@ fn the_original_traefik_files_serve_traefiks_default_certificate() {
 fn token_lines_cannot_be_injected() {
     // Hostile names never reach known_tokens.csv: they are rejected at validation.
     let text = fs::read_to_string(workspace().join("fixtures/invalid-hostile/cluster.yaml")).unwrap();
-    let spans = SpanMap::build(&text);
-    let (raw, mut report): (_, Report) = mk8s_gen::facts::parse(&text, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), &workspace().join("fixtures/invalid-hostile"), &mut report);
+    let mk8s_gen::Loaded { facts, report, .. } = mk8s_gen::load(&text, &workspace().join("fixtures/invalid-hostile"));
     assert!(facts.is_none());
     assert!(report.problems.iter().any(|p| p.path == "$.workers[0].name"));
 }

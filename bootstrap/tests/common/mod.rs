@@ -38,9 +38,7 @@ pub fn facts_and_secrets(
     ca_key_pem: &str,
     x509: bool,
 ) -> (mk8s_gen::validate::Facts, mk8s_gen::secrets::Secrets) {
-    let spans = mk8s_gen::spans::SpanMap::build(facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.unwrap(), dir, &mut report).expect("valid facts");
+    let facts = mk8s_gen::load(facts_yaml, dir).valid("facts", facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut text = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     text.push_str(&format!("ca-key: {}\n", serde_json::to_string(ca_key_pem).unwrap()));
     let mut secrets = mk8s_gen::secrets::Secrets::parse(&text).unwrap();

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use mk8s_gen::render::{self, Delivery, FileContent, NodeOutput};
 use mk8s_gen::secrets::Secrets;
-use mk8s_gen::spans::SpanMap;
 use mk8s_testkit::workspace;
 
 /// Render one node through the library, like the CLI does.
@@ -16,12 +15,8 @@ pub fn render_facts(facts_yaml: &str, dir: &Path, node: &str) -> NodeOutput {
 
 /// [`render_facts`] with a bootstrap delivery.
 pub fn render_facts_with(facts_yaml: &str, dir: &Path, node: &str, delivery: &Delivery) -> NodeOutput {
-    let spans = SpanMap::build(facts_yaml);
-    let (raw, mut report) = mk8s_gen::facts::parse(facts_yaml, &spans);
-    let facts = mk8s_gen::validate::validate(&raw.expect("parses"), dir, &mut report);
-    assert!(!report.has_errors(), "{}", report.render("facts", facts_yaml));
+    let facts = mk8s_gen::load(facts_yaml, dir).valid("facts", facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
-    let facts = facts.unwrap();
     render::render_node(&facts, &secrets, facts.worker(node).unwrap(), delivery).unwrap()
 }
 
