@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::check;
+use crate::model::{self, Facts};
 use crate::render::{self, Delivery};
 use crate::report::Report;
 use crate::secrets::Secrets;
 use crate::util::write_output;
-use crate::validate::{self, Facts};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
@@ -502,7 +503,7 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
             }
         }
     }
-    if matches!(facts.auth, validate::AuthMode::X509(_)) {
+    if matches!(facts.auth, model::AuthMode::X509(_)) {
         if let Err(e) = secrets.attach_ca_key(&facts.ca) {
             let mut report = Report::default();
             report.error(
@@ -531,17 +532,17 @@ fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
         return Ok(Delivery::embedded(&read_elf(p, "bootstrap binary")?));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
-        if validate::has_userinfo(url) {
+        if check::has_userinfo(url) {
             return Err(Failure::Usage(format!(
                 "--bootstrap-url {}: the URL has credentials in it; {}",
                 mk8s_bootstrap::system::redact_url(url),
-                validate::USERINFO_HELP
+                check::USERINFO_HELP
             )));
         }
-        if !validate::is_safe_url(url) {
+        if !check::is_safe_url(url) {
             return Err(Failure::Usage(format!("--bootstrap-url {url:?} is not an https URL of plain characters")));
         }
-        if !validate::is_sha256_hex(sha) {
+        if !check::is_sha256_hex(sha) {
             return Err(Failure::Usage("--bootstrap-sha256 must be 64 hex digits".into()));
         }
         return Ok(Delivery::Fetched { url: url.clone(), sha256: sha.to_ascii_lowercase() });
@@ -576,9 +577,9 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         // The default: nothing in the user-data brings the bootstrap (nor traefik
         // without `traefik.url`); the bootstrap refuses early without them.
         // With auth: microk8s-join MicroK8s's own proxy is the balancer: no traefik.
-        let joined = matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. });
+        let joined = matches!(facts.auth, model::AuthMode::MicroK8sJoin { .. });
         let traefik = match &facts.load_balancer {
-            validate::LoadBalancer::Traefik(t) if t.fetch.is_none() && !joined => {
+            model::LoadBalancer::Traefik(t) if t.fetch.is_none() && !joined => {
                 format!(" and traefik at {}", t.path)
             }
             _ => String::new(),
@@ -721,7 +722,7 @@ fn secrets_set_ca_key(path: &Path, ca_key_file: &str, io: &mut Io) -> Result<(),
 
 fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |facts, report| {
-        if facts.auth == validate::AuthMode::Token && facts.workers.is_empty() {
+        if facts.auth == model::AuthMode::Token && facts.workers.is_empty() {
             report.error(
                 "$.workers",
                 "the facts list no workers: there are no token lines for the control plane",
@@ -740,9 +741,9 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
             "wrote {} in {}: run {} on every control-plane node",
             files.join(", "),
             a.out.display(),
-            if facts.auth == validate::AuthMode::Token {
+            if facts.auth == model::AuthMode::Token {
                 "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
-            } else if matches!(facts.auth, validate::AuthMode::MicroK8sJoin { .. }) {
+            } else if matches!(facts.auth, model::AuthMode::MicroK8sJoin { .. }) {
                 "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
             } else {
                 "check-control-plane.sh and hosts-entries.sh"
@@ -817,7 +818,7 @@ fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
         .collect();
     files.push((mk8s_bootstrap::plan::BOOTSTRAP_PATH.to_string(), bootstrap, 0o755));
     if let Some(t) = &a.traefik_bin {
-        let validate::LoadBalancer::Traefik(lb) = &facts.load_balancer else {
+        let model::LoadBalancer::Traefik(lb) = &facts.load_balancer else {
             return Err(Failure::Usage("--traefik-bin needs `load-balancer: { kind: traefik }` in the facts".into()));
         };
         files.push((lb.path.clone(), read_elf(t, "traefik binary")?, 0o755));
@@ -977,7 +978,7 @@ fn ca_hash(a: &CaHashArgs, io: &mut Io) -> Result<(), Failure> {
     } else {
         read(&a.file, "CA certificate")?
     };
-    match crate::ca::CaCert::from_pem(&text) {
+    match crate::pki::CaCert::from_pem(&text) {
         Ok(ca) => {
             writeln!(io.stdout, "{}", ca.pin)?;
             Ok(())

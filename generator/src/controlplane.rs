@@ -6,15 +6,12 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::render::apiserver_unit;
-use crate::secrets::{Identity, Secrets};
+use crate::model::release::apiserver_unit;
+use crate::model::{AuthMode, Facts, LoadBalancer, Worker};
+use crate::pki::Identity;
+use crate::secrets::Secrets;
 use crate::templates;
 use crate::util::write_output;
-use crate::validate::{AuthMode, Facts, LoadBalancer, Worker};
-
-/// The cluster-agent's port (`--bind 0.0.0.0:25000`, every branch's
-/// `microk8s-resources/default-args/cluster-agent:L1`).
-pub const CLUSTER_AGENT_PORT: u16 = 25000;
 
 /// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.
 pub fn join_token_lines(facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> String {

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::model::{Facts, Worker};
 use crate::render::{self, Delivery, Shared};
 use crate::secrets::Secrets;
 use crate::util::{write_atomic, write_output};
-use crate::validate::{Facts, Worker};
 
 const STAGING: &str = ".staging";
 /// In the staging directory: the commit about to be applied (renames, removals,

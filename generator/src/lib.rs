@@ -1,11 +1,11 @@
 //! mk8s-gen: cluster facts -> checked model -> per-node provisioning artifacts.
 //!
 //! Data flows one way: [`load`] (the raw serde structs of [`facts::parse`], checked by
-//! [`validate::validate`] into [`validate::Facts`], plus a [`report::Report`] of every
+//! [`check::validate`] into [`model::Facts`], plus a [`report::Report`] of every
 //! problem) -> [`render::render_node`] (the JoinPlan and files) -> an output format
 //! (cloud-config, Ignition or a MicroK8s launch configuration).
 
-pub mod ca;
+pub mod check;
 pub mod checks;
 pub mod cli;
 pub mod controlplane;
@@ -13,6 +13,8 @@ pub mod facts;
 pub mod fleet;
 pub mod ignition;
 pub mod merge;
+pub mod model;
+pub mod pki;
 pub mod render;
 pub mod report;
 pub mod secrets;
@@ -20,8 +22,6 @@ pub mod spans;
 pub mod targets;
 pub mod templates;
 pub mod util;
-pub mod validate;
-pub mod x509;
 pub mod yaml;
 
 use std::path::Path;
@@ -29,7 +29,7 @@ use std::path::Path;
 /// Facts text as read: the checked model (when the YAML parsed and nothing stopped
 /// the checks), every problem found, located, and the span map that locates more.
 pub struct Loaded {
-    pub facts: Option<validate::Facts>,
+    pub facts: Option<model::Facts>,
     pub report: report::Report,
     pub spans: spans::SpanMap,
 }
@@ -37,7 +37,7 @@ pub struct Loaded {
 impl Loaded {
     /// The facts when no problem is an error; otherwise every problem, rendered
     /// against `text` (which must be the text given to [`load`]) as the CLI shows them.
-    pub fn valid(self, file: &str, text: &str) -> Result<validate::Facts, String> {
+    pub fn valid(self, file: &str, text: &str) -> Result<model::Facts, String> {
         match self.facts {
             Some(f) if !self.report.has_errors() => Ok(f),
             _ => Err(self.report.render(file, text)),
@@ -51,7 +51,7 @@ impl Loaded {
 pub fn load(text: &str, base_dir: &Path) -> Loaded {
     let spans = spans::SpanMap::build(text);
     let (raw, mut report) = facts::parse(text, &spans);
-    let facts = raw.and_then(|raw| validate::validate(&raw, base_dir, &mut report));
+    let facts = raw.and_then(|raw| check::validate(&raw, base_dir, &mut report));
     report.locate(&spans);
     Loaded { facts, report, spans }
 }

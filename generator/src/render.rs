@@ -15,9 +15,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::checks;
-use crate::secrets::{Identity, Secrets};
+use crate::model::release::{apiserver_proxy_unit, services, snap_unit, CLUSTER_AGENT_PORT};
+use crate::model::{host_port, AuthMode, Facts, LoadBalancer, Worker};
+use crate::pki::Identity;
+use crate::secrets::Secrets;
 use crate::templates;
-use crate::validate::{host_port, AuthMode, Facts, LoadBalancer, Worker};
 
 /// Where the user-data stages files on the node.
 pub const STAGE_DIR: &str = "/etc/mk8s-worker";
@@ -27,10 +29,6 @@ pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
 pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
 pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
 
-/// MicroK8s 1.25+'s `daemon-apiserver-proxy` (run-apiserver-proxy-with-args).
-pub fn apiserver_proxy_unit() -> String {
-    snap_unit("apiserver-proxy")
-}
 pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
 /// Read by the install hook of MicroK8s 1.27+ before its bundled default.
 pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
@@ -88,57 +86,6 @@ pub struct NodeOutput {
     pub commands: Vec<Vec<String>>,
 }
 
-/// systemd unit names of a MicroK8s snap service.
-fn snap_unit(daemon: &str) -> String {
-    format!("snap.microk8s.daemon-{daemon}.service")
-}
-
-/// Which services are kept off and which run the worker, per flavour.
-/// Sources (canonical/microk8s):
-/// - 1.20 `microk8s-resources/wrappers/run-apiserver-with-args` and
-///   `run-with-config-args`: apiserver, controller-manager and scheduler exit on
-///   `clustered.lock`; stopping `daemon-apiserver` frees :16443 at once.
-/// - 1.21+ `microk8s-resources/wrappers/run-kubelite-with-args` (1.22 L22-27, 1.30
-///   L17-26) reads `clustered.lock` only when kubelite STARTS: `snap install` starts
-///   kubelite before the lock exists, so its apiserver holds `*:16443` until kubelite
-///   restarts. On 1.21/1.22 dqlite is embedded in that apiserver (no
-///   `daemon-k8s-dqlite` in 1.22 `snap/snapcraft.yaml`), so nothing else frees the
-///   port. kubelite is therefore stopped first, right after the locks, and started
-///   again (reading the lock: no control plane) once the credentials are in place,
-///   as `scripts/wrappers/join.py` `mark_worker_node` restarts it with the locks.
-/// - `no-k8s-dqlite` makes `run-k8s-dqlite-with-args` exit (1.23+); the kicker exits
-///   on `clustered.lock` (`wrappers/apiservice-kicker`); 1.25+
-///   `run-apiserver-proxy-with-args` runs on workers on :16443, the port of our own
-///   load balancer (unless it is the balancer: kind `microk8s-proxy`).
-pub fn services(flavour: Flavour) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let names = |v: &[&str]| v.iter().map(|d| snap_unit(d)).collect::<Vec<_>>();
-    match flavour {
-        Flavour::Daemons => (
-            names(&["apiserver", "apiserver-kicker", "controller-manager", "control-plane-kicker", "scheduler"]),
-            names(&["kubelet", "proxy"]),
-            vec!["clustered.lock".into()],
-        ),
-        Flavour::Kubelite => (
-            names(&["kubelite", "k8s-dqlite", "apiserver-kicker"]),
-            names(&["kubelite"]),
-            vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
-        ),
-        Flavour::KubeliteApiserverProxy => (
-            names(&["kubelite", "k8s-dqlite", "apiserver-kicker", "apiserver-proxy"]),
-            names(&["kubelite"]),
-            vec!["clustered.lock".into(), "no-k8s-dqlite".into()],
-        ),
-    }
-}
-
-/// The apiserver's systemd unit on control-plane nodes of this flavour.
-pub fn apiserver_unit(flavour: Flavour) -> String {
-    match flavour {
-        Flavour::Daemons => snap_unit("apiserver"),
-        _ => snap_unit("kubelite"),
-    }
-}
-
 /// The URL kubelet and kube-proxy use.
 pub fn server_url(facts: &Facts) -> String {
     if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) {
@@ -167,7 +114,7 @@ struct KubeconfigCtx<'a> {
 /// One identity's credential, as it goes into a kubeconfig and the plan.
 enum Cred {
     Token(String),
-    Cert(crate::x509::Issued),
+    Cert(crate::pki::Issued),
     Join(String),
 }
 
@@ -187,10 +134,8 @@ fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, worker: &Wor
         AuthMode::Token => Cred::Token(secrets.token(&facts.name, identity, node)),
         AuthMode::MicroK8sJoin { .. } => Cred::Join(secrets.join_token(&facts.name, node, worker.generation)),
         AuthMode::X509(validity) => {
-            let key = secrets.ca_key().ok_or_else(|| {
-                anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
-            })?;
-            let issued = crate::x509::issue(&facts.ca, key, secrets, &facts.name, identity, node, validity)
+            let signer = secrets.signer(&facts.ca, &facts.name).map_err(anyhow::Error::msg)?;
+            let issued = crate::pki::issue(&signer, identity, node, validity)
                 .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))?;
             Cred::Cert(issued)
         }
@@ -305,7 +250,7 @@ impl Shared {
                         fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
                             url: url.clone(),
                             sha256: sha256.clone(),
-                            archive: crate::validate::is_archive_url(url),
+                            archive: crate::check::is_archive_url(url),
                         }),
                     },
                 }
@@ -455,15 +400,10 @@ pub fn render_node_with(
         // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
         // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
         // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
-        let key = secrets.ca_key().ok_or_else(|| {
-            anyhow::anyhow!("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")
-        })?;
+        let signer = secrets.signer(&facts.ca, &facts.name).map_err(anyhow::Error::msg)?;
         let addresses: Vec<_> = worker.address.into_iter().collect();
-        let serving =
-            crate::x509::issue_serving(&facts.ca, key, secrets, &facts.name, &worker.name, &addresses, validity)
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot issue the kubelet serving certificate for {}: {e}", worker.name)
-                })?;
+        let serving = crate::pki::issue_serving(&signer, &worker.name, &addresses, validity)
+            .map_err(|e| anyhow::anyhow!("cannot issue the kubelet serving certificate for {}: {e}", worker.name))?;
         stage("kubelet.crt", "certs/kubelet.crt", 0o644, false, serving.cert_pem);
         stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
     }
@@ -488,7 +428,7 @@ pub fn render_node_with(
             .iter()
             // 1.29+ join.py takes IPv4 only (validated: at least one is IPv4).
             .filter(|c| c.address.is_ipv4() || facts.channel.version.is_some_and(|v| v < (1, 29)))
-            .map(|c| host_port(&c.address.to_string(), crate::controlplane::CLUSTER_AGENT_PORT))
+            .map(|c| host_port(&c.address.to_string(), CLUSTER_AGENT_PORT))
             .collect(),
     });
     let mut labels =
@@ -705,7 +645,7 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         .find(|c| c.address.is_ipv4())
         .ok_or_else(|| anyhow::anyhow!("a launch configuration's join URL needs an IPv4 control plane"))?;
     let token = secrets.join_token(&facts.name, &worker.name, worker.generation);
-    let url = format!("{}:{}/{token}/{check}", cp.address, crate::controlplane::CLUSTER_AGENT_PORT);
+    let url = format!("{}:{}/{token}/{check}", cp.address, CLUSTER_AGENT_PORT);
     let mut labels =
         vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
     labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));

@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::pki::{CaCert, Identity, KeySeed, Signer};
 use crate::report::Report;
 use crate::util;
 
@@ -38,7 +39,7 @@ pub struct Secrets {
     ca_key_pem: Option<String>,
     /// Where `ca-key-file` pointed, when the key came from a file.
     pub ca_key_path: Option<std::path::PathBuf>,
-    ca_key: Option<crate::x509::CaKey>,
+    ca_key: Option<crate::pki::CaKey>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -47,19 +48,10 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-/// Which identity a token authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Identity {
-    Kubelet,
-    KubeProxy,
-}
-
-impl Identity {
-    fn label(self) -> &'static str {
-        match self {
-            Identity::Kubelet => "kubelet",
-            Identity::KubeProxy => "kube-proxy",
-        }
+impl KeySeed for Secrets {
+    /// 32 bytes for a purpose ("key", "serial"), one identity, one node.
+    fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32] {
+        self.mac(&[&format!("mk8s-worker/v1 {purpose}"), cluster, identity.label(), node], &[counter])
     }
 }
 
@@ -134,22 +126,24 @@ impl Secrets {
     }
 
     /// `auth: x509`: parse the CA key once and check it belongs to the CA.
-    pub fn attach_ca_key(&mut self, ca: &crate::ca::CaCert) -> Result<(), String> {
+    pub fn attach_ca_key(&mut self, ca: &crate::pki::CaCert) -> Result<(), String> {
         let pem =
             self.ca_key_pem.as_deref().filter(|p| !p.starts_with("file:")).ok_or(
                 "auth: x509 needs the cluster CA key in the secrets file (`ca-key-file: PATH` or `ca-key: PEM`)",
             )?;
-        self.ca_key = Some(crate::x509::CaKey::from_pem(pem, ca)?);
+        self.ca_key = Some(crate::pki::CaKey::from_pem(pem, ca)?);
         Ok(())
     }
 
-    pub fn ca_key(&self) -> Option<&crate::x509::CaKey> {
+    pub fn ca_key(&self) -> Option<&crate::pki::CaKey> {
         self.ca_key.as_ref()
     }
 
-    /// 32 bytes for a purpose ("key", "serial"), one identity, one node.
-    pub fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32] {
-        self.mac(&[&format!("mk8s-worker/v1 {purpose}"), cluster, identity.label(), node], &[counter])
+    /// What signs cluster `cluster`'s certificates (`auth: x509`): its CA, the CA key
+    /// from this file, and this file's seed for the node keys and serials.
+    pub fn signer<'a>(&'a self, ca: &'a CaCert, cluster: &'a str) -> Result<Signer<'a>, String> {
+        let key = self.ca_key().ok_or("auth: x509 needs the cluster CA key in the secrets file (`ca-key-file`)")?;
+        Ok(Signer { ca, key, seed: self, cluster })
     }
 
     /// A new secrets file's text, with a fresh random seed.

@@ -37,7 +37,7 @@ pub fn facts_and_secrets(
     dir: &Path,
     ca_key_pem: &str,
     x509: bool,
-) -> (mk8s_gen::validate::Facts, mk8s_gen::secrets::Secrets) {
+) -> (mk8s_gen::model::Facts, mk8s_gen::secrets::Secrets) {
     let facts = mk8s_gen::load(facts_yaml, dir).valid("facts", facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut text = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     text.push_str(&format!("ca-key: {}\n", serde_json::to_string(ca_key_pem).unwrap()));
@@ -55,7 +55,7 @@ pub fn facts_and_secrets(
 /// name; MicroK8s's own join even refuses a worker whose name does not resolve:
 /// cluster-agent pkg/api/v2/join.go L103-106.)
 pub fn control_plane_hosts(
-    facts: &mk8s_gen::validate::Facts,
+    facts: &mk8s_gen::model::Facts,
     secrets: &mk8s_gen::secrets::Secrets,
     dir: &Path,
 ) -> Vec<(String, String)> {

@@ -5,6 +5,8 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
+use crate::report::Severity;
+
 #[derive(Debug, Clone)]
 pub struct CaCert {
     /// Normalised PEM (one certificate, `\n` line ends, trailing newline).
@@ -24,13 +26,6 @@ pub struct CaCert {
     /// certificate it signed ("parent certificate cannot sign this kind of
     /// certificate").
     pub no_cert_sign: bool,
-}
-
-/// How serious a CA problem is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
 }
 
 /// A finding about the CA: severity, what, and what to do.
@@ -144,7 +139,7 @@ pub fn to_pem(der: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    const SEED_CA: &str = include_str!("../../fixtures/seed/ca.crt");
+    const SEED_CA: &str = include_str!("../../../fixtures/seed/ca.crt");
 
     #[test]
     fn the_seed_ca_parses_and_pins() {
@@ -159,7 +154,7 @@ mod tests {
     fn weak_and_out_of_date_cas_are_found() {
         let now = 1_795_621_207; // 2026-11-25
         assert_eq!(CaCert::from_pem(SEED_CA).unwrap().findings(now), vec![]);
-        let weak = CaCert::from_pem(include_str!("../../fixtures/ca-checks/rsa1024-sha1.crt")).unwrap();
+        let weak = CaCert::from_pem(include_str!("../../../fixtures/ca-checks/rsa1024-sha1.crt")).unwrap();
         let f = weak.findings(weak.not_before + 60);
         assert!(f.iter().any(|(s, m, _)| *s == Severity::Warning && m.contains("1024 bits")), "{f:?}");
         assert!(f.iter().any(|(s, m, _)| *s == Severity::Warning && m.contains("SHA-1")), "{f:?}");
@@ -171,7 +166,7 @@ mod tests {
             .findings(weak.not_before - 1)
             .iter()
             .any(|(s, m, _)| *s == Severity::Error && m.contains("valid only from")));
-        let md5 = CaCert::from_pem(include_str!("../../fixtures/ca-checks/md5.crt")).unwrap();
+        let md5 = CaCert::from_pem(include_str!("../../../fixtures/ca-checks/md5.crt")).unwrap();
         assert!(md5.findings(md5.not_before + 60).iter().any(|(_, m, _)| m.contains("MD5")));
         // A CA whose keyUsage lacks keyCertSign.
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -1,22 +1,12 @@
-//! Client certificates for `auth: x509`, signed with the cluster CA key, and
-//! reproducible byte for byte:
-//! - node keys are ECDSA P-256, derived from the secrets seed, cluster, identity and
-//!   node (HMAC-SHA256, counter on the rare out-of-range scalar);
-//! - serial numbers are derived the same way;
-//! - validity comes from the facts (`not-before`, `validity-days`), never the clock;
-//! - signatures are deterministic: RSA PKCS#1 v1.5 (MicroK8s's CA is RSA 2048) is
-//!   deterministic by construction, and ECDSA CAs sign per RFC 6979.
+//! The cluster CA's private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC), able to sign
+//! deterministically: RSA PKCS#1 v1.5 is deterministic by construction, and ECDSA
+//! signs per RFC 6979.
 
 use base64::Engine as _;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
-    PublicKeyData, SanType, SerialNumber, SignatureAlgorithm, SigningKey,
-};
-use rustls_pki_types::CertificateDer;
+use p256::pkcs8::DecodePrivateKey;
+use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 
-use crate::ca::CaCert;
-use crate::secrets::{Identity, Secrets};
+use crate::pki::CaCert;
 
 /// The CA's private key, able to sign deterministically.
 pub enum CaKey {
@@ -176,147 +166,18 @@ fn rsa(pkcs8: &[u8]) -> Result<CaKey, String> {
 }
 
 fn p256_key(k: &p256::SecretKey) -> CaKey {
+    CaKey::P256(p256_signing_key(k))
+}
+
+/// A P-256 key (a CA's, or a node's derived one) as an rcgen signing key.
+pub(crate) fn p256_signing_key(k: &p256::SecretKey) -> EcKey<p256::ecdsa::SigningKey> {
     let public = k.public_key().to_sec1_bytes().to_vec();
-    CaKey::P256(EcKey { key: p256::ecdsa::SigningKey::from(k), public, alg: &rcgen::PKCS_ECDSA_P256_SHA256 })
+    EcKey { key: p256::ecdsa::SigningKey::from(k), public, alg: &rcgen::PKCS_ECDSA_P256_SHA256 }
 }
 
 fn p384_key(k: &p384::SecretKey) -> CaKey {
     let public = k.public_key().to_sec1_bytes().to_vec();
     CaKey::P384(EcKey { key: p384::ecdsa::SigningKey::from(k), public, alg: &rcgen::PKCS_ECDSA_P384_SHA384 })
-}
-
-/// Validity of issued certificates, from the facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// (year, month, day), midnight UTC.
-    pub not_before: (i32, u8, u8),
-    pub days: u32,
-}
-
-/// A client certificate and its key, PEM.
-pub struct Issued {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-fn subject(identity: Identity, node: &str) -> (String, Option<&'static str>) {
-    match identity {
-        Identity::Kubelet => (format!("system:node:{node}"), Some("system:nodes")),
-        Identity::KubeProxy => ("system:kube-proxy".into(), None),
-    }
-}
-
-/// What a certificate is for.
-enum Usage<'a> {
-    /// A client certificate of one identity (kubelet or kube-proxy).
-    Client,
-    /// The kubelet's serving certificate: its node name and addresses as SANs.
-    Serving { addresses: &'a [std::net::IpAddr] },
-}
-
-/// Issue the client certificate of one identity on one node.
-pub fn issue(
-    ca: &CaCert,
-    key: &CaKey,
-    secrets: &Secrets,
-    cluster: &str,
-    identity: Identity,
-    node: &str,
-    v: Validity,
-) -> Result<Issued, String> {
-    sign(ca, key, secrets, cluster, identity, node, v, Usage::Client)
-}
-
-/// Issue the kubelet's serving certificate for one node (`certs/kubelet.crt`, which
-/// the kubelet serves from `--cert-dir=${SNAP_DATA}/certs`): `CN=system:node:NAME`,
-/// `O=system:nodes`, extended key usage server auth, SANs the node name and every
-/// address given. Its key and serial are derived apart from the client
-/// certificate's (another purpose in the derivation).
-///
-/// Why: a fresh MicroK8s 1.28+ apiserver runs
-/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt` (canonical/microk8s
-/// 1.28+ `microk8s-resources/default-args/kube-apiserver`, commit 0071dd1d) and dials
-/// the kubelet by InternalIP first (`--kubelet-preferred-address-types`, 4086f4ac);
-/// its own install hook signs `certs/kubelet.crt` with the node's CA
-/// (`create_user_certificates`, `microk8s-resources/actions/common/utils.sh`), which
-/// on a worker is not the cluster CA.
-pub fn issue_serving(
-    ca: &CaCert,
-    key: &CaKey,
-    secrets: &Secrets,
-    cluster: &str,
-    node: &str,
-    addresses: &[std::net::IpAddr],
-    v: Validity,
-) -> Result<Issued, String> {
-    sign(ca, key, secrets, cluster, Identity::Kubelet, node, v, Usage::Serving { addresses })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn sign(
-    ca: &CaCert,
-    key: &CaKey,
-    secrets: &Secrets,
-    cluster: &str,
-    identity: Identity,
-    node: &str,
-    v: Validity,
-    usage: Usage<'_>,
-) -> Result<Issued, String> {
-    // Derivation purposes; the client ones are those of the first release, so client
-    // certificates stay byte-identical.
-    let (key_purpose, serial_purpose) = match usage {
-        Usage::Client => ("key", "serial"),
-        Usage::Serving { .. } => ("serving key", "serving serial"),
-    };
-    // The node's key, derived from the seed.
-    let mut counter = 0u8;
-    let secret = loop {
-        let bytes = secrets.derive(key_purpose, cluster, identity, node, counter);
-        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-            break k;
-        }
-        counter += 1;
-    };
-    let node_key = match p256_key(&secret) {
-        CaKey::P256(k) => k,
-        _ => unreachable!(),
-    };
-    let key_pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())?.to_string();
-
-    let (cn, org) = subject(identity, node);
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    if let Some(o) = org {
-        dn.push(DnType::OrganizationName, o);
-    }
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    match usage {
-        Usage::Client => params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Usage::Serving { addresses } => {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            let dns = rcgen::string::Ia5String::try_from(node)
-                .map_err(|e| format!("node name {node:?} as a DNS SAN: {e}"))?;
-            params.subject_alt_names = std::iter::once(SanType::DnsName(dns))
-                .chain(addresses.iter().map(|ip| SanType::IpAddress(*ip)))
-                .collect();
-        }
-    }
-    let (y, m, d) = v.not_before;
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-    params.not_after = params.not_before + time::Duration::days(i64::from(v.days));
-    let mut serial = secrets.derive(serial_purpose, cluster, identity, node, 0)[..16].to_vec();
-    serial[0] &= 0x7f; // positive
-    serial[0] |= 0x01; // and never a leading zero byte
-    params.serial_number = Some(SerialNumber::from(serial));
-    params.use_authority_key_identifier_extension = true;
-
-    let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(ca.der.clone()), key)
-        .map_err(|e| format!("the CA certificate cannot issue: {e}"))?;
-    let cert = params.signed_by(&node_key, &issuer).map_err(|e| format!("signing failed: {e}"))?;
-    Ok(Issued { cert_pem: cert.pem(), key_pem })
 }
 
 #[cfg(test)]

@@ -1,170 +1,24 @@
 //! Raw facts -> checked model. Every problem is collected (with its YAML path) before
-//! anything is rendered; rendering only ever sees a [`Facts`].
+//! anything is rendered; rendering only ever sees a [`crate::model::Facts`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
 use mk8s_bootstrap::plan::Flavour;
 
-use crate::ca::CaCert;
 use crate::facts::{RawFacts, RawLoadBalancer};
-use crate::report::Report;
+use crate::model::release::base_snap;
+use crate::model::*;
+use crate::pki::{CaCert, Validity};
+use crate::report::{Report, Severity};
 
-pub const DEFAULT_APISERVER_PORT: u16 = 16443;
-pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
-pub const DEFAULT_CLUSTER_DNS: &str = "10.152.183.10";
-/// kube-proxy's `--cluster-cidr` in canonical/microk8s
-/// `microk8s-resources/default-args/kube-proxy` (L2 on every branch, 1.19 to 1.34).
-pub const DEFAULT_POD_CIDR: &str = "10.1.0.0/16";
-pub const DEFAULT_TRAEFIK_PATH: &str = "/usr/local/bin/traefik";
-/// TCP `healthCheck` on traefik services exists from 3.6.0 (traefik's
-/// `pkg/config/dynamic/tcp_config.go`, `TCPServerHealthCheck`).
-pub const MIN_TRAEFIK: (u32, u32) = (3, 6);
-
-/// The checked cluster facts.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    pub name: String,
-    pub channel: Channel,
-    pub ca: CaCert,
-    pub auth: AuthMode,
-    pub control_plane: Vec<ControlPlaneNode>,
-    pub apiserver_port: u16,
-    pub load_balancer: LoadBalancer,
-    pub dns: Dns,
-    /// The pod network, as kube-proxy's `--cluster-cidr` takes it: one CIDR, or an
-    /// IPv4 and an IPv6 CIDR joined by a comma (dual-stack).
-    pub pod_cidr: String,
-    /// `pod-cidr` is in the facts (else it is MicroK8s's default).
-    pub pod_cidr_given: bool,
-    pub ready_deadline_secs: u64,
-    pub workers: Vec<Worker>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    Token,
-    X509(crate::x509::Validity),
-    /// MicroK8s's own worker join (1.23+): the control plane's cluster-agent signs
-    /// the node's certificates; `token_ttl_secs` is how long a registered join token
-    /// stays valid on 1.23-1.26 control planes (`token|expiry` lines).
-    MicroK8sJoin {
-        token_ttl_secs: u64,
-    },
-}
-
-/// An air-gapped install: MicroK8s's `.snap` and `.assert`, and optionally its
-/// base snap's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalSnap {
-    pub file: String,
-    pub assert: String,
-    pub base: Option<(String, String)>,
-}
-
-/// The base snap of a MicroK8s track (`base:` in `snap/snapcraft.yaml`):
-/// 1.19-1.20 `core` (1.20 L16), 1.21-1.26 `core18` (1.22 L13, 1.26 L13),
-/// 1.27-1.33 `core20` (1.27 L13, 1.30 L13), 1.34+ `core22` (1.34 L13, commit
-/// 320c493d). `latest` follows the newest track.
-pub fn base_snap(version: Option<(u32, u32)>) -> &'static str {
-    match version {
-        Some((1, m)) if m <= 20 => "core",
-        Some((1, m)) if m <= 26 => "core18",
-        Some((1, m)) if m <= 33 => "core20",
-        _ => "core22",
-    }
-}
-
-/// Default validity of a join token registered on a 1.23-1.26 control plane.
-pub const DEFAULT_JOIN_TOKEN_TTL_HOURS: i64 = 24;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Channel {
-    pub text: String,
-    /// Air-gapped install: the snap and assert files on the node.
-    pub local_snap: Option<LocalSnap>,
-    /// (major, minor); None for `latest`.
-    pub version: Option<(u32, u32)>,
-    pub flavour: Flavour,
-}
-
-#[derive(Debug, Clone)]
-pub struct ControlPlaneNode {
-    pub name: String,
-    pub address: IpAddr,
-}
-
-#[derive(Debug, Clone)]
-pub enum LoadBalancer {
-    Traefik(TraefikLb),
-    /// HAProxy from the distribution (installed by cloud-init's `packages`).
-    Haproxy {
-        path: String,
-        health_interval: String,
-        health_timeout: String,
-    },
-    /// MicroK8s 1.25+'s own `apiserver-proxy`, fed our endpoints.
-    MicroK8sProxy,
-    External {
-        host: String,
-        port: u16,
-    },
-}
-
-pub const DEFAULT_HAPROXY_PATH: &str = "/usr/sbin/haproxy";
-
-#[derive(Debug, Clone)]
-pub struct TraefikLb {
-    pub path: String,
-    pub fetch: Option<(String, String)>,
-    pub health_interval: String,
-    pub health_timeout: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Dns {
-    pub cluster_domain: String,
-    pub cluster_dns: IpAddr,
-    /// Which of the two the facts give (the others are MicroK8s's defaults):
-    /// `auth: microk8s-join` keeps what the join copied from the control plane
-    /// unless the facts say otherwise.
-    pub domain_given: bool,
-    pub dns_given: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Worker {
-    pub name: String,
-    /// `generation:` (0 when absent): part of the worker's join token, so raising
-    /// it gives a replacement machine, or a rejoin, a token no old copy holds.
-    pub generation: u32,
-    pub address: Option<IpAddr>,
-    pub labels: BTreeMap<String, String>,
-    pub kubelet_args: Vec<String>,
-}
-
-impl Facts {
-    pub fn worker(&self, name: &str) -> Option<&Worker> {
-        self.workers.iter().find(|w| w.name == name)
-    }
-}
-
-/// `host:port` with IPv6 bracketed.
 /// Directories every local user may write to (sticky or not): nothing root
 /// installs may come from there.
 const WORLD_WRITABLE_DIRS: &[&str] = &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/run/lock/", "/var/crash/"];
 
 /// The largest `workers[].generation`.
 pub const MAX_GENERATION: i64 = 1_000_000;
-
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
 
 /// Check everything. `base_dir` resolves `ca.cert-file`.
 pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<Facts> {
@@ -558,7 +412,7 @@ fn check_client_certs(
     raw: Option<&crate::facts::RawClientCertificates>,
     ca: Option<&CaCert>,
     report: &mut Report,
-) -> Option<crate::x509::Validity> {
+) -> Option<Validity> {
     let base = "$.cluster.client-certificates";
     let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }`; it is fixed so the output is reproducible, move it forward to rotate";
     let Some(raw) = raw else {
@@ -616,7 +470,7 @@ fn check_client_certs(
             );
         }
     }
-    Some(crate::x509::Validity { not_before: date, days })
+    Some(Validity { not_before: date, days })
 }
 
 /// A key the schema requires; reported once per path.
@@ -930,8 +784,8 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
                 .unwrap_or(0);
             for (severity, message, help) in ca.findings(now) {
                 match severity {
-                    crate::ca::Severity::Error => report.error(path, message, help),
-                    crate::ca::Severity::Warning => report.warning(path, message, help),
+                    Severity::Error => report.error(path, message, help),
+                    Severity::Warning => report.warning(path, message, help),
                 }
             }
             Some(ca)
