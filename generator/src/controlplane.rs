@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::model::release::apiserver_unit;
+use crate::model::release::{apiserver_unit, SanSteps};
 use crate::model::{AuthMode, Facts, LoadBalancer, Worker};
 use crate::pki::Identity;
 use crate::secrets::Secrets;
@@ -74,7 +74,6 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
         Err(_) => format!("DNS.99 = {host}"),
     };
     let dir = "/var/snap/microk8s/current/certs";
-    let version = facts.channel.version;
     let mut t = format!(
         "# The apiserver certificate must name the external load balancer {host}.\n\
          # MicroK8s {}: do this on every control-plane node, one node at a time\n\
@@ -84,14 +83,14 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
     let template_step = format!(
         "# 1. Add this line to [ alt_names ] in {dir}/csr.conf.template, before #MOREIPS:\n#\n#      {line}\n#\n"
     );
-    match version {
-        Some(v) if v <= (1, 20) => t.push_str(&format!(
+    match facts.channel.release.san_steps {
+        SanSteps::TemplateKicker => t.push_str(&format!(
             "{template_step}\
              # 2. Nothing else: the apiservice-kicker re-issues server.crt within seconds and\n\
              #    restarts the apiserver (apiservice-kicker, produce_certs). It does not when\n\
              #    args/kube-apiserver sets --advertise-address or --bind-address.\n"
         )),
-        Some((1, 21)) => t.push_str(&format!(
+        SanSteps::TemplateAndCsrConf => t.push_str(&format!(
             "{template_step}\
              # 2. Add the same line to [ alt_names ] in {dir}/csr.conf: 1.21's refresh-certs\n\
              #    signs from csr.conf without re-reading the template.\n\
@@ -99,14 +98,14 @@ pub fn alt_names(facts: &Facts) -> Option<String> {
              #    (the apiservice-kicker does not re-issue on a clustered node: every join\n\
              #    creates var/lock/no-cert-reissue, scripts/cluster/agent.py)\n"
         )),
-        Some(v) if v < (1, 27) => t.push_str(&format!(
+        SanSteps::TemplateRefresh => t.push_str(&format!(
             "{template_step}\
              # 2. microk8s refresh-certs --cert server.crt\n\
              #    (it re-renders csr.conf from the template, scripts/wrappers/refresh-certs.py;\n\
              #    the apiservice-kicker does not re-issue on a clustered node: every join\n\
              #    creates var/lock/no-cert-reissue)\n"
         )),
-        _ => t.push_str(&format!(
+        SanSteps::TemplateOrLaunchConfig => t.push_str(&format!(
             "# 1. Either add this line to [ alt_names ] in {dir}/csr.conf.template,\n\
              #    before #MOREIPS:\n#\n#      {line}\n#\n\
              #    or write a launch configuration that lists it in extraSANs\n\
@@ -155,7 +154,7 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
                 "merge-known-tokens.sh",
                 serde_json::json!({
                     "cluster": facts.name,
-                    "apiserver_service": apiserver_unit(facts.channel.flavour),
+                    "apiserver_service": apiserver_unit(facts.channel.release.flavour),
                     "apiserver_port": facts.apiserver_port,
                 }),
             )?;
@@ -165,7 +164,7 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
         AuthMode::MicroK8sJoin { token_ttl_secs } => {
             // 1.27+ control planes: persistent tokens (never consumed); 1.23-1.26:
             // tokens with an expiry (reusable until then), as `add-node --token-ttl`.
-            let persistent = facts.channel.version.is_none_or(|v| v >= (1, 27));
+            let persistent = facts.channel.release.persistent_join_tokens;
             let script = templates::render(
                 "register-join-tokens.sh",
                 serde_json::json!({

@@ -264,7 +264,7 @@ impl Shared {
         // cluster-agent retries enabling dns every 5 s forever (snap/hooks/install,
         // microk8s-resources/microk8s.default.yaml from 1.27; cluster-agent 1.27+
         // cmd/cluster-agent.go keeps a file that fails and applies it again).
-        if facts.channel.version.is_none_or(|v| v >= (1, 27)) {
+        if facts.channel.release.launch_config {
             let text = templates::render("microk8s.yaml", json!({}))?;
             checks::launch_configuration(&text)?;
             files.push(NodeFile { path: LAUNCH_CONFIG.into(), content: FileContent::Text(text), mode: 0o644 });
@@ -408,7 +408,7 @@ pub fn render_node_with(
         stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
     }
 
-    let (mut stop_services, mut start_services, locks) = services(facts.channel.flavour);
+    let (mut stop_services, mut start_services, locks) = services(facts.channel.release.flavour);
     if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) || join_mode {
         // MicroK8s's own proxy is the load balancer here: keep it.
         stop_services.retain(|u| *u != apiserver_proxy_unit());
@@ -417,7 +417,7 @@ pub fn render_node_with(
         // The join starts MicroK8s's own proxy (1.24:scripts/cluster/join.py
         // update_traefik; 1.30:scripts/wrappers/join.py update_apiserver_proxy);
         // restarts and reboots keep it running with kubelite.
-        start_services.push(match facts.channel.flavour {
+        start_services.push(match facts.channel.release.flavour {
             Flavour::KubeliteApiserverProxy => apiserver_proxy_unit(),
             _ => snap_unit("traefik"),
         });
@@ -427,7 +427,7 @@ pub fn render_node_with(
             .control_plane
             .iter()
             // 1.29+ join.py takes IPv4 only (validated: at least one is IPv4).
-            .filter(|c| c.address.is_ipv4() || facts.channel.version.is_some_and(|v| v < (1, 29)))
+            .filter(|c| c.address.is_ipv4() || !facts.channel.release.join_ipv4_only)
             .map(|c| host_port(&c.address.to_string(), CLUSTER_AGENT_PORT))
             .collect(),
     });
@@ -483,7 +483,7 @@ pub fn render_node_with(
         node: NodeSpec { name: worker.name.clone() },
         microk8s: MicroK8sSpec {
             channel: facts.channel.text.clone(),
-            flavour: facts.channel.flavour,
+            flavour: facts.channel.release.flavour,
             stop_services,
             start_services,
             locks,
@@ -627,7 +627,7 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         "--format launch-config needs `auth: microk8s-join` (the control-plane bundle registers the join tokens)"
     );
     anyhow::ensure!(
-        facts.channel.version.is_none_or(|v| v >= (1, 27)),
+        facts.channel.release.launch_config,
         "--format launch-config needs MicroK8s 1.27 or later (launch configurations with `join` appear in 1.27); \
          use the user-data (mk8s-bootstrap runs `microk8s join` on 1.23+)"
     );

@@ -8,7 +8,6 @@ use std::path::Path;
 use mk8s_bootstrap::plan::Flavour;
 
 use crate::facts::{RawFacts, RawLoadBalancer};
-use crate::model::release::base_snap;
 use crate::model::*;
 use crate::pki::{CaCert, Validity};
 use crate::report::{Report, Severity};
@@ -64,7 +63,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                     ok.then(|| (file.clone(), assert.clone()))
                 };
                 let (file, assert) = pair(base, l.file.as_ref(), l.assert.as_ref(), report)?;
-                let want = base_snap(ch.as_ref().and_then(|c| c.version));
+                let want = ch.as_ref().map_or(crate::model::release::latest(), |c| c.release).base_snap;
                 let base_pair = match &l.base {
                     None => {
                         report.warning(
@@ -109,7 +108,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         None | Some("token") => {
             // canonical/microk8s 805dfe59 (first in 1.28): new installations use
             // certificate auth and no longer pass --token-auth-file.
-            if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28))) {
+            if channel.as_ref().is_some_and(|ch| ch.release.fresh_is_x509_only) {
                 report.warning(
                     "$.cluster.microk8s.channel",
                     "with `auth: token`: MicroK8s 1.28 and later, installed fresh, do not read known_tokens.csv (no --token-auth-file)",
@@ -133,7 +132,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         Some("x509") => check_client_certs(c.client_certificates.as_ref(), ca.as_ref(), report).map(AuthMode::X509),
         Some("microk8s-join") => {
             let mut ok = true;
-            if let Some(v) = channel.as_ref().and_then(|ch| ch.version).filter(|v| *v < (1, 23)) {
+            if let Some(v) = channel.as_ref().filter(|ch| !ch.release.worker_join).and_then(|ch| ch.version) {
                 report.error(
                     "$.cluster.auth",
                     format!("`auth: microk8s-join` needs MicroK8s 1.23 or later; the channel is {}.{}", v.0, v.1),
@@ -241,7 +240,8 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             "add a third control-plane node (microk8s add-node) for high availability",
         );
     }
-    let load_balancer = check_lb(c.load_balancer.as_ref(), apiserver_port, channel.as_ref().map(|c| c.flavour), report);
+    let load_balancer =
+        check_lb(c.load_balancer.as_ref(), apiserver_port, channel.as_ref().map(|c| c.release.flavour), report);
 
     let dns = {
         let d = c.dns.as_ref();
@@ -332,7 +332,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         });
     }
 
-    if channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 28)))
+    if channel.as_ref().is_some_and(|ch| ch.release.verifies_kubelet_when_fresh)
         && matches!(auth, Some(AuthMode::X509(_)))
     {
         if let Some((i, who)) = without_address(&workers) {
@@ -344,7 +344,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         }
     }
 
-    if channel.as_ref().is_some_and(|ch| ch.version.is_some_and(|v| v < (1, 28))) {
+    if channel.as_ref().is_some_and(|ch| !ch.release.verifies_kubelet_when_fresh) {
         if let Some((i, who)) = without_address(&workers) {
             // kube-apiserver's default --kubelet-preferred-address-types puts Hostname
             // first; MicroK8s sets InternalIP first only from 1.28 (4086f4ac).
@@ -360,7 +360,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     // (canonical/microk8s 1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
     // get_valid_connection_parts: exactly one ':'; 3488ddd3).
     if matches!(auth, Some(AuthMode::MicroK8sJoin { .. }))
-        && channel.as_ref().is_some_and(|ch| ch.version.is_none_or(|v| v >= (1, 29)))
+        && channel.as_ref().is_some_and(|ch| ch.release.join_ipv4_only)
         && !control_plane.is_empty()
     {
         if control_plane.iter().all(|c| c.address.is_ipv6()) {
@@ -720,7 +720,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             text: s.into(),
             local_snap: None,
             version: None,
-            flavour: Flavour::KubeliteApiserverProxy,
+            release: crate::model::release::latest(),
         });
     }
     if track.ends_with("-strict") || track.ends_with("-eksd") {
@@ -738,11 +738,9 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
         report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
         return None;
     };
-    let flavour = match (major, minor) {
-        (1, 19..=20) => Flavour::Daemons,
-        (1, 21..=24) => Flavour::Kubelite,
-        (1, m) if m >= 25 => Flavour::KubeliteApiserverProxy,
-        _ => {
+    let release = match crate::model::release::release(Some((major, minor))) {
+        Some(r) => r,
+        None => {
             report.error(
                 path,
                 format!("MicroK8s {major}.{minor} is not supported"),
@@ -751,7 +749,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             return None;
         }
     };
-    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), flavour })
+    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), release })
 }
 
 fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {
@@ -1257,7 +1255,7 @@ mod tests {
     #[test]
     fn channels_map_to_flavours() {
         let mut r = Report::default();
-        let f = |s: &str, r: &mut Report| check_channel(s, r).map(|c| c.flavour);
+        let f = |s: &str, r: &mut Report| check_channel(s, r).map(|c| c.release.flavour);
         assert_eq!(f("1.20/stable", &mut r), Some(Flavour::Daemons));
         assert_eq!(f("1.19", &mut r), Some(Flavour::Daemons));
         assert_eq!(f("1.24/edge", &mut r), Some(Flavour::Kubelite));

@@ -7,7 +7,7 @@ pub mod release;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use mk8s_bootstrap::plan::Flavour;
+pub use release::Release;
 
 use crate::pki::{CaCert, Validity};
 
@@ -73,7 +73,8 @@ pub struct Channel {
     pub local_snap: Option<LocalSnap>,
     /// (major, minor); None for `latest`.
     pub version: Option<(u32, u32)>,
-    pub flavour: Flavour,
+    /// What this release does (the `latest` track: the newest row).
+    pub release: &'static Release,
 }
 
 #[derive(Debug, Clone)]

@@ -6,16 +6,95 @@ use mk8s_bootstrap::plan::Flavour;
 /// `microk8s-resources/default-args/cluster-agent:L1`).
 pub const CLUSTER_AGENT_PORT: u16 = 25000;
 
-/// The base snap of a MicroK8s track (`base:` in `snap/snapcraft.yaml`):
-/// 1.19-1.20 `core` (1.20 L16), 1.21-1.26 `core18` (1.22 L13, 1.26 L13),
-/// 1.27-1.33 `core20` (1.27 L13, 1.30 L13), 1.34+ `core22` (1.34 L13, commit
-/// 320c493d). `latest` follows the newest track.
-pub fn base_snap(version: Option<(u32, u32)>) -> &'static str {
+/// How to make a control plane's apiserver certificate name an external load
+/// balancer, per release (`csr-alt-names.txt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanSteps {
+    /// 1.19-1.20: edit `csr.conf.template`; the apiservice-kicker re-issues.
+    TemplateKicker,
+    /// 1.21: `csr.conf.template` and `csr.conf`, then `refresh-certs` (it signs from
+    /// csr.conf without re-reading the template).
+    TemplateAndCsrConf,
+    /// 1.22-1.26: `csr.conf.template`, then `refresh-certs`.
+    TemplateRefresh,
+    /// 1.27+: the template or a launch configuration's `extraSANs`, then `refresh-certs`.
+    TemplateOrLaunchConfig,
+}
+
+/// What one range of MicroK8s releases does that matters to a worker. A row covers
+/// the minors from `since` up to the next row's; `latest` is the last row.
+/// `docs/join-flavours.md` ("Releases at a glance") shows this table, and a test
+/// holds the two together.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The first 1.x minor of the row.
+    pub since: u32,
+    pub flavour: Flavour,
+    /// `base:` in `snap/snapcraft.yaml`: 1.19-1.20 `core` (1.20 L16), 1.21-1.26
+    /// `core18` (1.22 L13, 1.26 L13), 1.27-1.33 `core20` (1.27 L13, 1.30 L13), 1.34+
+    /// `core22` (1.34 L13, commit 320c493d).
+    pub base_snap: &'static str,
+    /// `microk8s join --worker` exists (1.23:scripts/cluster/join.py).
+    pub worker_join: bool,
+    /// The install hook reads `/etc/microk8s.yaml` (1.27+), and registered join
+    /// tokens are never consumed by a worker join (cluster-agent 1.27+).
+    pub launch_config: bool,
+    pub persistent_join_tokens: bool,
+    /// A fresh install uses certificate auth and passes no --token-auth-file
+    /// (805dfe59, first in 1.28).
+    pub fresh_is_x509_only: bool,
+    /// A fresh install's apiserver dials kubelets by InternalIP first (4086f4ac) and
+    /// verifies them against `certs/ca.crt` (0071dd1d), both first in 1.28; older
+    /// ones dial by the Node's Hostname and verify nothing.
+    pub verifies_kubelet_when_fresh: bool,
+    /// `microk8s join` takes only an IPv4 literal in the connection string
+    /// (1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
+    /// get_valid_connection_parts; 3488ddd3, first in 1.29).
+    pub join_ipv4_only: bool,
+    pub san_steps: SanSteps,
+}
+
+const fn row(since: u32, flavour: Flavour, base_snap: &'static str, san_steps: SanSteps) -> Release {
+    Release {
+        since,
+        flavour,
+        base_snap,
+        worker_join: since >= 23,
+        launch_config: since >= 27,
+        persistent_join_tokens: since >= 27,
+        fresh_is_x509_only: since >= 28,
+        verifies_kubelet_when_fresh: since >= 28,
+        join_ipv4_only: since >= 29,
+        san_steps,
+    }
+}
+
+/// Every supported range, oldest first. A threshold is a field set from its `since`
+/// in [`row`], and a row starts wherever any field changes.
+pub const RELEASES: &[Release] = &[
+    row(19, Flavour::Daemons, "core", SanSteps::TemplateKicker),
+    row(21, Flavour::Kubelite, "core18", SanSteps::TemplateAndCsrConf),
+    row(22, Flavour::Kubelite, "core18", SanSteps::TemplateRefresh),
+    row(23, Flavour::Kubelite, "core18", SanSteps::TemplateRefresh),
+    row(25, Flavour::KubeliteApiserverProxy, "core18", SanSteps::TemplateRefresh),
+    row(27, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
+    row(28, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
+    row(29, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
+    row(34, Flavour::KubeliteApiserverProxy, "core22", SanSteps::TemplateOrLaunchConfig),
+];
+
+/// The newest row: what the `latest` track runs.
+pub fn latest() -> &'static Release {
+    &RELEASES[RELEASES.len() - 1]
+}
+
+/// The row of a (major, minor) version; `None` (the `latest` track) is the newest.
+/// `None` for a version before the first row or of another major.
+pub fn release(version: Option<(u32, u32)>) -> Option<&'static Release> {
     match version {
-        Some((1, m)) if m <= 20 => "core",
-        Some((1, m)) if m <= 26 => "core18",
-        Some((1, m)) if m <= 33 => "core20",
-        _ => "core22",
+        None => Some(latest()),
+        Some((1, minor)) => RELEASES.iter().rev().find(|r| r.since <= minor),
+        Some(_) => None,
     }
 }
 
@@ -73,4 +152,84 @@ pub fn apiserver_unit(flavour: Flavour) -> String {
 /// MicroK8s 1.25+'s `daemon-apiserver-proxy` (run-apiserver-proxy-with-args).
 pub fn apiserver_proxy_unit() -> String {
     snap_unit("apiserver-proxy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Today's answers for every minor, written as the thresholds the checks used
+    /// before the table: a row added in the wrong place changes one of them.
+    #[test]
+    fn every_minor_keeps_its_answers() {
+        assert!(release(Some((1, 18))).is_none() && release(Some((2, 0))).is_none());
+        for minor in 19..=40 {
+            let r = release(Some((1, minor))).unwrap();
+            let flavour = match minor {
+                19..=20 => Flavour::Daemons,
+                21..=24 => Flavour::Kubelite,
+                _ => Flavour::KubeliteApiserverProxy,
+            };
+            let base = match minor {
+                19..=20 => "core",
+                21..=26 => "core18",
+                27..=33 => "core20",
+                _ => "core22",
+            };
+            let san = match minor {
+                19..=20 => SanSteps::TemplateKicker,
+                21 => SanSteps::TemplateAndCsrConf,
+                22..=26 => SanSteps::TemplateRefresh,
+                _ => SanSteps::TemplateOrLaunchConfig,
+            };
+            assert_eq!((r.flavour, r.base_snap, r.san_steps), (flavour, base, san), "1.{minor}");
+            assert_eq!(r.worker_join, minor >= 23, "1.{minor}");
+            assert_eq!((r.launch_config, r.persistent_join_tokens), (minor >= 27, minor >= 27), "1.{minor}");
+            assert_eq!((r.fresh_is_x509_only, r.verifies_kubelet_when_fresh), (minor >= 28, minor >= 28), "1.{minor}");
+            assert_eq!(r.join_ipv4_only, minor >= 29, "1.{minor}");
+        }
+        assert_eq!(release(None), RELEASES.last());
+        assert_eq!(Some(latest()), RELEASES.last());
+        assert!(RELEASES.windows(2).all(|w| w[0].since < w[1].since));
+    }
+
+    /// `docs/join-flavours.md` shows the table; every row there must be this one's.
+    #[test]
+    fn the_docs_show_this_table() {
+        let doc = include_str!("../../../docs/join-flavours.md");
+        let section = doc.split("## Releases at a glance").nth(1).expect("the docs have the section");
+        let rows: Vec<Vec<String>> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+            .collect();
+        assert_eq!(rows.len(), RELEASES.len(), "{rows:?}");
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        for (cells, r) in rows.iter().zip(RELEASES) {
+            let flavour = match r.flavour {
+                Flavour::Daemons => "daemons",
+                Flavour::Kubelite => "kubelite",
+                Flavour::KubeliteApiserverProxy => "kubelite + apiserver-proxy",
+            };
+            let want = [
+                format!("1.{}", r.since),
+                flavour.to_string(),
+                format!("`{}`", r.base_snap),
+                yes(r.worker_join).into(),
+                yes(r.launch_config).into(),
+                yes(r.fresh_is_x509_only).into(),
+                yes(r.join_ipv4_only).into(),
+                match r.san_steps {
+                    SanSteps::TemplateKicker => "template; the kicker re-issues",
+                    SanSteps::TemplateAndCsrConf => "template and csr.conf; refresh-certs",
+                    SanSteps::TemplateRefresh => "template; refresh-certs",
+                    SanSteps::TemplateOrLaunchConfig => "template or extraSANs; refresh-certs",
+                }
+                .into(),
+            ];
+            assert_eq!(cells, &want, "docs/join-flavours.md row for 1.{}", r.since);
+        }
+    }
 }
