@@ -5,16 +5,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use mk8s_bootstrap::plan::Flavour;
-
-use crate::facts::{RawFacts, RawLoadBalancer};
+use crate::facts::RawFacts;
 use crate::model::*;
 use crate::pki::{CaCert, Validity};
 use crate::report::{Report, Severity};
 
-/// Directories every local user may write to (sticky or not): nothing root
-/// installs may come from there.
-const WORLD_WRITABLE_DIRS: &[&str] = &["/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/run/lock/", "/var/crash/"];
+mod values;
+pub use values::*;
 
 /// The largest `workers[].generation`.
 pub const MAX_GENERATION: i64 = 1_000_000;
@@ -45,7 +42,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                         if !is_safe_abs_path(v) || !v.ends_with(ext) {
                             report.error(
                                 format!("{path}.{k}"),
-                                format!("{} is not a plain absolute path to a {ext} file", show(v)),
+                                format!("{} is not a plain absolute path to a {ext} file", quote_value(v)),
                                 "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
                             );
                             ok = false;
@@ -54,7 +51,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                             // in a world-writable directory anyone could swap it first.
                             report.error(
                                 format!("{path}.{k}"),
-                                format!("{} is in a world-writable directory", show(v)),
+                                format!("{} is in a world-writable directory", quote_value(v)),
                                 "put the snap files where only root writes, e.g. /var/cache/mk8s/",
                             );
                             ok = false;
@@ -88,7 +85,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
                         if name != want {
                             report.error(
                                 format!("{p}.file"),
-                                format!("{} is not the {want} snap this MicroK8s runs on", show(&got.0)),
+                                format!("{} is not the {want} snap this MicroK8s runs on", quote_value(&got.0)),
                                 &format!("use the files `snap download {want}` writes ({want}_REV.snap and .assert)"),
                             );
                             return None;
@@ -176,7 +173,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         Some(other) => {
             report.error(
                 "$.cluster.auth",
-                format!("auth mode {} is not supported", show(other)),
+                format!("auth mode {} is not supported", quote_value(other)),
                 "use `auth: token` (static tokens merged into known_tokens.csv), `auth: x509` (client certificates signed by the cluster CA) or `auth: microk8s-join` (MicroK8s's own worker join, 1.23+)",
             );
             None
@@ -240,8 +237,8 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
             "add a third control-plane node (microk8s add-node) for high availability",
         );
     }
-    let load_balancer =
-        check_lb(c.load_balancer.as_ref(), apiserver_port, channel.as_ref().map(|c| c.release.flavour), report);
+    let cx = crate::balancer::CheckCx { apiserver_port, release: channel.as_ref().map(|c| c.release) };
+    let load_balancer = crate::balancer::check(c.load_balancer.as_ref(), &cx, report);
 
     let dns = {
         let d = c.dns.as_ref();
@@ -433,7 +430,7 @@ fn check_client_certs(
             (*y as i32, *m as u8, *d as u8)
         }
         _ => {
-            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", show(nb)), help);
+            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", quote_value(nb)), help);
             return None;
         }
     };
@@ -473,229 +470,6 @@ fn check_client_certs(
     Some(Validity { not_before: date, days })
 }
 
-/// A key the schema requires; reported once per path.
-fn required<'a, T>(v: Option<&'a T>, path: &str, report: &mut Report) -> Option<&'a T> {
-    if v.is_none() {
-        let key = path.rsplit('.').next().unwrap_or(path);
-        report.error(path, format!("required key `{key}` is missing"), "see docs/cluster-facts.md for the schema");
-    }
-    v
-}
-
-fn unique<'a>(seen: &mut HashMap<&'a str, String>, name: &'a str, path: String, what: &str, report: &mut Report) {
-    if let Some(first) = seen.get(name) {
-        report.error(path, format!("duplicate {what} {name:?} (first at {first})"), "every node needs its own name");
-    } else {
-        seen.insert(name, path);
-    }
-}
-
-fn unique_addr(seen: &mut HashMap<IpAddr, String>, a: IpAddr, path: String, report: &mut Report) {
-    // ::ffff:10.0.0.1 is 10.0.0.1.
-    let a = a.to_canonical();
-    if let Some(first) = seen.get(&a) {
-        report.error(path, format!("duplicate address {a} (first at {first})"), "every node needs its own address");
-    } else {
-        seen.insert(a, path);
-    }
-}
-
-fn port(v: Option<i64>, default: u16, path: &str, report: &mut Report) -> u16 {
-    match v {
-        None => default,
-        Some(p) if (1..=65535).contains(&p) => p as u16,
-        Some(p) => {
-            report.error(path, format!("port {p} is out of range"), "use a TCP port from 1 to 65535");
-            default
-        }
-    }
-}
-
-/// RFC 1123 label: lowercase letters, digits and '-', 1 to 63 characters, starting and
-/// ending with a letter or digit.
-pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// RFC 1123 subdomain (what Kubernetes accepts as a node name).
-pub fn is_dns_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// How many characters of a value a message quotes.
-pub const SHOWN_CHARS: usize = 80;
-
-fn show(s: &str) -> String {
-    // Debug-quote so control characters and quotes are visible, never raw; a long
-    // value is cut (a 50 MB value is not worth printing, twice).
-    match s.char_indices().nth(SHOWN_CHARS) {
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &s[..cut], s.len()),
-        None => format!("{s:?}"),
-    }
-}
-
-fn check_dns_label(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
-    let ok = is_dns_label(s);
-    if !ok {
-        report.error(
-            path,
-            format!("{what} {} is not an RFC 1123 label", show(s)),
-            "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
-        );
-    }
-    ok
-}
-
-fn check_dns_name(s: &str, path: &str, what: &str, report: &mut Report) -> bool {
-    let ok = is_dns_name(s);
-    if !ok {
-        report.error(
-            path,
-            format!("{what} {} is not an RFC 1123 DNS name", show(s)),
-            "use lowercase letters, digits, '-' and '.', e.g. cluster.local",
-        );
-    }
-    ok
-}
-
-fn check_node_name(s: &str, path: &str, report: &mut Report) -> bool {
-    let ok = is_dns_name(s);
-    if !ok {
-        report.error(
-            path,
-            format!("node name {} is not a valid Kubernetes node name", show(s)),
-            "use lowercase letters, digits, '-' and '.' (RFC 1123), e.g. worker-1; commas, quotes, spaces and newlines are never allowed",
-        );
-        return false;
-    }
-    // Node names go into every control plane's /etc/hosts (hosts-entries.sh) and
-    // are resolved by name: a name the resolver reads as an address, or one of the
-    // machine's own names, would redirect what the control plane reaches.
-    if looks_like_ipv4(s) {
-        report.error(
-            path,
-            format!("node name {} reads as an IPv4 address (inet_aton takes decimal, octal and hex parts)", show(s)),
-            "give the node a name with a letter outside 0x prefixes, e.g. worker-1",
-        );
-        return false;
-    }
-    let local = ["localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "broadcasthost"];
-    if local.contains(&s) || s.ends_with(".localhost") {
-        report.error(
-            path,
-            format!("node name {} is a name every machine gives itself", show(s)),
-            "hosts-entries.sh would map it to this worker on every control-plane node; use the worker's own name",
-        );
-        return false;
-    }
-    true
-}
-
-/// Whether `s` is an IPv4 address to inet_aton(3): 1 to 4 dot-separated parts,
-/// each decimal, octal (leading 0) or hex (0x).
-fn looks_like_ipv4(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() <= 4
-        && parts.iter().all(|p| {
-            let hex = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"));
-            match hex {
-                Some(h) => !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()),
-                None => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
-            }
-        })
-}
-
-fn check_ip(s: &str, path: &str, report: &mut Report) -> Option<IpAddr> {
-    match s.parse::<IpAddr>() {
-        Ok(ip) if ip.is_unspecified() || ip.is_multicast() => {
-            report.error(path, format!("{ip} cannot be a node address"), "use the node's unicast address");
-            None
-        }
-        Ok(IpAddr::V4(v4)) if v4.is_broadcast() || v4.is_link_local() => {
-            report.error(
-                path,
-                format!("{v4} cannot be a node address: it is the broadcast address or link-local (169.254.0.0/16, where the cloud metadata service answers)"),
-                "use the node's unicast address",
-            );
-            None
-        }
-        Ok(IpAddr::V6(v6)) if v6.is_unicast_link_local() => {
-            report.error(
-                path,
-                format!("{v6} is link-local: it needs an interface (zone) that facts cannot give"),
-                "use the node's global or unique-local address",
-            );
-            None
-        }
-        Ok(ip) => Some(ip),
-        Err(_) => {
-            report.error(
-                path,
-                format!("{} is not an IPv4 or IPv6 address", show(s)),
-                "write a bare address such as 10.130.0.2 or fd00::2 (no port, no brackets)",
-            );
-            None
-        }
-    }
-}
-
-/// `ADDR/PREFIX` with no host bits set; the address family decides the prefix range.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let Some((addr, prefix)) = s.split_once('/') else {
-        return Err(format!("{} has no /PREFIX", show(s)));
-    };
-    let ip: IpAddr = addr.parse().map_err(|_| format!("{} is not an IPv4 or IPv6 address", show(addr)))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = match prefix.parse::<u8>() {
-        Ok(p) if p <= max && !prefix.starts_with('+') && (prefix == "0" || !prefix.starts_with('0')) => p,
-        _ => return Err(format!("prefix {} is not 0 to {max}", show(prefix))),
-    };
-    let bits: u128 = match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    // The host part: every bit below the prefix (IPv4 sits in the top 32 bits).
-    let host_mask = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-    if bits & host_mask != 0 {
-        let net = bits & !host_mask;
-        let net: IpAddr = match ip {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from((net >> 96) as u32)),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(net)),
-        };
-        return Err(format!("{} has host bits set (the network is {net}/{prefix})", show(s)));
-    }
-    Ok((ip, prefix))
-}
-
-/// kube-proxy `--cluster-cidr`: one CIDR, or one IPv4 and one IPv6 CIDR (dual-stack).
-fn check_pod_cidr(s: &str, report: &mut Report) -> Option<String> {
-    let path = "$.cluster.pod-cidr";
-    let help = "give the cluster's pod network as on the control plane's args/kube-proxy --cluster-cidr, e.g. 10.1.0.0/16 (MicroK8s's default), fd02::/64, or 10.1.0.0/16,fd02::/64 for dual-stack";
-    let parts: Vec<&str> = s.split(',').collect();
-    let mut families = Vec::new();
-    for part in &parts {
-        match parse_cidr(part) {
-            Ok((ip, _)) => families.push(ip.is_ipv4()),
-            Err(why) => {
-                let message =
-                    if parts.len() == 1 { format!("pod-cidr {why}") } else { format!("pod-cidr {}: {why}", show(s)) };
-                report.error(path, message, help);
-                return None;
-            }
-        }
-    }
-    if parts.len() > 2 || (parts.len() == 2 && families[0] == families[1]) {
-        report.error(path, format!("{} is not one CIDR or an IPv4 and an IPv6 CIDR", show(s)), help);
-        return None;
-    }
-    Some(s.to_string())
-}
-
 fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
     let path = "$.cluster.microk8s.channel";
     let help = "use a snap channel such as 1.30/stable (track/risk), e.g. 1.20/stable or 1.28/candidate";
@@ -707,7 +481,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
         || !matches!(risk, None | Some("stable" | "candidate" | "beta" | "edge"))
         || branch.is_some_and(|b| !is_dns_label(b));
     if bad {
-        report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
+        report.error(path, format!("{} is not a MicroK8s snap channel", quote_value(s)), help);
         return None;
     }
     if track == "latest" {
@@ -735,7 +509,7 @@ fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
     };
     let version = track.split_once('.').and_then(|(a, b)| Some((number(a)?, number(b)?)));
     let Some((major, minor)) = version else {
-        report.error(path, format!("{} is not a MicroK8s snap channel", show(s)), help);
+        report.error(path, format!("{} is not a MicroK8s snap channel", quote_value(s)), help);
         return None;
     };
     let release = match crate::model::release::release(Some((major, minor))) {
@@ -799,260 +573,6 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
     }
 }
 
-/// Milliseconds of a duration that [`is_duration`] accepted.
-fn duration_ms(s: &str) -> u64 {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().unwrap_or(0);
-    match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        _ => n.saturating_mul(3_600_000),
-    }
-}
-
-fn is_duration(s: &str) -> bool {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    !num.is_empty()
-        && num.len() <= 6
-        && matches!(unit, "ms" | "s" | "m" | "h")
-        && num.parse::<u32>().is_ok_and(|n| n > 0)
-}
-
-fn check_lb(
-    raw: Option<&RawLoadBalancer>,
-    apiserver_port: u16,
-    flavour: Option<Flavour>,
-    report: &mut Report,
-) -> Option<LoadBalancer> {
-    let base = "$.cluster.load-balancer";
-    let default =
-        RawLoadBalancer { mode: None, kind: None, address: None, port: None, traefik: None, health_check: None };
-    let raw = raw.unwrap_or(&default);
-    match raw.mode.as_deref().unwrap_or("node-local") {
-        "node-local" => {
-            if raw.address.is_some() || raw.port.is_some() {
-                report.error(
-                    format!("{base}.address"),
-                    "`address` and `port` belong to `mode: external`",
-                    "remove them, or set `mode: external`",
-                );
-            }
-            let hc = raw.health_check.as_ref();
-            let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
-            let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
-            let durations_ok = |report: &mut Report| {
-                let mut ok = true;
-                for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
-                    if !is_duration(v) {
-                        report.error(
-                            format!("{base}.health-check.{k}"),
-                            format!("{} is not a duration", show(v)),
-                            "write a whole number with ms, s or m, e.g. 5s",
-                        );
-                        ok = false;
-                    } else if duration_ms(v) > 3_600_000 {
-                        report.error(
-                            format!("{base}.health-check.{k}"),
-                            format!("{} is longer than an hour", show(v)),
-                            "health checks find a dead apiserver within seconds: use e.g. interval 5s, timeout 3s",
-                        );
-                        ok = false;
-                    }
-                }
-                if ok && duration_ms(&timeout) > duration_ms(&interval) {
-                    report.error(
-                        format!("{base}.health-check.timeout"),
-                        format!("timeout {timeout} is longer than the interval {interval}"),
-                        "a check must end before the next one starts: make the timeout at most the interval, e.g. interval 5s, timeout 3s",
-                    );
-                    ok = false;
-                }
-                ok
-            };
-            match raw.kind.as_deref().unwrap_or("traefik") {
-                "traefik" => {}
-                "haproxy" => {
-                    if raw.traefik.is_some() {
-                        report.error(
-                            format!("{base}.traefik"),
-                            "`traefik` settings do not apply to `kind: haproxy`",
-                            "remove them",
-                        );
-                    }
-                    let ok = durations_ok(report);
-                    return ok.then(|| LoadBalancer::Haproxy {
-                        path: DEFAULT_HAPROXY_PATH.into(),
-                        health_interval: interval.clone(),
-                        health_timeout: timeout.clone(),
-                    });
-                }
-                "microk8s-proxy" => {
-                    if raw.traefik.is_some() || raw.health_check.is_some() {
-                        report.error(
-                            format!("{base}.kind"),
-                            "`traefik` and `health-check` do not apply to `kind: microk8s-proxy`",
-                            "remove them: MicroK8s's proxy has its own behaviour",
-                        );
-                    }
-                    let supported = matches!(flavour, Some(Flavour::KubeliteApiserverProxy));
-                    if !supported {
-                        report.error(
-                            format!("{base}.kind"),
-                            "`kind: microk8s-proxy` needs MicroK8s 1.25 or later",
-                            "use `kind: traefik` or `kind: haproxy` for older channels",
-                        );
-                        return None;
-                    }
-                    return Some(LoadBalancer::MicroK8sProxy);
-                }
-                other => {
-                    report.error(
-                        format!("{base}.kind"),
-                        format!("load-balancer kind {} is not supported", show(other)),
-                        "use `kind: traefik` (default), `haproxy` or `microk8s-proxy`",
-                    );
-                    return None;
-                }
-            }
-            let t = raw.traefik.clone().unwrap_or(crate::facts::RawTraefik {
-                version: None,
-                path: None,
-                url: None,
-                sha256: None,
-            });
-            let tb = format!("{base}.traefik");
-            if let Some(v) = &t.version {
-                // The whole version, 2 or 3 numeric parts: `3.6.garbage` is not one.
-                let parsed: Option<Vec<u32>> =
-                    v.strip_prefix('v').unwrap_or(v).split('.').map(|p| p.parse().ok()).collect();
-                match parsed.as_deref() {
-                    Some([a, b] | [a, b, _]) if (*a, *b) >= MIN_TRAEFIK => {}
-                    Some([_, _] | [_, _, _]) => report.error(
-                        format!("{tb}.version"),
-                        format!("traefik {v} has no TCP health checks"),
-                        "use traefik 3.6 or later; without health checks a share of connections go to a dead apiserver",
-                    ),
-                    _ => report.error(
-                        format!("{tb}.version"),
-                        format!("{} is not a traefik version", show(v)),
-                        "write it as 3.6.2",
-                    ),
-                }
-            }
-            let path = t.path.clone().unwrap_or_else(|| DEFAULT_TRAEFIK_PATH.into());
-            if !is_safe_abs_path(&path) {
-                report.error(
-                    format!("{tb}.path"),
-                    format!("{} is not a plain absolute path", show(&path)),
-                    "use letters, digits and / . _ - only, e.g. /usr/local/bin/traefik",
-                );
-            } else if !is_system_binary_path(&path) {
-                // The bootstrap downloads into that directory as root: a world-writable
-                // one (/tmp, /var/tmp, /home/...) lets anyone plant a symlink there.
-                report.error(
-                    format!("{tb}.path"),
-                    format!("{} is not in a root-owned system directory", show(&path)),
-                    &format!("use a path under {}, e.g. /usr/local/bin/traefik", SYSTEM_BIN_DIRS.join(", ")),
-                );
-            }
-            let fetch = match (&t.url, &t.sha256) {
-                (None, None) => None,
-                (Some(u), Some(h)) => {
-                    let mut ok_u = check_url(u, &format!("{tb}.url"), report);
-                    if let Some(ext) = unsupported_archive_url(u).filter(|_| ok_u) {
-                        report.error(
-                            format!("{tb}.url"),
-                            format!("a {ext} archive: the bootstrap unpacks only gzip tar archives (.tar.gz, .tgz)"),
-                            "use traefik's .tar.gz release asset, or the program itself",
-                        );
-                        ok_u = false;
-                    }
-                    let ok_h = check_sha256(h, &format!("{tb}.sha256"), report);
-                    (ok_u && ok_h).then(|| (u.clone(), h.to_ascii_lowercase()))
-                }
-                (url, sha) => {
-                    report.error(
-                        tb.clone(),
-                        "`url` and `sha256` go together",
-                        "give both, so the node verifies what it downloads",
-                    );
-                    if let Some(u) = url {
-                        check_url(u, &format!("{tb}.url"), report);
-                    }
-                    if let Some(h) = sha {
-                        check_sha256(h, &format!("{tb}.sha256"), report);
-                    }
-                    None
-                }
-            };
-            durations_ok(report);
-            Some(LoadBalancer::Traefik(TraefikLb { path, fetch, health_interval: interval, health_timeout: timeout }))
-        }
-        "external" => {
-            if raw.kind.is_some() || raw.traefik.is_some() || raw.health_check.is_some() {
-                report.error(
-                    format!("{base}.kind"),
-                    "`kind`, `traefik` and `health-check` belong to `mode: node-local`",
-                    "remove them for an external load balancer",
-                );
-            }
-            let port = port(raw.port, apiserver_port, &format!("{base}.port"), report);
-            let Some(addr) = &raw.address else {
-                report.error(
-                    base,
-                    "`mode: external` needs `address`",
-                    "give the load balancer's IP address or DNS name",
-                );
-                return None;
-            };
-            if let Ok(ip) = addr.parse::<IpAddr>() {
-                let why = match ip {
-                    _ if ip.is_unspecified() => Some("the unspecified address"),
-                    _ if ip.is_multicast() => Some("a multicast address"),
-                    IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
-                    _ => None,
-                };
-                if let Some(why) = why {
-                    report.error(
-                        format!("{base}.address"),
-                        format!("{ip} is {why}, not a load balancer's address"),
-                        "give the load balancer's unicast IP address or DNS name, e.g. 167.172.5.46 or api.example.com",
-                    );
-                    return None;
-                }
-            }
-            // `10.0.0.300` is no address, and no name either (every label digits).
-            let looks_numeric = addr.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            let ok = addr.parse::<IpAddr>().is_ok() || (is_dns_name(addr) && !looks_numeric);
-            if !ok {
-                report.error(
-                    format!("{base}.address"),
-                    format!("{} is not an IP address or DNS name", show(addr)),
-                    "e.g. 167.172.5.46 or api.example.com",
-                );
-                return None;
-            }
-            Some(LoadBalancer::External { host: addr.clone(), port })
-        }
-        other => {
-            report.error(
-                format!("{base}.mode"),
-                format!("load-balancer mode {other:?} is not supported"),
-                "use `node-local` or `external`",
-            );
-            None
-        }
-    }
-}
-
-pub fn is_safe_abs_path(p: &str) -> bool {
-    p.starts_with('/')
-        && !p.contains("..")
-        && p.len() < 256
-        && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
-}
-
 /// An https URL made only of characters that need no quoting anywhere we put it.
 /// The first worker without an `address` (its index) and how a warning names it
 /// and the others like it ("worker \"w-1\" has" / "... and 2 other worker(s) have").
@@ -1066,181 +586,10 @@ fn without_address(workers: &[Worker]) -> Option<(usize, String)> {
     Some((i, who))
 }
 
-/// Where a binary the bootstrap installs as root may live: directories only root
-/// writes to on every distribution we target.
-pub const SYSTEM_BIN_DIRS: &[&str] = &["/usr/local/bin/", "/usr/local/sbin/", "/usr/bin/", "/usr/sbin/", "/opt/"];
-
-/// A plain absolute path below one of [`SYSTEM_BIN_DIRS`], with no `.` or `..`
-/// component and a file name.
-pub fn is_system_binary_path(p: &str) -> bool {
-    SYSTEM_BIN_DIRS.iter().any(|d| p.starts_with(d) && p.len() > d.len())
-        && !p.ends_with('/')
-        && p.split('/').skip(1).all(|c| !c.is_empty() && c != "." && c != "..")
-}
-
-/// Whether a download is a `.tar.gz` archive, from the URL's path (a presigned
-/// URL's query string says nothing about the file).
-pub fn is_archive_url(u: &str) -> bool {
-    let path = u.split(['?', '#']).next().unwrap_or(u).to_ascii_lowercase();
-    path.ends_with(".tar.gz") || path.ends_with(".tgz")
-}
-
-/// An archive kind the bootstrap does not unpack, from the URL's path.
-pub fn unsupported_archive_url(u: &str) -> Option<&'static str> {
-    let path = u.split(['?', '#']).next().unwrap_or(u).to_ascii_lowercase();
-    [".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst", ".zip", ".tar", ".gz", ".xz", ".bz2", ".zst"]
-        .into_iter()
-        .find(|ext| path.ends_with(ext) && !path.ends_with(".tar.gz"))
-}
-
-pub fn is_safe_url(u: &str) -> bool {
-    u.strip_prefix("https://").is_some_and(|rest| {
-        !rest.is_empty()
-            && u.len() < 2048
-            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/:?=&%+@[]".contains(&b))
-    })
-}
-
-/// `https://user:password@host/...`: credentials that would end up in the user-data,
-/// the node's scripts, logs and curl's argv.
-pub fn has_userinfo(u: &str) -> bool {
-    let rest = u.split_once("://").map_or(u, |(_, r)| r);
-    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
-}
-
-/// What to say about a URL with credentials in it (the URL itself is not shown).
-pub const USERINFO_HELP: &str = "credentials in a URL (user:password@) would be copied into the user-data, the node's scripts and logs and curl's command line; serve the file without them, or use a short-lived presigned URL (its query is never logged)";
-
-fn check_url(u: &str, path: &str, report: &mut Report) -> bool {
-    if has_userinfo(u) {
-        report.error(path, "the URL has credentials in it (user:password@)", USERINFO_HELP);
-        return false;
-    }
-    let ok = is_safe_url(u);
-    if !ok {
-        report.error(
-            path,
-            format!("{} is not an https URL of plain characters", show(u)),
-            "use https:// with letters, digits and - . _ ~ / : ? = & % + @ only",
-        );
-    }
-    ok
-}
-
-pub fn is_sha256_hex(h: &str) -> bool {
-    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn check_sha256(h: &str, path: &str, report: &mut Report) -> bool {
-    let ok = is_sha256_hex(h);
-    if !ok {
-        report.error(path, "not a sha256 digest", "give 64 hex digits, as printed by sha256sum");
-    }
-    ok
-}
-
-/// Kubernetes label: optional DNS-subdomain prefix and '/', a name of at most 63
-/// characters, and a value of at most 63 (letters, digits, '-', '_', '.').
-fn check_label(k: &str, v: &str, path: &str, report: &mut Report) {
-    let part = |s: &str| {
-        s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
-            && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
-    };
-    let (prefix, name) = match k.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    let key_ok = !name.is_empty() && part(name) && prefix.is_none_or(is_dns_name);
-    if !key_ok {
-        report.error_at_key(
-            path,
-            format!("label key {} is not a valid Kubernetes label key", show(k)),
-            "use [prefix/]name with letters, digits, '-', '_' and '.' (name at most 63 characters)",
-        );
-    }
-    if !part(v) {
-        report.error(
-            path,
-            format!("label value {} is not a valid Kubernetes label value", show(v)),
-            "use at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
-        );
-    }
-    if key_ok
-        && (prefix == Some("node-role.kubernetes.io")
-            || prefix.is_some_and(|p| p.ends_with("kubernetes.io") && p != "node.kubernetes.io"))
-    {
-        report.warning(
-            path,
-            format!("kubelet may refuse to set label {k:?} on itself (NodeRestriction)"),
-            "label the node from the control plane, or use your own prefix",
-        );
-    }
-}
-
-/// Kubelet flags the generator manages itself; setting them by hand would break the join.
-pub const MANAGED_KUBELET_FLAGS: &[(&str, &str)] = &[
-    ("--kubeconfig", "the kubeconfig is generated"),
-    ("--cluster-dns", "set cluster.dns.cluster-dns"),
-    ("--cluster-domain", "set cluster.dns.cluster-domain"),
-    ("--node-labels", "set the worker's `labels`"),
-    ("--node-ip", "set the worker's `address`"),
-    ("--hostname-override", "the node is registered under its `name`"),
-    ("--client-ca-file", "the cluster CA is installed for you"),
-];
-
-/// Kubelet flags refused outright, with why.
-pub const REFUSED_KUBELET_FLAGS: &[(&str, &str)] = &[
-    ("--config", "a kubelet config file can override the flags mk8s-gen sets; give individual flags instead"),
-    ("--help", "the kubelet would print its usage and exit instead of running"),
-    ("--version", "the kubelet would print its version and exit instead of running"),
-];
-
-fn check_kubelet_arg(a: &str, path: &str, report: &mut Report) {
-    let (flag, value) = match a.split_once('=') {
-        Some((f, v)) => (f, Some(v)),
-        None => (a, None),
-    };
-    // A flag name starts with a letter: `---kubeconfig` is "bad flag syntax" to the
-    // kubelet's flag parser (spf13/pflag), which would not start.
-    let flag_ok = flag.len() > 2
-        && flag.starts_with("--")
-        && flag.as_bytes()[2].is_ascii_lowercase()
-        && flag[2..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    // The args file is read by a shell in the snap's wrappers: no quoting characters.
-    let value_ok = value
-        .is_none_or(|v| v.len() < 1024 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/,=+@%-".contains(&b)));
-    if !flag_ok || !value_ok {
-        report.error(path, format!("kubelet argument {} is not a plain --flag=value", show(a)), "write --flag or --flag=value; values may use letters, digits and . _ : / , = + @ % - (no spaces, quotes or $)");
-        return;
-    }
-    if let Some((_, why)) = MANAGED_KUBELET_FLAGS.iter().find(|(f, _)| *f == flag) {
-        report.error(path, format!("{flag} is managed by mk8s-gen"), why);
-        return;
-    }
-    if let Some((_, why)) = REFUSED_KUBELET_FLAGS.iter().find(|(f, _)| *f == flag) {
-        report.error(path, format!("{flag} is not allowed in kubelet-args"), why);
-        return;
-    }
-    // Flags that would open the kubelet's API (port 10250) to anyone who reaches it.
-    let unsafe_value = match flag {
-        "--anonymous-auth" => value != Some("false"),
-        "--authorization-mode" => value != Some("Webhook"),
-        _ => false,
-    };
-    if unsafe_value {
-        report.error(
-            path,
-            format!("{} would let anyone who reaches the kubelet's port 10250 use its API", show(a)),
-            "remove it: the kubelet must refuse anonymous requests and ask the apiserver about every request (--anonymous-auth=false, --authorization-mode=Webhook)",
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mk8s_bootstrap::plan::Flavour;
 
     #[test]
     fn dns_names() {
@@ -1434,31 +783,9 @@ mod tests {
     #[test]
     fn long_values_are_cut_when_shown() {
         let long = "x".repeat(50_000);
-        let shown = show(&long);
+        let shown = quote_value(&long);
         assert!(shown.len() < 120 && shown.ends_with("… (50000 bytes)"), "{shown}");
-        assert_eq!(show("short"), "\"short\"");
-    }
-
-    #[test]
-    fn health_check_durations_are_sane() {
-        for (interval, timeout, ok) in
-            [("5s", "3s", true), ("5s", "5s", true), ("1s", "3s", false), ("2h", "1s", false), ("61m", "1s", false)]
-        {
-            let mut r = Report::default();
-            let raw = RawLoadBalancer {
-                mode: None,
-                kind: Some("haproxy".into()),
-                address: None,
-                port: None,
-                traefik: None,
-                health_check: Some(crate::facts::RawHealthCheck {
-                    interval: Some(interval.into()),
-                    timeout: Some(timeout.into()),
-                }),
-            };
-            check_lb(Some(&raw), 16443, None, &mut r);
-            assert_eq!(!r.has_errors(), ok, "{interval} {timeout}: {r:?}");
-        }
+        assert_eq!(quote_value("short"), "\"short\"");
     }
 
     #[test]

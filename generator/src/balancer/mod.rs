@@ -1,0 +1,184 @@
+//! The load-balancer kinds: one file each, behind [`Balancer`], listed once in
+//! [`BALANCERS`]. The facts' `kind:` string is compared here only ([`by_kind`]).
+
+mod external;
+mod haproxy;
+mod microk8s_proxy;
+mod traefik;
+
+use crate::check::{duration_ms, is_duration, quote_value};
+use crate::facts::RawLoadBalancer;
+use crate::model::release::Release;
+use crate::model::LoadBalancer;
+use crate::report::Report;
+
+pub use external::External;
+pub use haproxy::Haproxy;
+pub use microk8s_proxy::MicroK8sProxy;
+pub use traefik::Traefik;
+
+/// YAML path of the facts' load-balancer section.
+const BASE: &str = "$.cluster.load-balancer";
+
+/// What the checks of a kind may read besides its own section.
+pub struct CheckCx {
+    pub apiserver_port: u16,
+    /// The channel's release, when the channel is valid.
+    pub release: Option<&'static Release>,
+}
+
+/// One kind of load balancer.
+pub trait Balancer: Sync {
+    /// `kind:` in the facts (`mode: external` for [`External`]).
+    fn kind(&self) -> &'static str;
+    /// `mode:` it belongs to.
+    fn mode(&self) -> &'static str {
+        "node-local"
+    }
+    /// Check the facts' section for this kind; the checked balancer, or `None` with
+    /// the problems in `report`.
+    fn check(&self, raw: &RawLoadBalancer, cx: &CheckCx, report: &mut Report) -> Option<LoadBalancer>;
+}
+
+/// Every kind; the first node-local one is the default.
+pub const BALANCERS: &[&dyn Balancer] = &[&Traefik, &Haproxy, &MicroK8sProxy, &External];
+
+/// The node-local kind named `kind`.
+pub fn by_kind(kind: &str) -> Option<&'static dyn Balancer> {
+    BALANCERS.iter().copied().find(|b| b.mode() == "node-local" && b.kind() == kind)
+}
+
+/// The node-local kinds, as the help of an unknown kind lists them.
+fn kinds_help() -> String {
+    let kinds: Vec<String> = BALANCERS
+        .iter()
+        .filter(|b| b.mode() == "node-local")
+        .enumerate()
+        .map(|(i, b)| if i == 0 { format!("`kind: {}` (default)", b.kind()) } else { format!("`{}`", b.kind()) })
+        .collect();
+    match kinds.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("use {} or {last}", rest.join(", ")),
+        _ => format!("use {}", kinds.join("")),
+    }
+}
+
+/// Check the facts' `load-balancer` (absent: the default node-local kind).
+pub fn check(raw: Option<&RawLoadBalancer>, cx: &CheckCx, report: &mut Report) -> Option<LoadBalancer> {
+    let default =
+        RawLoadBalancer { mode: None, kind: None, address: None, port: None, traefik: None, health_check: None };
+    let raw = raw.unwrap_or(&default);
+    match raw.mode.as_deref().unwrap_or("node-local") {
+        "node-local" => {
+            if raw.address.is_some() || raw.port.is_some() {
+                report.error(
+                    format!("{BASE}.address"),
+                    "`address` and `port` belong to `mode: external`",
+                    "remove them, or set `mode: external`",
+                );
+            }
+            let default_kind = BALANCERS.iter().find(|b| b.mode() == "node-local").map_or("", |b| b.kind());
+            let kind = raw.kind.as_deref().unwrap_or(default_kind);
+            let Some(b) = by_kind(kind) else {
+                report.error(
+                    format!("{BASE}.kind"),
+                    format!("load-balancer kind {} is not supported", quote_value(kind)),
+                    &kinds_help(),
+                );
+                return None;
+            };
+            b.check(raw, cx, report)
+        }
+        "external" => External.check(raw, cx, report),
+        other => {
+            report.error(
+                format!("{BASE}.mode"),
+                format!("load-balancer mode {other:?} is not supported"),
+                "use `node-local` or `external`",
+            );
+            None
+        }
+    }
+}
+
+/// The health-check interval and timeout (default 5s and 3s); `None` when either is
+/// not a sane duration, with the problem reported.
+fn health_check(raw: &RawLoadBalancer, report: &mut Report) -> Option<(String, String)> {
+    let hc = raw.health_check.as_ref();
+    let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
+    let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
+    let mut ok = true;
+    for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
+        if !is_duration(v) {
+            report.error(
+                format!("{BASE}.health-check.{k}"),
+                format!("{} is not a duration", quote_value(v)),
+                "write a whole number with ms, s or m, e.g. 5s",
+            );
+            ok = false;
+        } else if duration_ms(v) > 3_600_000 {
+            report.error(
+                format!("{BASE}.health-check.{k}"),
+                format!("{} is longer than an hour", quote_value(v)),
+                "health checks find a dead apiserver within seconds: use e.g. interval 5s, timeout 3s",
+            );
+            ok = false;
+        }
+    }
+    if ok && duration_ms(&timeout) > duration_ms(&interval) {
+        report.error(
+            format!("{BASE}.health-check.timeout"),
+            format!("timeout {timeout} is longer than the interval {interval}"),
+            "a check must end before the next one starts: make the timeout at most the interval, e.g. interval 5s, timeout 3s",
+        );
+        ok = false;
+    }
+    ok.then_some((interval, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kinds_help_lists_the_table() {
+        assert_eq!(kinds_help(), "use `kind: traefik` (default), `haproxy` or `microk8s-proxy`");
+        assert!(by_kind("external").is_none() && by_kind("haproxy").is_some());
+    }
+
+    #[test]
+    fn health_check_durations_are_sane() {
+        for (interval, timeout, bad) in [
+            ("5s", "3s", None),
+            ("5s", "5s", None),
+            ("1s", "3s", Some("timeout")),
+            ("2h", "1s", Some("interval")),
+            ("61m", "1s", Some("interval")),
+            ("5x", "1s", Some("interval")),
+        ] {
+            for kind in ["haproxy", "traefik"] {
+                let mut r = Report::default();
+                let raw = RawLoadBalancer {
+                    mode: None,
+                    kind: Some(kind.into()),
+                    address: None,
+                    port: None,
+                    traefik: None,
+                    health_check: Some(crate::facts::RawHealthCheck {
+                        interval: Some(interval.into()),
+                        timeout: Some(timeout.into()),
+                    }),
+                };
+                let lb = check(Some(&raw), &CheckCx { apiserver_port: 16443, release: None }, &mut r);
+                let paths: Vec<&str> = r.problems.iter().map(|p| p.path.as_str()).collect();
+                match bad {
+                    None => assert!(lb.is_some() && paths.is_empty(), "{kind} {interval} {timeout}: {paths:?}"),
+                    Some(k) => assert_eq!(
+                        (lb.is_some(), paths),
+                        (false, vec![format!("{BASE}.health-check.{k}").as_str()]),
+                        "{kind} {interval} {timeout}"
+                    ),
+                }
+            }
+        }
+    }
+}
