@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::check;
 use crate::model::{self, Facts};
 use crate::render::{self, Delivery};
 use crate::report::Report;
 use crate::secrets::Secrets;
 use crate::util::write_output;
+use crate::values;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
@@ -532,17 +532,17 @@ fn delivery(a: &DeliveryArgs) -> Result<Delivery, Failure> {
         return Ok(Delivery::embedded(&read_elf(p, "bootstrap binary")?));
     }
     if let (Some(url), Some(sha)) = (&a.bootstrap_url, &a.bootstrap_sha256) {
-        if check::has_userinfo(url) {
+        if values::has_userinfo(url) {
             return Err(Failure::Usage(format!(
                 "--bootstrap-url {}: the URL has credentials in it; {}",
                 mk8s_bootstrap::system::redact_url(url),
-                check::USERINFO_HELP
+                values::USERINFO_HELP
             )));
         }
-        if !check::is_safe_url(url) {
+        if !values::is_safe_url(url) {
             return Err(Failure::Usage(format!("--bootstrap-url {url:?} is not an https URL of plain characters")));
         }
-        if !check::is_sha256_hex(sha) {
+        if !values::is_sha256_hex(sha) {
             return Err(Failure::Usage("--bootstrap-sha256 must be 64 hex digits".into()));
         }
         return Ok(Delivery::Fetched { url: url.clone(), sha256: sha.to_ascii_lowercase() });

@@ -23,6 +23,7 @@ pub mod spans;
 pub mod targets;
 pub mod templates;
 pub mod util;
+pub mod values;
 pub mod yaml;
 
 use std::path::Path;

@@ -250,7 +250,7 @@ impl Shared {
                         fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
                             url: url.clone(),
                             sha256: sha256.clone(),
-                            archive: crate::check::is_archive_url(url),
+                            archive: crate::values::is_archive_url(url),
                         }),
                     },
                 }

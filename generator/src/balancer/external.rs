@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 
 use super::{Balancer, CheckCx, BASE};
-use crate::check::{is_dns_name, port, quote_value};
 use crate::facts::RawLoadBalancer;
 use crate::model::LoadBalancer;
 use crate::report::Report;
+use crate::values::{is_dns_name, port, quote_value};
 
 pub struct External;
 

@@ -6,11 +6,11 @@ mod haproxy;
 mod microk8s_proxy;
 mod traefik;
 
-use crate::check::{duration_ms, is_duration, quote_value};
 use crate::facts::RawLoadBalancer;
 use crate::model::release::Release;
 use crate::model::LoadBalancer;
 use crate::report::Report;
+use crate::values::{duration_ms, is_duration, quote_value};
 
 pub use external::External;
 pub use haproxy::Haproxy;

@@ -2,13 +2,13 @@
 //! TCP health checks.
 
 use super::{health_check, Balancer, CheckCx, BASE};
-use crate::check::{
-    check_sha256, check_url, is_safe_abs_path, is_system_binary_path, quote_value, unsupported_archive_url,
-    SYSTEM_BIN_DIRS,
-};
 use crate::facts::{RawLoadBalancer, RawTraefik};
 use crate::model::{LoadBalancer, TraefikLb, DEFAULT_TRAEFIK_PATH, MIN_TRAEFIK};
 use crate::report::Report;
+use crate::values::{
+    check_sha256, check_url, is_safe_abs_path, is_system_binary_path, quote_value, unsupported_archive_url,
+    SYSTEM_BIN_DIRS,
+};
 
 pub struct Traefik;
 

@@ -1,20 +1,19 @@
 //! Raw facts -> checked model. Every problem is collected (with its YAML path) before
 //! anything is rendered; rendering only ever sees a [`crate::model::Facts`].
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 
 use crate::facts::RawFacts;
 use crate::model::*;
-use crate::pki::{CaCert, Validity};
+use crate::pki::CaCert;
 use crate::report::{Report, Severity};
 
-mod values;
-pub use values::*;
-
-/// The largest `workers[].generation`.
-pub const MAX_GENERATION: i64 = 1_000_000;
+mod auth;
+mod channel;
+mod cross;
+mod nodes;
+use crate::values::*;
+pub use nodes::{MAX_GENERATION, MAX_WORKER_NAME};
 
 /// Check everything. `base_dir` resolves `ca.cert-file`.
 pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<Facts> {
@@ -27,353 +26,24 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         check_dns_label(n, "$.cluster.name", "the cluster name", report);
     }
 
-    let channel = match c.microk8s.as_ref() {
-        None => required::<String>(None, "$.cluster.microk8s", report).and(None),
-        Some(m) => {
-            let ch = required(m.channel.as_ref(), "$.cluster.microk8s.channel", report)
-                .and_then(|ch| check_channel(ch, report));
-            let local = m.local_snap.as_ref().and_then(|l| {
-                let base = "$.cluster.microk8s.local-snap";
-                let pair = |path: &str, f: Option<&String>, a: Option<&String>, report: &mut Report| {
-                    let file = required(f, &format!("{path}.file"), report)?;
-                    let assert = required(a, &format!("{path}.assert"), report)?;
-                    let mut ok = true;
-                    for (v, k, ext) in [(file, "file", ".snap"), (assert, "assert", ".assert")] {
-                        if !is_safe_abs_path(v) || !v.ends_with(ext) {
-                            report.error(
-                                format!("{path}.{k}"),
-                                format!("{} is not a plain absolute path to a {ext} file", quote_value(v)),
-                                "use letters, digits and / . _ - only, e.g. /var/cache/mk8s/microk8s_1234.snap",
-                            );
-                            ok = false;
-                        } else if WORLD_WRITABLE_DIRS.iter().any(|d| v.starts_with(d)) {
-                            // The bootstrap installs it as root (`snap ack`, `snap install`):
-                            // in a world-writable directory anyone could swap it first.
-                            report.error(
-                                format!("{path}.{k}"),
-                                format!("{} is in a world-writable directory", quote_value(v)),
-                                "put the snap files where only root writes, e.g. /var/cache/mk8s/",
-                            );
-                            ok = false;
-                        }
-                    }
-                    ok.then(|| (file.clone(), assert.clone()))
-                };
-                let (file, assert) = pair(base, l.file.as_ref(), l.assert.as_ref(), report)?;
-                let want = ch.as_ref().map_or(crate::model::release::latest(), |c| c.release).base_snap;
-                let base_pair = match &l.base {
-                    None => {
-                        report.warning(
-                            base,
-                            format!(
-                                "no `base` snap is given: MicroK8s {} runs on the {want} snap, which snapd cannot fetch \
-                                 without the store, so the install fails unless the image already has {want}",
-                                ch.as_ref().map(|c| c.text.as_str()).unwrap_or("?")
-                            ),
-                            &format!(
-                                "bake {want} into the image, or add `base: {{ file: /var/cache/mk8s/{want}_REV.snap, \
-                                 assert: /var/cache/mk8s/{want}_REV.assert }}` (`snap download {want}` makes both)"
-                            ),
-                        );
-                        None
-                    }
-                    Some(b) => {
-                        let p = format!("{base}.base");
-                        let got = pair(&p, b.file.as_ref(), b.assert.as_ref(), report)?;
-                        // `snap download NAME` names its files NAME_REV.snap.
-                        let name = got.0.rsplit('/').next().unwrap_or("").split('_').next().unwrap_or("");
-                        if name != want {
-                            report.error(
-                                format!("{p}.file"),
-                                format!("{} is not the {want} snap this MicroK8s runs on", quote_value(&got.0)),
-                                &format!("use the files `snap download {want}` writes ({want}_REV.snap and .assert)"),
-                            );
-                            return None;
-                        }
-                        Some(got)
-                    }
-                };
-                Some(LocalSnap { file, assert, base: base_pair })
-            });
-            ch.map(|c| Channel { local_snap: local, ..c })
-        }
-    };
-
+    let channel = channel::check_microk8s(c.microk8s.as_ref(), report);
     let ca = required(c.ca.as_ref(), "$.cluster.ca", report).and_then(|ca| load_ca(ca, base_dir, report));
 
-    let auth = match c.auth.as_deref() {
-        None | Some("token") => {
-            // canonical/microk8s 805dfe59 (first in 1.28): new installations use
-            // certificate auth and no longer pass --token-auth-file.
-            if channel.as_ref().is_some_and(|ch| ch.release.fresh_is_x509_only) {
-                report.warning(
-                    "$.cluster.microk8s.channel",
-                    "with `auth: token`: MicroK8s 1.28 and later, installed fresh, do not read known_tokens.csv (no --token-auth-file)",
-                    "use `auth: x509`, or check that args/kube-apiserver on the control plane has --token-auth-file (merge-known-tokens.sh refuses otherwise)",
-                );
-                report.warning(
-                    "$.cluster.microk8s.channel",
-                    format!("with `auth: token`: {KUBELET_VERIFIED}; with tokens a worker's kubelet serves a certificate of the worker's own CA, so kubectl logs, exec and port-forward to pods on token-authenticated workers fail with x509 errors"),
-                    "use `auth: x509` (the generator then issues each kubelet a serving certificate from the cluster CA), or `auth: microk8s-join` (1.23+: the control plane signs the kubelet's certificates)",
-                );
-            }
-            if c.client_certificates.is_some() {
-                report.warning(
-                    "$.cluster.client-certificates",
-                    "ignored with `auth: token`",
-                    "remove it, or set `auth: x509`",
-                );
-            }
-            Some(AuthMode::Token)
-        }
-        Some("x509") => check_client_certs(c.client_certificates.as_ref(), ca.as_ref(), report).map(AuthMode::X509),
-        Some("microk8s-join") => {
-            let mut ok = true;
-            if let Some(v) = channel.as_ref().filter(|ch| !ch.release.worker_join).and_then(|ch| ch.version) {
-                report.error(
-                    "$.cluster.auth",
-                    format!("`auth: microk8s-join` needs MicroK8s 1.23 or later; the channel is {}.{}", v.0, v.1),
-                    "`microk8s join --worker` first appears in 1.23 (canonical/microk8s 1.23:scripts/cluster/join.py); use `auth: token` or `auth: x509` for older channels",
-                );
-                ok = false;
-            }
-            if let Some(lb) = &c.load_balancer {
-                let own = lb.mode.as_deref().unwrap_or("node-local") == "node-local"
-                    && lb.kind.as_deref() == Some("microk8s-proxy")
-                    && lb.address.is_none()
-                    && lb.traefik.is_none();
-                if !own {
-                    report.error(
-                        "$.cluster.load-balancer",
-                        "with `auth: microk8s-join` the load balancer is MicroK8s's own: the join writes kubeconfigs for 127.0.0.1:16443 and configures the snap's proxy (traefik on 1.23-1.24, apiserver-proxy on 1.25+)",
-                        "remove `load-balancer` (or say `kind: microk8s-proxy`)",
-                    );
-                    ok = false;
-                }
-            }
-            if c.client_certificates.is_some() {
-                report.warning(
-                    "$.cluster.client-certificates",
-                    "ignored with `auth: microk8s-join`",
-                    "remove it: the control plane's cluster-agent signs the certificates",
-                );
-            }
-            let hours =
-                c.microk8s_join.as_ref().and_then(|j| j.token_ttl_hours).unwrap_or(DEFAULT_JOIN_TOKEN_TTL_HOURS);
-            if !(1..=8760).contains(&hours) {
-                report.error(
-                    "$.cluster.microk8s-join.token-ttl-hours",
-                    format!("{hours} is out of range"),
-                    "give 1 to 8760 hours (default 24)",
-                );
-                ok = false;
-            }
-            ok.then_some(AuthMode::MicroK8sJoin { token_ttl_secs: hours as u64 * 3600 })
-        }
-        Some(other) => {
-            report.error(
-                "$.cluster.auth",
-                format!("auth mode {} is not supported", quote_value(other)),
-                "use `auth: token` (static tokens merged into known_tokens.csv), `auth: x509` (client certificates signed by the cluster CA) or `auth: microk8s-join` (MicroK8s's own worker join, 1.23+)",
-            );
-            None
-        }
-    };
-    if c.microk8s_join.is_some() && !matches!(auth, Some(AuthMode::MicroK8sJoin { .. })) {
-        report.warning("$.cluster.microk8s-join", "ignored unless `auth: microk8s-join`", "remove it");
-    }
+    let auth = auth::check_auth(c, channel.as_ref(), ca.as_ref(), report);
 
     let apiserver_port = port(c.apiserver_port, DEFAULT_APISERVER_PORT, "$.cluster.apiserver-port", report);
 
-    // Names and addresses must be unique across control plane and workers.
-    let mut names: HashMap<&str, String> = HashMap::new();
-    let mut addrs: HashMap<IpAddr, String> = HashMap::new();
-
-    if c.control_plane.is_empty() {
-        report.error(
-            "$.cluster.control-plane",
-            "no control-plane nodes",
-            "list every control-plane node with its name and address",
-        );
-    }
-    let mut control_plane = Vec::new();
-    for (i, n) in c.control_plane.iter().enumerate() {
-        let base = format!("$.cluster.control-plane[{i}]");
-        let name = required(n.name.as_ref(), &format!("{base}.name"), report);
-        if let Some(name) = name {
-            if check_node_name(name, &format!("{base}.name"), report) {
-                unique(&mut names, name, format!("{base}.name"), "node name", report);
-            }
-        }
-        let addr = required(n.address.as_ref(), &format!("{base}.address"), report)
-            .and_then(|a| check_ip(a, &format!("{base}.address"), report))
-            .inspect(|ip| {
-                // A warning, not an error: a test bed on one machine runs its
-                // simulated control plane on 127.0.0.x.
-                if ip.to_canonical().is_loopback() {
-                    report.warning(
-                        format!("{base}.address"),
-                        format!(
-                            "{ip} is a loopback address: every worker would dial itself, not this control-plane node"
-                        ),
-                        "give the control-plane node's address on the network the workers reach it by",
-                    );
-                }
-            });
-        if let (Some(name), Some(a)) = (name, addr) {
-            unique_addr(&mut addrs, a, format!("{base}.address"), report);
-            control_plane.push(ControlPlaneNode { name: name.clone(), address: a });
-        }
-    }
-
-    if control_plane.len() == 2 {
-        // MicroK8s's HA is dqlite's Raft: three voters from the third node on; with
-        // two, one is a voter and one a spare (canonical/microk8s docs, "High
-        // Availability"), so losing the voter stops the datastore.
-        report.warning(
-            "$.cluster.control-plane",
-            "two control-plane nodes: MicroK8s's datastore (dqlite) needs three to survive the loss of one; \
-             with two, workers fail over between apiservers but the cluster stops when its datastore voter does",
-            "add a third control-plane node (microk8s add-node) for high availability",
-        );
-    }
+    let mut seen = nodes::Seen::default();
+    let control_plane = nodes::control_plane(&c.control_plane, &mut seen, report);
     let cx = crate::balancer::CheckCx { apiserver_port, release: channel.as_ref().map(|c| c.release) };
     let load_balancer = crate::balancer::check(c.load_balancer.as_ref(), &cx, report);
 
-    let dns = {
-        let d = c.dns.as_ref();
-        let domain = d.and_then(|d| d.cluster_domain.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
-        check_dns_name(&domain, "$.cluster.dns.cluster-domain", "cluster-domain", report);
-        let ip = d.and_then(|d| d.cluster_dns.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
-        let (domain_given, dns_given) =
-            (d.is_some_and(|d| d.cluster_domain.is_some()), d.is_some_and(|d| d.cluster_dns.is_some()));
-        check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns {
-            cluster_domain: domain,
-            cluster_dns: ip,
-            domain_given,
-            dns_given,
-        })
-    };
-
+    let dns = dns(c.dns.as_ref(), report);
     let pod_cidr = check_pod_cidr(c.pod_cidr.as_deref().unwrap_or(DEFAULT_POD_CIDR), report);
 
-    let ready_deadline_secs = match c.bootstrap.as_ref().and_then(|b| b.ready_deadline_seconds) {
-        None => 900,
-        Some(s) if (60..=86_400).contains(&s) => s as u64,
-        Some(s) => {
-            report.error(
-                "$.cluster.bootstrap.ready-deadline-seconds",
-                format!("{s} is out of range"),
-                "use 60 to 86400 seconds",
-            );
-            900
-        }
-    };
-
-    if raw.workers.is_empty() {
-        report.warning("$.workers", "no workers are listed", "add `workers: [{ name: worker-1 }]`");
-    }
-    let mut workers = Vec::new();
-    for (i, w) in raw.workers.iter().enumerate() {
-        let base = format!("$.workers[{i}]");
-        let Some(name) = required(w.name.as_ref(), &format!("{base}.name"), report) else { continue };
-        if check_node_name(name, &format!("{base}.name"), report) {
-            unique(&mut names, name, format!("{base}.name"), "node name", report);
-            if name.len() > MAX_WORKER_NAME {
-                report.error(
-                    format!("{base}.name"),
-                    format!("worker name is {} characters long: its fleet file NAME.user-data would be longer than a file name may be (255 bytes)", name.len()),
-                    &format!("use at most {MAX_WORKER_NAME} characters"),
-                );
-            }
-        }
-        let address = w.address.as_ref().and_then(|a| {
-            let ip = check_ip(a, &format!("{base}.address"), report)?;
-            unique_addr(&mut addrs, ip, format!("{base}.address"), report);
-            Some(ip)
-        });
-        for (k, v) in &w.labels {
-            check_label(k, v, &crate::spans::child_key(&format!("{base}.labels"), k), report);
-        }
-        for (j, a) in w.kubelet_args.iter().enumerate() {
-            check_kubelet_arg(a, &format!("{base}.kubelet-args[{j}]"), report);
-        }
-        let generation = match w.generation {
-            None => 0,
-            Some(g) if (0..=MAX_GENERATION).contains(&g) => {
-                if g > 0 && !matches!(auth, Some(AuthMode::MicroK8sJoin { .. }) | None) {
-                    report.warning(
-                        format!("{base}.generation"),
-                        "generation changes only the join token of `auth: microk8s-join`; this cluster's \
-                         credentials stay as they are",
-                        "remove it, or use it with auth: microk8s-join",
-                    );
-                }
-                g as u32
-            }
-            Some(g) => {
-                report.error(
-                    format!("{base}.generation"),
-                    format!("{g} is out of range"),
-                    &format!("use 0 to {MAX_GENERATION}; raise it by one to give the worker a new join token"),
-                );
-                0
-            }
-        };
-        workers.push(Worker {
-            name: name.clone(),
-            generation,
-            address,
-            labels: w.labels.clone(),
-            kubelet_args: w.kubelet_args.clone(),
-        });
-    }
-
-    if channel.as_ref().is_some_and(|ch| ch.release.verifies_kubelet_when_fresh)
-        && matches!(auth, Some(AuthMode::X509(_)))
-    {
-        if let Some((i, who)) = without_address(&workers) {
-            report.warning(
-                format!("$.workers[{i}]"),
-                format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
-                "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use `auth: microk8s-join` (1.23+: the control plane signs a serving certificate with the node's addresses)",
-            );
-        }
-    }
-
-    if channel.as_ref().is_some_and(|ch| !ch.release.verifies_kubelet_when_fresh) {
-        if let Some((i, who)) = without_address(&workers) {
-            // kube-apiserver's default --kubelet-preferred-address-types puts Hostname
-            // first; MicroK8s sets InternalIP first only from 1.28 (4086f4ac).
-            report.warning(
-                format!("$.workers[{i}]"),
-                format!("{who} no `address`: MicroK8s 1.27 and older apiservers dial each kubelet by its node name (the Node's Hostname address), which the control plane must resolve, or kubectl logs, exec and port-forward to pods on such a worker fail"),
-                "give each worker its `address` (hosts-entries.sh in the control-plane bundle then adds the name to /etc/hosts on the control plane), or make the names resolvable in DNS",
-            );
-        }
-    }
-
-    // 1.29+ join.py accepts only an IPv4 literal in the connection string
-    // (canonical/microk8s 1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
-    // get_valid_connection_parts: exactly one ':'; 3488ddd3).
-    if matches!(auth, Some(AuthMode::MicroK8sJoin { .. }))
-        && channel.as_ref().is_some_and(|ch| ch.release.join_ipv4_only)
-        && !control_plane.is_empty()
-    {
-        if control_plane.iter().all(|c| c.address.is_ipv6()) {
-            report.error(
-                "$.cluster.control-plane",
-                "with `auth: microk8s-join` on MicroK8s 1.29+, `microk8s join` takes only an IPv4 address (get_valid_connection_parts), and every control-plane address here is IPv6",
-                "give the control planes' IPv4 addresses, or use `auth: x509`",
-            );
-        } else if let Some(i) = control_plane.iter().position(|c| c.address.is_ipv6()) {
-            report.warning(
-                format!("$.cluster.control-plane[{i}]"),
-                "IPv6: MicroK8s 1.29+ `microk8s join` takes only IPv4 addresses; workers join through the IPv4 control planes only",
-                "give this control plane's IPv4 address if it has one",
-            );
-        }
-    }
+    let ready_deadline_secs = ready_deadline(c.bootstrap.as_ref(), report);
+    let workers = nodes::workers(&raw.workers, auth.as_ref(), &mut seen, report);
+    cross::check(channel.as_ref(), auth.as_ref(), &control_plane, &workers, report);
 
     if report.has_errors() {
         return None;
@@ -394,137 +64,11 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     })
 }
 
-pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
-
-/// `NAME.user-data` (the longer fleet file name) must fit in 255 bytes.
-pub const MAX_WORKER_NAME: usize = 255 - ".user-data".len();
-
 /// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
 /// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
 /// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`, commit 0071dd1d, and
 /// `--kubelet-preferred-address-types=InternalIP,...`, commit 4086f4ac).
-const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
-
-fn check_client_certs(
-    raw: Option<&crate::facts::RawClientCertificates>,
-    ca: Option<&CaCert>,
-    report: &mut Report,
-) -> Option<Validity> {
-    let base = "$.cluster.client-certificates";
-    let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }`; it is fixed so the output is reproducible, move it forward to rotate";
-    let Some(raw) = raw else {
-        report.error(base, "`auth: x509` needs `client-certificates.not-before`", help);
-        return None;
-    };
-    let nb = required(raw.not_before.as_ref(), &format!("{base}.not-before"), report)?;
-    let parsed = nb.split('-').map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>();
-    let date = match parsed.as_deref() {
-        Some([y, m, d])
-            if nb.len() == 10
-                && (2000..=2999).contains(y)
-                && (1..=12).contains(m)
-                && (1..=31).contains(d)
-                && time::Date::from_calendar_date(*y as i32, time::Month::try_from(*m as u8).ok()?, *d as u8)
-                    .is_ok() =>
-        {
-            (*y as i32, *m as u8, *d as u8)
-        }
-        _ => {
-            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", quote_value(nb)), help);
-            return None;
-        }
-    };
-    let days = match raw.validity_days {
-        None => DEFAULT_VALIDITY_DAYS,
-        Some(d) if (1..=3650).contains(&d) => d as u32,
-        Some(d) => {
-            report.error(
-                format!("{base}.validity-days"),
-                format!("{d} is out of range"),
-                "use 1 to 3650 days (default 365)",
-            );
-            return None;
-        }
-    };
-    if days <= 30 {
-        report.warning(
-            format!("{base}.validity-days"),
-            format!("the client certificates expire {days} day(s) after their not-before"),
-            "nodes stop authenticating then; use a longer validity unless you rotate that often",
-        );
-    }
-    let start = time::Date::from_calendar_date(date.0, time::Month::try_from(date.1).ok()?, date.2)
-        .ok()?
-        .midnight()
-        .assume_utc();
-    let end = start + time::Duration::days(i64::from(days));
-    if let Some(ca) = ca {
-        if end.unix_timestamp() > ca.not_after {
-            report.warning(
-                format!("{base}.validity-days"),
-                "the client certificates outlive the cluster CA",
-                "they stop verifying when the CA expires; shorten the validity or renew the CA",
-            );
-        }
-    }
-    Some(Validity { not_before: date, days })
-}
-
-fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
-    let path = "$.cluster.microk8s.channel";
-    let help = "use a snap channel such as 1.30/stable (track/risk), e.g. 1.20/stable or 1.28/candidate";
-    let mut parts = s.split('/');
-    let track = parts.next().unwrap_or("");
-    let risk = parts.next();
-    let branch = parts.next();
-    let bad = parts.next().is_some()
-        || !matches!(risk, None | Some("stable" | "candidate" | "beta" | "edge"))
-        || branch.is_some_and(|b| !is_dns_label(b));
-    if bad {
-        report.error(path, format!("{} is not a MicroK8s snap channel", quote_value(s)), help);
-        return None;
-    }
-    if track == "latest" {
-        report.warning(
-            path,
-            "channel `latest` follows every new Kubernetes minor",
-            "pin a track such as 1.30/stable so workers match the control plane",
-        );
-        return Some(Channel {
-            text: s.into(),
-            local_snap: None,
-            version: None,
-            release: crate::model::release::latest(),
-        });
-    }
-    if track.ends_with("-strict") || track.ends_with("-eksd") {
-        report.error(path, format!("track {track:?} is not supported"), "use a classic track such as 1.30/stable");
-        return None;
-    }
-    // Plain digits only: u32's parser also takes `+1`.
-    let number = |p: &str| {
-        (!p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0')))
-            .then(|| p.parse::<u32>().ok())
-            .flatten()
-    };
-    let version = track.split_once('.').and_then(|(a, b)| Some((number(a)?, number(b)?)));
-    let Some((major, minor)) = version else {
-        report.error(path, format!("{} is not a MicroK8s snap channel", quote_value(s)), help);
-        return None;
-    };
-    let release = match crate::model::release::release(Some((major, minor))) {
-        Some(r) => r,
-        None => {
-            report.error(
-                path,
-                format!("MicroK8s {major}.{minor} is not supported"),
-                "worker-only nodes need MicroK8s 1.19 or later",
-            );
-            return None;
-        }
-    };
-    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), release })
-}
+pub(crate) const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
 
 fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {
     let (pem, path) = match (&raw.cert_file, &raw.cert) {
@@ -573,21 +117,40 @@ fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> O
     }
 }
 
-/// An https URL made only of characters that need no quoting anywhere we put it.
-/// The first worker without an `address` (its index) and how a warning names it
-/// and the others like it ("worker \"w-1\" has" / "... and 2 other worker(s) have").
-fn without_address(workers: &[Worker]) -> Option<(usize, String)> {
-    let mut missing = workers.iter().enumerate().filter(|(_, w)| w.address.is_none());
-    let (i, first) = missing.next()?;
-    let who = match missing.count() {
-        0 => format!("worker {:?} has", first.name),
-        n => format!("worker {:?} and {n} other worker(s) have", first.name),
-    };
-    Some((i, who))
+/// `cluster.dns` (MicroK8s's defaults when absent).
+fn dns(d: Option<&crate::facts::RawDns>, report: &mut Report) -> Option<Dns> {
+    let domain = d.and_then(|d| d.cluster_domain.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.into());
+    check_dns_name(&domain, "$.cluster.dns.cluster-domain", "cluster-domain", report);
+    let ip = d.and_then(|d| d.cluster_dns.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_DNS.into());
+    let (domain_given, dns_given) =
+        (d.is_some_and(|d| d.cluster_domain.is_some()), d.is_some_and(|d| d.cluster_dns.is_some()));
+    check_ip(&ip, "$.cluster.dns.cluster-dns", report).map(|ip| Dns {
+        cluster_domain: domain,
+        cluster_dns: ip,
+        domain_given,
+        dns_given,
+    })
+}
+
+/// `bootstrap.ready-deadline-seconds`: 60 s to a day, default 15 minutes.
+fn ready_deadline(b: Option<&crate::facts::RawBootstrap>, report: &mut Report) -> u64 {
+    match b.and_then(|b| b.ready_deadline_seconds) {
+        None => 900,
+        Some(s) if (60..=86_400).contains(&s) => s as u64,
+        Some(s) => {
+            report.error(
+                "$.cluster.bootstrap.ready-deadline-seconds",
+                format!("{s} is out of range"),
+                "use 60 to 86400 seconds",
+            );
+            900
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::channel::check_channel;
     use super::*;
     use mk8s_bootstrap::plan::Flavour;
 
