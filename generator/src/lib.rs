@@ -7,10 +7,10 @@
 
 pub mod balancer;
 pub mod check;
-pub mod checks;
 pub mod cli;
 pub mod controlplane;
 pub mod facts;
+pub mod files;
 pub mod fleet;
 pub mod ignition;
 pub mod merge;
@@ -19,6 +19,7 @@ pub mod pki;
 pub mod render;
 pub mod report;
 pub mod secrets;
+pub mod selfcheck;
 pub mod spans;
 pub mod targets;
 pub mod templates;

@@ -8,30 +8,20 @@ use std::io::Write as _;
 
 use base64::Engine as _;
 use mk8s_bootstrap::plan::{
-    self, ApiserverSpec, BinarySpec, CaSpec, Credential, CredentialsSpec, Fetch, Flavour, InstallFile, JoinPlan,
-    LoadBalancerSpec, MicroK8sSpec, NodeSpec, TimingSpec,
+    self, ApiserverSpec, CaSpec, Credential, CredentialsSpec, Flavour, InstallFile, JoinPlan, LoadBalancerSpec,
+    MicroK8sSpec, NodeSpec, TimingSpec,
 };
 use serde::Serialize;
 use serde_json::json;
 
-use crate::checks;
 use crate::model::release::{apiserver_proxy_unit, services, snap_unit, CLUSTER_AGENT_PORT};
-use crate::model::{host_port, AuthMode, Facts, LoadBalancer, Worker};
+use crate::model::{host_port, AuthMode, Facts, Worker};
 use crate::pki::Identity;
 use crate::secrets::Secrets;
+use crate::selfcheck;
 use crate::templates;
 
-/// Where the user-data stages files on the node.
-pub const STAGE_DIR: &str = "/etc/mk8s-worker";
-pub const TRAEFIK_DIR: &str = "/etc/mk8s-worker/traefik";
-pub const UNIT_DIR: &str = "/etc/systemd/system";
-pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
-pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
-pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
-
-pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
-/// Read by the install hook of MicroK8s 1.27+ before its bundled default.
-pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
+pub use crate::files::*;
 
 /// How the bootstrap binary reaches the node.
 #[derive(Debug, Clone)]
@@ -60,21 +50,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to memory")
 }
 
-/// One file for the node, as cloud-init `write_files` (or Ignition) will write it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeFile {
-    pub path: String,
-    pub content: FileContent,
-    pub mode: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileContent {
-    Text(String),
-    /// Shared by every node of a fleet: cloned by reference.
-    GzipBase64(std::sync::Arc<String>),
-}
-
 /// Everything generated for one worker.
 #[derive(Debug, Clone)]
 pub struct NodeOutput {
@@ -92,12 +67,8 @@ pub fn server_url(facts: &Facts) -> String {
         // What the join writes into the kubeconfigs: the local proxy.
         return format!("https://{}", host_port("127.0.0.1", facts.apiserver_port));
     }
-    match &facts.load_balancer {
-        LoadBalancer::Traefik(_) | LoadBalancer::Haproxy { .. } | LoadBalancer::MicroK8sProxy => {
-            format!("https://{}", host_port("127.0.0.1", facts.apiserver_port))
-        }
-        LoadBalancer::External { host, port } => format!("https://{}", host_port(host, *port)),
-    }
+    let listen = host_port("127.0.0.1", facts.apiserver_port);
+    crate::balancer::of(&facts.load_balancer).server_url(&facts.load_balancer, &listen)
 }
 
 #[derive(Serialize)]
@@ -173,89 +144,16 @@ impl Shared {
         let listen = host_port("127.0.0.1", facts.apiserver_port);
         // The only addresses a load balancer's unit lets it reach, beside loopback.
         let allow: Vec<String> = facts.control_plane.iter().map(|c| c.address.to_string()).collect();
-        let load_balancer = match &facts.load_balancer {
+        let balancer = crate::balancer::of(&facts.load_balancer);
+        let load_balancer = if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) {
             // MicroK8s's own proxy, which the join configures.
-            _ if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) => {
-                LoadBalancerSpec::Joined { listen: listen.clone() }
-            }
-            LoadBalancer::Haproxy { path, health_interval, health_timeout } => {
-                let config = format!("{STAGE_DIR}/haproxy/haproxy.cfg");
-                let servers: Vec<_> = facts
-                    .control_plane
-                    .iter()
-                    .zip(&endpoints)
-                    .map(|(c, e)| json!({"name": c.name, "address": e}))
-                    .collect();
-                let cfg = templates::render(
-                    "haproxy.cfg",
-                    json!({"listen": listen, "servers": servers, "check_interval": health_interval, "check_timeout": health_timeout, "connect_timeout": "5s"}),
-                )?;
-                checks::haproxy(&cfg, &listen, &endpoints)?;
-                let unit = templates::render(
-                    "mk8s-haproxy.service",
-                    json!({"binary": path, "config": config, "allow": allow}),
-                )?;
-                files.push(NodeFile { path: config, content: FileContent::Text(cfg), mode: 0o644 });
-                files.push(NodeFile {
-                    path: format!("{UNIT_DIR}/{HAPROXY_UNIT}"),
-                    content: FileContent::Text(unit),
-                    mode: 0o644,
-                });
-                LoadBalancerSpec::Haproxy { unit: HAPROXY_UNIT.into(), listen: listen.clone(), binary: path.clone() }
-            }
-            LoadBalancer::MicroK8sProxy => {
-                let provider = templates::render("apiserver-proxy-provider.yaml", json!({"servers": endpoints}))?;
-                let template = templates::render("apiserver-proxy-traefik-template.yaml", json!({"listen": listen}))?;
-                checks::apiserver_proxy(&provider, &template, &listen, &endpoints)?;
-                for (name, text) in [("provider.yaml", provider), ("traefik-template.yaml", template)] {
-                    let staged = format!("{STAGE_DIR}/apiserver-proxy/{name}");
-                    install.push(InstallFile {
-                        staged: staged.clone(),
-                        target: format!("args/traefik/{name}"),
-                        mode: 0o644,
-                        sha256: plan::sha256_hex(text.as_bytes()),
-                        secret: false,
-                    });
-                    files.push(NodeFile { path: staged, content: FileContent::Text(text), mode: 0o644 });
-                }
-                LoadBalancerSpec::Microk8sProxy { unit: apiserver_proxy_unit(), listen: listen.clone() }
-            }
-            LoadBalancer::Traefik(t) => {
-                let listen = host_port("127.0.0.1", facts.apiserver_port);
-                let static_path = format!("{TRAEFIK_DIR}/traefik.yaml");
-                let provider_path = format!("{TRAEFIK_DIR}/provider.yaml");
-                let static_cfg =
-                    templates::render("traefik.yaml", json!({"listen": listen, "provider_file": provider_path}))?;
-                let provider = templates::render(
-                    "provider.yaml",
-                    json!({"servers": endpoints, "health_interval": t.health_interval, "health_timeout": t.health_timeout, "dial_timeout": "5s"}),
-                )?;
-                checks::traefik(&static_cfg, &provider, &listen, &provider_path, &endpoints)?;
-                let unit = templates::render(
-                    "mk8s-traefik.service",
-                    json!({"binary": t.path, "config": static_path, "allow": allow}),
-                )?;
-                files.push(NodeFile { path: static_path, content: FileContent::Text(static_cfg), mode: 0o644 });
-                files.push(NodeFile { path: provider_path, content: FileContent::Text(provider), mode: 0o644 });
-                files.push(NodeFile {
-                    path: format!("{UNIT_DIR}/{TRAEFIK_UNIT}"),
-                    content: FileContent::Text(unit),
-                    mode: 0o644,
-                });
-                LoadBalancerSpec::Traefik {
-                    unit: TRAEFIK_UNIT.into(),
-                    listen,
-                    binary: BinarySpec {
-                        path: t.path.clone(),
-                        fetch: t.fetch.as_ref().map(|(url, sha256)| Fetch {
-                            url: url.clone(),
-                            sha256: sha256.clone(),
-                            archive: crate::values::is_archive_url(url),
-                        }),
-                    },
-                }
-            }
-            LoadBalancer::External { .. } => LoadBalancerSpec::External,
+            LoadBalancerSpec::Joined { listen: listen.clone() }
+        } else {
+            let cx = crate::balancer::RenderCx { facts, endpoints: &endpoints, listen: &listen, allow: &allow };
+            let rendered = balancer.render(&facts.load_balancer, &cx)?;
+            files.extend(rendered.files);
+            install.extend(rendered.install);
+            rendered.spec
         };
 
         // MicroK8s 1.27+ (and `latest`): a launch configuration that enables no addon,
@@ -266,7 +164,7 @@ impl Shared {
         // cmd/cluster-agent.go keeps a file that fails and applies it again).
         if facts.channel.release.launch_config {
             let text = templates::render("microk8s.yaml", json!({}))?;
-            checks::launch_configuration(&text)?;
+            selfcheck::launch_configuration(&text)?;
             files.push(NodeFile { path: LAUNCH_CONFIG.into(), content: FileContent::Text(text), mode: 0o644 });
         }
 
@@ -388,9 +286,9 @@ pub fn render_node_with(
         };
         let text = templates::render("kubeconfig.yaml", ctx)?;
         if shared.kubeconfig_parsed.load(std::sync::atomic::Ordering::Relaxed) {
-            checks::kubeconfig_values(&text, &server, user, token, cert.as_deref())?;
+            selfcheck::kubeconfig_values(&text, &server, user, token, cert.as_deref())?;
         } else {
-            checks::kubeconfig(&text, &server, &ca_b64, user)?;
+            selfcheck::kubeconfig(&text, &server, &ca_b64, user)?;
             shared.kubeconfig_parsed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         stage(file, &format!("credentials/{file}"), 0o600, true, text);
@@ -409,7 +307,7 @@ pub fn render_node_with(
     }
 
     let (mut stop_services, mut start_services, locks) = services(facts.channel.release.flavour);
-    if matches!(facts.load_balancer, LoadBalancer::MicroK8sProxy) || join_mode {
+    if crate::balancer::of(&facts.load_balancer).keeps_apiserver_proxy() || join_mode {
         // MicroK8s's own proxy is the load balancer here: keep it.
         stop_services.retain(|u| *u != apiserver_proxy_unit());
     }
@@ -527,10 +425,7 @@ pub fn render_node_with(
         });
         commands.insert(0, vec!["hostnamectl".into(), "set-hostname".into(), worker.name.clone()]);
     }
-    let packages = match facts.load_balancer {
-        LoadBalancer::Haproxy { .. } => vec!["haproxy".to_string()],
-        _ => Vec::new(),
-    };
+    let packages = crate::balancer::of(&facts.load_balancer).packages().iter().map(|p| p.to_string()).collect();
     Ok(NodeOutput { plan, files, packages, commands })
 }
 
@@ -682,6 +577,6 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         channel = facts.channel.text,
         cp = cp.address,
     );
-    checks::launch_configuration_join(&text, &url)?;
+    selfcheck::launch_configuration_join(&text, &url)?;
     Ok(text)
 }

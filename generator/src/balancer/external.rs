@@ -2,9 +2,11 @@
 
 use std::net::IpAddr;
 
-use super::{Balancer, CheckCx, BASE};
+use mk8s_bootstrap::plan::LoadBalancerSpec;
+
+use super::{Balancer, CheckCx, RenderCx, Rendered, BASE};
 use crate::facts::RawLoadBalancer;
-use crate::model::LoadBalancer;
+use crate::model::{host_port, LoadBalancer};
 use crate::report::Report;
 use crate::values::{is_dns_name, port, quote_value};
 
@@ -34,6 +36,17 @@ impl Balancer for External {
         };
         check_address(addr, report)?;
         Some(LoadBalancer::External { host: addr.clone(), port })
+    }
+
+    fn render(&self, _: &LoadBalancer, _: &RenderCx) -> anyhow::Result<Rendered> {
+        Ok(Rendered::spec(LoadBalancerSpec::External))
+    }
+
+    fn server_url(&self, lb: &LoadBalancer, listen: &str) -> String {
+        match lb {
+            LoadBalancer::External { host, port } => format!("https://{}", host_port(host, *port)),
+            _ => format!("https://{listen}"),
+        }
     }
 }
 

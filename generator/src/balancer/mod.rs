@@ -1,14 +1,17 @@
 //! The load-balancer kinds: one file each, behind [`Balancer`], listed once in
 //! [`BALANCERS`]. The facts' `kind:` string is compared here only ([`by_kind`]).
 
-mod external;
-mod haproxy;
-mod microk8s_proxy;
-mod traefik;
+pub mod external;
+pub mod haproxy;
+pub mod microk8s_proxy;
+pub mod traefik;
+
+use mk8s_bootstrap::plan::{InstallFile, LoadBalancerSpec};
 
 use crate::facts::RawLoadBalancer;
+use crate::files::NodeFile;
 use crate::model::release::Release;
-use crate::model::LoadBalancer;
+use crate::model::{Facts, LoadBalancer};
 use crate::report::Report;
 use crate::values::{duration_ms, is_duration, quote_value};
 
@@ -27,6 +30,31 @@ pub struct CheckCx {
     pub release: Option<&'static Release>,
 }
 
+/// What the rendering of a kind may read.
+pub struct RenderCx<'a> {
+    pub facts: &'a Facts,
+    /// `host:port` of every control-plane apiserver, in the facts' order.
+    pub endpoints: &'a [String],
+    /// Where a node-local balancer listens (`127.0.0.1:PORT`).
+    pub listen: &'a str,
+    /// The only addresses a balancer's unit may reach, beside loopback.
+    pub allow: &'a [String],
+}
+
+/// A kind's files (the same on every node), the files it installs into the snap's
+/// data directory, and what the plan tells the bootstrap.
+pub struct Rendered {
+    pub files: Vec<NodeFile>,
+    pub install: Vec<InstallFile>,
+    pub spec: LoadBalancerSpec,
+}
+
+impl Rendered {
+    fn spec(spec: LoadBalancerSpec) -> Rendered {
+        Rendered { files: Vec::new(), install: Vec::new(), spec }
+    }
+}
+
 /// One kind of load balancer.
 pub trait Balancer: Sync {
     /// `kind:` in the facts (`mode: external` for [`External`]).
@@ -38,6 +66,38 @@ pub trait Balancer: Sync {
     /// Check the facts' section for this kind; the checked balancer, or `None` with
     /// the problems in `report`.
     fn check(&self, raw: &RawLoadBalancer, cx: &CheckCx, report: &mut Report) -> Option<LoadBalancer>;
+    /// Render and parse back this kind's files. `lb` is what [`Balancer::check`]
+    /// returned.
+    fn render(&self, lb: &LoadBalancer, cx: &RenderCx) -> anyhow::Result<Rendered>;
+    /// The URL kubelet and kube-proxy use: the node-local listener, unless the
+    /// balancer is elsewhere.
+    fn server_url(&self, lb: &LoadBalancer, listen: &str) -> String {
+        let _ = lb;
+        format!("https://{listen}")
+    }
+    /// Distribution packages cloud-init installs for it.
+    fn packages(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// It is MicroK8s's own `apiserver-proxy`, which the worker must keep running.
+    fn keeps_apiserver_proxy(&self) -> bool {
+        false
+    }
+}
+
+/// The kind of a checked load balancer: the one match on [`LoadBalancer`].
+pub fn of(lb: &LoadBalancer) -> &'static dyn Balancer {
+    match lb {
+        LoadBalancer::Traefik(_) => &Traefik,
+        LoadBalancer::Haproxy { .. } => &Haproxy,
+        LoadBalancer::MicroK8sProxy => &MicroK8sProxy,
+        LoadBalancer::External { .. } => &External,
+    }
+}
+
+/// A kind was handed another kind's settings: a bug in the caller.
+fn not_mine(kind: &str) -> anyhow::Error {
+    anyhow::anyhow!("internal error: the {kind} balancer was given another kind's settings")
 }
 
 /// Every kind; the first node-local one is the default.

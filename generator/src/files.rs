@@ -1,0 +1,28 @@
+//! What a node receives: files, with their modes, at paths of ours.
+
+/// Where the user-data stages files on the node.
+pub const STAGE_DIR: &str = "/etc/mk8s-worker";
+pub const TRAEFIK_DIR: &str = "/etc/mk8s-worker/traefik";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
+pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
+pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
+
+pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
+/// Read by the install hook of MicroK8s 1.27+ before its bundled default.
+pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
+
+/// One file for the node, as cloud-init `write_files` (or Ignition) will write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFile {
+    pub path: String,
+    pub content: FileContent,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    Text(String),
+    /// Shared by every node of a fleet: cloned by reference.
+    GzipBase64(std::sync::Arc<String>),
+}
