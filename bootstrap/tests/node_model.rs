@@ -102,7 +102,7 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, fresh_x509);
     let worker = facts.worker(NODE).unwrap();
     if !fresh_x509 {
-        sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
+        sim.set_tokens(&mk8s_gen::auth::token::token_lines(&facts, &secrets, worker));
     }
     if by_hostname && !v.no_hosts {
         // The simulated apiserver resolves through the /etc/hosts the bundle's

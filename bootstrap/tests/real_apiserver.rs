@@ -267,7 +267,7 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
         // MicroK8s's own lines, then ours (what merge-known-tokens.sh leaves).
         options.known_tokens = format!(
             "{ADMIN},admin,admin,\"system:masters\"\n{}",
-            mk8s_gen::controlplane::token_lines(&facts, &secrets, worker)
+            mk8s_gen::auth::token::token_lines(&facts, &secrets, worker)
         );
     }
     let mut cp = ControlPlane::new(options);

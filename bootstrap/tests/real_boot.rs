@@ -152,7 +152,7 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
         }
     }
     if !x509 {
-        sim.set_tokens(&mk8s_gen::controlplane::token_lines(&facts, &secrets, worker));
+        sim.set_tokens(&mk8s_gen::auth::token::token_lines(&facts, &secrets, worker));
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();
     let user_data = match shape {

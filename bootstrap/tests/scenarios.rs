@@ -73,7 +73,7 @@ fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, extra: &
     let x509 = extra.contains("x509");
     let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
     let worker = facts.worker(NODE).unwrap();
-    let token_csv = if x509 { String::new() } else { mk8s_gen::controlplane::token_lines(&facts, &secrets, worker) };
+    let token_csv = if x509 { String::new() } else { mk8s_gen::auth::token::token_lines(&facts, &secrets, worker) };
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let user_data = render::cloud_config(&out);
     sim.set_tokens(&token_csv);

@@ -503,7 +503,7 @@ fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) ->
             }
         }
     }
-    if matches!(facts.auth, model::AuthMode::X509(_)) {
+    if crate::auth::of(&facts.auth).needs_ca_key() {
         if let Err(e) = secrets.attach_ca_key(&facts.ca) {
             let mut report = Report::default();
             report.error(
@@ -577,7 +577,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         // The default: nothing in the user-data brings the bootstrap (nor traefik
         // without `traefik.url`); the bootstrap refuses early without them.
         // With auth: microk8s-join MicroK8s's own proxy is the balancer: no traefik.
-        let joined = matches!(facts.auth, model::AuthMode::MicroK8sJoin { .. });
+        let joined = crate::auth::of(&facts.auth).joined(&facts).is_some();
         let traefik = match &facts.load_balancer {
             model::LoadBalancer::Traefik(t) if t.fetch.is_none() && !joined => {
                 format!(" and traefik at {}", t.path)
@@ -722,7 +722,7 @@ fn secrets_set_ca_key(path: &Path, ca_key_file: &str, io: &mut Io) -> Result<(),
 
 fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |facts, report| {
-        if facts.auth == model::AuthMode::Token && facts.workers.is_empty() {
+        if crate::auth::of(&facts.auth).bundle_needs_workers() && facts.workers.is_empty() {
             report.error(
                 "$.workers",
                 "the facts list no workers: there are no token lines for the control plane",
@@ -741,13 +741,7 @@ fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
             "wrote {} in {}: run {} on every control-plane node",
             files.join(", "),
             a.out.display(),
-            if facts.auth == model::AuthMode::Token {
-                "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
-            } else if matches!(facts.auth, model::AuthMode::MicroK8sJoin { .. }) {
-                "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
-            } else {
-                "check-control-plane.sh and hosts-entries.sh"
-            }
+            crate::auth::of(&facts.auth).operator_steps()
         ),
     );
     Ok(())

@@ -1,51 +1,16 @@
-//! What the control plane needs for token-authenticated workers:
-//! `known_tokens.csv` lines (the original method's format), an idempotent script
-//! that merges them on a control-plane node, and the certificate alternative names
-//! to add for an external load balancer.
+//! The control-plane bundle: what each auth mode needs there (its own files, from
+//! [`crate::auth`]), the workers' `/etc/hosts` lines with the script that keeps
+//! them, and the certificate alternative names to add for an external load
+//! balancer.
 
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::model::release::{apiserver_unit, SanSteps};
-use crate::model::{AuthMode, Facts, LoadBalancer, Worker};
-use crate::pki::Identity;
+use crate::model::release::SanSteps;
+use crate::model::{Facts, LoadBalancer, Worker};
 use crate::secrets::Secrets;
 use crate::templates;
 use crate::util::write_output;
-
-/// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.
-pub fn join_token_lines(facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> String {
-    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, &w.name, w.generation))).collect()
-}
-
-/// User-id column values; prefixed so they cannot collide with MicroK8s's own lines
-/// (`kubelet-0`, `kube-proxy`, `admin`, ...), whatever the node is called.
-pub fn uid(identity: Identity, node: &str) -> String {
-    match identity {
-        Identity::Kubelet => format!("mk8s-kubelet-{node}"),
-        Identity::KubeProxy => format!("mk8s-kube-proxy-{node}"),
-    }
-}
-
-/// The two lines for one worker, in the seed's format:
-/// `TOKEN,system:kube-proxy,UID` and `TOKEN,system:node:NAME,UID,"system:nodes"`.
-/// Every field is validated upstream (hex tokens, RFC 1123 names), so no field can
-/// hold a comma, quote or newline; the assertion keeps it that way.
-pub fn token_lines(facts: &Facts, secrets: &Secrets, w: &Worker) -> String {
-    let proxy = secrets.token(&facts.name, Identity::KubeProxy, &w.name);
-    let kubelet = secrets.token(&facts.name, Identity::Kubelet, &w.name);
-    let lines = format!(
-        "{proxy},system:kube-proxy,{}\n{kubelet},system:node:{},{},\"system:nodes\"\n",
-        uid(Identity::KubeProxy, &w.name),
-        w.name,
-        uid(Identity::Kubelet, &w.name)
-    );
-    assert!(
-        lines.lines().all(|l| l.matches(',').count() == 2 + usize::from(l.contains("system:nodes"))),
-        "token lines must have exactly their own fields"
-    );
-    lines
-}
 
 /// What to do on the control plane so the apiserver certificate names an external
 /// load balancer, for the facts' MicroK8s version (`csr-alt-names.txt`).
@@ -140,64 +105,7 @@ pub fn write_bundle(facts: &Facts, secrets: &Secrets, workers: &[&Worker], dir: 
     // It holds a script to run as root (and with tokens, the credentials): 0700
     // whatever the umask, and never through a symlink.
     crate::util::ensure_dir(dir, 0o700, true)?;
-    let mut files = Vec::new();
-    match facts.auth {
-        AuthMode::Token => {
-            // An empty bundle merges nothing and only invites mistakes on a root shell
-            // of a control plane; the script refuses one too.
-            anyhow::ensure!(
-                !workers.is_empty(),
-                "the facts list no workers: there are no token lines to give the control plane"
-            );
-            let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
-            let script = templates::render(
-                "merge-known-tokens.sh",
-                serde_json::json!({
-                    "cluster": facts.name,
-                    "apiserver_service": apiserver_unit(facts.channel.release.flavour),
-                    "apiserver_port": facts.apiserver_port,
-                }),
-            )?;
-            files.push(("known-tokens.csv", csv, 0o600));
-            files.push(("merge-known-tokens.sh", script, 0o755));
-        }
-        AuthMode::MicroK8sJoin { token_ttl_secs } => {
-            // 1.27+ control planes: persistent tokens (never consumed); 1.23-1.26:
-            // tokens with an expiry (reusable until then), as `add-node --token-ttl`.
-            let persistent = facts.channel.release.persistent_join_tokens;
-            let script = templates::render(
-                "register-join-tokens.sh",
-                serde_json::json!({
-                    "cluster": facts.name,
-                    "token_file": if persistent { "persistent-cluster-tokens.txt" } else { "cluster-tokens.txt" },
-                    "ttl": if persistent { 0 } else { token_ttl_secs },
-                }),
-            )?;
-            files.push(("join-tokens.txt", join_token_lines(facts, secrets, workers), 0o600));
-            files.push(("register-join-tokens.sh", script, 0o755));
-        }
-        AuthMode::X509(_) => {
-            files.push((
-                "README.txt",
-                "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
-                 (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
-                 The control plane needs no change to admit new workers, but run check-control-plane.sh\n\
-                 on each control-plane node: with MicroK8s's default --authorization-mode=AlwaysAllow\n\
-                 every worker credential is cluster-admin (enable the rbac addon).\n"
-                    .to_string(),
-                0o644,
-            ));
-        }
-    }
-    // Without token auth there is nothing to merge, but the authorization mode and
-    // the HA check still want a look on every control-plane node.
-    if !matches!(facts.auth, AuthMode::Token) {
-        files.push((
-            "check-control-plane.sh",
-            templates::render("check-control-plane.sh", serde_json::json!({ "cluster": facts.name }))?,
-            0o755,
-        ));
-    }
+    let mut files = crate::auth::of(&facts.auth).bundle(facts, secrets, workers)?;
     // Every channel: control planes that dial kubelets by the Node's Hostname address
     // (<= 1.27, and upgraded 1.28+) must resolve worker names; see the script.
     files.push(("hosts", hosts_lines(workers), 0o644));

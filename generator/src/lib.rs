@@ -5,6 +5,7 @@
 //! problem) -> [`render::render_node`] (the JoinPlan and files) -> an output format
 //! (cloud-config, Ignition or a MicroK8s launch configuration).
 
+pub mod auth;
 pub mod balancer;
 pub mod check;
 pub mod cli;

@@ -8,15 +8,14 @@ use std::io::Write as _;
 
 use base64::Engine as _;
 use mk8s_bootstrap::plan::{
-    self, ApiserverSpec, CaSpec, Credential, CredentialsSpec, Flavour, InstallFile, JoinPlan, LoadBalancerSpec,
-    MicroK8sSpec, NodeSpec, TimingSpec,
+    self, ApiserverSpec, CaSpec, CredentialsSpec, InstallFile, JoinPlan, LoadBalancerSpec, MicroK8sSpec, NodeSpec,
+    TimingSpec,
 };
 use serde::Serialize;
 use serde_json::json;
 
-use crate::model::release::{apiserver_proxy_unit, services, snap_unit, CLUSTER_AGENT_PORT};
-use crate::model::{host_port, AuthMode, Facts, Worker};
-use crate::pki::Identity;
+use crate::model::release::{apiserver_proxy_unit, services, CLUSTER_AGENT_PORT};
+use crate::model::{host_port, Facts, Worker};
 use crate::secrets::Secrets;
 use crate::selfcheck;
 use crate::templates;
@@ -61,56 +60,15 @@ pub struct NodeOutput {
     pub commands: Vec<Vec<String>>,
 }
 
-/// The URL kubelet and kube-proxy use.
+/// The URL kubelet and kube-proxy use: MicroK8s's own proxy when the mode joins
+/// through it, else the balancer's.
 pub fn server_url(facts: &Facts) -> String {
-    if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) {
-        // What the join writes into the kubeconfigs: the local proxy.
-        return format!("https://{}", host_port("127.0.0.1", facts.apiserver_port));
-    }
     let listen = host_port("127.0.0.1", facts.apiserver_port);
-    crate::balancer::of(&facts.load_balancer).server_url(&facts.load_balancer, &listen)
-}
-
-#[derive(Serialize)]
-struct KubeconfigCtx<'a> {
-    user: &'a str,
-    node: &'a str,
-    ca_data: &'a str,
-    server: &'a str,
-    token: Option<&'a str>,
-    client_certificate_data: Option<String>,
-    client_key_data: Option<String>,
-}
-
-/// One identity's credential, as it goes into a kubeconfig and the plan.
-enum Cred {
-    Token(String),
-    Cert(crate::pki::Issued),
-    Join(String),
-}
-
-impl From<Cred> for Credential {
-    fn from(c: Cred) -> Credential {
-        match c {
-            Cred::Token(token) => Credential::Token { token },
-            Cred::Cert(c) => Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem },
-            Cred::Join(token) => Credential::JoinToken { token },
-        }
+    if crate::auth::of(&facts.auth).joined(facts).is_some() {
+        // What the join writes into the kubeconfigs: the local proxy.
+        return format!("https://{listen}");
     }
-}
-
-fn credential(facts: &Facts, secrets: &Secrets, identity: Identity, worker: &Worker) -> anyhow::Result<Cred> {
-    let node = worker.name.as_str();
-    Ok(match facts.auth {
-        AuthMode::Token => Cred::Token(secrets.token(&facts.name, identity, node)),
-        AuthMode::MicroK8sJoin { .. } => Cred::Join(secrets.join_token(&facts.name, node, worker.generation)),
-        AuthMode::X509(validity) => {
-            let signer = secrets.signer(&facts.ca, &facts.name).map_err(anyhow::Error::msg)?;
-            let issued = crate::pki::issue(&signer, identity, node, validity)
-                .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))?;
-            Cred::Cert(issued)
-        }
-    })
+    crate::balancer::of(&facts.load_balancer).server_url(&facts.load_balancer, &listen)
 }
 
 /// What every node of a cluster shares (load-balancer files, the bootstrap binary or
@@ -120,10 +78,10 @@ pub struct Shared {
     endpoints: Vec<String>,
     files: Vec<NodeFile>,
     load_balancer: LoadBalancerSpec,
-    /// Set once a node's kubeconfigs were parsed back in full. Every later node's
-    /// kubeconfigs come from the same template and differ only in escaped values
-    /// of restricted alphabets (hex tokens, base64 certificates), so they get the
-    /// cheaper check that those values are what was meant.
+    /// What MicroK8s's own join brings, when the auth mode joins through it.
+    joined: Option<crate::auth::Joined>,
+    /// Set once a node's kubeconfigs were parsed back in full (see
+    /// [`crate::auth::NodeCx`]).
     kubeconfig_parsed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The `write_files` entry of each shared file, emitted once (by path).
     emitted: std::collections::HashMap<String, String>,
@@ -145,9 +103,9 @@ impl Shared {
         // The only addresses a load balancer's unit lets it reach, beside loopback.
         let allow: Vec<String> = facts.control_plane.iter().map(|c| c.address.to_string()).collect();
         let balancer = crate::balancer::of(&facts.load_balancer);
-        let load_balancer = if matches!(facts.auth, AuthMode::MicroK8sJoin { .. }) {
-            // MicroK8s's own proxy, which the join configures.
-            LoadBalancerSpec::Joined { listen: listen.clone() }
+        let joined = crate::auth::of(&facts.auth).joined(facts);
+        let load_balancer = if let Some(j) = &joined {
+            j.balancer.clone()
         } else {
             let cx = crate::balancer::RenderCx { facts, endpoints: &endpoints, listen: &listen, allow: &allow };
             let rendered = balancer.render(&facts.load_balancer, &cx)?;
@@ -204,6 +162,7 @@ impl Shared {
             endpoints,
             files,
             load_balancer,
+            joined,
             kubeconfig_parsed: Default::default(),
             emitted,
             install,
@@ -242,93 +201,33 @@ pub fn render_node_with(
     shared: &Shared,
 ) -> anyhow::Result<NodeOutput> {
     let server = server_url(facts);
-    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(facts.ca.pem.as_bytes());
-    let join_mode = matches!(facts.auth, AuthMode::MicroK8sJoin { .. });
-    let kubelet_cred = credential(facts, secrets, Identity::Kubelet, worker)?;
-    let proxy_cred = credential(facts, secrets, Identity::KubeProxy, worker)?;
+    let joined = shared.joined.as_ref();
+    let cx =
+        crate::auth::NodeCx { facts, secrets, worker, server: &server, kubeconfig_parsed: &shared.kubeconfig_parsed };
+    let creds = crate::auth::of(&facts.auth).credentials(&facts.auth, &cx)?;
 
     let mut files = Vec::new();
     let mut install = Vec::new();
-    let mut stage = |name: &str, target: &str, mode: u32, secret: bool, text: String| {
-        let path = format!("{STAGE_DIR}/{name}");
+    for st in creds.staged {
+        let path = format!("{STAGE_DIR}/{}", st.name);
         install.push(InstallFile {
             staged: path.clone(),
-            target: target.into(),
-            mode,
-            sha256: plan::sha256_hex(text.as_bytes()),
-            secret,
+            target: st.target.into(),
+            mode: st.mode,
+            sha256: plan::sha256_hex(st.text.as_bytes()),
+            secret: st.secret,
         });
-        files.push(NodeFile { path, content: FileContent::Text(text), mode });
-    };
-
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    // With `auth: microk8s-join` the join writes the CA and the kubeconfigs.
-    let staged: &[(&str, &str, &Cred)] = if join_mode {
-        &[]
-    } else {
-        stage("ca.crt", "certs/ca.remote.crt", 0o644, false, facts.ca.pem.clone());
-        &[("kubelet", "kubelet.config", &kubelet_cred), ("kube-proxy", "proxy.config", &proxy_cred)]
-    };
-    for &(user, file, cred) in staged {
-        let (token, cert, key) = match cred {
-            Cred::Token(t) => (Some(t.as_str()), None, None),
-            Cred::Cert(c) => (None, Some(b64(&c.cert_pem)), Some(b64(&c.key_pem))),
-            Cred::Join(_) => unreachable!("no kubeconfigs are staged in join mode"),
-        };
-        let ctx = KubeconfigCtx {
-            user,
-            node: &worker.name,
-            ca_data: &ca_b64,
-            server: &server,
-            token,
-            client_certificate_data: cert.clone(),
-            client_key_data: key,
-        };
-        let text = templates::render("kubeconfig.yaml", ctx)?;
-        if shared.kubeconfig_parsed.load(std::sync::atomic::Ordering::Relaxed) {
-            selfcheck::kubeconfig_values(&text, &server, user, token, cert.as_deref())?;
-        } else {
-            selfcheck::kubeconfig(&text, &server, &ca_b64, user)?;
-            shared.kubeconfig_parsed.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        stage(file, &format!("credentials/{file}"), 0o600, true, text);
-    }
-    if let AuthMode::X509(validity) = facts.auth {
-        // The kubelet's serving certificate, signed by the cluster CA, where the
-        // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
-        // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
-        // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
-        let signer = secrets.signer(&facts.ca, &facts.name).map_err(anyhow::Error::msg)?;
-        let addresses: Vec<_> = worker.address.into_iter().collect();
-        let serving = crate::pki::issue_serving(&signer, &worker.name, &addresses, validity)
-            .map_err(|e| anyhow::anyhow!("cannot issue the kubelet serving certificate for {}: {e}", worker.name))?;
-        stage("kubelet.crt", "certs/kubelet.crt", 0o644, false, serving.cert_pem);
-        stage("kubelet.key", "certs/kubelet.key", 0o600, true, serving.key_pem);
+        files.push(NodeFile { path, content: FileContent::Text(st.text), mode: st.mode });
     }
 
     let (mut stop_services, mut start_services, locks) = services(facts.channel.release.flavour);
-    if crate::balancer::of(&facts.load_balancer).keeps_apiserver_proxy() || join_mode {
+    if crate::balancer::of(&facts.load_balancer).keeps_apiserver_proxy() || joined.is_some() {
         // MicroK8s's own proxy is the load balancer here: keep it.
         stop_services.retain(|u| *u != apiserver_proxy_unit());
     }
-    if join_mode {
-        // The join starts MicroK8s's own proxy (1.24:scripts/cluster/join.py
-        // update_traefik; 1.30:scripts/wrappers/join.py update_apiserver_proxy);
-        // restarts and reboots keep it running with kubelite.
-        start_services.push(match facts.channel.release.flavour {
-            Flavour::KubeliteApiserverProxy => apiserver_proxy_unit(),
-            _ => snap_unit("traefik"),
-        });
+    if let Some(j) = joined {
+        start_services.push(j.proxy_unit.clone());
     }
-    let join = join_mode.then(|| plan::JoinSpec {
-        agents: facts
-            .control_plane
-            .iter()
-            // 1.29+ join.py takes IPv4 only (validated: at least one is IPv4).
-            .filter(|c| c.address.is_ipv4() || !facts.channel.release.join_ipv4_only)
-            .map(|c| host_port(&c.address.to_string(), CLUSTER_AGENT_PORT))
-            .collect(),
-    });
     let mut labels =
         vec!["microk8s.io/cluster=true".to_string(), "node.kubernetes.io/microk8s-worker=microk8s-worker".into()];
     labels.extend(worker.labels.iter().map(|(k, v)| format!("{k}={v}")));
@@ -337,7 +236,7 @@ pub fn render_node_with(
     // (canonical/microk8s 1.30:scripts/wrappers/join.py L445-454, L676-687): in
     // `auth: microk8s-join` a value the facts leave to its default is not ours to
     // write over what the join copied.
-    let joins = matches!(facts.auth, AuthMode::MicroK8sJoin { .. });
+    let joins = joined.is_some();
     let mut kubelet_args = Vec::new();
     if !joins || facts.dns.domain_given {
         kubelet_args.push(format!("--cluster-domain={}", facts.dns.cluster_domain));
@@ -396,16 +295,13 @@ pub fn render_node_with(
         },
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints },
-        credentials: CredentialsSpec {
-            kubelet: kubelet_cred.into(),
-            kube_proxy: (!join_mode).then(|| proxy_cred.into()),
-        },
+        credentials: CredentialsSpec { kubelet: creds.kubelet, kube_proxy: creds.kube_proxy },
         install,
         kubelet_args,
         kube_proxy_args,
         load_balancer,
         timing: TimingSpec { ready_deadline_secs: facts.ready_deadline_secs, ..TimingSpec::default() },
-        join,
+        join: joined.map(|j| j.spec.clone()),
     };
     plan.check().map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
     files.push(NodeFile { path: plan::PLAN_PATH.into(), content: FileContent::Text(plan.to_json()), mode: 0o600 });
@@ -414,7 +310,7 @@ pub fn render_node_with(
         vec!["systemctl".into(), "daemon-reload".into()],
         vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), BOOTSTRAP_UNIT.into()],
     ];
-    if join_mode {
+    if joined.is_some() {
         // `microk8s join` registers the node under the machine's hostname
         // (join.py `socket.gethostname().lower()`): make it the node's name, before
         // the bootstrap starts (it refuses another). /etc/hostname also serves Ignition.
@@ -518,7 +414,7 @@ fn header(out: &NodeOutput) -> String {
 /// the node's name is the machine's hostname.
 pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
-        matches!(facts.auth, AuthMode::MicroK8sJoin { .. }),
+        crate::auth::of(&facts.auth).joined(facts).is_some(),
         "--format launch-config needs `auth: microk8s-join` (the control-plane bundle registers the join tokens)"
     );
     anyhow::ensure!(

@@ -104,7 +104,7 @@ fn cluster(auth: &str) -> Cluster {
         secrets.attach_ca_key(&facts.ca).unwrap();
     } else {
         let csv: String =
-            facts.workers.iter().map(|w| mk8s_gen::controlplane::token_lines(&facts, &secrets, w)).collect();
+            facts.workers.iter().map(|w| mk8s_gen::auth::token::token_lines(&facts, &secrets, w)).collect();
         sim.set_tokens(&csv);
     }
     let outputs = facts

@@ -8,7 +8,6 @@ use crate::model::*;
 use crate::pki::CaCert;
 use crate::report::{Report, Severity};
 
-mod auth;
 mod channel;
 mod cross;
 mod nodes;
@@ -29,7 +28,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     let channel = channel::check_microk8s(c.microk8s.as_ref(), report);
     let ca = required(c.ca.as_ref(), "$.cluster.ca", report).and_then(|ca| load_ca(ca, base_dir, report));
 
-    let auth = auth::check_auth(c, channel.as_ref(), ca.as_ref(), report);
+    let auth = crate::auth::check(c, &crate::auth::CheckCx { channel: channel.as_ref(), ca: ca.as_ref() }, report);
 
     let apiserver_port = port(c.apiserver_port, DEFAULT_APISERVER_PORT, "$.cluster.apiserver-port", report);
 
@@ -63,12 +62,6 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         workers,
     })
 }
-
-/// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
-/// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
-/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`, commit 0071dd1d, and
-/// `--kubelet-preferred-address-types=InternalIP,...`, commit 4086f4ac).
-pub(crate) const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
 
 fn load_ca(raw: &crate::facts::RawCa, base_dir: &Path, report: &mut Report) -> Option<CaCert> {
     let (pem, path) = match (&raw.cert_file, &raw.cert) {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::facts::{RawControlPlane, RawWorker};
-use crate::model::{AuthMode, ControlPlaneNode, Worker};
+use crate::model::{Auth, ControlPlaneNode, Worker};
 use crate::report::Report;
 use crate::values::{check_ip, check_kubelet_arg, check_label, check_node_name, required, unique, unique_addr};
 
@@ -81,7 +81,7 @@ pub(super) fn control_plane<'a>(
 /// `workers`: each checked on its own; a worker without a name is left out.
 pub(super) fn workers<'a>(
     raw: &'a [RawWorker],
-    auth: Option<&AuthMode>,
+    auth: Option<&Auth>,
     seen: &mut Seen<'a>,
     report: &mut Report,
 ) -> Vec<Worker> {
@@ -94,7 +94,7 @@ pub(super) fn workers<'a>(
 fn worker<'a>(
     i: usize,
     w: &'a RawWorker,
-    auth: Option<&AuthMode>,
+    auth: Option<&Auth>,
     seen: &mut Seen<'a>,
     report: &mut Report,
 ) -> Option<Worker> {
@@ -132,11 +132,11 @@ fn worker<'a>(
 }
 
 /// `generation:` (0 when absent), meant for `auth: microk8s-join`.
-fn generation(raw: Option<i64>, base: &str, auth: Option<&AuthMode>, report: &mut Report) -> u32 {
+fn generation(raw: Option<i64>, base: &str, auth: Option<&Auth>, report: &mut Report) -> u32 {
     match raw {
         None => 0,
         Some(g) if (0..=MAX_GENERATION).contains(&g) => {
-            if g > 0 && !matches!(auth, Some(AuthMode::MicroK8sJoin { .. }) | None) {
+            if g > 0 && auth.is_some_and(|a| !crate::auth::of(a).uses_worker_generation()) {
                 report.warning(
                     format!("{base}.generation"),
                     "generation changes only the join token of `auth: microk8s-join`; this cluster's \

@@ -28,7 +28,7 @@ pub struct Facts {
     pub name: String,
     pub channel: Channel,
     pub ca: CaCert,
-    pub auth: AuthMode,
+    pub auth: Auth,
     pub control_plane: Vec<ControlPlaneNode>,
     pub apiserver_port: u16,
     pub load_balancer: LoadBalancer,
@@ -43,7 +43,7 @@ pub struct Facts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
+pub enum Auth {
     Token,
     X509(Validity),
     /// MicroK8s's own worker join (1.23+): the control plane's cluster-agent signs
@@ -145,4 +145,16 @@ pub fn host_port(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// The first worker without an `address` (its index) and how a warning names it
+/// and the others like it ("worker \"w-1\" has" / "... and 2 other worker(s) have").
+pub fn without_address(workers: &[Worker]) -> Option<(usize, String)> {
+    let mut missing = workers.iter().enumerate().filter(|(_, w)| w.address.is_none());
+    let (i, first) = missing.next()?;
+    let who = match missing.count() {
+        0 => format!("worker {:?} has", first.name),
+        n => format!("worker {:?} and {n} other worker(s) have", first.name),
+    };
+    Some((i, who))
 }

@@ -6,6 +6,12 @@ use mk8s_bootstrap::plan::Flavour;
 /// `microk8s-resources/default-args/cluster-agent:L1`).
 pub const CLUSTER_AGENT_PORT: u16 = 25000;
 
+/// What a fresh MicroK8s 1.28+ apiserver does when it talks to a kubelet
+/// (canonical/microk8s 1.28+ `microk8s-resources/default-args/kube-apiserver`:
+/// `--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt`, commit 0071dd1d, and
+/// `--kubelet-preferred-address-types=InternalIP,...`, commit 4086f4ac).
+pub const KUBELET_VERIFIED: &str = "a MicroK8s 1.28+ apiserver installed fresh dials each kubelet by its InternalIP and verifies the kubelet's serving certificate against the cluster CA";
+
 /// How to make a control plane's apiserver certificate name an external load
 /// balancer, per release (`csr-alt-names.txt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

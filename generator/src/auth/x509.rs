@@ -1,0 +1,169 @@
+//! `auth: x509`: client certificates (and the kubelet's serving certificate)
+//! issued here with the cluster CA's key.
+
+use mk8s_bootstrap::plan::Credential;
+
+use super::{kubeconfigs, AuthMode, BundleFile, CheckCx, CrossCx, NodeCredentials, NodeCx, Staged};
+use crate::facts::{RawClientCertificates, RawCluster};
+use crate::model::release::KUBELET_VERIFIED;
+use crate::model::{without_address, Auth, Facts, Worker};
+use crate::pki::{CaCert, Identity, Validity};
+use crate::report::Report;
+use crate::secrets::Secrets;
+use crate::values::{quote_value, required};
+
+pub struct X509;
+
+impl AuthMode for X509 {
+    fn name(&self) -> &'static str {
+        "x509"
+    }
+
+    fn summary(&self) -> &'static str {
+        "client certificates signed by the cluster CA"
+    }
+
+    fn check(&self, c: &RawCluster, cx: &CheckCx, report: &mut Report) -> Option<Auth> {
+        check_client_certs(c.client_certificates.as_ref(), cx.ca, report).map(Auth::X509)
+    }
+
+    fn credentials(&self, auth: &Auth, cx: &NodeCx) -> anyhow::Result<NodeCredentials> {
+        let Auth::X509(validity) = *auth else {
+            anyhow::bail!("internal error: the x509 mode was given another mode's settings");
+        };
+        let node = cx.worker.name.as_str();
+        let signer = cx.secrets.signer(&cx.facts.ca, &cx.facts.name).map_err(anyhow::Error::msg)?;
+        let cert = |identity| {
+            crate::pki::issue(&signer, identity, node, validity)
+                .map(|c| Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem })
+                .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))
+        };
+        let (kubelet, kube_proxy) = (cert(Identity::Kubelet)?, cert(Identity::KubeProxy)?);
+        let mut staged = kubeconfigs(cx, &kubelet, &kube_proxy)?;
+        // The kubelet's serving certificate, signed by the cluster CA, where the
+        // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
+        // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
+        // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
+        let addresses: Vec<_> = cx.worker.address.into_iter().collect();
+        let serving = crate::pki::issue_serving(&signer, node, &addresses, validity)
+            .map_err(|e| anyhow::anyhow!("cannot issue the kubelet serving certificate for {node}: {e}"))?;
+        staged.push(Staged {
+            name: "kubelet.crt",
+            target: "certs/kubelet.crt",
+            mode: 0o644,
+            secret: false,
+            text: serving.cert_pem,
+        });
+        staged.push(Staged {
+            name: "kubelet.key",
+            target: "certs/kubelet.key",
+            mode: 0o600,
+            secret: true,
+            text: serving.key_pem,
+        });
+        Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy) })
+    }
+
+    fn bundle(&self, facts: &Facts, _: &Secrets, _: &[&Worker]) -> anyhow::Result<Vec<BundleFile>> {
+        let readme = (
+            "README.txt",
+            "auth: x509. Workers authenticate with client certificates signed by the cluster CA\n\
+             (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
+             The control plane needs no change to admit new workers, but run check-control-plane.sh\n\
+             on each control-plane node: with MicroK8s's default --authorization-mode=AlwaysAllow\n\
+             every worker credential is cluster-admin (enable the rbac addon).\n"
+                .to_string(),
+            0o644,
+        );
+        Ok(vec![readme, super::check_script(facts)?])
+    }
+
+    fn operator_steps(&self) -> &'static str {
+        "check-control-plane.sh and hosts-entries.sh"
+    }
+
+    fn needs_ca_key(&self) -> bool {
+        true
+    }
+
+    /// A fresh 1.28+ apiserver verifies the serving certificate by IP, and this mode
+    /// issues one per worker, which names an IP only when the facts give one.
+    fn cross_check(&self, cx: &CrossCx, report: &mut Report) {
+        if cx.channel.is_some_and(|ch| ch.release.verifies_kubelet_when_fresh) {
+            if let Some((i, who)) = without_address(cx.workers) {
+                report.warning(
+                    format!("$.workers[{i}]"),
+                    format!("{who} no `address`, so the kubelet serving certificate can name no IP; {KUBELET_VERIFIED}: kubectl logs, exec and port-forward to pods on such a worker fail with x509 errors"),
+                    "give each worker its `address` (the IP its kubelet uses; it also becomes --node-ip), or use `auth: microk8s-join` (1.23+: the control plane signs a serving certificate with the node's addresses)",
+                );
+            }
+        }
+    }
+}
+
+pub const DEFAULT_VALIDITY_DAYS: u32 = 365;
+
+fn check_client_certs(
+    raw: Option<&RawClientCertificates>,
+    ca: Option<&CaCert>,
+    report: &mut Report,
+) -> Option<Validity> {
+    let base = "$.cluster.client-certificates";
+    let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }`; it is fixed so the output is reproducible, move it forward to rotate";
+    let Some(raw) = raw else {
+        report.error(base, "`auth: x509` needs `client-certificates.not-before`", help);
+        return None;
+    };
+    let nb = required(raw.not_before.as_ref(), &format!("{base}.not-before"), report)?;
+    let parsed = nb.split('-').map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>();
+    let date = match parsed.as_deref() {
+        Some([y, m, d])
+            if nb.len() == 10
+                && (2000..=2999).contains(y)
+                && (1..=12).contains(m)
+                && (1..=31).contains(d)
+                && time::Date::from_calendar_date(*y as i32, time::Month::try_from(*m as u8).ok()?, *d as u8)
+                    .is_ok() =>
+        {
+            (*y as i32, *m as u8, *d as u8)
+        }
+        _ => {
+            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", quote_value(nb)), help);
+            return None;
+        }
+    };
+    let days = match raw.validity_days {
+        None => DEFAULT_VALIDITY_DAYS,
+        Some(d) if (1..=3650).contains(&d) => d as u32,
+        Some(d) => {
+            report.error(
+                format!("{base}.validity-days"),
+                format!("{d} is out of range"),
+                "use 1 to 3650 days (default 365)",
+            );
+            return None;
+        }
+    };
+    if days <= 30 {
+        report.warning(
+            format!("{base}.validity-days"),
+            format!("the client certificates expire {days} day(s) after their not-before"),
+            "nodes stop authenticating then; use a longer validity unless you rotate that often",
+        );
+    }
+    let start = time::Date::from_calendar_date(date.0, time::Month::try_from(date.1).ok()?, date.2)
+        .ok()?
+        .midnight()
+        .assume_utc();
+    let end = start + time::Duration::days(i64::from(days));
+    if let Some(ca) = ca {
+        if end.unix_timestamp() > ca.not_after {
+            report.warning(
+                format!("{base}.validity-days"),
+                "the client certificates outlive the cluster CA",
+                "they stop verifying when the CA expires; shorten the validity or renew the CA",
+            );
+        }
+    }
+    Some(Validity { not_before: date, days })
+}
