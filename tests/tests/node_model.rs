@@ -1,5 +1,5 @@
 //! The node model's own behaviours, each against its cited source (see
-//! `tests/src/node_model.rs`).
+//! `tests/src/node_model/`).
 
 use std::fs;
 use std::path::Path;

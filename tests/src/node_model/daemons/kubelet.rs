@@ -1,0 +1,173 @@
+//! The kubelet: the model's, or the real program.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::kubeconfig::{load_kubeconfig, Kubeconfig};
+use super::{park, spawn_real, write_status};
+use crate::node_model::state::{unix_ms, Ctx};
+use crate::node_model::{rfc3339, LOG_BODY};
+use crate::pki::{Ca, Leaf};
+use crate::tls::{server_config, Handler, Request, Response, TlsServer};
+
+/// The kubelet: reads `args/kubelet` at start; registers its Node through the
+/// kubeconfig's server (the node-local load balancer, or the local control plane
+/// at install time) and heartbeats `Ready` with `lastHeartbeatTime`; serves its
+/// own TLS endpoint with `cert-dir/kubelet.crt` if present, else a self-signed
+/// certificate it writes there (kubernetes cmd/kubelet/app/server.go
+/// `InitializeTLS`: `kubelet.crt`/`kubelet.key` in `--cert-dir`, generated only
+/// when they cannot be read).
+pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
+    let args = ctx.args("kubelet");
+    let name = args.get("--hostname-override").cloned().unwrap_or_else(|| ctx.s("hostname").to_lowercase());
+    let node_ip = args.get("--node-ip").cloned().unwrap_or_else(|| ctx.s("nodeIP"));
+    let port = ctx.n("kubeletPort");
+    // Serving endpoint.
+    let cert_dir = PathBuf::from(args.get("--cert-dir").cloned().unwrap_or_default());
+    let (crt, key) = (cert_dir.join("kubelet.crt"), cert_dir.join("kubelet.key"));
+    let leaf = match (fs::read_to_string(&crt), fs::read_to_string(&key)) {
+        (Ok(c), Ok(k)) => Leaf::from_pem(&c, &k),
+        _ => None,
+    };
+    let leaf = leaf.unwrap_or_else(|| {
+        let ca = Ca::new(&format!("{name}-ca@{}", unix_ms() / 1000));
+        let l = ca.serving(&format!("{name}@{}", unix_ms() / 1000), &[], &[&name]);
+        // Recorded first: whoever sees the file can tell who wrote it.
+        ctx.event("kubelet: generated a self-signed serving certificate");
+        let _ = fs::write(&crt, &l.cert_pem);
+        let _ = fs::write(&key, &l.key_pem);
+        l
+    });
+    let handler: Handler = Arc::new(|req: &Request| {
+        if req.method == "GET" && req.path.starts_with("/containerLogs/") {
+            Response::text(200, LOG_BODY)
+        } else if req.path == "/healthz" {
+            Response::text(200, "ok")
+        } else {
+            Response::text(404, "404 page not found")
+        }
+    });
+    let ctx2 = ctx.clone();
+    let config = server_config(&leaf, false);
+    let addr = format!("{node_ip}:{port}");
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            match TlsServer::start(&addr, config.clone(), handler.clone()) {
+                Ok(s) => break Some(s),
+                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => {
+                    ctx2.event(&format!("kubelet: cannot listen on {addr}: {e}"));
+                    break None;
+                }
+            }
+        };
+        // Keep serving for the life of the process.
+        let _server = server;
+        park();
+    });
+    // Registration and heartbeats.
+    let labels: serde_json::Map<String, Value> = args
+        .get("--node-labels")
+        .map(|l| {
+            l.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), Value::from(v))).collect()
+        })
+        .unwrap_or_default();
+    let taints: Vec<Value> = args
+        .get("--register-with-taints")
+        .map(|t| {
+            t.split(',')
+                .filter_map(|t| {
+                    let (kv, effect) = t.split_once(':')?;
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some(json!({"key": k, "value": v, "effect": effect}))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let kubeconfig = args.get("--kubeconfig").cloned().unwrap_or_default();
+    let heartbeat = Duration::from_millis(ctx.n("heartbeatMs").max(100));
+    std::thread::spawn(move || {
+        let mut labels = labels;
+        labels.insert("kubernetes.io/hostname".into(), Value::from(name.clone()));
+        let addresses = json!([{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": name}]);
+        let endpoints = json!({"kubeletEndpoint": {"Port": port}});
+        let mut registered = false;
+        let mut kc: Option<Kubeconfig> = None;
+        loop {
+            if kc.is_none() {
+                match load_kubeconfig(&ctx, &kubeconfig) {
+                    Ok(k) => kc = Some(k),
+                    Err(e) => write_status(&ctx, "kubelet.json", json!({"ok": false, "detail": e})),
+                }
+            }
+            if let Some(k) = &kc {
+                let now = rfc3339(SystemTime::now());
+                let ready = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]);
+                let result = if registered {
+                    let body =
+                        json!({"status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+                    k.call("PATCH", &format!("/api/v1/nodes/{name}/status"), Some(&body.to_string()))
+                } else {
+                    let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}, "status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+                    k.call("POST", "/api/v1/nodes", Some(&body.to_string()))
+                };
+                let (ok, detail) = match result {
+                    Ok(r) if (200..300).contains(&r.status) || (!registered && r.status == 409) => {
+                        if !registered {
+                            registered = true;
+                            ctx.event(&format!("kubelet: registered node {name} with {}", k.server));
+                            // 409: it exists; heartbeat it at once.
+                            if r.status == 409 {
+                                continue;
+                            }
+                        }
+                        (true, format!("{} {}", r.status, k.server))
+                    }
+                    Ok(r) => (false, format!("{} from {}: {}", r.status, k.server, r.body)),
+                    Err(e) => (false, e),
+                };
+                write_status(&ctx, "kubelet.json", json!({"ok": ok, "server": k.server, "detail": detail, "at": now}));
+            }
+            std::thread::sleep(heartbeat);
+        }
+    });
+}
+
+/// The kubelet's command line as kubelite passes `args/kubelet` (the wrapper's
+/// shell word splitting and quote removal, `${SNAP_DATA}` and `${SNAP_COMMON}`
+/// expanded), with [`RealPrograms`]'s changes.
+pub fn real_kubelet_args(ctx_text: &str, expand: impl Fn(&str) -> String, real: &Value, port: u64) -> Vec<String> {
+    const OURS: &[&str] =
+        &["--port", "--cgroup-root", "--cgroup-driver", "--healthz-port", "--make-iptables-util-chains"];
+    let mut args: Vec<String> = ctx_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("--"))
+        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
+        .filter(|l| !OURS.contains(&crate::microk8s_args::flag_name(l)))
+        .map(|l| match crate::microk8s_args::split_arg(l) {
+            (k, Some(v)) => format!("{k}={}", expand(&v)),
+            (k, None) => k,
+        })
+        .collect();
+    args.push(format!("--cgroup-root=/{}", real["cgroupRoot"].as_str().unwrap_or("mk8s-test")));
+    args.push("--cgroup-driver=cgroupfs".into());
+    args.push(format!("--port={port}"));
+    args.push("--healthz-port=0".into());
+    args.push("--make-iptables-util-chains=false".into());
+    args
+}
+
+pub(super) fn real_kubelet(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
+    let real = &ctx.state["real"];
+    let text = fs::read_to_string(ctx.snap_data("args/kubelet")).unwrap_or_default();
+    let args = real_kubelet_args(&text, |v| ctx.expand(v), real, ctx.n("kubeletPort"));
+    ctx.event(&format!("kubelet: the real kubelet {}", args.join(" ")));
+    spawn_real(ctx, "kubelet", Command::new(real["kubelet"].as_str().unwrap_or("kubelet")).args(&args))
+}
