@@ -17,7 +17,6 @@ impl Ctx {
     /// What the install hook lays out, then snapd starts every service.
     pub(super) fn install(&mut self) {
         let range = self.range;
-        let r = self.row();
         let port = self.n("apiserverPort");
         let node_ip = self.s("nodeIP");
         // Every branch lower-cases the hostname for node identities
@@ -26,8 +25,30 @@ impl Ctx {
         for d in ["args", "certs", "credentials", "var/lock", "var/kubernetes/backend"] {
             fs::create_dir_all(self.snap_data(d)).unwrap();
         }
-        // `cp -r ${SNAP}/default-args ${SNAP_DATA}/args` (1.20:snap/hooks/install:L12,
-        // 1.26:L18, 1.30:L28): only the lines that matter to a worker.
+        self.lay_out_default_args(port);
+        self.make_certs(&hostname, &node_ip);
+        self.make_credentials(&hostname, port);
+        // Locks: 1.20:snap/hooks/install:L92-96; 1.22:L102-107; 1.24:L106-112; 1.30:L124-130,L151.
+        for l in self.row().install_locks {
+            let _ = fs::write(self.snap_data(&format!("var/lock/{l}")), "");
+        }
+        if self.minor >= 27 {
+            self.lay_out_launch_config();
+        }
+        self.event(&format!("installed microk8s {} ({:?})", self.s("channel"), range));
+        if self.systemd() {
+            self.write_snap_units();
+        }
+        // snapd starts every service of the snap after the install hook.
+        for unit in self.snap_units() {
+            self.start(&unit);
+        }
+    }
+
+    /// `cp -r ${SNAP}/default-args ${SNAP_DATA}/args` (1.20:snap/hooks/install:L12,
+    /// 1.26:L18, 1.30:L28): only the lines that matter to a worker.
+    fn lay_out_default_args(&self, port: u64) {
+        let r = self.row();
         let labels = if self.minor >= 23 {
             // 1.23:DA/kubelet:L15, 1.30:DA/kubelet:L10
             "microk8s.io/cluster=true,node.kubernetes.io/microk8s-controlplane=microk8s-controlplane"
@@ -64,7 +85,7 @@ impl Ctx {
             apiserver.push_str("--kubelet-certificate-authority=${SNAP_DATA}/certs/ca.crt\n--kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP\n");
         }
         self.write_args("kube-apiserver", &apiserver);
-        if range != Range::R119_120 {
+        if self.range != Range::R119_120 {
             // 1.30:DA/kubelite (the same in every branch 1.21+)
             self.write_args("kubelite", "--scheduler-args-file=$SNAP_DATA/args/kube-scheduler\n--controller-manager-args-file=$SNAP_DATA/args/kube-controller-manager\n--proxy-args-file=$SNAP_DATA/args/kube-proxy\n--kubelet-args-file=$SNAP_DATA/args/kubelet\n--apiserver-args-file=$SNAP_DATA/args/kube-apiserver\n--kubeconfig-file=$SNAP_DATA/credentials/client.config\n--start-control-plane=true\n");
         }
@@ -79,42 +100,29 @@ impl Ctx {
         if self.minor >= 25 {
             self.lay_out_apiserver_proxy_args();
         }
-        self.make_certs(&hostname, &node_ip);
-        self.make_credentials(&hostname, port);
-        // Locks: 1.20:snap/hooks/install:L92-96; 1.22:L102-107; 1.24:L106-112; 1.30:L124-130,L151.
-        for l in r.install_locks {
-            let _ = fs::write(self.snap_data(&format!("var/lock/{l}")), "");
-        }
-        // Launch configuration, 1.27+ (1.27:snap/hooks/install:L67-77; 1.30:L77-87):
-        // /etc/microk8s.yaml first, else $SNAP/microk8s.default.yaml (`addons: [dns]`,
-        // 1.30:microk8s-resources/microk8s.default.yaml:L1-8), copied to
-        // $SNAP_COMMON/etc/launcher/install.yaml.
-        if self.minor >= 27 {
-            let user = self.root.join("etc/microk8s.yaml");
-            let (which, text) = match fs::read_to_string(&user) {
-                Ok(t) => ("/etc/microk8s.yaml", t),
-                Err(_) => ("$SNAP/microk8s.default.yaml", "version: 0.1.0\nextraKubeletArgs:\n  --cluster-domain: cluster.local\n  --cluster-dns: 10.152.183.10\naddons:\n  - name: dns\n".to_string()),
-            };
-            let dest = self.root.join(SNAP_COMMON).join("etc/launcher/install.yaml");
-            fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            fs::write(dest, &text).unwrap();
-            self.set_state("launchConfig", json!(which));
-            // `cluster-agent init --pre-init --config-file .../install.yaml`
-            // (1.30:snap/hooks/install:L83): everything but addons, the join and the
-            // restarts (CA 1.30:pkg/k8sinit/apply.go:L29,L45,L112). The file stays, so
-            // the running agent applies it again, whole. (A failure fails the install
-            // upstream, L76; the model records it.)
-            if let Err(e) = apply_launch_config(self, &text, true) {
-                self.event(&format!("install hook: cluster-agent init --pre-init failed: {e}"));
-            }
-        }
-        self.event(&format!("installed microk8s {} ({:?})", self.s("channel"), range));
-        if self.systemd() {
-            self.write_snap_units();
-        }
-        // snapd starts every service of the snap after the install hook.
-        for unit in self.snap_units() {
-            self.start(&unit);
+    }
+
+    /// Launch configuration, 1.27+ (1.27:snap/hooks/install:L67-77; 1.30:L77-87):
+    /// /etc/microk8s.yaml first, else $SNAP/microk8s.default.yaml (`addons: [dns]`,
+    /// 1.30:microk8s-resources/microk8s.default.yaml:L1-8), copied to
+    /// $SNAP_COMMON/etc/launcher/install.yaml.
+    fn lay_out_launch_config(&mut self) {
+        let user = self.root.join("etc/microk8s.yaml");
+        let (which, text) = match fs::read_to_string(&user) {
+            Ok(t) => ("/etc/microk8s.yaml", t),
+            Err(_) => ("$SNAP/microk8s.default.yaml", "version: 0.1.0\nextraKubeletArgs:\n  --cluster-domain: cluster.local\n  --cluster-dns: 10.152.183.10\naddons:\n  - name: dns\n".to_string()),
+        };
+        let dest = self.root.join(SNAP_COMMON).join("etc/launcher/install.yaml");
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::write(dest, &text).unwrap();
+        self.set_state("launchConfig", json!(which));
+        // `cluster-agent init --pre-init --config-file .../install.yaml`
+        // (1.30:snap/hooks/install:L83): everything but addons, the join and the
+        // restarts (CA 1.30:pkg/k8sinit/apply.go:L29,L45,L112). The file stays, so
+        // the running agent applies it again, whole. (A failure fails the install
+        // upstream, L76; the model records it.)
+        if let Err(e) = apply_launch_config(self, &text, true) {
+            self.event(&format!("install hook: cluster-agent init --pre-init failed: {e}"));
         }
     }
 

@@ -4,7 +4,7 @@
 //! 1.30:scripts/wrappers/common/cluster/utils.py (CU30).
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -27,6 +27,37 @@ pub fn redact_connection(arg: &str) -> String {
 
 /// A failed join: its exit code and message (join.py prints and `exit(code)`s).
 struct JoinExit(i32, String);
+
+fn fail<T>(code: i32, message: impl Into<String>) -> Result<T, JoinExit> {
+    Err(JoinExit(code, message.into()))
+}
+
+/// `IP:PORT/TOKEN[/CHECK]`, split.
+struct Connection {
+    ip: String,
+    port: String,
+    token: String,
+    fingerprint: Option<String>,
+}
+
+/// A join the agent answered: where it went, who asked, and the answer.
+struct Joined {
+    agent: SocketAddr,
+    /// The agent's IP as the connection string gives it.
+    ip: String,
+    token: String,
+    node_ip: IpAddr,
+    /// The node's hostname, lower-cased.
+    hostname: String,
+    info: Value,
+}
+
+impl Joined {
+    /// The cluster's CA (PEM).
+    fn ca(&self) -> &str {
+        self.info["ca"].as_str().unwrap_or("")
+    }
+}
 
 impl Ctx {
     pub(super) fn microk8s(&mut self, args: &[String]) -> i32 {
@@ -61,8 +92,31 @@ impl Ctx {
         }
     }
 
+    /// `microk8s join CONN --worker`, in join.py's order: the connection string
+    /// parsed, the join requested from the agent (its certificate verified against
+    /// the fingerprint first), the answer checked and applied to the services,
+    /// the worker's certificates and kubeconfigs written, then MicroK8s's proxy
+    /// pointed at the control plane and the node restarted as a worker.
     fn join_worker(&mut self, conn: &str) -> Result<(), JoinExit> {
-        let fail = |code: i32, m: String| Err(JoinExit(code, m));
+        let connection = self.parse_connection(conn)?;
+        // join_dqlite only on an HA node (J30:L1007-1010); the etcd path is not modelled.
+        if !self.lock("ha-cluster") {
+            return fail(1, "mk8s-node-model: the non-HA (etcd) join is not modelled");
+        }
+        // mark_join_in_progress (J27:L942-949, J30:L916-922); absent in 1.24.
+        if self.minor >= 27 {
+            let _ = fs::write(self.snap_data("var/lock/join-in-progress"), "");
+        }
+        let joined = self.request_join(connection)?;
+        self.verify_and_apply_answer(&joined)?;
+        self.write_credentials(&joined)?;
+        let proxy = self.point_proxy(&joined);
+        self.restart_as_worker(&joined, proxy);
+        Ok(())
+    }
+
+    /// The connection string `IP:PORT/TOKEN[/CHECK]` as that version's join.py splits it.
+    fn parse_connection(&self, conn: &str) -> Result<Connection, JoinExit> {
         let parts: Vec<&str> = conn.split('/').collect();
         // 1.29+: get_valid_connection_parts (CU30:L557-597): 2 or 3 parts, an IP
         // literal and a port (exactly one ':', so no IPv6), token >= 32, check >= 12.
@@ -70,7 +124,7 @@ impl Ctx {
             let ep: Vec<&str> = parts[0].split(':').collect();
             let valid = (2..=3).contains(&parts.len())
                 && ep.len() == 2
-                && ep[0].parse::<std::net::IpAddr>().is_ok()
+                && ep[0].parse::<IpAddr>().is_ok()
                 && ep[1].parse::<u16>().is_ok_and(|p| p > 0)
                 && parts[1].len() >= 32
                 && parts.get(2).is_none_or(|c| c.len() >= 12);
@@ -79,33 +133,33 @@ impl Ctx {
             }
         }
         if parts.len() < 2 {
-            return fail(1, "Invalid connection string".into());
+            return fail(1, "Invalid connection string");
         }
         // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") (J27:L743, J24:L739).
         let Some((ip, port)) = (if self.minor >= 28 { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
         else {
-            return fail(1, "Invalid connection string".into());
+            return fail(1, "Invalid connection string");
         };
-        let token = parts[1].to_string();
-        let fingerprint = parts.get(2).map(|s| s.to_string());
-        // join_dqlite only on an HA node (J30:L1007-1010); the etcd path is not modelled.
-        if !self.lock("ha-cluster") {
-            return fail(1, "mk8s-node-model: the non-HA (etcd) join is not modelled".into());
-        }
-        // mark_join_in_progress (J27:L942-949, J30:L916-922); absent in 1.24.
-        if self.minor >= 27 {
-            let _ = fs::write(self.snap_data("var/lock/join-in-progress"), "");
-        }
-        let agent: SocketAddr = match format!("{ip}:{port}").parse() {
+        Ok(Connection {
+            ip: ip.to_string(),
+            port: port.to_string(),
+            token: parts[1].to_string(),
+            fingerprint: parts.get(2).map(|s| s.to_string()),
+        })
+    }
+
+    /// `POST /cluster/api/v2.0/join` to the agent, from the node's address.
+    fn request_join(&self, c: Connection) -> Result<Joined, JoinExit> {
+        let agent: SocketAddr = match format!("{}:{}", c.ip, c.port).parse() {
             Ok(a) => a,
             Err(e) => return fail(1, format!("Invalid connection string: {e}")),
         };
-        let node_ip: std::net::IpAddr = self.s("nodeIP").parse().map_err(|_| JoinExit(1, "bad nodeIP".into()))?;
+        let node_ip: IpAddr = self.s("nodeIP").parse().map_err(|_| JoinExit(1, "bad nodeIP".into()))?;
         let hostname = self.s("hostname").to_lowercase();
         // The request (J30:L155-170; J27:L153-159 and J24:L153-161 without the two
         // can_handle fields); `port` is the local agent's --bind port, a string
         // (CU30:L205-222; default "25000": no args/cluster-agent in the model).
-        let mut req = json!({"token": token, "hostname": hostname, "port": "25000", "worker": "as-worker"});
+        let mut req = json!({"token": c.token, "hostname": hostname, "port": "25000", "worker": "as-worker"});
         if self.minor >= 28 {
             req["can_handle_x509_auth"] = json!(true);
             req["can_handle_custom_etcd"] = json!(true);
@@ -113,12 +167,12 @@ impl Ctx {
         // The fingerprint: >= 12 characters, a prefix of sha256(DER of the peer's
         // leaf), checked after the handshake and before the request is sent; no CA
         // or name verification (J30:L84-100; J24:L72-108). Exit 4 otherwise.
-        if let Some(f) = &fingerprint {
+        if let Some(f) = &c.fingerprint {
             if f.len() < 12 {
-                return fail(4, "Joining cluster failed. Fingerprint too short.".into());
+                return fail(4, "Joining cluster failed. Fingerprint too short.");
             }
         }
-        let fp = fingerprint.clone();
+        let fp = c.fingerprint.clone();
         let r = crate::tls::https_post_checked(
             Some(node_ip),
             agent,
@@ -131,7 +185,7 @@ impl Ctx {
             Ok(None) => {
                 return fail(
                     4,
-                    format!("Joining cluster failed. Could not verify the identity of {ip}. Use '--skip-verify' to skip server certificate check."),
+                    format!("Joining cluster failed. Could not verify the identity of {}. Use '--skip-verify' to skip server certificate check.", c.ip),
                 )
             }
             Err(e) => return fail(1, format!("Connection failed. {e}")),
@@ -145,7 +199,13 @@ impl Ctx {
             return fail(6, format!("Connection failed. {err} ({}).", r.status));
         }
         let info: Value = serde_json::from_str(&r.body).map_err(|e| JoinExit(1, format!("bad answer: {e}")))?;
-        let hostname_override = info["hostname_override"].as_str().unwrap_or("").to_string();
+        Ok(Joined { agent, ip: c.ip, token: c.token, node_ip, hostname, info })
+    }
+
+    /// The agent's answer: the pod CIDR taken, a worker join checked for, the
+    /// cluster's CA stored, the control plane's apiserver arguments taken.
+    fn verify_and_apply_answer(&self, j: &Joined) -> Result<(), JoinExit> {
+        let info = &j.info;
         // cluster_cidr (1.27+, J30:L676-687; J27:L765-776): update kube-proxy's and restart.
         if self.minor >= 27 {
             if let Some(cidr) = info["cluster_cidr"].as_str() {
@@ -157,11 +217,10 @@ impl Ctx {
         }
         // join_dqlite_worker_node (J30:L750-784; J27:L825-853; J24:L824-852).
         if !info["ca_key"].is_null() {
-            return fail(1, "Make sure the cluster you connect to supports joining worker nodes.".into());
+            return fail(1, "Make sure the cluster you connect to supports joining worker nodes.");
         }
-        let ca = info["ca"].as_str().unwrap_or("").to_string();
         // store_remote_ca (J30:L405-413)
-        fs::write(self.snap_data("certs/ca.remote.crt"), &ca).map_err(|e| JoinExit(1, e.to_string()))?;
+        fs::write(self.snap_data("certs/ca.remote.crt"), j.ca()).map_err(|e| JoinExit(1, e.to_string()))?;
         // update_apiserver (1.28+, J30:L768, L391-402)
         if self.minor >= 28 {
             if let Some(mode) = info["api_authz_mode"].as_str() {
@@ -172,20 +231,27 @@ impl Ctx {
             }
             self.restart_service("kubelite");
         }
+        Ok(())
+    }
+
+    /// The kubelet's arguments from the control plane's, kube-proxy's and the
+    /// kubelet's certificates signed by the agent, their kubeconfigs, the callback token.
+    fn write_credentials(&self, j: &Joined) -> Result<(), JoinExit> {
+        let hostname_override = j.info["hostname_override"].as_str().unwrap_or("");
         // store_base_kubelet_args: OVERWRITES args/kubelet (J30:L445-454; J24:L539-548).
-        let kubelet_args = info["kubelet_args"].as_str().unwrap_or("").to_string();
+        let kubelet_args = j.info["kubelet_args"].as_str().unwrap_or("").to_string();
         self.write_args("kubelet", &kubelet_args);
         // update_kubelet_node_ip: only if the copied args have --node-ip (J30:L457-465).
         if kubelet_args.lines().any(|l| l.starts_with("--node-ip")) {
-            self.set_arg("kubelet", "--node-ip", Some(&hostname_override));
+            self.set_arg("kubelet", "--node-ip", Some(hostname_override));
         }
         // update_kubelet_hostname_override: removed (J30:L468-475).
         self.set_arg("kubelet", "--hostname-override", None);
         // update_cert_auth_kubeproxy (J30:L331-343: proxy.crt; J27:L413-433 and
         // J24:L411-435: kube-proxy.crt): CSR /CN=system:kube-proxy, no SANs.
         let proxy_name = if self.minor >= 28 { "proxy" } else { "kube-proxy" };
-        let (proxy_crt, proxy_key) =
-            self.client_cert(agent, &format!("{token}-proxy"), proxy_name, "system:kube-proxy", &[], &[])?;
+        let proxy =
+            self.client_cert(j.agent, &format!("{}-proxy", j.token), proxy_name, "system:kube-proxy", &[], &[])?;
         self.set_arg("kube-proxy", "--master", None);
         if self.minor >= 27 {
             // J27:L435: removed.
@@ -193,38 +259,42 @@ impl Ctx {
         } else {
             // G9: 1.24 (J24:L433-435), 1.25 and 1.26 (J25/J26:L415-439) set the
             // joining IP as kube-proxy's node name.
-            self.set_arg("kube-proxy", "--hostname-override", Some(&hostname_override));
+            self.set_arg("kube-proxy", "--hostname-override", Some(hostname_override));
         }
         // update_cert_auth_kubelet (J30:L352-369): CN=system:node:HOST, O=system:nodes;
         // SANs DNS:HOST and IP:<get_ips> on 1.28+ (generate_csr_with_sans,
         // 1.30:US:L1075-1105); none on 1.24-1.27 (J27:L244-308).
-        let node_ip_s = node_ip.to_string();
-        let sans: Vec<&str> = if self.minor >= 28 { vec![hostname.as_str(), node_ip_s.as_str()] } else { vec![] };
-        let (kubelet_crt, kubelet_key) = self.client_cert(
-            agent,
-            &format!("{token}-kubelet"),
-            "kubelet",
-            &format!("system:node:{hostname}"),
-            &["system:nodes"],
-            &sans,
-        )?;
+        let hostname = j.hostname.as_str();
+        let node_ip = j.node_ip.to_string();
+        let sans: Vec<&str> = if self.minor >= 28 { vec![hostname, node_ip.as_str()] } else { vec![] };
+        let cn = format!("system:node:{hostname}");
+        let kubelet =
+            self.client_cert(j.agent, &format!("{}-kubelet", j.token), "kubelet", &cn, &["system:nodes"], &sans)?;
         self.set_arg("kubelet", "--client-ca-file", Some("${SNAP_DATA}/certs/ca.remote.crt"));
         self.set_arg(
             "kubelet",
             "--node-labels",
             Some("microk8s.io/cluster=true,node.kubernetes.io/microk8s-worker=microk8s-worker"),
         );
-        // Kubeconfigs to the local proxy, 127.0.0.1:<apiserver port> (16443 real):
-        // 1.28+ create_worker_kubeconfigs, data embedded, CA ca.remote.crt
-        // (J30:L774-778; 1.30:US:L620-640); 1.24-1.27 create_x509_kubeconfig, CA data
-        // embedded, certificate and key by path (J27:L367-395;
-        // 1.27:microk8s-resources/client-x509.config.template).
+        self.write_worker_kubeconfigs(
+            j,
+            [("kubelet.config", "kubelet", &kubelet), ("proxy.config", "kubeproxy", &proxy)],
+        );
+        // store_callback_token (J30:L565-574)
+        self.write_secret("credentials/callback-token.txt", j.info["callback_token"].as_str().unwrap_or(""));
+        Ok(())
+    }
+
+    /// Kubeconfigs to the local proxy, 127.0.0.1:<apiserver port> (16443 real):
+    /// 1.28+ create_worker_kubeconfigs, data embedded, CA ca.remote.crt
+    /// (J30:L774-778; 1.30:US:L620-640); 1.24-1.27 create_x509_kubeconfig, CA data
+    /// embedded, certificate and key by path (J27:L367-395;
+    /// 1.27:microk8s-resources/client-x509.config.template). Each of `users` is
+    /// (file, user, (certificate, key)), the paths relative to `$SNAP_DATA`.
+    fn write_worker_kubeconfigs(&self, j: &Joined, users: [(&str, &str, &(String, String)); 2]) {
         let port = self.n("apiserverPort");
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        for (file, user, crt, key) in [
-            ("kubelet.config", "kubelet", &kubelet_crt, &kubelet_key),
-            ("proxy.config", "kubeproxy", &proxy_crt, &proxy_key),
-        ] {
+        for (file, user, (crt, key)) in users {
             let user_part = if self.minor >= 28 {
                 let c = fs::read_to_string(self.snap_data(crt)).unwrap_or_default();
                 let k = fs::read_to_string(self.snap_data(key)).unwrap_or_default();
@@ -234,18 +304,21 @@ impl Ctx {
                     "    client-certificate: /var/snap/microk8s/current/{crt}\n    client-key: /var/snap/microk8s/current/{key}\n"
                 )
             };
-            let text = format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: microk8s-cluster\ncontexts:\n- context:\n    cluster: microk8s-cluster\n    user: {user}\n  name: microk8s\ncurrent-context: microk8s\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{user_part}", b64(&ca));
+            let text = format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: microk8s-cluster\ncontexts:\n- context:\n    cluster: microk8s-cluster\n    user: {user}\n  name: microk8s\ncurrent-context: microk8s\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{user_part}", b64(j.ca()));
             self.write_secret(&format!("credentials/{file}"), &text);
         }
-        // store_callback_token (J30:L565-574)
-        self.write_secret("credentials/callback-token.txt", info["callback_token"].as_str().unwrap_or(""));
-        let apiport = info["apiport"].as_str().unwrap_or("16443").to_string();
-        let provider = provider_yaml;
-        let lb = if self.minor >= 25 {
+    }
+
+    /// MicroK8s's proxy to the control plane, pointed at the server joined
+    /// through and restarted; which daemon that is.
+    fn point_proxy(&self, j: &Joined) -> &'static str {
+        let ip = j.ip.as_str();
+        let apiport = j.info["apiport"].as_str().unwrap_or("16443").to_string();
+        if self.minor >= 25 {
             // update_apiserver_proxy (J30:L695-716): no-apiserver-proxy removed, the
             // ONE server joined through, restart.
             let _ = fs::remove_file(self.snap_data("var/lock/no-apiserver-proxy"));
-            self.write_args("traefik/provider.yaml", &provider(&[format!("{ip}:{apiport}")]));
+            self.write_args("traefik/provider.yaml", &provider_yaml(&[format!("{ip}:{apiport}")]));
             self.restart_service("apiserver-proxy");
             "apiserver-proxy"
         } else {
@@ -253,27 +326,30 @@ impl Ctx {
             // through plus the other control planes, restart.
             let _ = fs::remove_file(self.snap_data("var/lock/no-traefik"));
             let mut servers = vec![format!("{ip}:{apiport}")];
-            for cp in info["control_plane_nodes"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            for cp in j.info["control_plane_nodes"].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
                 if cp != ip {
                     servers.push(format!("{cp}:{apiport}"));
                 }
             }
-            self.write_args("traefik/provider.yaml", &provider(&servers));
+            self.write_args("traefik/provider.yaml", &provider_yaml(&servers));
             self.restart_service("traefik");
             "traefik"
-        };
+        }
+    }
+
+    /// The worker's locks, then its services restarted.
+    fn restart_as_worker(&self, j: &Joined, proxy: &str) {
         // mark_worker_node (J30:L416-428; J24:L510-522): the locks, then restarts.
         for l in ["clustered.lock", "no-k8s-dqlite"] {
             let _ = fs::write(self.snap_data(&format!("var/lock/{l}")), "");
         }
-        for d in ["kubelite", "etcd", "apiserver-kicker", lb, "k8s-dqlite"] {
+        for d in ["kubelite", "etcd", "apiserver-kicker", proxy, "k8s-dqlite"] {
             self.restart_service(d);
         }
         // mark_no_cert_reissue (CU30:L386-394)
         let _ = fs::write(self.snap_data("var/lock/no-cert-reissue"), "");
         let _ = fs::remove_file(self.snap_data("var/lock/join-in-progress"));
-        self.event(&format!("joined as a worker through {ip}"));
-        Ok(())
+        self.event(&format!("joined as a worker through {}", j.ip));
     }
 
     /// `get_client_cert` (J30:L224-266): a key and CSR, `POST /cluster/api/v1.0/sign-cert`

@@ -1,5 +1,6 @@
 //! The kubelet: the model's, or the real program.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,7 +28,15 @@ pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
     let name = args.get("--hostname-override").cloned().unwrap_or_else(|| ctx.s("hostname").to_lowercase());
     let node_ip = args.get("--node-ip").cloned().unwrap_or_else(|| ctx.s("nodeIP"));
     let port = ctx.n("kubeletPort");
-    // Serving endpoint.
+    serve(&ctx, &args, &name, &node_ip, port);
+    let node = NodeSpec::new(&args, name, node_ip, port);
+    let kubeconfig = args.get("--kubeconfig").cloned().unwrap_or_default();
+    let heartbeat = Duration::from_millis(ctx.n("heartbeatMs").max(100));
+    std::thread::spawn(move || register_and_heartbeat(&ctx, &node, &kubeconfig, heartbeat));
+}
+
+/// The serving endpoint, on its own thread for the life of the process.
+fn serve(ctx: &Arc<Ctx>, args: &BTreeMap<String, String>, name: &str, node_ip: &str, port: u64) {
     let cert_dir = PathBuf::from(args.get("--cert-dir").cloned().unwrap_or_default());
     let (crt, key) = (cert_dir.join("kubelet.crt"), cert_dir.join("kubelet.key"));
     let leaf = match (fs::read_to_string(&crt), fs::read_to_string(&key)) {
@@ -36,7 +45,7 @@ pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
     };
     let leaf = leaf.unwrap_or_else(|| {
         let ca = Ca::new(&format!("{name}-ca@{}", unix_ms() / 1000));
-        let l = ca.serving(&format!("{name}@{}", unix_ms() / 1000), &[], &[&name]);
+        let l = ca.serving(&format!("{name}@{}", unix_ms() / 1000), &[], &[name]);
         // Recorded first: whoever sees the file can tell who wrote it.
         ctx.event("kubelet: generated a self-signed serving certificate");
         let _ = fs::write(&crt, &l.cert_pem);
@@ -71,72 +80,91 @@ pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
         let _server = server;
         park();
     });
-    // Registration and heartbeats.
-    let labels: serde_json::Map<String, Value> = args
-        .get("--node-labels")
-        .map(|l| {
-            l.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), Value::from(v))).collect()
-        })
-        .unwrap_or_default();
-    let taints: Vec<Value> = args
-        .get("--register-with-taints")
-        .map(|t| {
-            t.split(',')
-                .filter_map(|t| {
-                    let (kv, effect) = t.split_once(':')?;
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some(json!({"key": k, "value": v, "effect": effect}))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let kubeconfig = args.get("--kubeconfig").cloned().unwrap_or_default();
-    let heartbeat = Duration::from_millis(ctx.n("heartbeatMs").max(100));
-    std::thread::spawn(move || {
-        let mut labels = labels;
+}
+
+/// The Node the kubelet registers: its name, labels, taints, addresses and port.
+struct NodeSpec {
+    name: String,
+    labels: serde_json::Map<String, Value>,
+    taints: Vec<Value>,
+    addresses: Value,
+    endpoints: Value,
+}
+
+impl NodeSpec {
+    fn new(args: &BTreeMap<String, String>, name: String, node_ip: String, port: u64) -> NodeSpec {
+        let mut labels: serde_json::Map<String, Value> = args
+            .get("--node-labels")
+            .map(|l| {
+                l.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), Value::from(v))).collect()
+            })
+            .unwrap_or_default();
+        let taints: Vec<Value> = args
+            .get("--register-with-taints")
+            .map(|t| {
+                t.split(',')
+                    .filter_map(|t| {
+                        let (kv, effect) = t.split_once(':')?;
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        Some(json!({"key": k, "value": v, "effect": effect}))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         labels.insert("kubernetes.io/hostname".into(), Value::from(name.clone()));
         let addresses = json!([{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": name}]);
         let endpoints = json!({"kubeletEndpoint": {"Port": port}});
-        let mut registered = false;
-        let mut kc: Option<Kubeconfig> = None;
-        loop {
-            if kc.is_none() {
-                match load_kubeconfig(&ctx, &kubeconfig) {
-                    Ok(k) => kc = Some(k),
-                    Err(e) => write_status(&ctx, "kubelet.json", json!({"ok": false, "detail": e})),
-                }
-            }
-            if let Some(k) = &kc {
-                let now = rfc3339(SystemTime::now());
-                let ready = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]);
-                let result = if registered {
-                    let body =
-                        json!({"status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
-                    k.call("PATCH", &format!("/api/v1/nodes/{name}/status"), Some(&body.to_string()))
-                } else {
-                    let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}, "status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
-                    k.call("POST", "/api/v1/nodes", Some(&body.to_string()))
-                };
-                let (ok, detail) = match result {
-                    Ok(r) if (200..300).contains(&r.status) || (!registered && r.status == 409) => {
-                        if !registered {
-                            registered = true;
-                            ctx.event(&format!("kubelet: registered node {name} with {}", k.server));
-                            // 409: it exists; heartbeat it at once.
-                            if r.status == 409 {
-                                continue;
-                            }
-                        }
-                        (true, format!("{} {}", r.status, k.server))
-                    }
-                    Ok(r) => (false, format!("{} from {}: {}", r.status, k.server, r.body)),
-                    Err(e) => (false, e),
-                };
-                write_status(&ctx, "kubelet.json", json!({"ok": ok, "server": k.server, "detail": detail, "at": now}));
-            }
-            std::thread::sleep(heartbeat);
+        NodeSpec { name, labels, taints, addresses, endpoints }
+    }
+
+    /// Register the Node (`POST`), or heartbeat it (`PATCH .../status`), Ready at `now`.
+    fn send(&self, k: &Kubeconfig, registered: bool, now: &str) -> Result<crate::tls::Fetched, String> {
+        let (name, addresses, endpoints) = (&self.name, &self.addresses, &self.endpoints);
+        let ready = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]);
+        if registered {
+            let body = json!({"status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+            k.call("PATCH", &format!("/api/v1/nodes/{name}/status"), Some(&body.to_string()))
+        } else {
+            let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": self.labels}, "spec": {"taints": self.taints}, "status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+            k.call("POST", "/api/v1/nodes", Some(&body.to_string()))
         }
-    });
+    }
+}
+
+/// Registration, then a heartbeat every `heartbeat`, through `--kubeconfig`;
+/// each result in `kubelet.json`.
+fn register_and_heartbeat(ctx: &Ctx, node: &NodeSpec, kubeconfig: &str, heartbeat: Duration) {
+    let name = &node.name;
+    let mut registered = false;
+    let mut kc: Option<Kubeconfig> = None;
+    loop {
+        if kc.is_none() {
+            match load_kubeconfig(ctx, kubeconfig) {
+                Ok(k) => kc = Some(k),
+                Err(e) => write_status(ctx, "kubelet.json", json!({"ok": false, "detail": e})),
+            }
+        }
+        if let Some(k) = &kc {
+            let now = rfc3339(SystemTime::now());
+            let (ok, detail) = match node.send(k, registered, &now) {
+                Ok(r) if (200..300).contains(&r.status) || (!registered && r.status == 409) => {
+                    if !registered {
+                        registered = true;
+                        ctx.event(&format!("kubelet: registered node {name} with {}", k.server));
+                        // 409: it exists; heartbeat it at once.
+                        if r.status == 409 {
+                            continue;
+                        }
+                    }
+                    (true, format!("{} {}", r.status, k.server))
+                }
+                Ok(r) => (false, format!("{} from {}: {}", r.status, k.server, r.body)),
+                Err(e) => (false, e),
+            };
+            write_status(ctx, "kubelet.json", json!({"ok": ok, "server": k.server, "detail": detail, "at": now}));
+        }
+        std::thread::sleep(heartbeat);
+    }
 }
 
 /// The kubelet's command line as kubelite passes `args/kubelet` (the wrapper's

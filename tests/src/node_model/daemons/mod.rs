@@ -142,34 +142,43 @@ pub(in crate::node_model) fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i3
         // systemd's RestartSec before the new process starts.
         std::thread::sleep(Duration::from_millis(300));
     }
-    let ended = |code: i32, msg: &str| {
-        ctx.event(&format!("{unit}: {msg}"));
-        if fs::read_to_string(ctx.pid_file(unit)).ok().and_then(|t| t.trim().parse::<u32>().ok()) == Some(me) {
-            let _ = fs::remove_file(ctx.pid_file(unit));
-        }
-        code
-    };
     let Some(name) = unit.strip_prefix(SNAP_PREFIX).and_then(|u| u.strip_suffix(".service")) else {
         return own_unit(&ctx, unit);
     };
-    let decision = decide(&ctx, name);
+    run(&ctx, unit, name, decide(&ctx, name))
+}
+
+/// A unit that ends: the event, and its pid file cleared if it is still ours.
+fn ended(ctx: &Ctx, unit: &str, code: i32, msg: &str) -> i32 {
+    ctx.event(&format!("{unit}: {msg}"));
+    if fs::read_to_string(ctx.pid_file(unit)).ok().and_then(|t| t.trim().parse::<u32>().ok())
+        == Some(std::process::id())
+    {
+        let _ = fs::remove_file(ctx.pid_file(unit));
+    }
+    code
+}
+
+/// What the wrapper decided: the unit ends, or its behaviour runs for as long as
+/// the process lives.
+fn run(ctx: &Arc<Ctx>, unit: &str, name: &str, decision: Decision) -> i32 {
     match decision {
-        Decision::Exit(m) => ended(0, &format!("exited: {m}")),
-        Decision::Fail(m) => ended(1, &format!("failed: {m}")),
+        Decision::Exit(m) => ended(ctx, unit, 0, &format!("exited: {m}")),
+        Decision::Fail(m) => ended(ctx, unit, 1, &format!("failed: {m}")),
         Decision::Idle => {
             ctx.event(&format!("{unit}: running"));
             park()
         }
         Decision::Apiserver => {
             ctx.event(&format!("{unit}: running the local control plane"));
-            let _cp = control_plane(&ctx);
+            let _cp = control_plane(ctx);
             park()
         }
         Decision::Kubelet => {
             ctx.event(&format!("{unit}: running kubelet"));
             if ctx.lock("clustered.lock") && ctx.state["real"].is_object() {
-                if let Some(child) = real_kubelet(&ctx) {
-                    return exits_with(&ctx, unit, child);
+                if let Some(child) = real_kubelet(ctx) {
+                    return exits_with(ctx, unit, child);
                 }
             } else {
                 kubelet(ctx.clone());
@@ -183,64 +192,71 @@ pub(in crate::node_model) fn daemon(ctx: Ctx, unit: &str, restarted: bool) -> i3
         }
         Decision::Proxy => {
             ctx.event(&format!("{unit}: proxying the apiserver port"));
-            tcp_proxy(&ctx, name == "apiserver-proxy");
+            tcp_proxy(ctx, name == "apiserver-proxy");
             park()
         }
         Decision::ClusterAgent => {
             ctx.event(&format!("{unit}: running"));
             if ctx.minor >= 27 {
-                launcher(&ctx);
+                launcher(ctx);
             }
             park()
         }
         Decision::Containerd => {
             ctx.event(&format!("{unit}: running the real containerd"));
-            match real_containerd(&ctx) {
-                Some(child) => exits_with(&ctx, unit, child),
+            match real_containerd(ctx) {
+                Some(child) => exits_with(ctx, unit, child),
                 None => park(),
             }
         }
-        Decision::Kubelite { control_plane: cp } => {
-            ctx.event(&format!("{unit}: running, --start-control-plane={cp}"));
-            let _cp = cp.then(|| control_plane(&ctx));
-            // The real kubelet runs on a worker; a fresh install's kubelite (its
-            // local control plane up) keeps the model's.
-            let real = if !cp && ctx.state["real"].is_object() {
-                real_kubelet(&ctx)
-            } else {
-                kubelet(ctx.clone());
-                None
-            };
-            kube_proxy(ctx.clone());
-            if let Some(child) = real {
-                return exits_with(&ctx, unit, child);
+        Decision::Kubelite { control_plane: cp } => kubelite(ctx, unit, cp),
+    }
+}
+
+/// kubelite: the local control plane if its wrapper said so, the kubelet and kube-proxy.
+fn kubelite(ctx: &Arc<Ctx>, unit: &str, cp: bool) -> i32 {
+    ctx.event(&format!("{unit}: running, --start-control-plane={cp}"));
+    let _cp = cp.then(|| control_plane(ctx));
+    // The real kubelet runs on a worker; a fresh install's kubelite (its
+    // local control plane up) keeps the model's.
+    let real = if !cp && ctx.state["real"].is_object() {
+        real_kubelet(ctx)
+    } else {
+        kubelet(ctx.clone());
+        None
+    };
+    kube_proxy(ctx.clone());
+    if let Some(child) = real {
+        return exits_with(ctx, unit, child);
+    }
+    if !(cp && ctx.row().separate_dqlite) {
+        return park();
+    }
+    exit_when_the_datastore_goes(ctx, unit)
+}
+
+/// F1b: with its datastore (k8s-dqlite) gone, the control plane fails
+/// (controller-manager leader election, `--leader-elect-renew-deadline=30s`
+/// in 1.34:DA/kube-controller-manager) and kubelite exits; the unit is
+/// restarted and its wrapper reads the locks again.
+fn exit_when_the_datastore_goes(ctx: &Ctx, unit: &str) -> i32 {
+    let delay = Duration::from_millis(ctx.n("crashDelayMs"));
+    let dqlite = snap_unit("k8s-dqlite");
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if ctx.running(&dqlite).is_some() {
+            gone_since = None;
+            continue;
+        }
+        let since = *gone_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= delay {
+            ctx.event(&format!("{unit}: exited with an error: the datastore (k8s-dqlite) is gone; restarting"));
+            if !ctx.systemd() {
+                ctx.spawn_daemon(unit, true);
             }
-            if !(cp && ctx.row().separate_dqlite) {
-                return park();
-            }
-            // F1b: with its datastore (k8s-dqlite) gone, the control plane fails
-            // (controller-manager leader election, `--leader-elect-renew-deadline=30s`
-            // in 1.34:DA/kube-controller-manager) and kubelite exits; the unit is
-            // restarted and its wrapper reads the locks again.
-            let delay = Duration::from_millis(ctx.n("crashDelayMs"));
-            let dqlite = snap_unit("k8s-dqlite");
-            let mut gone_since: Option<Instant> = None;
-            loop {
-                std::thread::sleep(Duration::from_millis(100));
-                if ctx.running(&dqlite).is_some() {
-                    gone_since = None;
-                    continue;
-                }
-                let since = *gone_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= delay {
-                    ctx.event(&format!("{unit}: exited with an error: the datastore (k8s-dqlite) is gone; restarting"));
-                    if !ctx.systemd() {
-                        ctx.spawn_daemon(unit, true);
-                    }
-                    // Under the node's systemd, Restart=on-failure starts it again.
-                    return 1;
-                }
-            }
+            // Under the node's systemd, Restart=on-failure starts it again.
+            return 1;
         }
     }
 }
