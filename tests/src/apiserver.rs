@@ -86,12 +86,12 @@ impl KubeletClient {
     }
 
     /// The client of a control plane at `channel` ("1.30/stable"), `upgraded`
-    /// from 1.27 or older or not.
+    /// from 1.27 or older or not (the node model's table of releases).
     pub fn for_channel(channel: &str, upgraded: bool) -> KubeletClient {
-        let minor = channel.split('/').next().and_then(|v| v.split('.').nth(1)).and_then(|m| m.parse::<u32>().ok());
-        match minor {
-            Some(m) if m >= 28 && !upgraded => KubeletClient::fresh_1_28(),
-            _ => KubeletClient::legacy(),
+        if crate::node_model::Row::of(channel).fresh_apiserver_kubelet_args && !upgraded {
+            KubeletClient::fresh_1_28()
+        } else {
+            KubeletClient::legacy()
         }
     }
 }

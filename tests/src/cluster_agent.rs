@@ -71,6 +71,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::node_model::Row;
 use crate::pki::Ca;
 use crate::tls::{server_config, Handler, Request, Response, TlsServer};
 
@@ -122,14 +123,15 @@ impl AgentConfig {
         }
     }
 
-    fn minor(&self) -> u32 {
-        crate::node_model::minor_of(&self.channel)
+    /// What the control plane's release does (the node model's table).
+    fn row(&self) -> &'static Row {
+        Row::of(&self.channel)
     }
 
     /// kube-apiserver prefers InternalIP over Hostname for kubelets: MicroK8s 1.28+
     /// installed fresh (`MK 1.30:microk8s-resources/default-args/kube-apiserver:L31`).
     pub fn prefers_internal_ip(&self) -> bool {
-        self.minor() >= 28 && !self.upgraded
+        self.row().fresh_apiserver_kubelet_args && !self.upgraded
     }
 }
 
@@ -237,7 +239,7 @@ impl State {
     /// `ConsumeClusterToken` (`CA 1.30:pkg/snap/snap.go:L240-254`; 1.24 without the
     /// persistent file, `CA 1.24:pkg/snap/snap.go:L221-232`).
     fn consume_cluster_token(&self, token: &str) -> bool {
-        if self.cfg.minor() >= 27 && is_valid_token(token, &self.cred("persistent-cluster-tokens.txt")).0 {
+        if self.cfg.row().persistent_tokens && is_valid_token(token, &self.cred("persistent-cluster-tokens.txt")).0 {
             return true;
         }
         let file = self.cred("cluster-tokens.txt");
@@ -323,7 +325,7 @@ impl State {
             "ca_key": Value::Null,
             "control_plane_nodes": self.cfg.control_plane_nodes,
         });
-        if self.cfg.minor() >= 27 {
+        if self.cfg.row().cluster_cidr_in_join {
             resp["cluster_cidr"] = json!(self.cfg.cluster_cidr);
         }
         Response::json(200, resp.to_string())
@@ -338,7 +340,7 @@ impl State {
         if !self.consume_cert_token(token) {
             return error(500, "invalid token");
         }
-        let signed = if self.cfg.minor() >= 28 {
+        let signed = if self.cfg.row().agent_signs_x509_v3 {
             self.ca.sign_csr(csr, true, 3650)
         } else {
             // The program the agent runs, as it runs it (`CA 1.24:pkg/snap/snap.go:L315-330`,

@@ -29,10 +29,10 @@ impl Ctx {
         self.make_certs(&hostname, &node_ip);
         self.make_credentials(&hostname, port);
         // Locks: 1.20:snap/hooks/install:L92-96; 1.22:L102-107; 1.24:L106-112; 1.30:L124-130,L151.
-        for l in self.row().install_locks {
+        for l in self.row.install_locks {
             let _ = fs::write(self.snap_data(&format!("var/lock/{l}")), "");
         }
-        if self.minor >= 27 {
+        if self.row.launch_config {
             self.lay_out_launch_config();
         }
         self.event(&format!("installed microk8s {} ({:?})", self.s("channel"), range));
@@ -48,14 +48,8 @@ impl Ctx {
     /// `cp -r ${SNAP}/default-args ${SNAP_DATA}/args` (1.20:snap/hooks/install:L12,
     /// 1.26:L18, 1.30:L28): only the lines that matter to a worker.
     fn lay_out_default_args(&self, port: u64) {
-        let r = self.row();
-        let labels = if self.minor >= 23 {
-            // 1.23:DA/kubelet:L15, 1.30:DA/kubelet:L10
-            "microk8s.io/cluster=true,node.kubernetes.io/microk8s-controlplane=microk8s-controlplane"
-        } else {
-            // 1.20:DA/kubelet:L15, 1.22:DA/kubelet:L15
-            "microk8s.io/cluster=true"
-        };
+        let r = self.row;
+        let labels = self.row.kubelet_node_labels;
         // 1.20:DA/kubelet:L1-4,L6-7; 1.30:DA/kubelet:L1-14 (no --tls-cert-file in any branch)
         let kubelet = format!(
             "--kubeconfig=${{SNAP_DATA}}/credentials/kubelet.config\n--cert-dir=${{SNAP_DATA}}/certs\n--client-ca-file=${{SNAP_DATA}}/certs/ca.crt\n--anonymous-auth=false\n--root-dir=${{SNAP_COMMON}}/var/lib/kubelet\n--fail-swap-on=false\n--node-labels=\"{labels}\"\n--authentication-token-webhook=true\n--read-only-port=0\n"
@@ -89,7 +83,7 @@ impl Ctx {
             // 1.30:DA/kubelite (the same in every branch 1.21+)
             self.write_args("kubelite", "--scheduler-args-file=$SNAP_DATA/args/kube-scheduler\n--controller-manager-args-file=$SNAP_DATA/args/kube-controller-manager\n--proxy-args-file=$SNAP_DATA/args/kube-proxy\n--kubelet-args-file=$SNAP_DATA/args/kubelet\n--apiserver-args-file=$SNAP_DATA/args/kube-apiserver\n--kubeconfig-file=$SNAP_DATA/credentials/client.config\n--start-control-plane=true\n");
         }
-        if self.minor >= 23 {
+        if self.row.dqlite_and_traefik_args {
             // 1.24:DA/k8s-dqlite
             self.write_args(
                 "k8s-dqlite",
@@ -97,7 +91,7 @@ impl Ctx {
             );
             self.lay_out_traefik_args();
         }
-        if self.minor >= 25 {
+        if self.row.proxy_is_apiserver_proxy {
             self.lay_out_apiserver_proxy_args();
         }
     }
@@ -158,13 +152,13 @@ impl Ctx {
         let server = ca.server(&["127.0.0.1", "10.152.183.1", node_ip, "kubernetes", "kubernetes.default"]);
         w("server.crt", &server.cert_pem, 0o644);
         w("server.key", &server.key_pem, 0o600);
-        if self.row().kubelet_crt {
+        if self.row.kubelet_crt {
             let kubelet = ca.serving(&format!("system:node:{hostname}"), &["system:nodes"], &[hostname, node_ip]);
             w("kubelet.crt", &kubelet.cert_pem, 0o644);
             w("kubelet.key", &kubelet.key_pem, 0o600);
         }
         // Kept for x509 kubeconfigs below (the install hook signs them with ca.key too).
-        if !self.row().token_credentials {
+        if !self.row.token_credentials {
             let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
             let ca_data = b64(&ca.cert_pem);
             let port = self.n("apiserverPort");
@@ -189,7 +183,7 @@ impl Ctx {
     /// <=1.27: known_tokens.csv and token kubeconfigs from client.config.template
     /// (1.20:snap/hooks/install:L21-74; 1.26:L41-94; 1.22:microk8s-resources/client.config.template).
     fn make_credentials(&self, hostname: &str, port: u64) {
-        if !self.row().token_credentials {
+        if !self.row.token_credentials {
             return;
         }
         let ca_pem = fs::read_to_string(self.snap_data("certs/ca.crt")).unwrap();

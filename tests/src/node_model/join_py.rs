@@ -65,7 +65,7 @@ impl Ctx {
         match a.as_slice() {
             ["join", conn, rest @ ..] => {
                 let worker = rest.contains(&"--worker");
-                if self.minor < 23 && worker {
+                if !self.row.join_worker && worker {
                     // 1.20-1.22 have no --worker (1.22:scripts/cluster/join.py:L1057-1100).
                     eprintln!("Error: no such option: --worker");
                     return 2;
@@ -104,7 +104,7 @@ impl Ctx {
             return fail(1, "mk8s-node-model: the non-HA (etcd) join is not modelled");
         }
         // mark_join_in_progress (J27:L942-949, J30:L916-922); absent in 1.24.
-        if self.minor >= 27 {
+        if self.row.join_marks_in_progress {
             let _ = fs::write(self.snap_data("var/lock/join-in-progress"), "");
         }
         let joined = self.request_join(connection)?;
@@ -120,7 +120,7 @@ impl Ctx {
         let parts: Vec<&str> = conn.split('/').collect();
         // 1.29+: get_valid_connection_parts (CU30:L557-597): 2 or 3 parts, an IP
         // literal and a port (exactly one ':', so no IPv6), token >= 32, check >= 12.
-        if self.minor >= 29 {
+        if self.row.join_checks_connection {
             let ep: Vec<&str> = parts[0].split(':').collect();
             let valid = (2..=3).contains(&parts.len())
                 && ep.len() == 2
@@ -136,7 +136,8 @@ impl Ctx {
             return fail(1, "Invalid connection string");
         }
         // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") (J27:L743, J24:L739).
-        let Some((ip, port)) = (if self.minor >= 28 { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
+        let Some((ip, port)) =
+            (if self.row.join_rsplits_endpoint { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
         else {
             return fail(1, "Invalid connection string");
         };
@@ -160,7 +161,7 @@ impl Ctx {
         // can_handle fields); `port` is the local agent's --bind port, a string
         // (CU30:L205-222; default "25000": no args/cluster-agent in the model).
         let mut req = json!({"token": c.token, "hostname": hostname, "port": "25000", "worker": "as-worker"});
-        if self.minor >= 28 {
+        if self.row.join_writes_x509 {
             req["can_handle_x509_auth"] = json!(true);
             req["can_handle_custom_etcd"] = json!(true);
         }
@@ -207,7 +208,7 @@ impl Ctx {
     fn verify_and_apply_answer(&self, j: &Joined) -> Result<(), JoinExit> {
         let info = &j.info;
         // cluster_cidr (1.27+, J30:L676-687; J27:L765-776): update kube-proxy's and restart.
-        if self.minor >= 27 {
+        if self.row.cluster_cidr_in_join {
             if let Some(cidr) = info["cluster_cidr"].as_str() {
                 if self.args("kube-proxy").get("--cluster-cidr").map(String::as_str) != Some(cidr) {
                     self.set_arg("kube-proxy", "--cluster-cidr", Some(cidr));
@@ -222,7 +223,7 @@ impl Ctx {
         // store_remote_ca (J30:L405-413)
         fs::write(self.snap_data("certs/ca.remote.crt"), j.ca()).map_err(|e| JoinExit(1, e.to_string()))?;
         // update_apiserver (1.28+, J30:L768, L391-402)
-        if self.minor >= 28 {
+        if self.row.join_updates_apiserver {
             if let Some(mode) = info["api_authz_mode"].as_str() {
                 self.set_arg("kube-apiserver", "--authorization-mode", Some(mode));
             }
@@ -249,11 +250,11 @@ impl Ctx {
         self.set_arg("kubelet", "--hostname-override", None);
         // update_cert_auth_kubeproxy (J30:L331-343: proxy.crt; J27:L413-433 and
         // J24:L411-435: kube-proxy.crt): CSR /CN=system:kube-proxy, no SANs.
-        let proxy_name = if self.minor >= 28 { "proxy" } else { "kube-proxy" };
+        let proxy_name = if self.row.join_writes_x509 { "proxy" } else { "kube-proxy" };
         let proxy =
             self.client_cert(j.agent, &format!("{}-proxy", j.token), proxy_name, "system:kube-proxy", &[], &[])?;
         self.set_arg("kube-proxy", "--master", None);
-        if self.minor >= 27 {
+        if self.row.join_drops_proxy_hostname_override {
             // J27:L435: removed.
             self.set_arg("kube-proxy", "--hostname-override", None);
         } else {
@@ -266,7 +267,7 @@ impl Ctx {
         // 1.30:US:L1075-1105); none on 1.24-1.27 (J27:L244-308).
         let hostname = j.hostname.as_str();
         let node_ip = j.node_ip.to_string();
-        let sans: Vec<&str> = if self.minor >= 28 { vec![hostname, node_ip.as_str()] } else { vec![] };
+        let sans: Vec<&str> = if self.row.join_writes_x509 { vec![hostname, node_ip.as_str()] } else { vec![] };
         let cn = format!("system:node:{hostname}");
         let kubelet =
             self.client_cert(j.agent, &format!("{}-kubelet", j.token), "kubelet", &cn, &["system:nodes"], &sans)?;
@@ -295,7 +296,7 @@ impl Ctx {
         let port = self.n("apiserverPort");
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         for (file, user, (crt, key)) in users {
-            let user_part = if self.minor >= 28 {
+            let user_part = if self.row.join_writes_x509 {
                 let c = fs::read_to_string(self.snap_data(crt)).unwrap_or_default();
                 let k = fs::read_to_string(self.snap_data(key)).unwrap_or_default();
                 format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c), b64(&k))
@@ -314,7 +315,7 @@ impl Ctx {
     fn point_proxy(&self, j: &Joined) -> &'static str {
         let ip = j.ip.as_str();
         let apiport = j.info["apiport"].as_str().unwrap_or("16443").to_string();
-        if self.minor >= 25 {
+        if self.row.proxy_is_apiserver_proxy {
             // update_apiserver_proxy (J30:L695-716): no-apiserver-proxy removed, the
             // ONE server joined through, restart.
             let _ = fs::remove_file(self.snap_data("var/lock/no-apiserver-proxy"));

@@ -62,7 +62,7 @@ pub use binary::binary;
 pub use cli::cli_main;
 pub use daemons::kubelet::real_kubelet_args;
 pub use join_py::redact_connection;
-pub use versions::{minor_of, row, Range, Row, TABLE};
+pub use versions::{minor_of, Range, Row, TABLE};
 
 use state::Ctx;
 

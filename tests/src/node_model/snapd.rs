@@ -130,7 +130,7 @@ impl Ctx {
         for u in &units {
             self.stop(u);
         }
-        if self.minor >= 25 {
+        if self.row.proxy_is_apiserver_proxy {
             if !self.snap_data("args/traefik").exists() {
                 self.lay_out_traefik_args();
             }
@@ -141,7 +141,7 @@ impl Ctx {
         for u in units.iter().filter(|u| self.enabled(u)) {
             self.start(u);
         }
-        if self.minor >= 25 {
+        if self.row.proxy_is_apiserver_proxy {
             self.append("calls.log", "snapctl restart microk8s.daemon-apiserver-proxy");
             self.snapctl(&["restart".into(), "microk8s.daemon-apiserver-proxy".into()]);
         }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::versions::{minor_of, row, Range, Row};
+use super::versions::{minor_of, Range, Row};
 use super::{SNAP_COMMON, SNAP_DATA};
 
 pub(super) fn unix_ms() -> u128 {
@@ -23,6 +23,8 @@ pub(super) struct Ctx {
     pub(super) bin: PathBuf,
     pub(super) state: Value,
     pub(super) range: Range,
+    /// What this node's release does.
+    pub(super) row: &'static Row,
     pub(super) minor: u32,
 }
 
@@ -37,13 +39,10 @@ impl Ctx {
             root: PathBuf::from(state["root"].as_str().unwrap_or("/")),
             bin: PathBuf::from(state["bin"].as_str().unwrap_or("")),
             range: Range::from_channel(&channel, upgraded),
+            row: Row::of(&channel),
             minor: minor_of(&channel),
             state,
         }
-    }
-
-    pub(super) fn row(&self) -> &'static Row {
-        row(self.range)
     }
 
     /// The node's own systemd runs the snap's units ([`install_in_root`]).

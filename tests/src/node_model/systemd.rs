@@ -32,7 +32,7 @@ fn alive(pid: u32) -> bool {
 
 impl Ctx {
     pub(super) fn snap_units(&self) -> Vec<String> {
-        let r = self.row();
+        let r = self.row;
         r.daemons.iter().chain(r.null_daemons).map(|d| snap_unit(d)).collect()
     }
 

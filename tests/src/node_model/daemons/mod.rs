@@ -50,7 +50,7 @@ enum Decision {
 
 fn decide(ctx: &Ctx, daemon: &str) -> Decision {
     let lock = |l: &str| ctx.lock(l);
-    let r = ctx.row();
+    let r = ctx.row;
     if r.null_daemons.contains(&daemon) {
         // 1.22:WR/run-null-daemon:L8-15
         return if lock("lite.lock") {
@@ -197,7 +197,7 @@ fn run(ctx: &Arc<Ctx>, unit: &str, name: &str, decision: Decision) -> i32 {
         }
         Decision::ClusterAgent => {
             ctx.event(&format!("{unit}: running"));
-            if ctx.minor >= 27 {
+            if ctx.row.launch_config {
                 launcher(ctx);
             }
             park()
@@ -229,7 +229,7 @@ fn kubelite(ctx: &Arc<Ctx>, unit: &str, cp: bool) -> i32 {
     if let Some(child) = real {
         return exits_with(ctx, unit, child);
     }
-    if !(cp && ctx.row().separate_dqlite) {
+    if !(cp && ctx.row.separate_dqlite) {
         return park();
     }
     exit_when_the_datastore_goes(ctx, unit)

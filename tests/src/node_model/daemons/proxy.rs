@@ -57,7 +57,7 @@ fn refresh_endpoints(ctx: &Ctx) -> Result<Vec<String>, String> {
         }
         Ok(out)
     };
-    if ctx.minor < 34 {
+    if !ctx.row.proxy_reads_endpoint_slices {
         return endpoints();
     }
     let r = kc.call(
@@ -88,7 +88,7 @@ fn refresh_endpoints(ctx: &Ctx) -> Result<Vec<String>, String> {
 pub(super) fn tcp_proxy(ctx: &Arc<Ctx>, refreshes: bool) {
     let parse = |list: &[String]| -> Vec<SocketAddr> { list.iter().filter_map(|a| a.parse().ok()).collect() };
     let servers = Arc::new(Mutex::new(parse(&provider_servers(ctx))));
-    if refreshes && ctx.minor >= 25 {
+    if refreshes && ctx.row.proxy_is_apiserver_proxy {
         let (ctx, servers) = (ctx.clone(), servers.clone());
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(ctx.n("proxyRefreshMs").max(100)));
