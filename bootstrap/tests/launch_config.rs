@@ -16,7 +16,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mk8s_gen::render;
 use mk8s_gen::secrets::Secrets;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::cluster_agent::{AgentConfig, SimClusterAgent};
@@ -66,7 +65,8 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     let token = secrets.join_token(&facts.name, NODE, 0);
     agent.add_persistent_token(&token);
     let check = check.map(str::to_string).unwrap_or_else(|| agent.fingerprint());
-    let config = render::launch_config(&facts, &secrets, worker, &check).expect("a launch configuration");
+    let config = mk8s_gen::output::launch_config::launch_config(&facts, &secrets, worker, &check)
+        .expect("a launch configuration");
     fs::create_dir_all(root.join("etc")).unwrap();
     fs::write(root.join("etc/microk8s.yaml"), &config).unwrap();
     let mut mc = ModelConfig::new(CHANNEL, port);

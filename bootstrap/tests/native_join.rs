@@ -109,9 +109,9 @@ fn world_with(
     mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let other = render::render_node(&facts, &secrets, facts.worker(OTHER).unwrap(), &Delivery::Preinstalled).unwrap();
-    let other_user_data = render::cloud_config(&other);
+    let other_user_data = mk8s_gen::output::cloud_config::cloud_config(&other);
     fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &render::cloud_config(&out));
+    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
     let mut config = ModelConfig::new(channel, port);
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();

@@ -113,7 +113,7 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &render::cloud_config(&out));
+    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
     // Baked into the image (traefik) or installed by cloud-init's `packages`
     // (haproxy) at the plan's path: the real program.
     let program = match lb {

@@ -316,7 +316,7 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     let root = tmp.path().join("root");
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &render::cloud_config(&out));
+    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
     let program = match lb {
         Lb::Traefik => Some(("traefik", "usr/local/bin/traefik")),
         Lb::Haproxy => Some(("haproxy", "usr/sbin/haproxy")),

@@ -156,11 +156,12 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();
     let user_data = match shape {
-        Shape::Plain => render::cloud_config(&out).into_bytes(),
-        Shape::Gzip => render::gzip(render::cloud_config(&out).as_bytes()),
+        Shape::Plain => mk8s_gen::output::cloud_config::cloud_config(&out).into_bytes(),
+        Shape::Gzip => render::gzip(mk8s_gen::output::cloud_config::cloud_config(&out).as_bytes()),
         Shape::Multipart => {
-            mk8s_gen::merge::check_extra(OPERATOR, &out).expect("the operator's part is acceptable");
-            mk8s_gen::merge::multipart(OPERATOR, &render::cloud_config(&out)).into_bytes()
+            mk8s_gen::output::multipart::check_extra(OPERATOR, &out).expect("the operator's part is acceptable");
+            mk8s_gen::output::multipart::multipart(OPERATOR, &mk8s_gen::output::cloud_config::cloud_config(&out))
+                .into_bytes()
         }
     };
 

@@ -75,7 +75,7 @@ fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, extra: &
     let worker = facts.worker(NODE).unwrap();
     let token_csv = if x509 { String::new() } else { mk8s_gen::auth::token::token_lines(&facts, &secrets, worker) };
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    let user_data = render::cloud_config(&out);
+    let user_data = mk8s_gen::output::cloud_config::cloud_config(&out);
     sim.set_tokens(&token_csv);
     let w = World { _tmp: tmp, root, fakes, sim, user_data, token_csv, kubelet_stop: Arc::default() };
     w.boot();

@@ -168,7 +168,7 @@ pub struct GenerateArgs {
     pub merge: Option<PathBuf>,
     /// Check the user-data against this platform's size limit (exit 1 if over).
     #[arg(long, value_enum, value_name = "PLATFORM")]
-    pub target: Option<crate::targets::Target>,
+    pub target: Option<crate::output::budget::Target>,
     /// Emit gzip-compressed user-data (cloud-init detects and decompresses it).
     #[arg(long)]
     pub gzip: bool,
@@ -226,7 +226,7 @@ pub struct FleetArgs {
     /// Check every node against this platform's size limit; nothing is written if
     /// one is over.
     #[arg(long, value_enum, value_name = "PLATFORM")]
-    pub target: Option<crate::targets::Target>,
+    pub target: Option<crate::output::budget::Target>,
     /// Worker threads, 1 to 256 (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_THREADS as i64))]
     pub threads: Option<u16>,
@@ -597,7 +597,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     }
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
-    let shared = render::Shared::new(&facts, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let shared = render::ClusterArtifacts::new(&facts, &delivery).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let shared = if a.baked { shared.baked() } else { shared };
     let out =
         render::render_node_with(&facts, &secrets, worker, &shared).map_err(|e| Failure::Usage(format!("{e:#}")))?;
@@ -609,7 +609,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
                 ));
             }
             let text = read(p, "cloud-config to merge")?;
-            if let Err(problems) = crate::merge::check_extra(&text, &out) {
+            if let Err(problems) = crate::output::multipart::check_extra(&text, &out) {
                 for problem in problems {
                     writeln!(io.stderr, "error: {}: {problem}", p.display())?;
                 }
@@ -621,11 +621,11 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
     };
     let text = match a.format {
         Format::CloudConfig => match &extra {
-            Some(extra) => crate::merge::multipart(extra, &render::cloud_config(&out)),
-            None => render::cloud_config(&out),
+            Some(extra) => crate::output::multipart::multipart(extra, &crate::output::cloud_config::cloud_config(&out)),
+            None => crate::output::cloud_config::cloud_config(&out),
         },
         Format::LaunchConfig => unreachable!("handled above"),
-        Format::Ignition => match crate::ignition::config(&out) {
+        Format::Ignition => match crate::output::ignition::config(&out) {
             Ok(t) => t,
             Err(e) => {
                 writeln!(io.stderr, "error: {e:#}")?;
@@ -638,7 +638,7 @@ fn generate(a: &GenerateArgs, io: &mut Io) -> Result<(), Failure> {
         // Only cloud-init reads gzip-compressed user-data: no --gzip hint for Ignition.
         let gzipped = (!a.gzip && a.format == Format::CloudConfig).then(|| render::gzip(&bytes).len());
         let embedded = matches!(delivery, Delivery::Embedded { .. });
-        if let Err(e) = crate::targets::check(target, node, bytes.len(), a.gzip, gzipped, embedded) {
+        if let Err(e) = crate::output::budget::check(target, node, bytes.len(), a.gzip, gzipped, embedded) {
             writeln!(io.stderr, "error: {e}")?;
             return Err(Failure::Invalid);
         }
@@ -659,7 +659,7 @@ fn emit_output(output: Option<&Path>, data: &[u8], io: &mut Io) -> Result<(), Fa
 }
 
 /// `--format launch-config`: MicroK8s's own zero-touch path (1.27+), see
-/// [`render::launch_config`].
+/// [`crate::output::launch_config::launch_config`].
 fn launch_config(a: &GenerateArgs, node: &str, secrets_path: &Path, io: &mut Io) -> Result<(), Failure> {
     if a.gzip || a.merge.is_some() || a.target.is_some() || a.baked {
         return Err(Failure::Usage(
@@ -679,7 +679,8 @@ fn launch_config(a: &GenerateArgs, node: &str, secrets_path: &Path, io: &mut Io)
     })?;
     let secrets = load_secrets(secrets_path, &facts, &a.common, io)?;
     let worker = facts.worker(node).expect("checked by node_exists");
-    let text = render::launch_config(&facts, &secrets, worker, check).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let text = crate::output::launch_config::launch_config(&facts, &secrets, worker, check)
+        .map_err(|e| Failure::Usage(format!("{e:#}")))?;
     emit_output(a.output.as_deref(), text.as_bytes(), io)
 }
 
@@ -801,7 +802,8 @@ fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
 fn packer(a: &PackerArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |_, _| {})?;
     let bootstrap = read_elf(&a.bootstrap_bin, "bootstrap binary")?;
-    let shared = render::Shared::new(&facts, &Delivery::Preinstalled).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    let shared =
+        render::ClusterArtifacts::new(&facts, &Delivery::Preinstalled).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let mut files: Vec<(String, Vec<u8>, u32)> = shared
         .files()
         .iter()

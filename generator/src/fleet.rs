@@ -26,7 +26,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::model::{Facts, Worker};
-use crate::render::{self, Delivery, Shared};
+use crate::render::{self, ClusterArtifacts, Delivery};
 use crate::secrets::Secrets;
 use crate::util::{write_atomic, write_output};
 
@@ -170,7 +170,7 @@ pub struct Options {
     /// The image was baked with `mk8s-gen packer`.
     pub baked: bool,
     /// Check every node's output against this platform's limit before writing.
-    pub target: Option<crate::targets::Target>,
+    pub target: Option<crate::output::budget::Target>,
     pub selection: Selection,
     /// Make the batch durable with one filesystem sync before renaming.
     pub sync: bool,
@@ -195,7 +195,7 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let workers: Vec<&Worker> = facts.workers.iter().filter(|w| opts.selection.matches(w)).collect();
     anyhow::ensure!(!workers.is_empty(), "no worker matches the selection");
     anyhow::ensure!((1..=MAX_THREADS).contains(&opts.threads), "threads must be 1 to {MAX_THREADS}");
-    let shared = Shared::new(facts, delivery)?;
+    let shared = ClusterArtifacts::new(facts, delivery)?;
     let shared = if opts.baked { shared.baked() } else { shared };
     let ext = if opts.ignition { "ign" } else { "user-data" };
     let embedded = matches!(delivery, Delivery::Embedded { .. });
@@ -347,7 +347,7 @@ fn render_one(
     facts: &Facts,
     secrets: &Secrets,
     w: &Worker,
-    shared: &Shared,
+    shared: &ClusterArtifacts,
     nodes: &Path,
     staging: &Path,
     opts: &Options,
@@ -355,10 +355,13 @@ fn render_one(
     embedded: bool,
 ) -> anyhow::Result<Rendered> {
     let out = render::render_node_with(facts, secrets, w, shared)?;
-    let text =
-        if opts.ignition { crate::ignition::config(&out)? } else { render::cloud_config_with(&out, Some(shared)) };
+    let text = if opts.ignition {
+        crate::output::ignition::config(&out)?
+    } else {
+        crate::output::cloud_config::cloud_config_with(&out, Some(shared))
+    };
     if let Some(target) = opts.target {
-        crate::targets::check(target, &w.name, text.len(), false, None, embedded).map_err(anyhow::Error::msg)?;
+        crate::output::budget::check(target, &w.name, text.len(), false, None, embedded).map_err(anyhow::Error::msg)?;
     }
     let name = format!("{}.{ext}", w.name);
     let sha256 = mk8s_bootstrap::plan::sha256_hex(text.as_bytes());

@@ -135,12 +135,12 @@ fn piecewise_and_whole_document_emission_agree() {
     for (fixture, node) in [("seed", "worker-1"), ("kubelite-ipv6", "edge-7"), ("yaml11-names", "off")] {
         let fx = workspace().join("fixtures").join(fixture);
         let out = render_facts(&fs::read_to_string(fx.join("cluster.yaml")).unwrap(), &fx, node);
-        let whole = render::cloud_config_whole(&out);
-        assert_eq!(render::cloud_config(&out), whole, "{fixture}");
+        let whole = mk8s_gen::output::cloud_config::cloud_config_whole(&out);
+        assert_eq!(mk8s_gen::output::cloud_config::cloud_config(&out), whole, "{fixture}");
         let text = fs::read_to_string(fx.join("cluster.yaml")).unwrap();
         let facts = mk8s_gen::load(&text, &fx).valid("facts", &text).unwrap_or_else(|e| panic!("{e}"));
-        let shared = render::Shared::new(&facts, &Delivery::Preinstalled).unwrap();
-        assert_eq!(render::cloud_config_with(&out, Some(&shared)), whole, "{fixture}");
+        let shared = render::ClusterArtifacts::new(&facts, &Delivery::Preinstalled).unwrap();
+        assert_eq!(mk8s_gen::output::cloud_config::cloud_config_with(&out, Some(&shared)), whole, "{fixture}");
     }
 }
 
