@@ -24,13 +24,14 @@ fn main() {
     let secrets = Secrets::parse(&std::fs::read_to_string(root.join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let delivery = Delivery::Fetched { url: "https://example.com/b".into(), sha256: "a".repeat(64) };
     let shared = ClusterArtifacts::new(&facts, &delivery).unwrap();
+    let entries = mk8s_gen::output::cloud_config::SharedEntries::new(&shared);
     let (mut t_render, mut t_yaml, mut t_sha, mut bytes) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0);
     for w in &facts.workers {
         let t = Instant::now();
         let out = render::render_node_with(&facts, &secrets, w, &shared).unwrap();
         t_render += t.elapsed();
         let t = Instant::now();
-        let text = mk8s_gen::output::cloud_config::cloud_config_with(&out, Some(&shared));
+        let text = mk8s_gen::output::cloud_config::cloud_config_with(&out, Some(&entries));
         t_yaml += t.elapsed();
         let t = Instant::now();
         std::hint::black_box(mk8s_bootstrap::plan::sha256_hex(text.as_bytes()));

@@ -26,6 +26,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::model::{Facts, Worker};
+use crate::output::{Emitter, OutputFormat};
 use crate::render::{self, ClusterArtifacts, Delivery};
 use crate::secrets::Secrets;
 use crate::util::{write_atomic, write_output};
@@ -165,8 +166,8 @@ pub struct Summary {
 
 pub struct Options {
     pub out: PathBuf,
-    /// Ignition configs instead of cloud-config.
-    pub ignition: bool,
+    /// The user-data format.
+    pub format: &'static dyn OutputFormat,
     /// The image was baked with `mk8s-gen packer`.
     pub baked: bool,
     /// Check every node's output against this platform's limit before writing.
@@ -195,177 +196,196 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     let workers: Vec<&Worker> = facts.workers.iter().filter(|w| opts.selection.matches(w)).collect();
     anyhow::ensure!(!workers.is_empty(), "no worker matches the selection");
     anyhow::ensure!((1..=MAX_THREADS).contains(&opts.threads), "threads must be 1 to {MAX_THREADS}");
-    let shared = ClusterArtifacts::new(facts, delivery)?;
-    let shared = if opts.baked { shared.baked() } else { shared };
-    let ext = if opts.ignition { "ign" } else { "user-data" };
-    let embedded = matches!(delivery, Delivery::Embedded { .. });
-    let nodes_dir = opts.out.join("nodes");
-    let staging = opts.out.join(STAGING);
-    // Directories of ours, never symlinks (the run deletes files in them), with
-    // modes set whatever the umask: nodes/ and control-plane/ hold credentials and
-    // a script run as root.
-    crate::util::ensure_dir(&opts.out, 0o755, false)?;
-    for d in [&nodes_dir, &opts.out.join("control-plane"), &staging] {
-        crate::util::ensure_dir(d, 0o700, true)?;
-    }
-    // A run killed while committing left a journal: finish its commit first. Any
-    // other staging directory left by a killed run holds nothing we need.
-    let recovered = finish_commit(&opts.out)?;
-    let _ = fs::remove_dir_all(&staging);
-    crate::util::ensure_dir(&staging, 0o700, true)?;
-
-    // Render every node on every core; write only what changed, into staging.
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Rendered>> = Mutex::new(Vec::with_capacity(workers.len()));
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    // indicatif draws only when stderr is a terminal, from whichever thread ticks it;
-    // it takes the stderr lock per draw, so nobody may hold that lock for the run.
-    let bar = progress_bar(opts.progress, workers.len());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..opts.threads)
-            .map(|t| {
-                // One staging directory per thread: creating files in one directory
-                // from several threads serializes on its lock (measured: most of the
-                // run spent spinning in the kernel).
-                let my_staging = staging.join(t.to_string());
-                let (next, failed, results, first_error, workers, shared, nodes_dir, bar) =
-                    (&next, &failed, &results, &first_error, &workers, &shared, &nodes_dir, &bar);
-                scope.spawn(move || {
-                    if let Err(e) = fs::create_dir_all(&my_staging) {
-                        failed.store(true, Ordering::Relaxed);
-                        first_error.lock().unwrap().get_or_insert(e.into());
-                        return;
-                    }
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= workers.len() || failed.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        match render_one(
-                            facts,
-                            secrets,
-                            workers[i],
-                            shared,
-                            nodes_dir,
-                            &my_staging,
-                            opts,
-                            ext,
-                            embedded,
-                        ) {
-                            Ok(r) => mine.push(r),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error.lock().unwrap().get_or_insert(e);
-                                break;
-                            }
-                        }
-                        bar.inc(1);
-                    }
-                    results.lock().unwrap().extend(mine);
-                })
-            })
-            .collect();
-        // A panicking worker thread must fail the run, never pass for "no nodes"
-        // (whose files a full run would then delete as stale).
-        if let Some(e) = join_workers(handles) {
-            failed.store(true, Ordering::Relaxed);
-            first_error.lock().unwrap().get_or_insert(e);
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = first_error.into_inner().unwrap() {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(e.context("nothing was changed in the output directory"));
-    }
-    let mut results = results.into_inner().unwrap();
+    let cluster = ClusterArtifacts::new(facts, delivery)?;
+    let cluster = if opts.baked { cluster.baked() } else { cluster };
+    let recovered = prepare_dirs(&opts.out)?;
+    let emitter = opts.format.prepare(&cluster);
+    let job = Job {
+        facts,
+        secrets,
+        cluster: &cluster,
+        emitter: emitter.as_ref(),
+        nodes: opts.out.join("nodes"),
+        opts,
+        embedded: matches!(delivery, Delivery::Embedded { .. }),
+    };
+    let mut results = render_all(&job, &workers, &opts.out.join(STAGING))?;
     results.sort_by(|a, b| a.entry.node.cmp(&b.entry.node));
 
     // Commit: durable first, then a journal of every change, then visible. A run
     // killed after the journal is written is completed by the next run.
-    let written = results.iter().filter(|r| r.staged.is_some()).count();
     let mut journal = Journal::default();
+    let ext = opts.format.extension();
     for r in &results {
         if let Some(from) = &r.staged {
             journal.renames.push((rel(&opts.out, from)?, format!("nodes/{}.{ext}", r.entry.node)));
         }
     }
-    // Without a selection the run covers the whole fleet: drop files of workers
-    // that are no longer in the facts (of this format only: the other format's
-    // files are another fleet's output).
     if opts.selection.is_all() {
-        let keep: std::collections::HashSet<String> =
-            results.iter().map(|r| format!("{}.{ext}", r.entry.node)).collect();
-        let suffix = format!(".{ext}");
-        for e in fs::read_dir(&nodes_dir)? {
-            let name = e?.file_name().to_string_lossy().to_string();
-            if name.ends_with(&suffix) && !keep.contains(&name) {
-                journal.removals.push(format!("nodes/{name}"));
-            }
-        }
+        stale_nodes(&mut journal, &results, &job.nodes, ext)?;
     }
     let removed = journal.removals.len();
-    // The control-plane bundle is staged too, and only changed files are renamed.
-    // It is always the whole fleet's, selection or not: its scripts remove what
-    // they are not given (tokens, /etc/hosts lines), so a bundle of the selected
-    // workers would remove every other worker's.
-    let cp_staged = staging.join("control-plane");
-    let fleet: Vec<&Worker> = facts.workers.iter().collect();
-    crate::controlplane::write_bundle(facts, secrets, &fleet, &cp_staged)?;
-    for e in fs::read_dir(&cp_staged)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().to_string();
-        let dest = opts.out.join("control-plane").join(&name);
-        if same_file_content(&e.path(), &dest) {
-            continue;
-        }
-        journal.renames.push((format!("{STAGING}/control-plane/{name}"), format!("control-plane/{name}")));
-    }
+    let bundle_workers = stage_bundle(&mut journal, facts, secrets, &opts.out)?;
     let manifest: Vec<&ManifestEntry> = results.iter().map(|r| &r.entry).collect();
-    let mut text = serde_json::to_string_pretty(&manifest)?;
-    text.push('\n');
-    journal.manifest = text;
+    journal.manifest = serde_json::to_string_pretty(&manifest)? + "\n";
+    let staging = opts.out.join(STAGING);
     if opts.sync && !journal.renames.is_empty() {
         sync_filesystem(&staging)?;
     }
     write_atomic(&staging.join(JOURNAL), &serde_json::to_vec(&journal)?, 0o600)?;
     apply(&opts.out, &journal)?;
+    let written = results.iter().filter(|r| r.staged.is_some()).count();
     Ok(Summary {
         nodes: results.len(),
         written,
         unchanged: results.len() - written,
         removed,
-        bundle_workers: fleet.len(),
+        bundle_workers,
         recovered,
         elapsed: start.elapsed(),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_one(
-    facts: &Facts,
-    secrets: &Secrets,
-    w: &Worker,
-    shared: &ClusterArtifacts,
-    nodes: &Path,
-    staging: &Path,
-    opts: &Options,
-    ext: &str,
-    embedded: bool,
-) -> anyhow::Result<Rendered> {
-    let out = render::render_node_with(facts, secrets, w, shared)?;
-    let text = if opts.ignition {
-        crate::output::ignition::config(&out)?
-    } else {
-        crate::output::cloud_config::cloud_config_with(&out, Some(shared))
-    };
-    if let Some(target) = opts.target {
-        crate::output::budget::check(target, &w.name, text.len(), false, None, embedded).map_err(anyhow::Error::msg)?;
+/// The output directory's layout, and an empty staging directory. Directories of
+/// ours, never symlinks (the run deletes files in them), with modes set whatever
+/// the umask: nodes/ and control-plane/ hold credentials and a script run as root.
+/// A run killed while committing left a journal: its commit is finished first
+/// (true when there was one). Any other staging directory left by a killed run
+/// holds nothing we need.
+fn prepare_dirs(out: &Path) -> anyhow::Result<bool> {
+    let staging = out.join(STAGING);
+    crate::util::ensure_dir(out, 0o755, false)?;
+    for d in [&out.join("nodes"), &out.join("control-plane"), &staging] {
+        crate::util::ensure_dir(d, 0o700, true)?;
     }
-    let name = format!("{}.{ext}", w.name);
+    let recovered = finish_commit(out)?;
+    let _ = fs::remove_dir_all(&staging);
+    crate::util::ensure_dir(&staging, 0o700, true)?;
+    Ok(recovered)
+}
+
+/// What every node's rendering reads.
+struct Job<'a> {
+    facts: &'a Facts,
+    secrets: &'a Secrets,
+    cluster: &'a ClusterArtifacts,
+    emitter: &'a dyn Emitter,
+    /// The `nodes/` directory, whose files are compared with the new content.
+    nodes: PathBuf,
+    opts: &'a Options,
+    embedded: bool,
+}
+
+/// Render every node on every core; write only what changed, into staging. On an
+/// error nothing in the output directory has changed, and staging is removed.
+fn render_all(job: &Job, workers: &[&Worker], staging: &Path) -> anyhow::Result<Vec<Rendered>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Rendered>> = Mutex::new(Vec::with_capacity(workers.len()));
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let fail = |e: anyhow::Error| {
+        failed.store(true, Ordering::Relaxed);
+        first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+    };
+    // indicatif draws only when stderr is a terminal, from whichever thread ticks it;
+    // it takes the stderr lock per draw, so nobody may hold that lock for the run.
+    let bar = progress_bar(job.opts.progress, workers.len());
+    std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for t in 0..job.opts.threads {
+            // One staging directory per thread: creating files in one directory
+            // from several threads serializes on its lock (measured: most of the
+            // run spent spinning in the kernel).
+            let my_staging = staging.join(t.to_string());
+            let (next, failed, results, bar, fail) = (&next, &failed, &results, &bar, &fail);
+            let work = move || {
+                if let Err(e) = fs::create_dir_all(&my_staging) {
+                    return fail(e.into());
+                }
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= workers.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match render_one(job, workers[i], &my_staging) {
+                        Ok(r) => mine.push(r),
+                        Err(e) => return fail(e),
+                    }
+                    bar.inc(1);
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+            };
+            // A thread the system refuses fails the run (the threads started stop at
+            // the next node), instead of a panic.
+            match std::thread::Builder::new().spawn_scoped(scope, work) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    fail(anyhow::Error::new(e).context("cannot start a worker thread"));
+                    break;
+                }
+            }
+        }
+        // A panicking worker thread must fail the run, never pass for "no nodes"
+        // (whose files a full run would then delete as stale).
+        if let Some(e) = join_workers(handles) {
+            fail(e);
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let _ = fs::remove_dir_all(staging);
+        return Err(e.context("nothing was changed in the output directory"));
+    }
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Without a selection the run covers the whole fleet: drop files of workers that
+/// are no longer in the facts (of this format only: the other format's files are
+/// another fleet's output).
+fn stale_nodes(journal: &mut Journal, results: &[Rendered], nodes: &Path, ext: &str) -> anyhow::Result<()> {
+    let keep: std::collections::HashSet<String> = results.iter().map(|r| format!("{}.{ext}", r.entry.node)).collect();
+    let suffix = format!(".{ext}");
+    for e in fs::read_dir(nodes)? {
+        let name = e?.file_name().to_string_lossy().to_string();
+        if name.ends_with(&suffix) && !keep.contains(&name) {
+            journal.removals.push(format!("nodes/{name}"));
+        }
+    }
+    Ok(())
+}
+
+/// The control-plane bundle is staged too, and only changed files are renamed. It
+/// is always the whole fleet's, selection or not: its scripts remove what they are
+/// not given (tokens, /etc/hosts lines), so a bundle of the selected workers would
+/// remove every other worker's. Returns how many workers it covers.
+fn stage_bundle(journal: &mut Journal, facts: &Facts, secrets: &Secrets, out: &Path) -> anyhow::Result<usize> {
+    let cp_staged = out.join(STAGING).join("control-plane");
+    let fleet: Vec<&Worker> = facts.workers.iter().collect();
+    crate::controlplane::write_bundle(facts, secrets, &fleet, &cp_staged)?;
+    for e in fs::read_dir(&cp_staged)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if same_file_content(&e.path(), &out.join("control-plane").join(&name)) {
+            continue;
+        }
+        journal.renames.push((format!("{STAGING}/control-plane/{name}"), format!("control-plane/{name}")));
+    }
+    Ok(fleet.len())
+}
+
+/// One node: rendered, checked against the platform's limit, and written into
+/// `staging` when it differs from the file in `nodes/`.
+fn render_one(job: &Job, w: &Worker, staging: &Path) -> anyhow::Result<Rendered> {
+    let out = render::render_node_with(job.facts, job.secrets, w, job.cluster)?;
+    let text = job.emitter.emit(&out)?;
+    if let Some(target) = job.opts.target {
+        crate::output::budget::check(target, &w.name, text.len(), false, None, job.embedded)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let name = format!("{}.{}", w.name, job.opts.format.extension());
     let sha256 = mk8s_bootstrap::plan::sha256_hex(text.as_bytes());
-    let dest = nodes.join(&name);
+    let dest = job.nodes.join(&name);
     let unchanged = fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_file())
         && fs::read(&dest).is_ok_and(|old| old == text.as_bytes());
     let staged = if unchanged {

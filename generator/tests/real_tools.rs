@@ -140,7 +140,14 @@ fn piecewise_and_whole_document_emission_agree() {
         let text = fs::read_to_string(fx.join("cluster.yaml")).unwrap();
         let facts = mk8s_gen::load(&text, &fx).valid("facts", &text).unwrap_or_else(|e| panic!("{e}"));
         let shared = render::ClusterArtifacts::new(&facts, &Delivery::Preinstalled).unwrap();
-        assert_eq!(mk8s_gen::output::cloud_config::cloud_config_with(&out, Some(&shared)), whole, "{fixture}");
+        assert_eq!(
+            mk8s_gen::output::cloud_config::cloud_config_with(
+                &out,
+                Some(&mk8s_gen::output::cloud_config::SharedEntries::new(&shared))
+            ),
+            whole,
+            "{fixture}"
+        );
     }
 }
 

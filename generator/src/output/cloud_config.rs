@@ -6,6 +6,16 @@ use serde::Serialize;
 use crate::files::{FileContent, NodeFile};
 use crate::render::{ClusterArtifacts, NodeOutput};
 
+/// The `write_files` entries of the files every node of a cluster shares,
+/// serialized once per run instead of once per node.
+pub struct SharedEntries(std::collections::HashMap<String, String>);
+
+impl SharedEntries {
+    pub fn new(cluster: &ClusterArtifacts) -> SharedEntries {
+        SharedEntries(cluster.files().iter().map(|f| (f.path.clone(), write_file_item(f))).collect())
+    }
+}
+
 #[derive(Serialize)]
 struct WriteFile<'a> {
     path: &'a str,
@@ -27,7 +37,7 @@ fn write_file_value(f: &NodeFile) -> serde_json::Value {
 }
 
 /// One `write_files` entry as it appears in the document.
-pub(crate) fn write_file_item(f: &NodeFile) -> String {
+fn write_file_item(f: &NodeFile) -> String {
     crate::yaml::sequence_item(&write_file_value(f), 2)
 }
 
@@ -38,11 +48,11 @@ pub fn cloud_config(out: &NodeOutput) -> String {
 
 /// As [`cloud_config`], reusing the entries of files every node shares. The result
 /// is the same document, byte for byte (`yaml::sequence_item`).
-pub fn cloud_config_with(out: &NodeOutput, cluster: Option<&ClusterArtifacts>) -> String {
+pub fn cloud_config_with(out: &NodeOutput, shared: Option<&SharedEntries>) -> String {
     let mut doc = header(out);
     doc.push_str("write_files:\n");
     for f in &out.files {
-        match cluster.and_then(|s| s.emitted.get(&f.path)) {
+        match shared.and_then(|s| s.0.get(&f.path)) {
             Some(item) => doc.push_str(item),
             None => doc.push_str(&write_file_item(f)),
         }

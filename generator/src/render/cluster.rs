@@ -20,8 +20,6 @@ pub struct ClusterArtifacts {
     /// Set once a node's kubeconfigs were parsed back in full (see
     /// [`crate::auth::NodeCx`]).
     pub(super) kubeconfig_parsed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The `write_files` entry of each shared file, emitted once (by path).
-    pub(crate) emitted: std::collections::HashMap<String, String>,
     /// Shared staged files the bootstrap installs into the snap's data directory.
     pub(super) install: Vec<InstallFile>,
     /// The shared files are baked into the image (`mk8s-gen packer`): user-data
@@ -93,14 +91,12 @@ impl ClusterArtifacts {
             mode: 0o644,
         });
 
-        let emitted = files.iter().map(|f| (f.path.clone(), crate::output::cloud_config::write_file_item(f))).collect();
         Ok(ClusterArtifacts {
             endpoints,
             files,
             load_balancer,
             joined,
             kubeconfig_parsed: Default::default(),
-            emitted,
             install,
             baked: false,
         })
