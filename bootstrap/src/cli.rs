@@ -1,8 +1,8 @@
 //! Command line. Parsed by hand: the binary is embedded in user-data, and a full
 //! argument parser costs more bytes than these six flags are worth.
 
+use crate::node::Node;
 use crate::plan::PLAN_PATH;
-use crate::system::Node;
 
 pub const HELP: &str = "\
 mk8s-bootstrap: join this machine to a MicroK8s cluster as a worker-only node,

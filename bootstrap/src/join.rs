@@ -11,9 +11,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{Api, Holder, NodeState};
+use crate::fs::write_atomic;
+use crate::node::Node;
 use crate::plan::{sha256_hex, BinarySpec, Credential, JoinPlan, LoadBalancerSpec, PLAN_PATH};
 use crate::retry::{Backoff, Failure, Jitter, Outcome};
-use crate::system::{merge_args, write_atomic, Node};
+use crate::text::merge_args;
 
 pub const STATE_DIR: &str = "/var/lib/mk8s-worker";
 pub const STATUS_FILE: &str = "/var/lib/mk8s-worker/status.json";
@@ -590,7 +592,7 @@ impl<'a> Joiner<'a> {
         let _ = fs::remove_file(&download);
         let node = self.node.clone();
         let (url, want) = (fetch.url.clone(), fetch.sha256.clone());
-        let shown = crate::system::redact_url(&url);
+        let shown = crate::text::redact_url(&url);
         self.say("load-balancer", &format!("fetching {shown}"));
         self.retry("load-balancer", plan, |_| {
             // --globoff: [ ] { } are literal; https only, redirects included.

@@ -6,8 +6,11 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod fs;
 pub mod join;
+pub mod node;
 pub mod pin;
 pub mod plan;
 pub mod retry;
 pub mod system;
+pub mod text;
