@@ -327,25 +327,7 @@ impl<'a> Joiner<'a> {
             self.joined_already(&plan)?;
         }
         // Preconditions, before anything on the node changes.
-        match &plan.load_balancer {
-            LoadBalancerSpec::Traefik { binary, .. }
-                if binary.fetch.is_none() && !self.node.path(&binary.path).exists() =>
-            {
-                return Err(format!(
-                    "{} is not on this node and the plan gives no URL to fetch it from: the image must \
-                     provide it (mk8s-gen packer bakes it), or generate the user-data with `traefik.url`; \
-                     nothing was changed",
-                    binary.path
-                ))
-            }
-            LoadBalancerSpec::Haproxy { binary, .. } if !self.node.path(binary).exists() => {
-                return Err(format!(
-                    "{binary} is not on this node: the user-data's `packages: [haproxy]` did not install it \
-                     (check cloud-init's log); nothing was changed"
-                ))
-            }
-            _ => {}
-        }
+        plan.load_balancer.precondition(self.node)?;
         self.say(
             "plan",
             &format!(
@@ -491,19 +473,15 @@ impl<'a> Joiner<'a> {
                 Err(Stop::Retryable(format!("systemctl {}: {}", args.join(" "), r.output)))
             }
         };
-        let (unit, listen) = match &plan.load_balancer {
-            LoadBalancerSpec::External => {
-                self.say("load-balancer", "external load balancer: nothing to run on this node");
-                return Ok(());
-            }
-            LoadBalancerSpec::Joined { .. } => {
-                self.say("load-balancer", "MicroK8s's own proxy, configured by the join");
-                return Ok(());
-            }
-            LoadBalancerSpec::Traefik { unit, listen, .. }
-            | LoadBalancerSpec::Haproxy { unit, listen, .. }
-            | LoadBalancerSpec::Microk8sProxy { unit, listen } => (unit.clone(), listen.clone()),
+        let Some((unit, listen)) = plan.load_balancer.local() else {
+            let why = match &plan.load_balancer {
+                LoadBalancerSpec::Joined { .. } => "MicroK8s's own proxy, configured by the join",
+                _ => "external load balancer: nothing to run on this node",
+            };
+            self.say("load-balancer", why);
+            return Ok(());
         };
+        let (unit, listen) = (unit.to_string(), listen.to_string());
         let probe = Api::with(plan, &format!("https://{listen}"), &Credential::Removed, "load balancer")
             .map_err(|f| Stop::Fatal(f.to_string()))?;
         // Nothing else may hold the port when the balancer starts.
@@ -542,7 +520,8 @@ impl<'a> Joiner<'a> {
                 run(&["enable", &unit])?;
                 run(&["restart", &unit])?;
             }
-            LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => unreachable!("returned above"),
+            // No `local()`: returned before starting anything.
+            LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => {}
         }
         let code = self.retry("load-balancer", plan, |_| match probe.holder() {
             Holder::Cluster(code) => Ok(code),

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::node::Node;
+
 /// The only plan version this bootstrap executes.
 pub const API_VERSION: &str = "mk8s-worker/v1";
 /// The `kind` field of a plan.
@@ -219,6 +221,40 @@ pub enum LoadBalancerSpec {
     /// join (the snap's traefik on 1.23-1.24, apiserver-proxy on 1.25+); the
     /// bootstrap runs nothing of its own.
     Joined { listen: String },
+}
+
+impl LoadBalancerSpec {
+    /// The balancer this bootstrap starts on the node: its systemd unit and the
+    /// `host:port` it listens on. None when nothing of ours runs here (an external
+    /// balancer, or MicroK8s's own proxy configured by the join).
+    pub fn local(&self) -> Option<(&str, &str)> {
+        match self {
+            LoadBalancerSpec::Traefik { unit, listen, .. }
+            | LoadBalancerSpec::Haproxy { unit, listen, .. }
+            | LoadBalancerSpec::Microk8sProxy { unit, listen } => Some((unit, listen)),
+            LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => None,
+        }
+    }
+
+    /// What must already hold on the node before anything on it changes: the
+    /// balancer's program is there, or the plan says where to fetch it.
+    pub fn precondition(&self, node: &Node) -> Result<(), String> {
+        match self {
+            LoadBalancerSpec::Traefik { binary, .. } if binary.fetch.is_none() && !node.path(&binary.path).exists() => {
+                Err(format!(
+                    "{} is not on this node and the plan gives no URL to fetch it from: the image must \
+                     provide it (mk8s-gen packer bakes it), or generate the user-data with `traefik.url`; \
+                     nothing was changed",
+                    binary.path
+                ))
+            }
+            LoadBalancerSpec::Haproxy { binary, .. } if !node.path(binary).exists() => Err(format!(
+                "{binary} is not on this node: the user-data's `packages: [haproxy]` did not install it \
+                 (check cloud-init's log); nothing was changed"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where a program comes from: already at `path`, or fetched and verified.
@@ -471,5 +507,40 @@ mod tests {
         old.as_object_mut().unwrap().remove("join");
         old["credentials"]["kubelet"] = serde_json::json!({"type": "token", "token": "t"});
         assert!(JoinPlan::from_json(&old.to_string()).unwrap().join.is_none());
+    }
+
+    #[test]
+    fn a_balancer_of_ours_is_local_and_needs_its_program() {
+        let root = tempfile::tempdir().unwrap();
+        let node = Node {
+            root: root.path().into(),
+            systemctl: "systemctl".into(),
+            snap: "snap".into(),
+            curl: "curl".into(),
+            tar: "tar".into(),
+            microk8s: "microk8s".into(),
+        };
+        let (unit, listen) = ("mk8s-lb.service".to_string(), "127.0.0.1:16443".to_string());
+        let baked = BinarySpec { path: "/usr/local/bin/traefik".into(), fetch: None };
+        let traefik = LoadBalancerSpec::Traefik { unit: unit.clone(), listen: listen.clone(), binary: baked.clone() };
+        let haproxy = LoadBalancerSpec::Haproxy {
+            unit: unit.clone(),
+            listen: listen.clone(),
+            binary: "/usr/sbin/haproxy".into(),
+        };
+        assert_eq!(traefik.local(), Some((unit.as_str(), listen.as_str())));
+        assert_eq!(LoadBalancerSpec::External.local(), None);
+        assert_eq!(LoadBalancerSpec::Joined { listen: listen.clone() }.local(), None);
+        assert!(traefik.precondition(&node).unwrap_err().contains("/usr/local/bin/traefik is not on this node"));
+        assert!(haproxy.precondition(&node).unwrap_err().contains("packages: [haproxy]"));
+        let fetched = BinarySpec {
+            fetch: Some(Fetch { url: "https://a.example/traefik".into(), sha256: "0".repeat(64), archive: false }),
+            ..baked
+        };
+        assert_eq!(LoadBalancerSpec::Traefik { unit, listen, binary: fetched }.precondition(&node), Ok(()));
+        std::fs::create_dir_all(root.path().join("usr/sbin")).unwrap();
+        std::fs::write(root.path().join("usr/sbin/haproxy"), b"").unwrap();
+        assert_eq!(haproxy.precondition(&node), Ok(()));
+        assert_eq!(LoadBalancerSpec::External.precondition(&node), Ok(()));
     }
 }
