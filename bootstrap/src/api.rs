@@ -23,7 +23,7 @@ pub struct Api {
 }
 
 /// What the apiserver says about our Node object.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeState {
     Absent,
     NotReady(String),
@@ -92,14 +92,14 @@ impl Api {
     /// apiserver of this cluster; a TCP connect would be answered by anything holding
     /// the port, such as the node's own control plane, whose certificate comes from
     /// the node's own CA.
-    pub fn holder(&self) -> Holder {
+    pub fn holder(&self) -> PortHolder {
         let url = format!("{}/readyz", self.base);
         match self.agent.get(&url).call() {
-            Ok(resp) => Holder::Cluster(resp.status().as_u16()),
-            Err(ureq::Error::ConnectionFailed) => Holder::Free,
-            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Holder::Free,
-            Err(e) if is_tls_trust_error(&e.to_string()) => Holder::Foreign(e.to_string()),
-            Err(e) => Holder::Unknown(describe(&e, &self.base)),
+            Ok(resp) => PortHolder::Cluster(resp.status().as_u16()),
+            Err(ureq::Error::ConnectionFailed) => PortHolder::Free,
+            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => PortHolder::Free,
+            Err(e) if is_tls_trust_error(&e.to_string()) => PortHolder::Foreign(e.to_string()),
+            Err(e) => PortHolder::Unknown(describe(&e, &self.base)),
         }
     }
 
@@ -210,6 +210,43 @@ impl Api {
     }
 }
 
+/// What the phases ask of an apiserver: [`Api`] over HTTPS on the node, a fake in
+/// the phases' tests.
+pub trait NodeApi {
+    /// See [`Api::holder`].
+    fn holder(&self) -> PortHolder;
+    /// See [`Api::readyz`].
+    fn readyz(&self) -> Result<(), Failure>;
+    /// See [`Api::node`].
+    fn node(&self) -> Result<NodeState, Failure>;
+    /// See [`Api::node_object`].
+    fn node_object(&self) -> Result<Option<serde_json::Value>, Failure>;
+    /// See [`Api::patch_node`].
+    fn patch_node(&self, patch: &serde_json::Value) -> Result<(), Failure>;
+}
+
+impl NodeApi for Api {
+    fn holder(&self) -> PortHolder {
+        Api::holder(self)
+    }
+
+    fn readyz(&self) -> Result<(), Failure> {
+        Api::readyz(self)
+    }
+
+    fn node(&self) -> Result<NodeState, Failure> {
+        Api::node(self)
+    }
+
+    fn node_object(&self) -> Result<Option<serde_json::Value>, Failure> {
+        Api::node_object(self)
+    }
+
+    fn patch_node(&self, patch: &serde_json::Value) -> Result<(), Failure> {
+        Api::patch_node(self, patch)
+    }
+}
+
 /// ring's key loader, with keys that do not tell rustls their public key. rustls
 /// then does not parse our own client certificate to compare the two
 /// (`CertifiedKey::keys_match`, whose webpki parser takes only X.509 v3, and ureq
@@ -317,7 +354,7 @@ fn first_line(s: &str) -> String {
 
 /// See [`Api::holder`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Holder {
+pub enum PortHolder {
     Free,
     /// With the status of its `/readyz`.
     Cluster(u16),

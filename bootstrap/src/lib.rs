@@ -1,16 +1,18 @@
 //! mk8s-bootstrap: the first-boot agent of a worker-only MicroK8s node.
 //!
 //! The library owns the [`plan::JoinPlan`] type (the contract with `mk8s-gen`) and
-//! the join itself ([`join::Joiner`]), so tests drive the same code as the binary.
+//! the join itself: the [`phases`] of a join and the [`run::Runner`] that walks
+//! them, so tests drive the same code as the binary.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod fs;
-pub mod join;
 pub mod node;
+pub mod phases;
 pub mod pin;
 pub mod plan;
 pub mod retry;
+pub mod run;
 pub mod system;
 pub mod text;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use mk8s_bootstrap::cli::{self, Parsed, HELP};
-use mk8s_bootstrap::join::Joiner;
+use mk8s_bootstrap::run::Runner;
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args().skip(1)) {
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Ok(Parsed::Run { node, plan }) => {
             let node = node.node();
             let mut stderr = std::io::stderr();
-            let exit = Joiner::new(&node, &plan, &mut stderr).run();
+            let exit = Runner::new(&node, &plan, &mut stderr).run();
             ExitCode::from(exit as u8)
         }
         Err(e) => {

@@ -1,0 +1,51 @@
+//! The `install` phase: the CA, the kubeconfigs and the args the user-data staged,
+//! into the snap's data directory.
+
+use std::fs;
+
+use super::cx::{PhaseCx, StepResult};
+use crate::fs::write_atomic;
+use crate::node::Node;
+use crate::plan::JoinPlan;
+use crate::text::merge_args;
+
+pub const NAME: &str = "install";
+
+pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
+    let node = cx.node().clone();
+    let mut changed = 0;
+    for f in &plan.install {
+        let target = node.snap_data(&f.target);
+        let data = match fs::read(node.path(&f.staged)) {
+            Ok(d) => d,
+            // Cleaned up after an earlier install; preflight checked the target.
+            Err(_) => continue,
+        };
+        if write_atomic(&target, &data, f.mode)? {
+            changed += 1;
+        }
+    }
+    changed += apply_args(&node, plan)?;
+    cx.log(
+        NAME,
+        &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
+    );
+    Ok(())
+}
+
+/// The plan's lines in `args/kubelet` and `args/kube-proxy` (same flag replaced,
+/// every other line kept). Returns how many files changed.
+pub fn apply_args(node: &Node, plan: &JoinPlan) -> std::io::Result<usize> {
+    let mut changed = 0;
+    for (file, args) in [("args/kubelet", &plan.kubelet_args), ("args/kube-proxy", &plan.kube_proxy_args)] {
+        let p = node.snap_data(file);
+        let existing = fs::read_to_string(&p).unwrap_or_default();
+        if let Some(text) = merge_args(&existing, args) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o660);
+            write_atomic(&p, text.as_bytes(), mode)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

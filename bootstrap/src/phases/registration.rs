@@ -1,0 +1,118 @@
+//! Part of the `join` phase. The join restarted kubelite with the control plane's
+//! kubelet arguments, so its kubelet may have registered the Node already, without
+//! our labels and taints; a kubelet sets `--node-labels` and
+//! `--register-with-taints` only when it creates its Node (kubernetes
+//! pkg/kubelet/kubelet_node_status.go, `registerWithAPIServer`: an existing Node is
+//! only reconciled). So the kubelet is stopped (MicroK8s's proxy kept running, the
+//! Node is read through it), and what such a Node lacks is patched in with the
+//! kubelet's own credential; a Node not registered yet is registered with them by
+//! the kubelet started next.
+
+use serde_json::{json, Map, Value};
+
+use super::cx::{fatal, PhaseCx, StepError, StepResult};
+use super::kubeconfig::{kubeconfig_credential, KUBELET};
+use crate::plan::JoinPlan;
+use crate::run::retry::retry;
+
+/// `phase` names the phase in the log.
+pub fn run(cx: &mut dyn PhaseCx, phase: &str, plan: &JoinPlan) -> StepResult {
+    let node = cx.node().clone();
+    for unit in &plan.microk8s.start_services {
+        // A join killed while it restarted the proxy left it stopped.
+        let kubelet = unit.contains("kubelite") || unit.contains("kubelet");
+        let verbs: &[&str] = if kubelet { &["stop"] } else { &["enable", "start"] };
+        for verb in verbs {
+            let r = node.systemctl(&[verb, unit])?;
+            if !r.ok {
+                return Err(StepError::Retryable(format!("systemctl {verb} {unit}: {}", r.output)));
+            }
+        }
+    }
+    let cred = kubeconfig_credential(&node, KUBELET).map_err(StepError::Retryable)?;
+    let api = cx.apiserver(plan, &plan.apiserver.url, &cred, "kubelet").map_err(fatal)?;
+    let existing = retry(cx, phase, plan, |_| api.node_object())?;
+    let Some(obj) = existing else { return Ok(()) };
+    let Some(missing) = Missing::of(&obj, &plan.kubelet_args) else { return Ok(()) };
+    let patch = missing.patch();
+    retry(cx, phase, plan, |_| api.patch_node(&patch))?;
+    cx.log(
+        phase,
+        &format!(
+            "the Node had registered without our labels or taints (kubelite restarted by the join): \
+             added {} label(s) and {} taint(s)",
+            missing.labels.len(),
+            missing.added_taints
+        ),
+    );
+    Ok(())
+}
+
+/// What a registered Node lacks of the kubelet's registration arguments.
+#[derive(Debug, PartialEq)]
+struct Missing {
+    labels: Map<String, Value>,
+    /// The Node's taints with ours added (a merge patch replaces the list).
+    taints: Vec<Value>,
+    added_taints: usize,
+}
+
+impl Missing {
+    /// None when the Node `obj` already has every label and taint of `args`.
+    fn of(obj: &Value, args: &[String]) -> Option<Missing> {
+        let (labels, taints) = registration_args(args);
+        let mut add_labels = Map::new();
+        for (k, v) in &labels {
+            if obj.pointer("/metadata/labels").and_then(|l| l.get(k)) != Some(&v.as_str().into()) {
+                add_labels.insert(k.clone(), v.as_str().into());
+            }
+        }
+        let mut all_taints = obj.pointer("/spec/taints").and_then(|t| t.as_array()).cloned().unwrap_or_default();
+        let before = all_taints.len();
+        for (k, v, e) in &taints {
+            if !all_taints.iter().any(|t| t["key"] == k.as_str() && t["effect"] == e.as_str()) {
+                let mut t = json!({"key": k, "effect": e});
+                if !v.is_empty() {
+                    t["value"] = v.as_str().into();
+                }
+                all_taints.push(t);
+            }
+        }
+        let added_taints = all_taints.len() - before;
+        if add_labels.is_empty() && added_taints == 0 {
+            return None;
+        }
+        Some(Missing { labels: add_labels, taints: all_taints, added_taints })
+    }
+
+    /// A JSON merge patch of the Node.
+    fn patch(&self) -> Value {
+        json!({"metadata": {"labels": self.labels}, "spec": {"taints": self.taints}})
+    }
+}
+
+/// Labels as (key, value).
+type Labels = Vec<(String, String)>;
+/// Taints as (key, value, effect).
+type Taints = Vec<(String, String, String)>;
+
+/// The labels and taints a kubelet registers with, from `--node-labels=` and
+/// `--register-with-taints=` (`key[=value]:effect`) lines.
+fn registration_args(args: &[String]) -> (Labels, Taints) {
+    let (mut labels, mut taints) = (Vec::new(), Vec::new());
+    for a in args {
+        if let Some(v) = a.strip_prefix("--node-labels=") {
+            for kv in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                labels.push((k.to_string(), v.to_string()));
+            }
+        } else if let Some(v) = a.strip_prefix("--register-with-taints=") {
+            for t in v.trim_matches('"').split(',').filter(|s| !s.is_empty()) {
+                let (kv, effect) = t.rsplit_once(':').unwrap_or((t, ""));
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                taints.push((k.to_string(), v.to_string(), effect.to_string()));
+            }
+        }
+    }
+    (labels, taints)
+}
