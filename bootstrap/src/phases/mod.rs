@@ -17,6 +17,9 @@ pub mod registration;
 pub mod snap;
 pub mod start;
 
+#[cfg(test)]
+mod fake;
+
 pub use cx::{PhaseCx, StepError, StepResult};
 
 use crate::plan::JoinPlan;
@@ -51,4 +54,22 @@ fn microk8s_joins(plan: &JoinPlan) -> bool {
 /// Every other mode: the plan brings the files, and the balancer is ours to start.
 fn own_files(plan: &JoinPlan) -> bool {
     plan.join.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(plan: &JoinPlan) -> Vec<&'static str> {
+        PHASES.iter().filter(|p| (p.run_if)(plan)).map(|p| p.name).collect()
+    }
+
+    #[test]
+    fn each_mode_runs_the_phases_it_always_ran() {
+        let mut plan = fake::plan();
+        plan.join = None;
+        assert_eq!(names(&plan), ["snap", "control-plane-off", "load-balancer", "install", "apiserver", "start"]);
+        plan.join = Some(crate::plan::JoinSpec { agents: vec!["10.0.0.1:25000".into()] });
+        assert_eq!(names(&plan), ["snap", "control-plane-off", "join", "start"]);
+    }
 }

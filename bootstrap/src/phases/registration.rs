@@ -116,3 +116,96 @@ fn registration_args(args: &[String]) -> (Labels, Taints) {
     }
     (labels, taints)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::phases::fake::{self, FakeCx};
+    use crate::plan::Credential;
+    use crate::retry::Failure;
+
+    const KUBELITE: &str = "snap.microk8s.daemon-kubelite";
+    const PROXY: &str = "snap.microk8s.daemon-apiserver-proxy";
+
+    /// A join plan's registration arguments, and the kubeconfig the join wrote.
+    fn setup() -> (FakeCx, JoinPlan) {
+        let cx = FakeCx::new(Duration::from_secs(5));
+        cx.snap_file(
+            KUBELET,
+            "users:\n- name: kubelet\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
+        );
+        let mut plan = fake::plan();
+        plan.kubelet_args = vec![
+            "--node-labels=\"team=a,tier=web\"".into(),
+            "--register-with-taints=dedicated=gpu:NoSchedule,spot:NoExecute".into(),
+        ];
+        (cx, plan)
+    }
+
+    #[test]
+    fn a_node_registered_without_our_labels_and_taints_gets_only_what_it_lacks() {
+        let (mut cx, plan) = setup();
+        let gpu = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
+        cx.api.borrow_mut().object = Some(json!({
+            "metadata": {"labels": {"team": "a", "tier": "db"}},
+            "spec": {"taints": [gpu]},
+        }));
+        assert_eq!(run(&mut cx, "join", &plan), Ok(()));
+        // The kubelet stopped before the Node is read; the proxy it is read through runs.
+        assert_eq!(
+            cx.systemctl_calls(),
+            [format!("stop {KUBELITE}"), format!("enable {PROXY}"), format!("start {PROXY}")]
+        );
+        let api = cx.api.borrow();
+        let cert = Credential::ClientCertificate { cert_pem: "CERT".into(), key_pem: "KEY".into() };
+        assert_eq!(api.clients, [("kubelet", cert)], "the join's credential, not the plan's token");
+        let spot = json!({"key": "spot", "effect": "NoExecute"});
+        assert_eq!(
+            api.patches,
+            [json!({"metadata": {"labels": {"tier": "web"}}, "spec": {"taints": [gpu, spot]}})],
+            "a wrong value is replaced, a taint is matched by key and effect, the list is kept whole"
+        );
+        assert!(cx.lines.last().unwrap().ends_with("added 1 label(s) and 1 taint(s)"), "{:?}", cx.lines);
+    }
+
+    #[test]
+    fn a_node_not_registered_or_already_complete_is_left_alone() {
+        let (mut cx, plan) = setup();
+        assert_eq!(run(&mut cx, "join", &plan), Ok(()));
+        let complete = json!({
+            "metadata": {"labels": {"team": "a", "tier": "web", "other": "x"}},
+            "spec": {"taints": [
+                {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+                {"key": "spot", "effect": "NoExecute"},
+            ]},
+        });
+        cx.api.borrow_mut().object = Some(complete);
+        assert_eq!(run(&mut cx, "join", &plan), Ok(()));
+        assert!(cx.api.borrow().patches.is_empty());
+        assert!(cx.lines.is_empty(), "{:?}", cx.lines);
+    }
+
+    #[test]
+    fn a_refused_patch_is_fatal_and_a_failed_stop_or_missing_kubeconfig_retryable() {
+        let (mut cx, plan) = setup();
+        cx.api.borrow_mut().object = Some(json!({"metadata": {}}));
+        let refused = "the apiserver refused to let the kubelet credential patch node w1 (403)";
+        cx.api.borrow_mut().patch_answer = Some(Failure::Fatal(refused.into()));
+        assert_eq!(run(&mut cx, "join", &plan), Err(StepError::Fatal(refused.into())));
+        // The phase counts its attempts: one read of the Node, one patch.
+        assert_eq!((cx.attempts, cx.failures.as_slice()), (2, [refused.to_string()].as_slice()));
+        assert!(cx.lines.last().unwrap().contains("attempt 1 failed, not retrying"));
+
+        cx.fail_systemctl(&format!("stop {KUBELITE}"));
+        let Err(StepError::Retryable(m)) = run(&mut cx, "join", &plan) else { panic!("a failed stop is retryable") };
+        assert!(m.starts_with(&format!("systemctl stop {KUBELITE}: Failed to stop")), "{m}");
+
+        let (mut cx, plan) = setup();
+        std::fs::remove_file(cx.node.snap_data(KUBELET)).unwrap();
+        let Err(StepError::Retryable(m)) = run(&mut cx, "join", &plan) else { panic!("not written yet") };
+        assert!(m.starts_with("cannot read credentials/kubelet.config"), "{m}");
+        assert!(cx.api.borrow().clients.is_empty());
+    }
+}

@@ -49,3 +49,63 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     cx.log(NAME, &format!("node {} is Ready, with a heartbeat from the kubelet this run started", plan.node.name));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::phases::fake::{self, FakeCx};
+    use crate::plan::{Credential, JoinSpec};
+
+    #[test]
+    fn a_ready_node_counts_only_with_a_heartbeat_from_this_run() {
+        let mut cx = FakeCx::new(Duration::from_secs(5));
+        let plan = fake::plan();
+        cx.api.borrow_mut().states = [
+            Ok(NodeState::Ready(Some(1))),
+            Ok(NodeState::NotReady("Ready=False (KubeletNotReady)".into())),
+            Ok(NodeState::Ready(Some(unix_now() + 3600))),
+        ]
+        .into();
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        let units = &plan.microk8s.start_services;
+        let want: Vec<String> = units.iter().flat_map(|u| [format!("enable {u}"), format!("restart {u}")]).collect();
+        assert_eq!(cx.systemctl_calls(), want);
+        assert_eq!(cx.api.borrow().clients, [("kubelet", plan.credentials.kubelet.clone())]);
+        assert_eq!(cx.attempts, 3);
+        assert!(cx.failures[0].starts_with("the Node is Ready, but its last heartbeat (1970-01-01T00:00:01Z)"));
+        assert_eq!(cx.failures[1], "the node is registered but not Ready: Ready=False (KubeletNotReady)");
+        assert!(cx.lines.last().unwrap().starts_with("mk8s-bootstrap[start]: node w1 is Ready"));
+    }
+
+    #[test]
+    fn a_node_that_never_registers_gives_up_at_the_deadline_as_retryable() {
+        let mut cx = FakeCx::new(Duration::ZERO);
+        cx.api.borrow_mut().states = [Ok(NodeState::Absent)].into();
+        let err = run(&mut cx, &fake::plan());
+        assert_eq!(
+            err,
+            Err(StepError::Retryable("gave up after 1 attempt(s): the node has not registered yet".into()))
+        );
+    }
+
+    #[test]
+    fn a_joined_node_is_watched_with_the_joins_credential_and_a_failed_restart_stops_the_phase() {
+        let mut cx = FakeCx::new(Duration::from_secs(5));
+        let mut plan = fake::plan();
+        plan.join = Some(JoinSpec { agents: vec!["10.0.0.1:25000".into()] });
+        let Err(StepError::Retryable(m)) = run(&mut cx, &plan) else { panic!("no kubeconfig yet") };
+        assert!(m.starts_with("cannot read credentials/kubelet.config"), "{m}");
+        cx.snap_file(KUBELET, "client-certificate-data: Q0VSVA==\nclient-key-data: S0VZ\n");
+        cx.api.borrow_mut().states = [Ok(NodeState::Ready(Some(unix_now() + 3600)))].into();
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        let cert = Credential::ClientCertificate { cert_pem: "CERT".into(), key_pem: "KEY".into() };
+        assert_eq!(cx.api.borrow().clients, [("kubelet", cert)]);
+
+        let unit = &plan.microk8s.start_services[1];
+        cx.fail_systemctl(&format!("restart {unit}"));
+        let Err(StepError::Retryable(m)) = run(&mut cx, &plan) else { panic!("a failed restart is retryable") };
+        assert!(m.starts_with(&format!("systemctl restart {unit}: Failed to restart")), "{m}");
+    }
+}
