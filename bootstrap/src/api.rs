@@ -121,7 +121,7 @@ impl Api {
 
     /// Why the apiserver answered 401 to our credential, as far as we can tell.
     fn rejected(&self) -> String {
-        match crate::pin::not_yet_valid(self.cert_pem.as_deref(), &self.ca_pem) {
+        match crate::certs::not_yet_valid(self.cert_pem.as_deref(), &self.ca_pem) {
             Some(why) => format!(
                 "the apiserver rejected the {} certificate for {} (401): {why}. \
                  This node's clock is behind: fix it (NTP), then restart this unit",
@@ -290,7 +290,7 @@ impl rustls::sign::SigningKey for KeyWithoutSpki {
 /// That a PEM certificate (any X.509 version) and a PEM private key belong together.
 pub fn check_key_pair(cert_pem: &str, key_pem: &str) -> Result<(), String> {
     use rustls_pki_types::pem::PemObject;
-    let cert = crate::pin::Cert::from_pem(cert_pem).ok_or("the client certificate is not an X.509 certificate")?;
+    let cert = crate::certs::Cert::from_pem(cert_pem).ok_or("the client certificate is not an X.509 certificate")?;
     let der = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|_| "the client key is not a PEM private key".to_string())?;
     let key = rustls::crypto::ring::default_provider()
@@ -314,7 +314,7 @@ pub fn agent_certificate(ca_pem: &str, agent: &str) -> Result<Vec<u8>, Failure> 
     use std::io::Write as _;
     let addr: std::net::SocketAddr =
         agent.parse().map_err(|e| Failure::Fatal(format!("bad cluster-agent endpoint {agent:?}: {e}")))?;
-    let ca = crate::pin::pem_to_der(ca_pem).ok_or_else(|| Failure::Fatal("the plan's CA is not PEM".into()))?;
+    let ca = crate::certs::pem_to_der(ca_pem).ok_or_else(|| Failure::Fatal("the plan's CA is not PEM".into()))?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).map_err(|e| Failure::Fatal(format!("the plan's CA: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -470,7 +470,7 @@ mod tests {
                 locks: vec![],
                 local_snap: None,
             },
-            ca: CaSpec { pin: crate::pin::pin_of_pem(&pem).unwrap(), pem },
+            ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap(), pem },
             apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
             credentials: CredentialsSpec {
                 kubelet: Credential::JoinToken { token: "ab".repeat(32) },

@@ -38,7 +38,7 @@ pub fn plan() -> JoinPlan {
             locks: vec![],
             local_snap: None,
         },
-        ca: CaSpec { pin: crate::pin::pin_of_pem(&pem).unwrap_or_default(), pem },
+        ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap_or_default(), pem },
         apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
         credentials: CredentialsSpec { kubelet: Credential::Token { token: "t0ken".into() }, kube_proxy: None },
         install: vec![],

@@ -89,7 +89,7 @@ fn join_through_agents(cx: &mut dyn PhaseCx, plan: &JoinPlan, join: &JoinSpec) -
 
 /// The pin of `certs/ca.remote.crt`, the cluster CA as the node has it.
 fn remote_ca_pin(node: &Node) -> Option<String> {
-    crate::pin::pin_of_pem(&fs::read_to_string(node.snap_data("certs/ca.remote.crt")).ok()?)
+    crate::certs::pin_of_pem(&fs::read_to_string(node.snap_data("certs/ca.remote.crt")).ok()?)
 }
 
 /// Whether MicroK8s's join already happened here: `certs/ca.remote.crt` is the
@@ -114,12 +114,12 @@ pub fn joined_already(node: &Node, plan: &JoinPlan) -> Result<bool, String> {
         return Ok(false);
     }
     let cert_pem = match kubeconfig_credential(node, KUBELET) {
-        Ok(Credential::ClientCertificate { cert_pem, .. }) if crate::pin::chains_to(&cert_pem, &plan.ca.pem) => {
+        Ok(Credential::ClientCertificate { cert_pem, .. }) if crate::certs::chains_to(&cert_pem, &plan.ca.pem) => {
             cert_pem
         }
         _ => return Ok(false),
     };
-    let subject = crate::pin::Cert::from_pem(&cert_pem).and_then(|c| c.common_name).unwrap_or_default();
+    let subject = crate::certs::Cert::from_pem(&cert_pem).and_then(|c| c.common_name).unwrap_or_default();
     let mine = format!("system:node:{}", plan.node.name);
     if subject == mine {
         return Ok(true);

@@ -42,7 +42,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan_path: &Path) -> Result<JoinPlan, String> {
 }
 
 fn check_ca_pin(plan: &JoinPlan) -> Result<(), String> {
-    match crate::pin::pin_of_pem(&plan.ca.pem) {
+    match crate::certs::pin_of_pem(&plan.ca.pem) {
         Some(p) if p == plan.ca.pin => Ok(()),
         Some(p) => Err(format!(
             "the CA in the plan does not match its pin: expected {}, got {p}; nothing was installed. \
