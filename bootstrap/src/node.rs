@@ -7,6 +7,9 @@ use std::io;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The MicroK8s snap's data directory (`$SNAP_DATA` for revision `current`).
+pub const SNAP_DATA: &str = "/var/snap/microk8s/current";
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub root: PathBuf,
@@ -34,7 +37,7 @@ impl Node {
 
     /// `$SNAP_DATA/rel` under the root.
     pub fn snap_data(&self, rel: &str) -> PathBuf {
-        self.path(crate::plan::SNAP_DATA).join(rel)
+        self.path(SNAP_DATA).join(rel)
     }
 
     pub fn run(&self, program: &str, args: &[&str]) -> io::Result<CommandOutput> {

@@ -19,7 +19,7 @@ pub const PLAN_PATH: &str = "/etc/mk8s-worker/plan.json";
 /// Where the bootstrap binary lives on the node.
 pub const BOOTSTRAP_PATH: &str = "/usr/local/bin/mk8s-bootstrap";
 /// The MicroK8s snap's data directory (`$SNAP_DATA` for revision `current`).
-pub const SNAP_DATA: &str = "/var/snap/microk8s/current";
+pub use crate::node::SNAP_DATA;
 
 /// Everything a node needs to become a worker, already decided by the generator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
