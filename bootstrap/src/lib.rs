@@ -14,6 +14,7 @@ pub mod phases;
 pub mod plan;
 pub mod retry;
 pub mod run;
+pub mod status;
 pub mod system;
 pub mod text;
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::cx::{fatal, PhaseCx, StepResult};
 use crate::api::NodeState;
+use crate::phases::retry::{retry, retry_rejections_for};
 use crate::plan::JoinPlan;
-use crate::run::retry::{retry, retry_rejections_for};
 
 pub const NAME: &str = "apiserver";
 

@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::cx::{PhaseCx, StepError, StepResult};
 use crate::node::Node;
+use crate::phases::retry::retry;
 use crate::plan::{sha256_hex, BinarySpec, Fetch, JoinPlan};
 use crate::retry::Failure;
-use crate::run::retry::retry;
 use crate::text::redact_url;
 
 /// The program at `b.path`: kept when it already has the plan's sha256, fetched

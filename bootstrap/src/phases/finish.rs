@@ -8,7 +8,7 @@ use std::path::Path;
 use super::cx::{PhaseCx, StepResult};
 use crate::fs::write_atomic;
 use crate::plan::{JoinPlan, PLAN_PATH};
-use crate::run::status::{stamp_text, STAMP_FILE};
+use crate::status::{stamp_text, STAMP_FILE};
 
 pub const NAME: &str = "finish";
 /// Cluster API's bootstrap-provider contract: tooling watches for this file.

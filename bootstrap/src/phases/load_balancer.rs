@@ -11,9 +11,9 @@ use super::cx::{fatal, PhaseCx, StepError, StepResult};
 use super::{fetch, install};
 use crate::api::PortHolder;
 use crate::node::Node;
+use crate::phases::retry::retry;
 use crate::plan::{Credential, JoinPlan, LoadBalancerSpec};
 use crate::retry::Failure;
-use crate::run::retry::retry;
 
 pub const NAME: &str = "load-balancer";
 

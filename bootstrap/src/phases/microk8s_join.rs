@@ -14,9 +14,9 @@ use super::cx::{PhaseCx, StepError, StepResult};
 use super::kubeconfig::{kubeconfig_credential, KUBELET};
 use super::{install, registration};
 use crate::node::Node;
+use crate::phases::retry::retry;
 use crate::plan::{sha256_hex, Credential, JoinPlan, JoinSpec};
 use crate::retry::Failure;
-use crate::run::retry::retry;
 
 pub const NAME: &str = "join";
 

@@ -14,6 +14,7 @@ pub mod load_balancer;
 pub mod microk8s_join;
 pub mod preflight;
 pub mod registration;
+pub mod retry;
 pub mod snap;
 pub mod start;
 

@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::cx::{fatal, PhaseCx, StepError, StepResult};
 use super::kubeconfig::{kubeconfig_credential, KUBELET};
+use crate::phases::retry::retry;
 use crate::plan::JoinPlan;
-use crate::run::retry::retry;
 
 /// `phase` names the phase in the log.
 pub fn run(cx: &mut dyn PhaseCx, phase: &str, plan: &JoinPlan) -> StepResult {

@@ -2,9 +2,9 @@
 //! from the local snap (and its base) the image carries.
 
 use super::cx::{PhaseCx, StepError, StepResult};
+use crate::phases::retry::retry;
 use crate::plan::{JoinPlan, LocalSnap};
 use crate::retry::Failure;
-use crate::run::retry::retry;
 
 pub const NAME: &str = "snap";
 

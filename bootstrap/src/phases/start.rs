@@ -5,9 +5,9 @@ use super::cx::{fatal, PhaseCx, StepError, StepResult};
 use super::kubeconfig::{kubeconfig_credential, KUBELET};
 use crate::api::NodeState;
 use crate::clock::{rfc3339, unix_now};
+use crate::phases::retry::retry;
 use crate::plan::JoinPlan;
 use crate::retry::Failure;
-use crate::run::retry::retry;
 
 pub const NAME: &str = "start";
 

@@ -4,9 +4,6 @@
 //! write is atomic, and the completion stamp is written last, so a run killed at
 //! any point and started again converges to the same state.
 
-pub mod retry;
-pub mod status;
-
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,8 +15,8 @@ use crate::phases::cx::{PhaseCx, StepError};
 use crate::phases::{finish, preflight, PHASES};
 use crate::plan::{Credential, JoinPlan};
 use crate::retry::{Failure, Jitter};
-use status::{save_status, stamp_text, Status, StepTiming};
-pub use status::{STAMP_FILE, STATE_DIR, STATUS_FILE};
+use crate::status::{save_status, stamp_text, Status, StepTiming};
+pub use crate::status::{STAMP_FILE, STATE_DIR, STATUS_FILE};
 
 /// Exit codes (also in `--help` and the unit file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
