@@ -233,29 +233,17 @@ fn node_object(name: &str, ready: bool, heartbeat: u64) -> serde_json::Value {
 }
 
 fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, String) {
-    let st = state.lock().unwrap();
-    let user = match req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
-        Some(token) => match st.tokens.get(token.trim()) {
-            Some(u) => Some(u.clone()),
-            None => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
-        },
-        None => match req.client_cert.as_deref().map(|c| cert_user(c, ca_der)) {
-            None => None,
-            Some(Ok(u)) => Some(u),
-            Some(Err(())) => return (status(401, "Unauthorized", "Unauthorized"), "-".into()),
-        },
+    let mut st = state.lock().unwrap();
+    let user = match authenticate(&st, ca_der, req) {
+        Ok(u) => u,
+        Err(r) => return (r, "-".into()),
     };
-    // Under AlwaysAllow kube-apiserver turns anonymous authentication off
-    // (kubernetes pkg/kubeapiserver/options/authentication.go, `ApplyAuthorization`:
-    // "AnonymousAuth is not allowed with the AlwaysAllow authorizer"), so a request
-    // without a credential is 401 on every path, `/readyz` included. Under RBAC,Node
-    // it is `system:anonymous`, which `system:public-info-viewer` lets read
-    // `/readyz`, `/livez`, `/healthz` and `/version` only.
-    if user.is_none() && st.authz == Authz::AlwaysAllow {
-        return (status(401, "Unauthorized", "Unauthorized"), "-".into());
-    }
     let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_else(|| "-".into());
     let path = req.path.split('?').next().unwrap_or("");
+    const NODES: &str = "/api/v1/nodes/";
+    // `/api/v1/nodes/NAME` (the Node itself), or `/api/v1/nodes/NAME/status`.
+    let node_name = path.strip_prefix(NODES).filter(|n| !n.contains('/'));
+    let status_of = path.strip_prefix(NODES).and_then(|n| n.strip_suffix("/status")).filter(|n| !n.contains('/'));
     let resp = match (req.method.as_str(), path) {
         ("GET", "/readyz") if st.ready => Response::text(200, "ok"),
         ("GET", "/readyz") => Response::text(503, "[-]etcd failed: reason withheld\nreadyz check failed"),
@@ -266,103 +254,128 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
             r
         }
         ("GET", "/version") => Response::json(200, r#"{"major":"1","minor":"30","gitVersion":"v1.30.0-sim"}"#),
-        ("GET", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
-            let name = &p["/api/v1/nodes/".len()..];
-            match allowed(&st, &user, "get", name) {
-                Err(r) => r,
-                Ok(()) => match st.nodes.get(name) {
-                    None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
-                    Some(node) => Response::json(200, node.to_string()),
-                },
-            }
-        }
-        ("DELETE", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
-            let name = p["/api/v1/nodes/".len()..].to_string();
-            match allowed(&st, &user, "delete", &name) {
-                Err(r) => r,
-                Ok(()) => {
-                    drop(st);
-                    return match state.lock().unwrap().nodes.remove(&name) {
-                        Some(_) => (Response::json(200, r#"{"kind":"Status","status":"Success"}"#), who),
-                        None => (status(404, "NotFound", &format!("nodes \"{name}\" not found")), who),
-                    };
-                }
-            }
-        }
-        ("POST", "/api/v1/nodes") => {
-            let Ok(mut node) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
-                return (status(400, "BadRequest", "the body is not a Node"), who);
-            };
-            let name = node.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("").to_string();
-            match allowed(&st, &user, "create", &name) {
-                Err(r) => r,
-                Ok(()) if name.is_empty() => status(422, "Invalid", "metadata.name: Required value"),
-                Ok(()) if st.nodes.contains_key(&name) => {
-                    status(409, "AlreadyExists", &format!("nodes \"{name}\" already exists"))
-                }
-                Ok(()) => {
-                    node["kind"] = "Node".into();
-                    node["apiVersion"] = "v1".into();
-                    drop(st);
-                    state.lock().unwrap().nodes.insert(name, node.clone());
-                    return (Response::json(201, node.to_string()), who);
-                }
-            }
-        }
+        ("GET", _) if node_name.is_some() => get_node(&st, &user, node_name.unwrap_or_default()),
+        ("DELETE", _) if node_name.is_some() => delete_node(&mut st, &user, node_name.unwrap_or_default()),
+        ("POST", "/api/v1/nodes") => create_node(&mut st, &user, &req.body),
         // A merge patch of a Node's labels and taints (what a client may change on
         // the object itself; the rest is kept).
-        ("PATCH", p) if p.starts_with("/api/v1/nodes/") && !p["/api/v1/nodes/".len()..].contains('/') => {
-            let name = p["/api/v1/nodes/".len()..].to_string();
-            let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
-                return (status(400, "BadRequest", "the body is not JSON"), who);
-            };
-            match allowed(&st, &user, "patch", &name) {
-                Err(r) => r,
-                Ok(()) if !st.nodes.contains_key(&name) => {
-                    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
-                }
-                Ok(()) => {
-                    drop(st);
-                    let mut st = state.lock().unwrap();
-                    let node = st.nodes.get_mut(&name).expect("checked");
-                    if let Some(labels) = patch.pointer("/metadata/labels").and_then(|l| l.as_object()) {
-                        for (k, v) in labels {
-                            node["metadata"]["labels"][k] = v.clone();
-                        }
+        ("PATCH", _) if node_name.is_some() => {
+            change_node(&mut st, &user, "patch", node_name.unwrap_or_default(), &req.body, |node, patch| {
+                if let Some(labels) = patch.pointer("/metadata/labels").and_then(|l| l.as_object()) {
+                    for (k, v) in labels {
+                        node["metadata"]["labels"][k] = v.clone();
                     }
-                    if let Some(taints) = patch.pointer("/spec/taints") {
-                        node["spec"]["taints"] = taints.clone();
-                    }
-                    return (Response::json(200, node.to_string()), who);
                 }
-            }
+                if let Some(taints) = patch.pointer("/spec/taints") {
+                    node["spec"]["taints"] = taints.clone();
+                }
+            })
         }
-        ("PATCH" | "PUT", p) if p.starts_with("/api/v1/nodes/") && p.ends_with("/status") => {
-            let name = p["/api/v1/nodes/".len()..p.len() - "/status".len()].to_string();
-            let Ok(patch) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
-                return (status(400, "BadRequest", "the body is not JSON"), who);
-            };
-            match allowed(&st, &user, "update", &name) {
-                Err(r) => r,
-                Ok(()) if !st.nodes.contains_key(&name) => {
-                    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
-                }
-                Ok(()) => {
-                    drop(st);
-                    let mut st = state.lock().unwrap();
-                    let node = st.nodes.get_mut(&name).expect("checked");
-                    if let Some(new) = patch.get("status").and_then(|s| s.as_object()) {
-                        for (k, v) in new {
-                            node["status"][k] = v.clone();
-                        }
+        ("PATCH" | "PUT", _) if status_of.is_some() => {
+            change_node(&mut st, &user, "update", status_of.unwrap_or_default(), &req.body, |node, patch| {
+                if let Some(new) = patch.get("status").and_then(|s| s.as_object()) {
+                    for (k, v) in new {
+                        node["status"][k] = v.clone();
                     }
-                    return (Response::json(200, node.to_string()), who);
                 }
-            }
+            })
         }
         _ => status(404, "NotFound", "the server could not find the requested resource"),
     };
     (resp, who)
+}
+
+/// Who sent the request: a known bearer token or a client certificate of the CA;
+/// `None` for anonymous. An unknown token or a foreign certificate is 401.
+///
+/// Under AlwaysAllow kube-apiserver turns anonymous authentication off
+/// (kubernetes pkg/kubeapiserver/options/authentication.go, `ApplyAuthorization`:
+/// "AnonymousAuth is not allowed with the AlwaysAllow authorizer"), so a request
+/// without a credential is 401 on every path, `/readyz` included. Under RBAC,Node
+/// it is `system:anonymous`, which `system:public-info-viewer` lets read `/readyz`,
+/// `/livez`, `/healthz` and `/version` only.
+fn authenticate(st: &State, ca_der: &[u8], req: &Request) -> Result<Option<User>, Response> {
+    let unauthorized = || status(401, "Unauthorized", "Unauthorized");
+    let user = match req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")) {
+        Some(token) => Some(st.tokens.get(token.trim()).cloned().ok_or_else(unauthorized)?),
+        None => match req.client_cert.as_deref().map(|c| cert_user(c, ca_der)) {
+            None => None,
+            Some(u) => Some(u.map_err(|()| unauthorized())?),
+        },
+    };
+    if user.is_none() && st.authz == Authz::AlwaysAllow {
+        return Err(unauthorized());
+    }
+    Ok(user)
+}
+
+fn not_found(name: &str) -> Response {
+    status(404, "NotFound", &format!("nodes \"{name}\" not found"))
+}
+
+fn get_node(st: &State, user: &Option<User>, name: &str) -> Response {
+    if let Err(r) = allowed(st, user, "get", name) {
+        return r;
+    }
+    match st.nodes.get(name) {
+        None => not_found(name),
+        Some(node) => Response::json(200, node.to_string()),
+    }
+}
+
+fn delete_node(st: &mut State, user: &Option<User>, name: &str) -> Response {
+    if let Err(r) = allowed(st, user, "delete", name) {
+        return r;
+    }
+    match st.nodes.remove(name) {
+        Some(_) => Response::json(200, r#"{"kind":"Status","status":"Success"}"#),
+        None => not_found(name),
+    }
+}
+
+fn create_node(st: &mut State, user: &Option<User>, body: &[u8]) -> Response {
+    let Ok(mut node) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return status(400, "BadRequest", "the body is not a Node");
+    };
+    let name = node.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+    match allowed(st, user, "create", &name) {
+        Err(r) => r,
+        Ok(()) if name.is_empty() => status(422, "Invalid", "metadata.name: Required value"),
+        Ok(()) if st.nodes.contains_key(&name) => {
+            status(409, "AlreadyExists", &format!("nodes \"{name}\" already exists"))
+        }
+        Ok(()) => {
+            node["kind"] = "Node".into();
+            node["apiVersion"] = "v1".into();
+            st.nodes.insert(name, node.clone());
+            Response::json(201, node.to_string())
+        }
+    }
+}
+
+/// A change to an existing Node that `user` may make with `verb`: `apply` merges
+/// the request's JSON body into it.
+fn change_node(
+    st: &mut State,
+    user: &Option<User>,
+    verb: &str,
+    name: &str,
+    body: &[u8],
+    apply: impl FnOnce(&mut serde_json::Value, &serde_json::Value),
+) -> Response {
+    let Ok(patch) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return status(400, "BadRequest", "the body is not JSON");
+    };
+    if let Err(r) = allowed(st, user, verb, name) {
+        return r;
+    }
+    match st.nodes.get_mut(name) {
+        None => not_found(name),
+        Some(node) => {
+            apply(node, &patch);
+            Response::json(200, node.to_string())
+        }
+    }
 }
 
 /// A cloneable handle to the simulator's state, for threads that stand in for

@@ -147,66 +147,15 @@ fn serve_conn(
     let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
     loop {
-        let mut reader = BufReader::new(&mut tls);
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some((method, path, headers, body)) = read_request(&mut BufReader::new(&mut tls))? else {
             return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let path = parts.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 {
-                return Ok(());
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body)?;
-        drop(reader);
+        };
         let client_cert = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
         let close =
             headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
         let req = Request { method, path, headers, client_cert, body, peer };
         let resp = handler(&req);
-        let reason = match resp.status {
-            200 => "OK",
-            201 => "Created",
-            400 => "Bad Request",
-            409 => "Conflict",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            _ => "Status",
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
-            resp.status,
-            resp.content_type,
-            resp.body.len(),
-            if close { "Connection: close\r\n" } else { "" }
-        );
-        tls.write_all(head.as_bytes())?;
-        tls.write_all(resp.body.as_bytes())?;
-        tls.flush()?;
+        write_response(&mut tls, &resp, close)?;
         if let Some(hold) = resp.hold {
             let end = std::time::Instant::now() + hold;
             while std::time::Instant::now() < end && !stop.load(Ordering::SeqCst) {
@@ -220,6 +169,69 @@ fn serve_conn(
             return Ok(());
         }
     }
+}
+
+/// A request's method, path, headers and body; `None` when the client closed.
+type RawRequest = (String, String, Vec<(String, String)>, Vec<u8>);
+
+fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<RawRequest>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 {
+            return Ok(None);
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok(Some((method, path, headers, body)))
+}
+
+fn write_response(out: &mut impl Write, resp: &Response, close: bool) -> std::io::Result<()> {
+    let reason = match resp.status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
+        409 => "Conflict",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    };
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+        resp.status,
+        resp.content_type,
+        resp.body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    out.write_all(head.as_bytes())?;
+    out.write_all(resp.body.as_bytes())?;
+    out.flush()
 }
 
 /// Signature checks shared by the test verifiers: real ones, by the provider.
