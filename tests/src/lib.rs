@@ -2,6 +2,7 @@
 //! server, the simulated kube-apiserver, real-tool lookup and child processes.
 
 pub mod apiserver;
+pub mod architecture;
 pub mod boot;
 pub mod cluster_agent;
 pub mod fakes;
