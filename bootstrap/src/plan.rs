@@ -198,6 +198,9 @@ pub struct InstallFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "kind")]
 pub enum LoadBalancerSpec {
+    /// This binary's own balancer (`mk8s-bootstrap balance`), run by our own
+    /// systemd unit from the files the user-data wrote.
+    Builtin { unit: String, listen: String },
     /// A node-local traefik run by our own systemd unit.
     Traefik {
         unit: String,
@@ -229,7 +232,8 @@ impl LoadBalancerSpec {
     /// balancer, or MicroK8s's own proxy configured by the join).
     pub fn local(&self) -> Option<(&str, &str)> {
         match self {
-            LoadBalancerSpec::Traefik { unit, listen, .. }
+            LoadBalancerSpec::Builtin { unit, listen }
+            | LoadBalancerSpec::Traefik { unit, listen, .. }
             | LoadBalancerSpec::Haproxy { unit, listen, .. }
             | LoadBalancerSpec::Microk8sProxy { unit, listen } => Some((unit, listen)),
             LoadBalancerSpec::External | LoadBalancerSpec::Joined { .. } => None,

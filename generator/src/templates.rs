@@ -19,6 +19,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("mk8s-bootstrap.service", include_str!("../../templates/mk8s-bootstrap.service.j2")),
     ("haproxy.cfg", include_str!("../../templates/haproxy.cfg.j2")),
     ("mk8s-haproxy.service", include_str!("../../templates/mk8s-haproxy.service.j2")),
+    ("mk8s-balance.service", include_str!("../../templates/mk8s-balance.service.j2")),
     ("apiserver-proxy-provider.yaml", include_str!("../../templates/apiserver-proxy-provider.yaml.j2")),
     ("apiserver-proxy-traefik-template.yaml", include_str!("../../templates/apiserver-proxy-traefik-template.yaml.j2")),
     ("fetch-bootstrap.sh", include_str!("../../templates/fetch-bootstrap.sh.j2")),

@@ -90,20 +90,34 @@ fn format_thousands(n: usize) -> String {
 
 #[test]
 fn a_token_worker_fits_aws_unless_the_bootstrap_is_embedded() {
-    let fx = workspace().join("fixtures/seed");
+    // The seed's own facts (traefik), and the same facts with the default balancer.
+    let seed = workspace().join("fixtures/seed");
+    let default_lb = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(seed.join("cluster.yaml")).unwrap();
+    let without = text.replace("  load-balancer:\n    mode: node-local\n    kind: traefik\n", "");
+    assert_ne!(without, text, "the seed's facts name their balancer");
+    fs::write(default_lb.path().join("cluster.yaml"), without).unwrap();
+    fs::copy(seed.join("ca.crt"), default_lb.path().join("ca.crt")).unwrap();
+    for fx in [seed.as_path(), default_lb.path()] {
+        a_token_worker_fits_aws(fx);
+    }
+}
+
+fn a_token_worker_fits_aws(fx: &Path) {
     let gen = |extra: &[&str]| {
         Command::new(BIN)
-            .current_dir(&fx)
-            .args(["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1", "--target", "aws"])
+            .current_dir(fx)
+            .args(["--cluster", "cluster.yaml", "--secrets"])
+            .arg(workspace().join("fixtures/seed/secrets.yaml"))
+            .args(["--node", "worker-1", "--target", "aws"])
             .args(extra)
             .output()
             .unwrap()
     };
-    assert!(gen(&["--bootstrap-preinstalled"]).status.success());
+    assert!(gen(&["--bootstrap-preinstalled"]).status.success(), "{}", fx.display());
     let sha = "0".repeat(64);
-    assert!(gen(&["--bootstrap-url", "https://example.com/mk8s-bootstrap", "--bootstrap-sha256", &sha])
-        .status
-        .success());
+    let fetched = gen(&["--bootstrap-url", "https://example.com/mk8s-bootstrap", "--bootstrap-sha256", &sha]);
+    assert!(fetched.status.success(), "{}: {}", fx.display(), String::from_utf8_lossy(&fetched.stderr));
     // A real-size binary embedded does not fit; the message names the ways out.
     let big = tempfile::NamedTempFile::new().unwrap();
     let mut elf = b"\x7fELF".to_vec();

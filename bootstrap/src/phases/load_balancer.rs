@@ -63,7 +63,9 @@ fn start(cx: &mut dyn PhaseCx, plan: &JoinPlan, unit: &str) -> StepResult {
             systemctl(&node, &["daemon-reload"])?;
             systemctl(&node, &["enable", "--now", unit])?;
         }
-        LoadBalancerSpec::Haproxy { .. } => {
+        // Their programs are on the node already: this binary, or HAProxy from the
+        // distribution.
+        LoadBalancerSpec::Builtin { .. } | LoadBalancerSpec::Haproxy { .. } => {
             systemctl(&node, &["daemon-reload"])?;
             systemctl(&node, &["enable", "--now", unit])?;
         }

@@ -27,7 +27,7 @@ impl Balancer for Haproxy {
                 "remove them",
             );
         }
-        let (health_interval, health_timeout) = health_check(raw, report)?;
+        let (health_interval, health_timeout) = health_check(raw, super::ACTIVE_CHECKS, report)?;
         Some(LoadBalancer::Haproxy { path: DEFAULT_HAPROXY_PATH.into(), health_interval, health_timeout })
     }
 

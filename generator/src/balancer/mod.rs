@@ -1,6 +1,7 @@
 //! The load-balancer kinds: one file each, behind [`Balancer`], listed once in
 //! [`BALANCERS`]. The facts' `kind:` string is compared here only ([`by_kind`]).
 
+pub mod builtin;
 pub mod external;
 pub mod haproxy;
 pub mod microk8s_proxy;
@@ -15,10 +16,15 @@ use crate::model::{Facts, LoadBalancer};
 use crate::report::Report;
 use crate::values::{duration_ms, is_duration, quote_value};
 
+pub use builtin::Builtin;
 pub use external::External;
 pub use haproxy::Haproxy;
 pub use microk8s_proxy::MicroK8sProxy;
 pub use traefik::Traefik;
+
+/// The checks of the kinds that find failures by checking (traefik, HAProxy):
+/// interval and timeout.
+const ACTIVE_CHECKS: (&str, &str) = ("5s", "3s");
 
 /// YAML path of the facts' load-balancer section.
 const BASE: &str = "$.cluster.load-balancer";
@@ -88,6 +94,7 @@ pub trait Balancer: Sync {
 /// The kind of a checked load balancer: the one match on [`LoadBalancer`].
 pub fn of(lb: &LoadBalancer) -> &'static dyn Balancer {
     match lb {
+        LoadBalancer::Builtin { .. } => &Builtin,
         LoadBalancer::Traefik(_) => &Traefik,
         LoadBalancer::Haproxy { .. } => &Haproxy,
         LoadBalancer::MicroK8sProxy => &MicroK8sProxy,
@@ -101,7 +108,7 @@ fn not_mine(kind: &str) -> anyhow::Error {
 }
 
 /// Every kind; the first node-local one is the default.
-pub const BALANCERS: &[&dyn Balancer] = &[&Traefik, &Haproxy, &MicroK8sProxy, &External];
+pub const BALANCERS: &[&dyn Balancer] = &[&Builtin, &Traefik, &Haproxy, &MicroK8sProxy, &External];
 
 /// The node-local kind named `kind`.
 pub fn by_kind(kind: &str) -> Option<&'static dyn Balancer> {
@@ -160,12 +167,12 @@ pub fn check(raw: Option<&RawLoadBalancer>, cx: &CheckCx, report: &mut Report) -
     }
 }
 
-/// The health-check interval and timeout (default 5s and 3s); `None` when either is
+/// The health-check interval and timeout (the kind's defaults); `None` when either is
 /// not a sane duration, with the problem reported.
-fn health_check(raw: &RawLoadBalancer, report: &mut Report) -> Option<(String, String)> {
+fn health_check(raw: &RawLoadBalancer, default: (&str, &str), report: &mut Report) -> Option<(String, String)> {
     let hc = raw.health_check.as_ref();
-    let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| "5s".into());
-    let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| "3s".into());
+    let interval = hc.and_then(|h| h.interval.clone()).unwrap_or_else(|| default.0.into());
+    let timeout = hc.and_then(|h| h.timeout.clone()).unwrap_or_else(|| default.1.into());
     let mut ok = true;
     for (v, k) in [(&interval, "interval"), (&timeout, "timeout")] {
         if !is_duration(v) {
@@ -201,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_kinds_help_lists_the_table() {
-        assert_eq!(kinds_help(), "use `kind: traefik` (default), `haproxy` or `microk8s-proxy`");
+        assert_eq!(kinds_help(), "use `kind: builtin` (default), `traefik`, `haproxy` or `microk8s-proxy`");
         assert!(by_kind("external").is_none() && by_kind("haproxy").is_some());
     }
 
@@ -215,7 +222,7 @@ mod tests {
             ("61m", "1s", Some("interval")),
             ("5x", "1s", Some("interval")),
         ] {
-            for kind in ["haproxy", "traefik"] {
+            for kind in ["builtin", "haproxy", "traefik"] {
                 let mut r = Report::default();
                 let raw = RawLoadBalancer {
                     mode: None,

@@ -35,7 +35,7 @@ impl Balancer for Traefik {
         let path = t.path.clone().unwrap_or_else(|| DEFAULT_TRAEFIK_PATH.into());
         check_path(&path, &tb, report);
         let fetch = check_fetch(&t, &tb, report);
-        let (health_interval, health_timeout) = health_check(raw, report)?;
+        let (health_interval, health_timeout) = health_check(raw, super::ACTIVE_CHECKS, report)?;
         Some(LoadBalancer::Traefik(TraefikLb { path, fetch, health_interval, health_timeout }))
     }
 

@@ -85,6 +85,11 @@ pub struct ControlPlaneNode {
 
 #[derive(Debug, Clone)]
 pub enum LoadBalancer {
+    /// mk8s-bootstrap's own balancer (`mk8s-bootstrap balance`).
+    Builtin {
+        health_interval: String,
+        health_timeout: String,
+    },
     Traefik(TraefikLb),
     /// HAProxy from the distribution (installed by cloud-init's `packages`).
     Haproxy {
