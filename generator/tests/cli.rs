@@ -360,3 +360,95 @@ fn completions_to_a_full_disk_is_an_error_not_a_panic() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
 }
+
+/// Every page a manual page names in SEE ALSO is written by `man --out`, and each
+/// one renders with the real groff.
+#[test]
+fn man_out_writes_every_page_the_pages_name() {
+    let groff = mk8s_testkit::tools::require("groff");
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN).args(["man", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut named = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        pages += 1;
+        // roff escapes the dashes: `mk8s\-gen\-fleet(1)`.
+        for (at, _) in text.match_indices("(1)") {
+            let start = text[..at].rfind(|c: char| c.is_whitespace()).map_or(0, |i| i + 1);
+            named.insert(text[start..at].replace('\\', ""));
+        }
+        let r = Command::new(&groff).args(["-man", "-Tutf8", "-ww", "-P-cbou"]).arg(&path).output().unwrap();
+        assert!(
+            r.status.success() && r.stderr.is_empty(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    assert!(named.contains("mk8s-gen-fleet") && named.contains("mk8s-gen-secrets-init"), "{named:?}");
+    for name in &named {
+        assert!(dir.path().join(format!("{name}.1")).is_file(), "{name}(1) is named but not written");
+    }
+    assert!(pages > named.len() / 2, "{pages} pages");
+}
+
+/// The usage lines show the options a command cannot run without.
+#[test]
+fn usage_lines_show_the_required_options() {
+    for (args, want) in [
+        (vec!["--help"], "mk8s-gen --cluster FILE --secrets FILE --node NAME"),
+        (vec!["fleet", "--help"], "mk8s-gen fleet --cluster FILE --secrets FILE --out DIR"),
+        (vec!["control-plane", "--help"], "mk8s-gen control-plane --cluster FILE --secrets FILE --out DIR"),
+        (vec!["check", "--help"], "mk8s-gen check --cluster FILE"),
+        (vec!["packer", "--help"], "mk8s-gen packer --cluster FILE --bootstrap-bin PATH --out DIR"),
+    ] {
+        let o = Command::new(BIN).args(&args).output().unwrap();
+        let help = String::from_utf8_lossy(&o.stdout);
+        let usage = help.lines().find(|l| l.starts_with("Usage:")).unwrap_or_default();
+        assert!(usage.contains(want), "{args:?}: {usage}");
+    }
+}
+
+/// `MK8S_CLUSTER` and `MK8S_SECRETS` stand for `--cluster` and `--secrets`; an
+/// option on the command line wins.
+#[test]
+fn cluster_and_secrets_come_from_the_environment() {
+    let seed = mk8s_testkit::workspace().join("fixtures/seed");
+    let with_env = Command::new(BIN)
+        .args(["--node", "worker-1"])
+        .env("MK8S_CLUSTER", seed.join("cluster.yaml"))
+        .env("MK8S_SECRETS", seed.join("secrets.yaml"))
+        .output()
+        .unwrap();
+    assert!(with_env.status.success(), "{}", String::from_utf8_lossy(&with_env.stderr));
+    let with_args = Command::new(BIN).args(seed_args()).env_remove("MK8S_CLUSTER").output().unwrap();
+    assert_eq!(with_env.stdout, with_args.stdout);
+    let overridden = Command::new(BIN)
+        .args(seed_args())
+        .env("MK8S_CLUSTER", "/nonexistent/cluster.yaml")
+        .env("MK8S_SECRETS", "/nonexistent/secrets.yaml")
+        .output()
+        .unwrap();
+    assert_eq!(overridden.stdout, with_args.stdout);
+    let missing = Command::new(BIN)
+        .args(["--node", "worker-1"])
+        .env("MK8S_CLUSTER", "/nonexistent/cluster.yaml")
+        .env("MK8S_SECRETS", seed.join("secrets.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/cluster.yaml"));
+}
+
+/// `check --list`: every worker, `NAME ADDRESS`, on stdout.
+#[test]
+fn check_lists_the_workers() {
+    let fx = mk8s_testkit::workspace().join("fixtures/x509");
+    let o =
+        Command::new(BIN).args(["check", "--list", "-q", "--cluster"]).arg(fx.join("cluster.yaml")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "worker-1 10.130.0.5\nworker-2 -\n");
+}

@@ -36,7 +36,8 @@ fn the_result_is_a_json_object_of_strings_equal_to_the_cli_output() {
     assert!(v.values().all(|x| x.is_string()), "Terraform requires string values: {v:?}");
     let mut keys: Vec<_> = v.keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["sha256", "size", "user_data", "user_data_base64"]);
+    assert_eq!(keys, ["notes", "sha256", "size", "user_data", "user_data_base64"]);
+    assert_eq!(v["notes"], "", "a fetched bootstrap needs no note");
     let cli = Command::new(BIN)
         .current_dir(workspace().join("fixtures/seed"))
         .args(["--cluster", "cluster.yaml", "--secrets", "secrets.yaml", "--node", "worker-1"])
@@ -55,6 +56,10 @@ fn the_result_is_a_json_object_of_strings_equal_to_the_cli_output() {
     let bytes = base64::engine::general_purpose::STANDARD.decode(v["user_data_base64"].as_str().unwrap()).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
     assert_eq!(v["user_data"], "");
+    // Terraform shows no stderr on success: the preinstalled-binary note is in the
+    // result, as the command line prints it.
+    let note = v["notes"].as_str().unwrap();
+    assert!(note.starts_with("note: the image must already have /usr/local/bin/mk8s-bootstrap"), "{note}");
 }
 
 #[test]

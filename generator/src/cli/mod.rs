@@ -21,6 +21,7 @@ mod fleet;
 mod generate;
 mod io;
 mod load;
+mod man;
 mod packer;
 mod secrets;
 mod terraform;
@@ -33,6 +34,7 @@ use generate::generate;
 use io::*;
 pub use load::load_facts;
 use load::*;
+use man::man;
 use packer::packer;
 use secrets::{secrets_init, secrets_set_ca_key};
 pub use terraform::terraform;
@@ -57,7 +59,15 @@ Examples:
 
 /// Zero-touch provisioning of worker-only MicroK8s nodes.
 #[derive(Debug, Parser)]
-#[command(name = "mk8s-gen", version, about, after_help = AFTER_HELP, args_conflicts_with_subcommands = true, help_expected = true)]
+#[command(
+    name = "mk8s-gen",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    help_expected = true,
+    override_usage = "mk8s-gen --cluster FILE --secrets FILE --node NAME [OPTIONS]\n       mk8s-gen <COMMAND> [OPTIONS]"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -68,25 +78,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the cluster facts (and a node name) without writing anything.
+    #[command(override_usage = "mk8s-gen check --cluster FILE [--node NAME] [--list] [OPTIONS]")]
     Check(CheckArgs),
     /// Manage the private secrets file.
     #[command(subcommand)]
     Secrets(SecretsCommand),
-    /// Write what the control-plane nodes need: known_tokens.csv lines, the script
-    /// that merges them, and certificate names for an external load balancer.
+    /// Write what the control-plane nodes need, per auth mode: the token lines and
+    /// the script that merges them (token), the join tokens and the script that
+    /// registers them (microk8s-join), a check script (x509, microk8s-join); and
+    /// always the workers' /etc/hosts lines with their script, and certificate names
+    /// for an external load balancer.
+    #[command(override_usage = "mk8s-gen control-plane --cluster FILE --secrets FILE --out DIR [OPTIONS]")]
     ControlPlane(ControlPlaneArgs),
     /// Print the kubeadm-style pin (sha256 of the SubjectPublicKeyInfo) of a CA.
     CaHash(CaHashArgs),
     /// Write every worker's user-data, the control-plane bundle and a manifest.
+    #[command(override_usage = "mk8s-gen fleet --cluster FILE --secrets FILE --out DIR [OPTIONS]")]
     Fleet(FleetArgs),
     /// Write the files every node shares (units, load-balancer configuration, the
     /// bootstrap binary, optionally traefik) into DIR, laid out as on the node, to
     /// bake into an image; then generate user-data with --baked.
+    #[command(override_usage = "mk8s-gen packer --cluster FILE --bootstrap-bin PATH --out DIR [OPTIONS]")]
     Packer(PackerArgs),
     /// Terraform `external` data source: a JSON object of strings on stdin (cluster,
     /// secrets, node, and optionally format, target, gzip, baked, merge, strict,
     /// bootstrap_url, bootstrap_sha256, bootstrap_bin), a JSON object of strings on
-    /// stdout (user_data, user_data_base64, sha256, size); errors on stderr, exit 1
+    /// stdout (user_data, user_data_base64, sha256, size, notes); errors on stderr, exit 1
     /// or 2. Warnings are errors unless strict is "false".
     Terraform,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -95,8 +112,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `mk8s-gen man > mk8s-gen.1`.
-    Man,
+    /// Print the manual page (roff): `mk8s-gen man > mk8s-gen.1`; with --out DIR,
+    /// write it and one page per command (mk8s-gen-fleet.1, ...) into DIR.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +178,7 @@ pub enum MessageFormat {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// The cluster facts file (YAML); `-` reads it from stdin.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "MK8S_CLUSTER")]
     pub cluster: Option<PathBuf>,
     /// How problems are printed on stderr.
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
@@ -177,7 +199,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     /// The secrets file (token seed) made by `mk8s-gen secrets init`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "MK8S_SECRETS")]
     pub secrets: Option<PathBuf>,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
@@ -188,9 +210,8 @@ pub struct GenerateArgs {
     /// user-data carries only this node's plan and credentials.
     #[arg(long, conflicts_with_all = ["bootstrap_bin", "bootstrap_url"])]
     pub baked: bool,
-    /// `--format launch-config`: the CHECK of the join URL, the sha256 (hex, at least
-    /// 12 characters) of the DER `server.crt` of the first IPv4 control plane
-    /// (`microk8s add-node --format token-check` prints it after the `/`).
+    /// `--format launch-config`: the CHECK of the join URL, the whole sha256 (64 hex
+    /// characters) of the DER `server.crt` of the first IPv4 control plane.
     #[arg(long, value_name = "HEX")]
     pub join_check: Option<String>,
     /// Combine your own cloud-config (users, keys, packages, ...) with ours into a
@@ -231,7 +252,7 @@ pub struct FleetArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The secrets file (token seed; CA key for x509).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "MK8S_SECRETS")]
     pub secrets: PathBuf,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
@@ -282,6 +303,9 @@ pub struct PackerArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Print the workers, one `NAME ADDRESS` line each (`-` for no address), on stdout.
+    #[arg(long)]
+    pub list: bool,
     /// Also check that this worker exists.
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -292,7 +316,7 @@ pub struct ControlPlaneArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The secrets file (token seed).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "MK8S_SECRETS")]
     pub secrets: PathBuf,
     /// The directory to write the bundle into.
     #[arg(long, value_name = "DIR")]
@@ -352,10 +376,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "mk8s-gen", &mut script);
             io.stdout.write_all(&script).and_then(|()| io.stdout.flush()).map_err(Failure::from)
         }
-        Some(Command::Man) => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(io.stdout).map_err(Failure::from)
-        }
+        Some(Command::Man { out }) => man(out.as_deref(), io),
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

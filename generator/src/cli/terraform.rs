@@ -52,6 +52,7 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
     let args = query_args(&input)?;
     let cli = Cli::try_parse_from(&args).map_err(|e| Failure::Usage(query_error(&e)))?;
     let mut out = Vec::new();
+    let notes;
     {
         // Problems go to stderr as they would on the command line (Terraform shows
         // them in `terraform plan`), but without the source excerpt's colours.
@@ -66,6 +67,13 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
             )?;
         }
         result?;
+        // Terraform shows nothing a program says on stderr when it succeeds: the
+        // notes (what the image must already have, ...) go into the result too.
+        notes = String::from_utf8_lossy(&said)
+            .lines()
+            .filter(|l| l.starts_with("note: ") || l.starts_with("warning"))
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     use base64::Engine as _;
     let text_ok = std::str::from_utf8(&out).is_ok();
@@ -74,6 +82,7 @@ pub fn terraform(stdin: &mut dyn std::io::Read, io: &mut Io) -> Result<(), Failu
         "user_data_base64": base64::engine::general_purpose::STANDARD.encode(&out),
         "sha256": mk8s_bootstrap::plan::sha256_hex(&out),
         "size": out.len().to_string(),
+        "notes": notes,
     });
     writeln!(io.stdout, "{result}")?;
     Ok(())
