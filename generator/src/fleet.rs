@@ -32,6 +32,8 @@ use crate::secrets::Secrets;
 use crate::util::{write_atomic, write_output};
 
 const STAGING: &str = ".staging";
+/// The output directory's lock file.
+const LOCK: &str = ".lock";
 /// In the staging directory: the commit about to be applied (renames, removals,
 /// manifest), written durably before the first rename.
 const JOURNAL: &str = "COMMIT.json";
@@ -159,13 +161,19 @@ pub struct Summary {
     pub removed: usize,
     /// Workers in the control-plane bundle: every worker of the facts.
     pub bundle_workers: usize,
+    /// Files of the control-plane bundle that are new or changed.
+    pub bundle_changed: usize,
     /// A commit left unfinished by a killed run was completed first.
     pub recovered: bool,
+    /// Nothing was written: the counts say what a run would do.
+    pub dry_run: bool,
     pub elapsed: Duration,
 }
 
 pub struct Options {
     pub out: PathBuf,
+    /// Render and compare, write nothing.
+    pub dry_run: bool,
     /// The user-data format.
     pub format: &'static dyn OutputFormat,
     /// The image was baked with `mk8s-gen packer`.
@@ -187,7 +195,9 @@ pub const MAX_THREADS: usize = 256;
 /// What one node produced, before the commit phase.
 struct Rendered {
     entry: ManifestEntry,
-    /// Where the new content waits (None: unchanged).
+    /// The content differs from the file in `nodes/` (or there is none).
+    changed: bool,
+    /// Where the new content waits (None: unchanged, or a dry run).
     staged: Option<PathBuf>,
 }
 
@@ -198,7 +208,6 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     anyhow::ensure!((1..=MAX_THREADS).contains(&opts.threads), "threads must be 1 to {MAX_THREADS}");
     let cluster = ClusterArtifacts::new(facts, delivery)?;
     let cluster = if opts.baked { cluster.baked() } else { cluster };
-    let recovered = prepare_dirs(&opts.out)?;
     let emitter = opts.format.prepare(&cluster);
     let job = Job {
         facts,
@@ -209,7 +218,12 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
         opts,
         embedded: matches!(delivery, Delivery::Embedded { .. }),
     };
-    let mut results = render_all(&job, &workers, &opts.out.join(STAGING))?;
+    if opts.dry_run {
+        return dry_run(&job, &workers, start);
+    }
+    let (_lock, recovered) = prepare_dirs(&opts.out)?;
+    let staging = opts.out.join(STAGING);
+    let mut results = render_all(&job, &workers, Some(&staging))?;
     results.sort_by(|a, b| a.entry.node.cmp(&b.entry.node));
 
     // Commit: durable first, then a journal of every change, then visible. A run
@@ -225,10 +239,11 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
         stale_nodes(&mut journal, &results, &job.nodes, ext)?;
     }
     let removed = journal.removals.len();
-    let bundle_workers = stage_bundle(&mut journal, facts, secrets, &opts.out)?;
+    let renames = journal.renames.len();
+    let bundle_workers = stage_bundle(&mut journal, facts, secrets, &staging.join("control-plane"), &opts.out)?;
+    let bundle_changed = journal.renames.len() - renames;
     let manifest: Vec<&ManifestEntry> = results.iter().map(|r| &r.entry).collect();
     journal.manifest = serde_json::to_string_pretty(&manifest)? + "\n";
-    let staging = opts.out.join(STAGING);
     if opts.sync && !journal.renames.is_empty() {
         sync_filesystem(&staging)?;
     }
@@ -241,7 +256,38 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
         unchanged: results.len() - written,
         removed,
         bundle_workers,
+        bundle_changed,
         recovered,
+        dry_run: false,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `--dry-run`: every node rendered and compared with `nodes/`, the bundle written
+/// outside the output directory and compared with `control-plane/`; nothing in the
+/// output directory is created, changed or locked.
+fn dry_run(job: &Job, workers: &[&Worker], start: Instant) -> anyhow::Result<Summary> {
+    let results = render_all(job, workers, None)?;
+    let mut journal = Journal::default();
+    if job.opts.selection.is_all() && job.nodes.is_dir() {
+        stale_nodes(&mut journal, &results, &job.nodes, job.opts.format.extension())?;
+    }
+    let removed = journal.removals.len();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let scratch = std::env::temp_dir().join(format!("mk8s-gen-dry-run-{}-{nanos}", std::process::id()));
+    let bundle = stage_bundle(&mut journal, job.facts, job.secrets, &scratch, &job.opts.out);
+    let _ = fs::remove_dir_all(&scratch);
+    let bundle_workers = bundle?;
+    let written = results.iter().filter(|r| r.changed).count();
+    Ok(Summary {
+        nodes: results.len(),
+        written,
+        unchanged: results.len() - written,
+        removed,
+        bundle_workers,
+        bundle_changed: journal.renames.len(),
+        recovered: false,
+        dry_run: true,
         elapsed: start.elapsed(),
     })
 }
@@ -252,16 +298,46 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
 /// A run killed while committing left a journal: its commit is finished first
 /// (true when there was one). Any other staging directory left by a killed run
 /// holds nothing we need.
-fn prepare_dirs(out: &Path) -> anyhow::Result<bool> {
+/// Returns the output directory's lock, held until the run ends: two runs on one
+/// output would interleave their commits.
+fn prepare_dirs(out: &Path) -> anyhow::Result<(fs::File, bool)> {
     let staging = out.join(STAGING);
     crate::util::ensure_dir(out, 0o755, false)?;
+    let lock = lock_output(out)?;
     for d in [&out.join("nodes"), &out.join("control-plane"), &staging] {
         crate::util::ensure_dir(d, 0o700, true)?;
     }
     let recovered = finish_commit(out)?;
     let _ = fs::remove_dir_all(&staging);
     crate::util::ensure_dir(&staging, 0o700, true)?;
-    Ok(recovered)
+    Ok((lock, recovered))
+}
+
+/// An exclusive lock on `OUT/.lock` (flock: released by the kernel when the
+/// process ends, however it ends); a second run fails at once instead of waiting.
+fn lock_output(out: &Path) -> anyhow::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = out.join(LOCK);
+    if fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+        anyhow::bail!("{} is not a regular file; remove it", path.display());
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another mk8s-gen fleet is writing {} (it holds {LOCK}); nothing was changed", out.display())
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
 }
 
 /// What every node's rendering reads.
@@ -278,7 +354,7 @@ struct Job<'a> {
 
 /// Render every node on every core; write only what changed, into staging. On an
 /// error nothing in the output directory has changed, and staging is removed.
-fn render_all(job: &Job, workers: &[&Worker], staging: &Path) -> anyhow::Result<Vec<Rendered>> {
+fn render_all(job: &Job, workers: &[&Worker], staging: Option<&Path>) -> anyhow::Result<Vec<Rendered>> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Rendered>> = Mutex::new(Vec::with_capacity(workers.len()));
@@ -296,10 +372,10 @@ fn render_all(job: &Job, workers: &[&Worker], staging: &Path) -> anyhow::Result<
             // One staging directory per thread: creating files in one directory
             // from several threads serializes on its lock (measured: most of the
             // run spent spinning in the kernel).
-            let my_staging = staging.join(t.to_string());
+            let my_staging = staging.map(|s| s.join(t.to_string()));
             let (next, failed, results, bar, fail) = (&next, &failed, &results, &bar, &fail);
             let work = move || {
-                if let Err(e) = fs::create_dir_all(&my_staging) {
+                if let Some(Err(e)) = my_staging.as_ref().map(fs::create_dir_all) {
                     return fail(e.into());
                 }
                 let mut mine = Vec::new();
@@ -308,7 +384,7 @@ fn render_all(job: &Job, workers: &[&Worker], staging: &Path) -> anyhow::Result<
                     if i >= workers.len() || failed.load(Ordering::Relaxed) {
                         break;
                     }
-                    match render_one(job, workers[i], &my_staging) {
+                    match render_one(job, workers[i], my_staging.as_deref()) {
                         Ok(r) => mine.push(r),
                         Err(e) => return fail(e),
                     }
@@ -334,7 +410,9 @@ fn render_all(job: &Job, workers: &[&Worker], staging: &Path) -> anyhow::Result<
     });
     bar.finish_and_clear();
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        let _ = fs::remove_dir_all(staging);
+        if let Some(staging) = staging {
+            let _ = fs::remove_dir_all(staging);
+        }
         return Err(e.context("nothing was changed in the output directory"));
     }
     Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -359,11 +437,16 @@ fn stale_nodes(journal: &mut Journal, results: &[Rendered], nodes: &Path, ext: &
 /// is always the whole fleet's, selection or not: its scripts remove what they are
 /// not given (tokens, /etc/hosts lines), so a bundle of the selected workers would
 /// remove every other worker's. Returns how many workers it covers.
-fn stage_bundle(journal: &mut Journal, facts: &Facts, secrets: &Secrets, out: &Path) -> anyhow::Result<usize> {
-    let cp_staged = out.join(STAGING).join("control-plane");
+fn stage_bundle(
+    journal: &mut Journal,
+    facts: &Facts,
+    secrets: &Secrets,
+    cp_staged: &Path,
+    out: &Path,
+) -> anyhow::Result<usize> {
     let fleet: Vec<&Worker> = facts.workers.iter().collect();
-    crate::controlplane::write_bundle(facts, secrets, &fleet, &cp_staged)?;
-    for e in fs::read_dir(&cp_staged)? {
+    crate::controlplane::write_bundle(facts, secrets, &fleet, cp_staged)?;
+    for e in fs::read_dir(cp_staged)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
         if same_file_content(&e.path(), &out.join("control-plane").join(&name)) {
@@ -375,8 +458,8 @@ fn stage_bundle(journal: &mut Journal, facts: &Facts, secrets: &Secrets, out: &P
 }
 
 /// One node: rendered, checked against the platform's limit, and written into
-/// `staging` when it differs from the file in `nodes/`.
-fn render_one(job: &Job, w: &Worker, staging: &Path) -> anyhow::Result<Rendered> {
+/// `staging` (none: a dry run) when it differs from the file in `nodes/`.
+fn render_one(job: &Job, w: &Worker, staging: Option<&Path>) -> anyhow::Result<Rendered> {
     let out = render::render_node_with(job.facts, job.secrets, w, job.cluster)?;
     let text = job.emitter.emit(&out)?;
     if let Some(target) = job.opts.target {
@@ -388,23 +471,23 @@ fn render_one(job: &Job, w: &Worker, staging: &Path) -> anyhow::Result<Rendered>
     let dest = job.nodes.join(&name);
     let unchanged = fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_file())
         && fs::read(&dest).is_ok_and(|old| old == text.as_bytes());
-    let staged = if unchanged {
+    let staged = if unchanged || staging.is_none() {
         // Same content, but an older version or a hand's chmod may have left it
         // readable by others: the mode is set on every run.
         use std::os::unix::fs::PermissionsExt;
-        if fs::metadata(&dest)?.permissions().mode() & 0o7777 != 0o600 {
+        if unchanged && staging.is_some() && fs::metadata(&dest)?.permissions().mode() & 0o7777 != 0o600 {
             fs::set_permissions(&dest, fs::Permissions::from_mode(0o600))?;
         }
         None
     } else {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = staging.join(&name);
+        let path = staging.map(|s| s.join(&name)).unwrap_or_default();
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         f.write_all(text.as_bytes())?;
         Some(path)
     };
     let entry = ManifestEntry { node: w.name.clone(), file: format!("nodes/{name}"), sha256, size: text.len() };
-    Ok(Rendered { entry, staged })
+    Ok(Rendered { entry, changed: !unchanged, staged })
 }
 
 /// One `syncfs` for the whole batch (coreutils `sync -f`), instead of an fsync per

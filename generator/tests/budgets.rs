@@ -80,7 +80,7 @@ fn every_limit_from_both_sides() {
 fn format_thousands(n: usize) -> String {
     let s = n.to_string();
     s.chars().enumerate().fold(String::new(), |mut out, (i, c)| {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -476,3 +476,51 @@ fn the_next_run_finishes_an_interrupted_commit() {
         assert_eq!(fs::read(out.join(&name)).unwrap(), fs::read(want.join(&name)).unwrap(), "{name}");
     }
 }
+
+/// `--dry-run` says what a run would write, keep and remove, and touches nothing:
+/// not a missing output directory, not an existing one (files, modes, mtimes).
+#[test]
+fn a_dry_run_reports_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 20);
+    let out = tmp.path().join("out");
+    let o = fleet(&facts, &seed_secrets(), &out, &["--dry-run"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("20 would be written, 0 unchanged, 0 removed"), "{said}");
+    assert!(!out.exists(), "a dry run created {}", out.display());
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    let before = tree(&out);
+    // One worker fewer, one with a new label: 1 rewritten, 18 kept, 1 removed.
+    let text = fs::read_to_string(&facts).unwrap();
+    let text = text.replace("  - { name: w-00019, labels: { zone: z1 } }\n", "");
+    let text = text.replace("{ name: w-00003, labels: { zone: z0 } }", "{ name: w-00003, labels: { zone: zz } }");
+    fs::write(&facts, text).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let o = fleet(&facts, &seed_secrets(), &out, &["--dry-run"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("1 would be written, 18 unchanged, 1 removed"), "{said}");
+    // known-tokens.csv loses the removed worker's lines.
+    assert!(said.contains("bundle: 1 file(s) would change"), "{said}");
+    assert_eq!(tree(&out), before, "a dry run changed the output directory");
+}
+
+/// Two runs on one output directory: the second fails at once, changing nothing,
+/// while the first holds the lock.
+#[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 5);
+    let out = tmp.path().join("out");
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+    let before = tree(&out);
+    let held = fs::File::open(out.join(".lock")).unwrap();
+    held.try_lock().unwrap();
+    let o = fleet(&facts, &seed_secrets(), &out, &[]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("another mk8s-gen fleet is writing"), "{said}");
+    assert_eq!(tree(&out), before);
+    drop(held);
+    assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
+}

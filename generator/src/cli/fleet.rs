@@ -22,6 +22,7 @@ pub(super) fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
     });
     let opts = crate::fleet::Options {
         out: a.out.clone(),
+        dry_run: a.dry_run,
         format,
         baked: a.baked,
         target: a.target,
@@ -32,6 +33,24 @@ pub(super) fn fleet(a: &FleetArgs, io: &mut Io) -> Result<(), Failure> {
         threads,
     };
     let s = crate::fleet::run(&facts, &secrets, &delivery, &opts).map_err(|e| Failure::Usage(format!("{e:#}")))?;
+    if s.dry_run {
+        status(
+            io,
+            &a.common,
+            &format!(
+                "fleet --dry-run: {} node(s): {} would be written, {} unchanged, {} removed; control-plane bundle: \
+                 {} file(s) would change (all {} worker(s) of the facts); nothing was written to {}",
+                s.nodes,
+                s.written,
+                s.unchanged,
+                s.removed,
+                s.bundle_changed,
+                s.bundle_workers,
+                a.out.display()
+            ),
+        );
+        return Ok(());
+    }
     if s.recovered {
         note(io, &a.common, &format!("note: finished the commit of an interrupted run in {} first", a.out.display()));
     }

@@ -268,6 +268,10 @@ pub struct FleetArgs {
     /// Skip the filesystem sync before files are renamed into place.
     #[arg(long)]
     pub no_sync: bool,
+    /// Render every node and compare with DIR; write nothing, and say what a run
+    /// would write, keep and remove.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The user-data format (`.user-data` or `.ign` files).
     #[arg(long, value_enum, default_value_t = Format::CloudConfig)]
     pub format: Format,
