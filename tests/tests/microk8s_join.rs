@@ -111,3 +111,28 @@ fn before_1_23_there_is_no_worker_join() {
     let (code, out) = run(&model.microk8s, &["join", "127.0.0.2:25000/x/y", "--worker"]);
     assert_eq!(code, 2, "{out}");
 }
+
+/// G6: a connection string with an IPv6 agent. 1.24-1.27's join.py splits it at
+/// its first colon (`[fd00` and an empty port), 1.29+ refuses anything but IPv4:
+/// both exit 1 before a request is made. 1.28's `rsplit` reads it whole.
+#[test]
+fn an_ipv6_agent_is_unusable_except_on_1_28() {
+    for (channel, refused) in
+        [("1.24/stable", true), ("1.26/stable", true), ("1.28/stable", false), ("1.30/stable", true)]
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = mk8s_testkit::proc::free_port();
+        let model = Model::new(&tmp.path().join("model"), &tmp.path().join("root"), ModelConfig::new(channel, port));
+        assert_eq!(run(&model.snap, &["install", "microk8s", "--classic", "--channel", channel]).0, 0);
+        let conn = format!("[fd00::2]:{port}/{TOKEN}/0123456789abcdef");
+        let (code, out) = run(&model.microk8s, &["join", &conn, "--worker"]);
+        if refused {
+            assert_eq!(code, 1, "{channel}: {out}");
+            assert!(out.contains("Invalid connection string"), "{channel}: {out}");
+        } else {
+            // Parsed: it fails only at the connection (nothing listens on fd00::2).
+            assert_ne!(code, 0, "{channel}: {out}");
+            assert!(!out.contains("Invalid connection string"), "{channel}: {out}");
+        }
+    }
+}

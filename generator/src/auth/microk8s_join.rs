@@ -76,8 +76,8 @@ impl AuthMode for MicroK8sJoin {
         let agents = facts
             .control_plane
             .iter()
-            // 1.29+ join.py takes IPv4 only (validated: at least one is IPv4).
-            .filter(|c| c.address.is_ipv4() || !facts.channel.release.join_ipv4_only)
+            // IPv4 only (G6, see cross_check; validated: at least one is IPv4).
+            .filter(|c| c.address.is_ipv4())
             .map(|c| host_port(&c.address.to_string(), CLUSTER_AGENT_PORT))
             .collect();
         // The join starts MicroK8s's own proxy (1.24:scripts/cluster/join.py
@@ -114,24 +114,32 @@ impl AuthMode for MicroK8sJoin {
     }
 
     fn cross_check(&self, cx: &CrossCx, report: &mut Report) {
-        // 1.29+ join.py accepts only an IPv4 literal in the connection string
-        // (canonical/microk8s 1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
-        // get_valid_connection_parts: exactly one ':'; 3488ddd3).
+        // G6: no release joins through an IPv6 address and keeps working.
+        // - 1.23-1.27 join.py splits the connection string with `split(":")`
+        //   (1.24:scripts/cluster/join.py L739, 1.27:scripts/wrappers/join.py L743):
+        //   `[fd00::2]:25000` gives the address `[fd00` and an empty port.
+        // - 1.29+ accepts only an IPv4 literal (1.30:scripts/wrappers/common/cluster/
+        //   utils.py L557-597, get_valid_connection_parts: exactly one ':'; 3488ddd3).
+        // - 1.28 parses it (`rsplit(":", 1)`), but the joined worker's
+        //   apiserver-proxy then refreshes its servers from the `kubernetes`
+        //   Endpoints and writes IPv6 ones unbracketed (cluster-agent
+        //   1.30:pkg/proxy/endpoints.go L14-35, 1.25-1.33), which it cannot dial.
         let control_plane = cx.control_plane;
-        if cx.channel.is_some_and(|ch| ch.release.join_ipv4_only) && !control_plane.is_empty() {
-            if control_plane.iter().all(|c| c.address.is_ipv6()) {
-                report.error(
-                    "$.cluster.control-plane",
-                    "with `auth: microk8s-join` on MicroK8s 1.29+, `microk8s join` takes only an IPv4 address (get_valid_connection_parts), and every control-plane address here is IPv6",
-                    "give the control planes' IPv4 addresses, or use `auth: x509`",
-                );
-            } else if let Some(i) = control_plane.iter().position(|c| c.address.is_ipv6()) {
-                report.warning(
-                    format!("$.cluster.control-plane[{i}]"),
-                    "IPv6: MicroK8s 1.29+ `microk8s join` takes only IPv4 addresses; workers join through the IPv4 control planes only",
-                    "give this control plane's IPv4 address if it has one",
-                );
-            }
+        if control_plane.is_empty() {
+            return;
+        }
+        if control_plane.iter().all(|c| c.address.is_ipv6()) {
+            report.error(
+                "$.cluster.control-plane",
+                "with `auth: microk8s-join`, `microk8s join` needs an IPv4 control plane, and every control-plane address here is IPv6: 1.23-1.27 cannot parse an IPv6 address, 1.29+ refuses one, and a 1.28 worker's apiserver-proxy loses IPv6 servers at its first refresh",
+                "give the control planes' IPv4 addresses, or use `auth: x509` with `kind: builtin`, `traefik` or `haproxy` (they keep the facts' addresses)",
+            );
+        } else if let Some(i) = control_plane.iter().position(|c| c.address.is_ipv6()) {
+            report.warning(
+                format!("$.cluster.control-plane[{i}]"),
+                "IPv6: `microk8s join` works through IPv4 addresses only; workers join through the IPv4 control planes",
+                "give this control plane's IPv4 address if it has one",
+            );
         }
     }
 

@@ -40,6 +40,21 @@ impl Balancer for MicroK8sProxy {
         Some(LoadBalancer::MicroK8sProxy)
     }
 
+    /// G6: the proxy replaces our servers with the `kubernetes` Endpoints every 30 s
+    /// and, before 1.34, writes an IPv6 one unbracketed, which it cannot dial.
+    fn cross_check(&self, cx: &super::CrossCx, report: &mut Report) {
+        if cx.release.is_some_and(|r| r.proxy_keeps_ipv6) {
+            return;
+        }
+        if let Some(i) = cx.control_plane.iter().position(|c| c.address.is_ipv6()) {
+            report.error(
+                format!("$.cluster.control-plane[{i}]"),
+                "IPv6 with `kind: microk8s-proxy`: before MicroK8s 1.34 the proxy rewrites its servers from the `kubernetes` Endpoints every 30 s and writes an IPv6 address unbracketed (fd00::2:16443), which it cannot dial: the worker loses the apiserver",
+                "use `kind: builtin`, `traefik` or `haproxy` (they keep the facts' addresses), or MicroK8s 1.34+",
+            );
+        }
+    }
+
     /// MicroK8s's proxy reads our endpoints from the files its wrapper reads
     /// (`args/traefik/`), which the bootstrap installs.
     fn render(&self, _: &LoadBalancer, cx: &RenderCx) -> anyhow::Result<Rendered> {

@@ -12,7 +12,7 @@ use mk8s_bootstrap::plan::{InstallFile, LoadBalancerSpec};
 use crate::facts::RawLoadBalancer;
 use crate::files::NodeFile;
 use crate::model::release::Release;
-use crate::model::{Facts, LoadBalancer};
+use crate::model::{ControlPlaneNode, Facts, LoadBalancer};
 use crate::report::Report;
 use crate::values::{duration_ms, is_duration, quote_value};
 
@@ -34,6 +34,12 @@ pub struct CheckCx {
     pub apiserver_port: u16,
     /// The channel's release, when the channel is valid.
     pub release: Option<&'static Release>,
+}
+
+/// What a kind's rules on the rest of the facts may read.
+pub struct CrossCx<'a> {
+    pub release: Option<&'static Release>,
+    pub control_plane: &'a [ControlPlaneNode],
 }
 
 /// What the rendering of a kind may read.
@@ -72,6 +78,10 @@ pub trait Balancer: Sync {
     /// Check the facts' section for this kind; the checked balancer, or `None` with
     /// the problems in `report`.
     fn check(&self, raw: &RawLoadBalancer, cx: &CheckCx, report: &mut Report) -> Option<LoadBalancer>;
+    /// Rules the kind imposes on the rest of the facts.
+    fn cross_check(&self, cx: &CrossCx, report: &mut Report) {
+        let _ = (cx, report);
+    }
     /// Render and parse back this kind's files. `lb` is what [`Balancer::check`]
     /// returned.
     fn render(&self, lb: &LoadBalancer, cx: &RenderCx) -> anyhow::Result<Rendered>;

@@ -1,17 +1,22 @@
 //! Rules that combine axes (a release with an auth mode, the facts' addresses):
 //! one function each.
 
-use crate::model::{without_address, Auth, Channel, ControlPlaneNode, Worker};
+use crate::model::{without_address, Auth, Channel, ControlPlaneNode, LoadBalancer, Worker};
 use crate::report::Report;
 
 pub(super) fn check(
     channel: Option<&Channel>,
     auth: Option<&Auth>,
+    load_balancer: Option<&LoadBalancer>,
     control_plane: &[ControlPlaneNode],
     workers: &[Worker],
     report: &mut Report,
 ) {
     hostname_dialled_workers(channel, workers, report);
+    if let Some(lb) = load_balancer {
+        let cx = crate::balancer::CrossCx { release: channel.map(|c| c.release), control_plane };
+        crate::balancer::of(lb).cross_check(&cx, report);
+    }
     if let Some(auth) = auth {
         let cx = crate::auth::CrossCx { channel, control_plane, workers };
         crate::auth::of(auth).cross_check(&cx, report);

@@ -42,7 +42,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
 
     let ready_deadline_secs = ready_deadline(c.bootstrap.as_ref(), report);
     let workers = nodes::workers(&raw.workers, auth.as_ref(), &mut seen, report);
-    cross::check(channel.as_ref(), auth.as_ref(), &control_plane, &workers, report);
+    cross::check(channel.as_ref(), auth.as_ref(), load_balancer.as_ref(), &control_plane, &workers, report);
 
     if report.has_errors() {
         return None;

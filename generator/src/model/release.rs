@@ -53,10 +53,11 @@ pub struct Release {
     /// verifies them against `certs/ca.crt` (0071dd1d), both first in 1.28; older
     /// ones dial by the Node's Hostname and verify nothing.
     pub verifies_kubelet_when_fresh: bool,
-    /// `microk8s join` takes only an IPv4 literal in the connection string
-    /// (1.30:scripts/wrappers/common/cluster/utils.py:L557-597,
-    /// get_valid_connection_parts; 3488ddd3, first in 1.29).
-    pub join_ipv4_only: bool,
+    /// The apiserver-proxy's refresh writes IPv6 servers bracketed: it reads
+    /// EndpointSlices first from 1.34 (cluster-agent main:pkg/proxy/apiserver.go);
+    /// 1.25-1.33 read Endpoints and write `fd00::2:16443`, which they cannot dial
+    /// (1.30:pkg/proxy/endpoints.go L14-35).
+    pub proxy_keeps_ipv6: bool,
     pub san_steps: SanSteps,
 }
 
@@ -70,7 +71,7 @@ const fn row(since: u32, flavour: Flavour, base_snap: &'static str, san_steps: S
         persistent_join_tokens: since >= 27,
         fresh_is_x509_only: since >= 28,
         verifies_kubelet_when_fresh: since >= 28,
-        join_ipv4_only: since >= 29,
+        proxy_keeps_ipv6: since >= 34,
         san_steps,
     }
 }
@@ -85,7 +86,6 @@ pub const RELEASES: &[Release] = &[
     row(25, Flavour::KubeliteApiserverProxy, "core18", SanSteps::TemplateRefresh),
     row(27, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
     row(28, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
-    row(29, Flavour::KubeliteApiserverProxy, "core20", SanSteps::TemplateOrLaunchConfig),
     row(34, Flavour::KubeliteApiserverProxy, "core22", SanSteps::TemplateOrLaunchConfig),
 ];
 
@@ -192,7 +192,7 @@ mod tests {
             assert_eq!(r.worker_join, minor >= 23, "1.{minor}");
             assert_eq!((r.launch_config, r.persistent_join_tokens), (minor >= 27, minor >= 27), "1.{minor}");
             assert_eq!((r.fresh_is_x509_only, r.verifies_kubelet_when_fresh), (minor >= 28, minor >= 28), "1.{minor}");
-            assert_eq!(r.join_ipv4_only, minor >= 29, "1.{minor}");
+            assert_eq!(r.proxy_keeps_ipv6, minor >= 34, "1.{minor}");
         }
         assert_eq!(release(None), RELEASES.last());
         assert_eq!(Some(latest()), RELEASES.last());
@@ -226,7 +226,7 @@ mod tests {
                 yes(r.worker_join).into(),
                 yes(r.launch_config).into(),
                 yes(r.fresh_is_x509_only).into(),
-                yes(r.join_ipv4_only).into(),
+                yes(r.proxy_keeps_ipv6).into(),
                 match r.san_steps {
                     SanSteps::TemplateKicker => "template; the kicker re-issues",
                     SanSteps::TemplateAndCsrConf => "template and csr.conf; refresh-certs",

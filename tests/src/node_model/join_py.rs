@@ -135,10 +135,16 @@ impl Ctx {
         if parts.len() < 2 {
             return fail(1, "Invalid connection string");
         }
-        // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") (J27:L743, J24:L739).
-        let Some((ip, port)) =
-            (if self.row.join_rsplits_endpoint { parts[0].rsplit_once(':') } else { parts[0].split_once(':') })
-        else {
+        // 1.28+ rsplit(":", 1) (J30:L654, 8ca2d59c); 1.24-1.27 split(":") and its
+        // first two fields (J27:L743, J24:L739): `[fd00::2]:25000` gives `[fd00` and
+        // an empty port (G6), which the request then cannot use.
+        let split = if self.row.join_rsplits_endpoint {
+            parts[0].rsplit_once(':')
+        } else {
+            let mut fields = parts[0].split(':');
+            fields.next().zip(fields.next())
+        };
+        let Some((ip, port)) = split else {
             return fail(1, "Invalid connection string");
         };
         Ok(Connection {

@@ -74,8 +74,10 @@ fn refresh_endpoints(ctx: &Ctx) -> Result<Vec<String>, String> {
         let port = slice["ports"].as_array().into_iter().flatten().find(|p| p["name"] == "https");
         let Some(port) = port.and_then(|p| p["port"].as_u64()) else { continue };
         for e in slice["endpoints"].as_array().into_iter().flatten() {
+            // 1.34+ writes EndpointSlice addresses bracketed (net.JoinHostPort);
+            // the Endpoints fallback above does not (G6).
             for ip in e["addresses"].as_array().into_iter().flatten().filter_map(|a| a.as_str()) {
-                out.push(format!("{ip}:{port}"));
+                out.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
             }
         }
     }
