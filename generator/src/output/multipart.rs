@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::render::{NodeOutput, STAGE_DIR};
+use crate::render::{NodeOutput, STAGE_DIR, UNIT_DIR};
 
 pub const MERGE_TYPE: &str = "list(append)+dict(recurse_array)+str()";
 
@@ -41,7 +41,12 @@ pub fn check_extra(extra: &str, ours: &NodeOutput) -> Result<(), Vec<String>> {
             }
             let n = normalise(path);
             let inside_ours = n == STAGE_DIR || n.starts_with(&format!("{STAGE_DIR}/"));
-            if owned.contains(&n) || inside_ours {
+            if let Some(unit) = overrides_unit(&n, ours) {
+                problems.push(format!(
+                    "write_files[{i}] writes {path}, which would replace or change mk8s-worker's unit {unit} \
+                     (systemd reads it with, or instead of, /etc/systemd/system/{unit}); remove it from your cloud-config"
+                ));
+            } else if owned.contains(&n) || inside_ours || n == mk8s_bootstrap::plan::BOOTSTRAP_PATH {
                 let resolved = if n == path { String::new() } else { format!(" ({n})") };
                 problems.push(format!(
                     "write_files[{i}] writes {path}{resolved}, which mk8s-worker owns; remove it from your cloud-config"
@@ -54,6 +59,44 @@ pub fn check_extra(extra: &str, ours: &NodeOutput) -> Result<(), Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// The systemd directories where a unit file or drop-in takes precedence over, or
+/// adds to, one in `/etc/systemd/system` (systemd.unit(5), "Unit File Load Path").
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system.attached",
+];
+
+/// `path` would replace or change one of our units: the same unit file in a
+/// directory systemd reads first, or a drop-in for it (`NAME.service.d/`, the
+/// prefix drop-ins `mk8s-.service.d/`, and the `service.d/` of every service).
+fn overrides_unit<'a>(path: &str, ours: &'a NodeOutput) -> Option<&'a str> {
+    let units: Vec<&str> = ours
+        .files
+        .iter()
+        .filter_map(|f| f.path.strip_prefix(&format!("{UNIT_DIR}/")))
+        .filter(|name| !name.contains('/'))
+        .collect();
+    let rest = UNIT_DIRS.iter().find_map(|d| path.strip_prefix(d)?.strip_prefix('/'))?;
+    let (first, below) = match rest.split_once('/') {
+        Some((first, below)) => (first, !below.is_empty()),
+        None => (rest, false),
+    };
+    units.into_iter().find(|unit| {
+        let (stem, kind) = unit.rsplit_once('.').unwrap_or((unit, ""));
+        // Every dash-prefix of the name has its drop-in directory: `mk8s-.service.d`.
+        let prefixes = stem.match_indices('-').map(|(i, _)| format!("{}.{kind}.d", &stem[..=i]));
+        let drop_in =
+            first == format!("{unit}.d") || first == format!("{kind}.d") || prefixes.into_iter().any(|p| first == p);
+        // Our own unit file in /etc/systemd/system is owned, and said so above.
+        (first == *unit && !below && !path.starts_with(&format!("{UNIT_DIR}/"))) || (drop_in && below)
+    })
 }
 
 /// A path as the file system resolves it, without following links: empty and `.`
