@@ -206,3 +206,38 @@ fn help_and_dry_run_change_nothing() {
     assert!(node.run().status.success());
     assert!(String::from_utf8_lossy(&node.hosts()).contains("10.130.0.5 worker-1"));
 }
+
+/// A writer that skips our lock (an editor, cloud-init) adds a line while the script
+/// runs: the script notices the file changed since it read it, changes nothing and
+/// exits 10; the writer's line survives, and the next run adds our block.
+#[test]
+fn a_line_added_by_another_writer_meanwhile_is_not_lost() {
+    let node = Node::new(b"127.0.0.1 localhost\n");
+    // `sync FILE` is the last command before the rename: a stand-in that writes to
+    // the hosts file at that moment, once, plays the other writer.
+    let bin = node.dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let marker = node.dir.path().join("wrote");
+    fs::write(
+        bin.join("sync"),
+        format!(
+            "#!/bin/sh\nif [ ! -e '{m}' ]; then : > '{m}'; echo '10.9.9.9 added-meanwhile' >> '{h}'; fi\nexit 0\n",
+            m = marker.display(),
+            h = node.hosts.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("sync"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = node.command(&node.bundle).env("PATH", &path).output().unwrap();
+    assert_eq!(o.status.code(), Some(10), "{}", text(&o));
+    assert!(text(&o).contains("changed while this ran"), "{}", text(&o));
+    assert_eq!(String::from_utf8(node.hosts()).unwrap(), "127.0.0.1 localhost\n10.9.9.9 added-meanwhile\n");
+    assert_eq!(node.leftovers(), Vec::<String>::new());
+    let o = node.command(&node.bundle).env("PATH", &path).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8(node.hosts()).unwrap(),
+        format!("127.0.0.1 localhost\n10.9.9.9 added-meanwhile\n{}", block("10.130.0.5 worker-1\n"))
+    );
+}
