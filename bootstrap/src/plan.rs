@@ -94,6 +94,10 @@ pub struct MicroK8sSpec {
     /// the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_snap: Option<LocalSnap>,
+    /// Hold snapd's automatic refreshes of MicroK8s (`snap refresh --hold`), so a
+    /// new release lands only when the operator refreshes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_refresh: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,6 +477,7 @@ mod tests {
                 start_services: vec![],
                 locks: vec![],
                 local_snap: None,
+                hold_refresh: false,
             },
             ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap(), pem },
             apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },

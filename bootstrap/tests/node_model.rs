@@ -262,6 +262,8 @@ fn scenario_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Varian
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
     w.wait_heartbeat(started, "after the join");
     w.assert_worker("after the join");
+    // `refresh: hold` is the default: snapd refreshes MicroK8s only when told to.
+    assert_eq!(w.model.state()["refreshHeld"], true, "{}", w.story());
     if node_model::minor_of(channel) >= 27 {
         w.assert_launcher_settles();
     }

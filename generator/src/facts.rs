@@ -75,6 +75,9 @@ pub struct RawClientCertificates {
 pub struct RawMicroK8s {
     #[serde(default)]
     pub channel: Option<String>,
+    /// `hold` (default): snapd never refreshes MicroK8s by itself; `auto`: it does.
+    #[serde(default)]
+    pub refresh: Option<String>,
     /// Air-gapped: a `.snap` and `.assert` already on the node (baked or copied).
     #[serde(default)]
     pub local_snap: Option<RawLocalSnap>,

@@ -37,6 +37,7 @@ pub fn plan() -> JoinPlan {
             start_services: vec!["snap.microk8s.daemon-kubelite".into(), "snap.microk8s.daemon-apiserver-proxy".into()],
             locks: vec![],
             local_snap: None,
+            hold_refresh: false,
         },
         ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap_or_default(), pem },
         apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },

@@ -11,7 +11,9 @@ pub const NAME: &str = "snap";
 pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     let node = cx.node().clone();
     if let Some(r) = node.snap(&["list", "microk8s"]).ok().filter(|r| r.ok) {
-        return check_installed(cx, plan, &r.output);
+        check_installed(cx, plan, &r.output)?;
+        hold_refresh(cx, plan);
+        return Ok(());
     }
     // snapd must have finished seeding on a fresh image before installs work.
     if let Ok(r) = node.snap(&["wait", "system", "seed.loaded"]) {
@@ -24,7 +26,30 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         None => install_from_store(cx, plan)?,
     }
     cx.log(NAME, "microk8s installed");
+    hold_refresh(cx, plan);
     Ok(())
+}
+
+/// `refresh: hold` in the facts: snapd refreshes MicroK8s only when told to
+/// (`snap refresh --hold`, snapd 2.58+; without a time, until it is unheld), so a
+/// new release never lands on a worker unannounced. On every run that gets here
+/// (a hold lifted by hand comes back with the next join). A snapd too old to hold
+/// is said, not fatal.
+fn hold_refresh(cx: &mut dyn PhaseCx, plan: &JoinPlan) {
+    if !plan.microk8s.hold_refresh {
+        return;
+    }
+    let said = match cx.node().snap(&["refresh", "--hold", "microk8s"]) {
+        Ok(r) if r.ok => {
+            "automatic refreshes of microk8s are held (snap refresh --unhold microk8s lifts it)".to_string()
+        }
+        Ok(r) => format!(
+            "warning: cannot hold microk8s's refreshes (snapd 2.58+ holds one snap), so snapd may refresh it: {}",
+            r.output.trim()
+        ),
+        Err(e) => format!("warning: cannot hold microk8s's refreshes: {e}"),
+    };
+    cx.log(NAME, &said);
 }
 
 /// An installed MicroK8s is kept only when it tracks the plan's version.

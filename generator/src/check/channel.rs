@@ -14,7 +14,19 @@ pub(super) fn check_microk8s(m: Option<&RawMicroK8s>, report: &mut Report) -> Op
     let ch =
         required(m.channel.as_ref(), "$.cluster.microk8s.channel", report).and_then(|ch| check_channel(ch, report));
     let local = m.local_snap.as_ref().and_then(|l| local_snap(l, ch.as_ref(), report));
-    ch.map(|c| Channel { local_snap: local, ..c })
+    let hold_refresh = match m.refresh.as_deref() {
+        None | Some("hold") => true,
+        Some("auto") => false,
+        Some(other) => {
+            report.error(
+                "$.cluster.microk8s.refresh",
+                format!("{} is not a refresh policy", quote_value(other)),
+                "use `hold` (the default: MicroK8s is refreshed only when you say so) or `auto` (snapd refreshes it up to four times a day)",
+            );
+            true
+        }
+    };
+    ch.map(|c| Channel { local_snap: local, hold_refresh, ..c })
 }
 
 /// A `.snap` file and its `.assert`, each a plain absolute path outside the
@@ -110,6 +122,7 @@ pub(super) fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             local_snap: None,
             version: None,
             release: crate::model::release::latest(),
+            hold_refresh: true,
         });
     }
     if track.ends_with("-strict") || track.ends_with("-eksd") {
@@ -138,5 +151,32 @@ pub(super) fn check_channel(s: &str, report: &mut Report) -> Option<Channel> {
             return None;
         }
     };
-    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), release })
+    Some(Channel { text: s.into(), local_snap: None, version: Some((major, minor)), release, hold_refresh: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// `refresh:` is `hold` unless the facts say `auto`; anything else is refused.
+    #[test]
+    fn refresh_policy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed");
+        let load = |refresh: &str| {
+            let text = format!(
+                "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable{refresh} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w-1, address: 10.0.0.5 }}\n"
+            );
+            crate::load(&text, &dir)
+        };
+        assert!(load("").facts.unwrap().channel.hold_refresh);
+        assert!(load(", refresh: hold").facts.unwrap().channel.hold_refresh);
+        assert!(!load(", refresh: auto").facts.unwrap().channel.hold_refresh);
+        let bad = load(", refresh: never");
+        assert!(bad.facts.is_none());
+        assert!(
+            bad.report.problems.iter().any(|p| p.path == "$.cluster.microk8s.refresh"),
+            "{:?}",
+            bad.report.problems
+        );
+    }
 }

@@ -75,6 +75,8 @@ pub struct Channel {
     pub version: Option<(u32, u32)>,
     /// What this release does (the `latest` track: the newest row).
     pub release: &'static Release,
+    /// snapd's automatic refreshes of MicroK8s are held (`refresh: hold`).
+    pub hold_refresh: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -90,6 +90,7 @@ fn microk8s_spec(facts: &Facts, joined: Option<&Joined>) -> MicroK8sSpec {
             assert: l.assert.clone(),
             base: l.base.as_ref().map(|(file, assert)| plan::SnapFile { file: file.clone(), assert: assert.clone() }),
         }),
+        hold_refresh: facts.channel.hold_refresh,
     }
 }
 

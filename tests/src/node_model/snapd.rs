@@ -50,6 +50,22 @@ impl Ctx {
                 println!("microk8s ({}) v1.{}.0 from Canonical✓ installed", self.s("channel"), self.minor);
                 0
             }
+            // snapd 2.58+: `--hold` without a time holds the snap's automatic
+            // refreshes until `--unhold` (a `snap refresh NAME` still refreshes).
+            ["refresh", "--hold", "microk8s"] if self.installed() => {
+                self.set_state("refreshHeld", serde_json::json!(true));
+                self.event("snap refresh --hold microk8s");
+                println!("General refreshes of \"microk8s\" held indefinitely");
+                0
+            }
+            ["refresh", "--unhold", "microk8s"] => {
+                self.set_state("refreshHeld", serde_json::json!(false));
+                0
+            }
+            ["refresh", flag, ..] if flag.starts_with("--") => {
+                eprintln!("mk8s-node-model: snap refresh {flag} is not modelled");
+                1
+            }
             ["refresh", ..] => {
                 self.refresh();
                 0
