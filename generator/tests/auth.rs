@@ -55,9 +55,6 @@ fn openssl_sees_the_expected_client_certificates() {
             assert!(text.contains("TLS Web Client Authentication"), "{text}");
             assert!(text.contains("Not Before: Nov  1 00:00:00 2026 GMT"), "{text}");
             assert!(text.contains(&format!("Signature Algorithm: {ca_kind}")), "{text}");
-            if fixture == "x509" {
-                assert!(text.contains("Not After : Nov  1 00:00:00 2027 GMT"), "{text}");
-            }
             let ok = Command::new(tools::require("openssl"))
                 .args(["verify", "-CAfile"])
                 .arg(fx.join("ca.crt"))
@@ -77,6 +74,30 @@ fn openssl_sees_the_expected_client_certificates() {
             assert_eq!(from_key, from_cert);
         }
     }
+}
+
+/// `not-before + validity-days`, then up to a tenth of the validity more, per node:
+/// a node's certificates expire together, a fleet's spread over weeks, never in
+/// one hour.
+#[test]
+fn a_fleets_certificates_do_not_expire_in_the_same_hour() {
+    let not_after = |node: &str, file: &str| {
+        let ud = workspace().join(format!("fixtures/x509/expected/{node}.stdout"));
+        let (cert, _) = creds_in(&ud, file);
+        let der = der_of(&cert);
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        (c.validity().not_before.timestamp(), c.validity().not_after.timestamp())
+    };
+    let mut ends = Vec::new();
+    for node in ["worker-1", "worker-2"] {
+        let (nb, na) = not_after(node, "kubelet.config");
+        assert_eq!(not_after(node, "proxy.config"), (nb, na), "{node}: one expiry per node");
+        let day = 86_400;
+        let extra = na - nb - 365 * day;
+        assert!((0..=365 * day / 10).contains(&extra) && extra % 3600 == 0, "{node}: {extra} s more");
+        ends.push(na);
+    }
+    assert_ne!(ends[0], ends[1], "two workers expire in the same hour");
 }
 
 /// A cluster whose apiserver is the simulator, in one auth mode.
@@ -239,13 +260,11 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
         }
         assert_eq!(sans, &want, "{fixture} {node}");
         assert_eq!(cert.validity().not_before.timestamp(), 1_793_491_200, "2026-11-01 from the facts");
-        if fixture == "x509" {
-            assert_eq!(cert.validity().not_after.timestamp(), 1_793_491_200 + 365 * 86_400);
-        }
-        // Not the client certificate's key.
+        // Not the client certificate's key, but its expiry (one per node).
         let (client_cert, _) = creds_in(&ud, "kubelet.config");
         let client_der = der_of(&client_cert);
         let (_, client) = x509_parser::parse_x509_certificate(&client_der).unwrap();
+        assert_eq!(cert.validity().not_after, client.validity().not_after, "{fixture} {node}");
         assert_ne!(client.public_key().raw, cert.public_key().raw);
 
         // openssl: a valid TLS server certificate of the CA, and the key is its key.

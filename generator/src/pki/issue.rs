@@ -120,7 +120,7 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
     }
     let (y, m, d) = v.not_before;
     params.not_before = rcgen::date_time_ymd(y, m, d);
-    params.not_after = params.not_before + time::Duration::days(i64::from(v.days));
+    params.not_after = params.not_before + time::Duration::days(i64::from(v.days)) + spread(signer, node, v);
     let mut serial = seed.derive(serial_purpose, cluster, identity, node, 0)[..16].to_vec();
     serial[0] &= 0x7f; // positive
     serial[0] |= 0x01; // and never a leading zero byte
@@ -131,4 +131,16 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
         .map_err(|e| format!("the CA certificate cannot issue: {e}"))?;
     let cert = params.signed_by(&node_key, &issuer).map_err(|e| format!("signing failed: {e}"))?;
     Ok(Issued { cert_pem: cert.pem(), key_pem })
+}
+
+/// How much later than `not-before + validity-days` this node's certificates
+/// expire: up to a tenth of the validity, in whole hours, derived from the seed,
+/// cluster and node (the same for all of a node's certificates), so a fleet's
+/// certificates never all expire in the same hour.
+fn spread(signer: &Signer<'_>, node: &str, v: Validity) -> time::Duration {
+    let hours = u64::from(v.days) * 24 / 10;
+    let bytes = signer.seed.derive("validity spread", signer.cluster, Identity::Kubelet, node, 0);
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    time::Duration::hours((u64::from_be_bytes(n) % (hours + 1)) as i64)
 }
