@@ -956,6 +956,11 @@ fn a_ready_node_left_by_a_replaced_machine_is_not_taken_for_this_one() {
     let reported = reported.lock().unwrap().expect("the kubelet reported");
     assert!(done >= reported, "finished before this node's kubelet reported");
     assert!(log.contains("older than the kubelet this run started"), "{log}");
+    // The kubelet labels only a Node it creates: ours were patched into the old one.
+    let node = w.sim.node(NODE).unwrap();
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["node.kubernetes.io/microk8s-worker"], "microk8s-worker", "{node}");
+    assert!(log.contains("a Node of this name existed before this machine"), "{log}");
 }
 
 /// The token reaches the control plane a moment after the node boots.

@@ -31,6 +31,19 @@ pub fn run(cx: &mut dyn PhaseCx, phase: &str, plan: &JoinPlan) -> StepResult {
     }
     let cred = kubeconfig_credential(&node, KUBELET).map_err(StepError::Retryable)?;
     let api = cx.apiserver(plan, &plan.apiserver.url, &cred, "kubelet").map_err(fatal)?;
+    reapply(cx, phase, plan, api.as_ref(), "kubelite restarted by the join")
+}
+
+/// Patch into the Node what it lacks of our labels and taints, with the kubelet's
+/// credential; nothing when the Node is absent (the kubelet registers it with
+/// them) or has them. `why` says in the log how it came to lack them.
+pub(super) fn reapply(
+    cx: &mut dyn PhaseCx,
+    phase: &str,
+    plan: &JoinPlan,
+    api: &dyn crate::api::NodeApi,
+    why: &str,
+) -> StepResult {
     let existing = retry(cx, phase, plan, |_| api.node_object())?;
     let Some(obj) = existing else { return Ok(()) };
     let Some(missing) = Missing::of(&obj, &plan.kubelet_args) else { return Ok(()) };
@@ -39,8 +52,7 @@ pub fn run(cx: &mut dyn PhaseCx, phase: &str, plan: &JoinPlan) -> StepResult {
     cx.log(
         phase,
         &format!(
-            "the Node had registered without our labels or taints (kubelite restarted by the join): \
-             added {} label(s) and {} taint(s)",
+            "the Node had registered without our labels or taints ({why}): added {} label(s) and {} taint(s)",
             missing.labels.len(),
             missing.added_taints
         ),

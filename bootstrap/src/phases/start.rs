@@ -47,7 +47,18 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         NodeState::NotReady(why) => Err(Failure::Retry(format!("the node is registered but not Ready: {why}"))),
     })?;
     cx.log(NAME, &format!("node {} is Ready, with a heartbeat from the kubelet this run started", plan.node.name));
-    Ok(())
+    // A kubelet sets its labels and taints only when it creates the Node: a Node
+    // left by a replaced machine of the same name keeps the old ones. The Node is
+    // Ready: an apiserver that refuses the patch (NodeRestriction) leaves it as it
+    // was, with a warning, and the join stands.
+    let why = "a Node of this name existed before this machine";
+    match super::registration::reapply(cx, NAME, plan, api.as_ref(), why) {
+        Err(StepError::Fatal(m)) => {
+            cx.log(NAME, &format!("warning: {m}: the Node keeps the labels and taints it had"));
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -73,10 +84,47 @@ mod tests {
         let want: Vec<String> = units.iter().flat_map(|u| [format!("enable {u}"), format!("restart {u}")]).collect();
         assert_eq!(cx.systemctl_calls(), want);
         assert_eq!(cx.api.borrow().clients, [("kubelet", plan.credentials.kubelet.clone())]);
-        assert_eq!(cx.attempts, 3);
+        // Three reads of the Node's state, then one of the object (no Node object:
+        // nothing to patch).
+        assert_eq!(cx.attempts, 4);
+        assert!(cx.api.borrow().patches.is_empty());
         assert!(cx.failures[0].starts_with("the Node is Ready, but its last heartbeat (1970-01-01T00:00:01Z)"));
         assert_eq!(cx.failures[1], "the node is registered but not Ready: Ready=False (KubeletNotReady)");
         assert!(cx.lines.last().unwrap().starts_with("mk8s-bootstrap[start]: node w1 is Ready"));
+    }
+
+    /// A Node a replaced machine of the same name left keeps its old labels (the
+    /// kubelet labels only a Node it creates): ours are patched in, theirs kept.
+    #[test]
+    fn an_old_node_of_the_same_name_gets_our_labels_and_taints() {
+        let mut cx = FakeCx::new(Duration::from_secs(5));
+        let mut plan = fake::plan();
+        plan.kubelet_args =
+            vec!["--node-labels=tier=gpu,zone=a".into(), "--register-with-taints=gpu=true:NoSchedule".into()];
+        cx.api.borrow_mut().states = [Ok(NodeState::Ready(Some(unix_now() + 3600)))].into();
+        cx.api.borrow_mut().object = Some(serde_json::json!({"metadata": {"labels": {"zone": "a", "old": "x"}}}));
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        let patches = cx.api.borrow().patches.clone();
+        assert_eq!(
+            patches,
+            [serde_json::json!({"metadata": {"labels": {"tier": "gpu"}}, "spec": {"taints": [
+                {"key": "gpu", "value": "true", "effect": "NoSchedule"}
+            ]}})]
+        );
+        assert!(cx.lines.last().unwrap().contains("a Node of this name existed before this machine"));
+        // A refused patch (NodeRestriction) is a warning: the node is Ready.
+        cx.api.borrow_mut().patch_answer = Some(Failure::Fatal("refused (403)".into()));
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        assert!(cx.lines.last().unwrap().contains("warning: refused (403): the Node keeps"), "{:?}", cx.lines);
+        cx.api.borrow_mut().patch_answer = None;
+        let patches = cx.api.borrow().patches.len();
+        // Run again on a Node that has them: no patch.
+        cx.api.borrow_mut().object = Some(serde_json::json!({
+            "metadata": {"labels": {"tier": "gpu", "zone": "a"}},
+            "spec": {"taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]}
+        }));
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        assert_eq!(cx.api.borrow().patches.len(), patches);
     }
 
     #[test]
