@@ -182,6 +182,8 @@ fn expected_calls(channel: &str, stops: &[&str], starts: &[&str]) -> Vec<String>
         "snap list microk8s".to_string(),
         "snap wait system seed.loaded".into(),
         format!("snap install microk8s --classic --channel {channel}"),
+        // `refresh: hold`, the default.
+        "snap refresh --hold microk8s".into(),
     ];
     for u in units(stops) {
         v.push(format!("systemctl stop {u}"));

@@ -47,6 +47,11 @@ case "$1" in
     if [ -d "$sd" ]; then echo "Name      Version  Rev   Tracking  Publisher   Notes"; echo "microk8s  v1.x     1234  $(cat "$FAKE/tracking" 2>/dev/null || echo -)  canonical*  classic"; exit 0; fi
     echo "error: no matching snaps installed" >&2; exit 1 ;;
   wait) exit 0 ;;
+  refresh)
+    # snapd 2.58+: `refresh --hold NAME` holds the snap's automatic refreshes.
+    if [ "$2" = --hold ] && [ "$3" = microk8s ] && [ -d "$sd" ]; then
+      : > "$FAKE/refresh-held"; echo "General refreshes of \"microk8s\" held indefinitely"; exit 0
+    fi ;;
   ack)
     [ -f "$2" ] || { echo "error: cannot read assertion file: $2" >&2; exit 1; }
     echo "$2" >> "$FAKE/acked"; exit 0 ;;
