@@ -1,6 +1,11 @@
 //! Command line. Parsed by hand: the binary is embedded in user-data, and a full
-//! argument parser costs more bytes than these six flags are worth.
+//! argument parser costs more bytes than these flags are worth. Two modes: the
+//! join (no subcommand) and `balance`, the node-local apiserver balancer.
 
+use std::time::Duration;
+
+use crate::balance::config::{duration, Tuning};
+use crate::balance::Args as BalanceArgs;
 use crate::node::Node;
 use crate::plan::PLAN_PATH;
 
@@ -23,6 +28,9 @@ Options:
   -h, --help        this text
   -V, --version     the version
 
+       mk8s-bootstrap balance --config FILE --ca FILE [...]
+                    run the node-local apiserver balancer (see `balance --help`)
+
 Exit codes:
   0   joined (or already joined: a second run changes nothing)
   75  retryable failure (systemd restarts the unit)
@@ -32,11 +40,54 @@ Exit codes:
 Status: /var/lib/mk8s-worker/status.json; completion stamp /var/lib/mk8s-worker/joined.
 ";
 
+pub const BALANCE_HELP: &str = "\
+mk8s-bootstrap balance: the node-local apiserver balancer. TLS passthrough from
+the entry point to the control plane, with failover on the first connection,
+passive failure detection and rare active checks. Reads the traefik-style files
+mk8s-gen writes (JSON after `#` comment lines); never reads the JoinPlan.
+
+Usage: mk8s-bootstrap balance --config FILE --ca FILE [tuning]
+
+Options:
+  --config FILE               traefik.yaml: entryPoints.apiserver.address and
+                              providers.file.filename (the provider file, whose
+                              servers, healthCheck and dialTimeout are used and
+                              reloaded when it changes)
+  --ca FILE                   the cluster CA (PEM); a check needs a certificate
+                              chaining to it
+  -h, --help                  this text
+
+Tuning (durations: 500ms, 2s, 5m; the first three override the provider file):
+  --check-interval D          mean time between sweep checks (file, else 300s)
+  --check-timeout D           a check's timeout (file, else 1s)
+  --dial-timeout D            dial timeout (file's dialTimeout, else 1s)
+  --first-byte-timeout D      wait for a backend's first byte while another
+                              backend in rotation remains (1s)
+  --last-timeout D            the same for the last one in rotation (30s)
+  --backoff-base D            first back-off of a benched backend (500ms)
+  --backoff-cap D             longest back-off (120s)
+  --stall D                   bytes sent, nothing back for D: probe (5s; 0s: off)
+  --suspect-gap D             at most one suspect probe per backend per D (5s)
+  --reload-interval D         how often the provider file is looked at (2s)
+  --max-connections N         clients served at once (1024)
+
+Checks: TLS verified against --ca (chain and serverAuth, not the name), then an
+anonymous GET /readyz; 200 or 401 is healthy (401: MicroK8s's AlwaysAllow default
+refuses anonymous requests, which still proves an apiserver of this cluster).
+
+Exit codes (it runs until stopped):
+  75  cannot listen (systemd restarts the unit)
+  78  unusable --config, provider file or --ca
+  64  usage error
+";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     Run { node: NodeArgs, plan: String },
     Help,
     Version,
+    Balance(BalanceArgs),
+    BalanceHelp,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,12 +123,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         microk8s: "/snap/bin/microk8s".into(),
     };
     let mut plan = PLAN_PATH.to_string();
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
+    if it.peek().is_some_and(|a| a == "balance") {
+        it.next();
+        return parse_balance(it);
+    }
     while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
+        let (flag, inline) = split_flag(&a);
         let slot = match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "-V" | "--version" => return Ok(Parsed::Version),
@@ -90,16 +142,90 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
             "--microk8s" => &mut node.microk8s,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         };
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
-        };
-        if value.is_empty() {
-            return Err(format!("{flag} needs a non-empty value"));
-        }
-        *slot = value;
+        *slot = value_of(&flag, inline, &mut it)?;
     }
     Ok(Parsed::Run { node, plan })
+}
+
+/// `--flag=value` as (`--flag`, Some(value)); anything else as itself.
+fn split_flag(a: &str) -> (String, Option<String>) {
+    match a.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (a.to_string(), None),
+    }
+}
+
+/// A flag's value: inline, else the next argument; never empty.
+fn value_of(flag: &str, inline: Option<String>, it: &mut impl Iterator<Item = String>) -> Result<String, String> {
+    let value = match inline {
+        Some(v) => v,
+        None => it.next().ok_or_else(|| format!("{flag} needs a value"))?,
+    };
+    if value.is_empty() {
+        return Err(format!("{flag} needs a non-empty value"));
+    }
+    Ok(value)
+}
+
+/// The balancer's duration flags and where each goes.
+const BALANCE_DURATIONS: &[&str] = &[
+    "--check-interval",
+    "--check-timeout",
+    "--dial-timeout",
+    "--first-byte-timeout",
+    "--last-timeout",
+    "--backoff-base",
+    "--backoff-cap",
+    "--stall",
+    "--suspect-gap",
+    "--reload-interval",
+];
+
+fn set_duration(t: &mut Tuning, flag: &str, d: Duration) {
+    match flag {
+        "--check-interval" => t.check_interval = Some(d),
+        "--check-timeout" => t.check_timeout = Some(d),
+        "--dial-timeout" => t.dial_timeout = Some(d),
+        "--first-byte-timeout" => t.first_byte = d,
+        "--last-timeout" => t.last_wait = d,
+        "--backoff-base" => t.backoff_base = d,
+        "--backoff-cap" => t.backoff_cap = d,
+        "--stall" => t.stall = d,
+        "--suspect-gap" => t.suspect_gap = d,
+        _ => t.reload_every = d,
+    }
+}
+
+/// `balance [flags]`.
+fn parse_balance(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let (mut config, mut ca, mut tuning) = (None, None, Tuning::default());
+    while let Some(a) = it.next() {
+        let (flag, inline) = split_flag(&a);
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::BalanceHelp),
+            "--config" => config = Some(value_of(&flag, inline, &mut it)?.into()),
+            "--ca" => ca = Some(value_of(&flag, inline, &mut it)?.into()),
+            "--max-connections" => {
+                let v = value_of(&flag, inline, &mut it)?;
+                tuning.max_conns = v.parse().ok().filter(|n| *n > 0).ok_or(format!("{flag}: {v:?} is not a count"))?;
+            }
+            f if BALANCE_DURATIONS.contains(&f) => {
+                let v = value_of(&flag, inline, &mut it)?;
+                let d = duration(&v).ok_or(format!("{flag}: {v:?} is not a duration such as 500ms, 2s or 5m"))?;
+                if d.is_zero() && !matches!(f, "--stall" | "--suspect-gap") {
+                    return Err(format!("{flag} must be longer than 0"));
+                }
+                set_duration(&mut tuning, f, d);
+            }
+            other => return Err(format!("unknown argument {other:?} to balance (see balance --help)")),
+        }
+    }
+    if tuning.backoff_cap < tuning.backoff_base {
+        return Err("--backoff-cap must be at least --backoff-base".into());
+    }
+    let config = config.ok_or("balance needs --config FILE (traefik.yaml)")?;
+    let ca = ca.ok_or("balance needs --ca FILE (the cluster CA)")?;
+    Ok(Parsed::Balance(BalanceArgs { config, ca, tuning }))
 }
 
 #[cfg(test)]
@@ -132,5 +258,69 @@ mod tests {
         assert!(p(&["--root="]).unwrap_err().contains("non-empty"));
         assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
         assert!(HELP.contains("75") && HELP.contains("78"));
+    }
+
+    #[test]
+    fn balance_flags() {
+        let Parsed::Balance(a) = p(&["balance", "--config", "/t.yaml", "--ca=/ca.crt"]).unwrap() else { panic!() };
+        assert_eq!((a.config.to_str(), a.ca.to_str()), (Some("/t.yaml"), Some("/ca.crt")));
+        assert_eq!(a.tuning, Tuning::default());
+        let all = [
+            "balance",
+            "--config",
+            "c",
+            "--ca",
+            "a",
+            "--check-interval",
+            "2s",
+            "--check-timeout=300ms",
+            "--dial-timeout",
+            "250ms",
+            "--first-byte-timeout",
+            "400ms",
+            "--last-timeout",
+            "3s",
+            "--backoff-base",
+            "100ms",
+            "--backoff-cap",
+            "2s",
+            "--stall",
+            "0s",
+            "--suspect-gap",
+            "1s",
+            "--reload-interval",
+            "200ms",
+            "--max-connections",
+            "10",
+        ];
+        let Parsed::Balance(a) = p(&all).unwrap() else { panic!() };
+        let ms = Duration::from_millis;
+        let t = a.tuning;
+        assert_eq!((t.check_interval, t.check_timeout, t.dial_timeout), (Some(ms(2000)), Some(ms(300)), Some(ms(250))));
+        assert_eq!((t.first_byte, t.last_wait, t.backoff_base, t.backoff_cap), (ms(400), ms(3000), ms(100), ms(2000)));
+        assert_eq!((t.stall, t.suspect_gap, t.reload_every, t.max_conns), (ms(0), ms(1000), ms(200), 10));
+        assert_eq!(p(&["balance", "--help", "--bogus"]).unwrap(), Parsed::BalanceHelp);
+        assert_eq!(p(&["balance", "-h"]).unwrap(), Parsed::BalanceHelp);
+        assert!(p(&["--plan", "balance"]).is_ok(), "only the first argument names the mode");
+    }
+
+    #[test]
+    fn balance_usage_errors() {
+        let err = |args: &[&str]| p(args).unwrap_err();
+        assert!(err(&["balance", "--ca", "a"]).contains("needs --config"));
+        assert!(err(&["balance", "--config", "c"]).contains("needs --ca"));
+        assert!(err(&["balance", "--config", "c", "--ca", "a", "--plan", "p"]).contains("unknown argument \"--plan\""));
+        assert!(err(&["balance", "--stall", "5"]).contains("needs --config"), "bare seconds are a duration");
+        assert!(err(&["balance", "--dial-timeout", "fast"]).contains("not a duration"));
+        assert!(err(&["balance", "--dial-timeout", "0s"]).contains("longer than 0"));
+        assert!(err(&["balance", "--max-connections", "0"]).contains("not a count"));
+        assert!(err(&["balance", "--backoff-cap", "100ms", "--config", "c", "--ca", "a"]).contains("at least"));
+        assert!(err(&["balance", "--config"]).contains("needs a value"));
+        assert!(
+            BALANCE_HELP.contains("75") && BALANCE_HELP.contains("401") && BALANCE_HELP.contains("--max-connections")
+        );
+        for f in BALANCE_DURATIONS {
+            assert!(BALANCE_HELP.contains(f), "{f} is documented");
+        }
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! The library owns the [`plan::JoinPlan`] type (the contract with `mk8s-gen`) and
 //! the join itself: the [`phases`] of a join and the [`run::Runner`] that walks
-//! them, so tests drive the same code as the binary.
+//! them, so tests drive the same code as the binary. [`balance`] is the node-local
+//! apiserver balancer the same binary runs as `mk8s-bootstrap balance`.
 
 pub mod api;
+pub mod balance;
 pub mod certs;
 pub mod cli;
 pub mod clock;

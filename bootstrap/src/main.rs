@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
-use mk8s_bootstrap::cli::{self, Parsed, HELP};
+use mk8s_bootstrap::balance;
+use mk8s_bootstrap::cli::{self, Parsed, BALANCE_HELP, HELP};
 use mk8s_bootstrap::run::Runner;
 
 fn main() -> ExitCode {
@@ -9,6 +10,11 @@ fn main() -> ExitCode {
             print!("{HELP}");
             ExitCode::SUCCESS
         }
+        Ok(Parsed::BalanceHelp) => {
+            print!("{BALANCE_HELP}");
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Balance(args)) => ExitCode::from(balance::run(&args)),
         Ok(Parsed::Version) => {
             println!("mk8s-bootstrap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
