@@ -103,8 +103,13 @@ impl Tuning {
     }
 }
 
+/// The longest duration accepted: far beyond any sensible timing, and short
+/// enough that adding it to the clock cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 86_400);
+
 /// A duration as traefik writes one: an integer with `ms`, `s`, `m` or `h`
-/// (`300s`, `500ms`, `5m`); a bare integer is seconds, as traefik reads it.
+/// (`300s`, `500ms`, `5m`); a bare integer is seconds, as traefik reads it. At
+/// most [`MAX_DURATION`].
 pub fn duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -116,7 +121,7 @@ pub fn duration(s: &str) -> Option<Duration> {
         "h" => 3_600_000,
         _ => return None,
     };
-    Some(Duration::from_millis(n.checked_mul(ms)?))
+    Some(Duration::from_millis(n.checked_mul(ms)?)).filter(|d| *d <= MAX_DURATION)
 }
 
 /// The file's text with whole-line `#` comments blanked (line numbers kept, so
@@ -154,7 +159,7 @@ fn missing(pointer: &str, file: &Path, what: &str) -> String {
 fn duration_at(v: &Value, pointer: &str, file: &Path) -> Result<Option<Duration>, String> {
     let d = match v.pointer(pointer) {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Duration::from_secs),
+        Some(Value::Number(n)) => n.as_u64().and_then(|s| duration(&s.to_string())),
         Some(Value::String(s)) => duration(s),
         Some(_) => None,
     };
@@ -264,6 +269,8 @@ mod tests {
         assert_eq!(duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(duration("30"), Some(Duration::from_secs(30)), "traefik: bare seconds");
         assert_eq!(duration("0s"), Some(Duration::ZERO));
+        assert_eq!(duration("2400h"), Some(MAX_DURATION));
+        assert_eq!(duration("2401h"), None, "the clock plus it must not overflow");
         for bad in ["", "s", "1.5s", "-1s", "1d", "1 s", "99999999999999999999s", "18446744073709551615h"] {
             assert_eq!(duration(bad), None, "{bad}");
         }
@@ -275,6 +282,8 @@ mod tests {
             "f: a.c must be a duration such as 300s, 500ms or 5m"
         );
         assert!(duration_at(&v, "/a/d", Path::new("f")).is_err());
+        let huge = parse(r#"{"a":18446744073709551615}"#, Path::new("f")).unwrap();
+        assert!(duration_at(&huge, "/a", Path::new("f")).is_err());
         let zero = parse(r#"{"a":"0s"}"#, Path::new("f")).unwrap();
         assert!(duration_at(&zero, "/a", Path::new("f")).is_err(), "a zero timeout would fail every dial");
     }

@@ -180,10 +180,11 @@ pub fn run(b: Arc<Balancer>) {
             }
         }
         for be in list.into_iter().filter(|be| be.take_due(now)) {
-            let b2 = b.clone();
-            let started = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || check(&b2, &be));
-            if started.is_err() {
-                log(format_args!("cannot start a probe thread; retrying"));
+            let (b2, be2) = (b.clone(), be.clone());
+            let started = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || check(&b2, &be2));
+            if let Err(e) = started {
+                log(format_args!("cannot start a probe of {}: {e}; retrying in 1s", be.addr));
+                be.probed(now, Duration::from_secs(1));
             }
         }
     }
