@@ -61,3 +61,48 @@ pub fn apply(b: &Balancer, tuning: &Tuning, p: &Provider) {
         log(format_args!("{} removed: closed {n} connection(s)", r.addr));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn balancer(servers: &[&str]) -> Balancer {
+        let ca = mk8s_testkit::pki::Ca::new("reload-ca");
+        let tls = crate::balance::probe::client_config(&ca.cert_pem).unwrap();
+        let p = provider(servers);
+        Balancer::new(tls, Tuning::default().settings(&p), &p.servers)
+    }
+
+    fn provider(servers: &[&str]) -> Provider {
+        let servers = servers.iter().map(|s| s.parse().unwrap()).collect();
+        Provider { servers, check_interval: None, check_timeout: None, dial_timeout: Some(Duration::from_millis(300)) }
+    }
+
+    #[test]
+    fn kept_backends_keep_their_state_and_new_ones_join_in_rotation() {
+        let b = balancer(&["10.0.0.1:1", "10.0.0.2:1"]);
+        let old = b.backends();
+        old[1].bench("dial: refused", Instant::now(), 0, Duration::from_secs(1), Duration::from_secs(2));
+        apply(&b, &Tuning::default(), &provider(&["10.0.0.2:1", "10.0.0.3:1"]));
+        let new = b.backends();
+        assert_eq!(new.iter().map(|x| x.addr.to_string()).collect::<Vec<_>>(), ["10.0.0.2:1", "10.0.0.3:1"]);
+        assert!(Arc::ptr_eq(&new[0], &old[1]) && !new[0].is_up(), "the same backend, still benched");
+        assert!(new[1].is_up());
+        assert_eq!(b.settings().dial_timeout, Duration::from_millis(300), "the file's timings in force");
+    }
+
+    #[test]
+    fn a_changed_file_has_a_new_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provider.yaml");
+        assert_eq!(stamp(&path), None);
+        std::fs::write(&path, "{}").unwrap();
+        let first = stamp(&path);
+        assert!(first.is_some());
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, "{}").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_ne!(stamp(&path), first, "same size, maybe same mtime, another inode");
+    }
+}
