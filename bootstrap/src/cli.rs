@@ -15,6 +15,9 @@ following the JoinPlan written by mk8s-gen.
 
 Usage: mk8s-bootstrap [--plan FILE] [--root DIR] [--systemctl PROG] [--snap PROG]
                       [--curl PROG] [--tar PROG] [--microk8s PROG]
+       mk8s-bootstrap balance --config FILE --ca FILE [tuning]
+                      the node-local apiserver balancer instead (its own
+                      options: mk8s-bootstrap balance --help)
 
 Options:
   --plan FILE       the JoinPlan (default /etc/mk8s-worker/plan.json, under --root)
@@ -27,9 +30,6 @@ Options:
                     (default /snap/bin/microk8s: systemd's PATH has no /snap/bin)
   -h, --help        this text
   -V, --version     the version
-
-       mk8s-bootstrap balance --config FILE --ca FILE [...]
-                    run the node-local apiserver balancer (see `balance --help`)
 
 Exit codes:
   0   joined (or already joined: a second run changes nothing)
