@@ -313,13 +313,15 @@ fn reload_adds_removes_and_refuses_empty_or_garbage_lists() {
     assert!(lb.wait_log("reload refused", 1, Duration::from_secs(5)));
     lb.write_provider("# half written\n{\"tcp\": {\"services\": ");
     assert!(lb.wait_log("reload refused", 2, Duration::from_secs(5)));
+    lb.write_provider(&"[".repeat(100_000));
+    assert!(lb.wait_log("recursion limit", 1, Duration::from_secs(5)), "deep nesting is refused, not a crash");
     assert!(lb.lines().iter().any(|l| l.contains("lists no server") && l.contains("keeping 2 server(s)")));
     assert!(lb.lines().iter().any(|l| l.contains("not JSON")));
     for _ in 0..20 {
         let r = https_get(lb.addr, "/version", Some(&ca), None).unwrap();
         assert!(matches!(who(&sims, &r.peer_cert), Some(1 | 2)), "served by a kept server");
     }
-    assert_eq!(lb.count("reload refused"), 2, "one line per refused version of the file");
+    assert_eq!(lb.count("reload refused"), 3, "one line per refused version of the file");
 }
 
 #[test]

@@ -148,10 +148,12 @@ fn start(args: &Args) -> Result<std::convert::Infallible, (u8, String)> {
     if let Err(e) = notify::ready() {
         log(format_args!("{e}"));
     }
+    // Room for serde_json's 128 levels of nesting in a hostile provider file; only
+    // the pages touched count in memory.
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
             .name(name.into())
-            .stack_size(128 * 1024)
+            .stack_size(1024 * 1024)
             .spawn(f)
             .map_err(|e| (EXIT_RETRY, format!("cannot start the {name}: {e}")))
     };
