@@ -486,6 +486,22 @@ fn ready_reaches_an_abstract_notify_socket() {
     assert!(TcpStream::connect(lb.addr).is_ok(), "bound before READY=1");
 }
 
+#[test]
+fn an_ipv6_apiserver_is_served_and_checked() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let ca = Arc::new(Ca::new("cluster-ca"));
+    let sim = SimApiserver::start_at(ca.clone(), "[::1]:0".parse().unwrap(), "");
+    sim.set_authz(Authz::RbacNode);
+    let lb = Lb::start(&ca, &[sim.addr], "300ms", &[]);
+    let r = https_get(lb.addr, "/version", Some(&ca), None).unwrap();
+    assert_eq!((r.status, r.peer_cert == sim.cert_der), (200, true));
+    assert!(wait_for(Duration::from_secs(3), || sim.requests().iter().any(|r| r.1 == "/readyz")), "probed");
+    assert_eq!(lb.count("out of rotation"), 0, "{:?}", lb.lines());
+}
+
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
