@@ -18,13 +18,8 @@ mod common;
 /// The files mk8s-gen writes for `kind: builtin`, for this control plane, in `dir`
 /// (the provider file's path rewritten to `dir`).
 fn builtin_files(cp: &ControlPlane, dir: &Path) -> std::path::PathBuf {
-    let control_plane: String = cp
-        .options
-        .ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n"))
-        .collect();
+    let control_plane: String =
+        cp.options.ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
     fs::write(dir.join("ca.crt"), &cp.ca.cert_pem).unwrap();
     let facts = format!(
         "cluster:\n  name: real\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: token\n  apiserver-port: {}\n  control-plane:\n{control_plane}workers:\n  - {{ name: w-1, address: 10.0.0.5 }}\n",
@@ -32,8 +27,8 @@ fn builtin_files(cp: &ControlPlane, dir: &Path) -> std::path::PathBuf {
     );
     let (facts, secrets) = common::facts_and_secrets(&facts, dir, &cp.ca.key_pem, false);
     let worker = facts.worker("w-1").unwrap();
-    let out = mk8s_gen::render::render_node(&facts, &secrets, worker, &mk8s_gen::render::Delivery::Preinstalled)
-        .unwrap();
+    let out =
+        mk8s_gen::render::render_node(&facts, &secrets, worker, &mk8s_gen::render::Delivery::Preinstalled).unwrap();
     let text = |path: &str| match &out.files.iter().find(|f| f.path == path).unwrap().content {
         mk8s_gen::render::FileContent::Text(t) => t.clone(),
         _ => panic!("{path} is not text"),
@@ -81,7 +76,11 @@ fn real_apiservers_behind_the_builtin_balancer_on_both_authorization_modes() {
         let listen: SocketAddr = format!("127.0.0.1:{}", cp.options.port).parse().unwrap();
         let end = Instant::now() + Duration::from_secs(20);
         while get(&cp, listen, "/version").is_err() {
-            assert!(Instant::now() < end, "{authz:?}: nothing through the balancer\n{}", fs::read_to_string(&log).unwrap());
+            assert!(
+                Instant::now() < end,
+                "{authz:?}: nothing through the balancer\n{}",
+                fs::read_to_string(&log).unwrap()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // Several sweeps (1 s): every apiserver answers its check (401 on
