@@ -40,6 +40,8 @@ const BOOT_BUDGET: Duration = Duration::from_secs(150);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lb {
+    /// No `load-balancer` in the facts: the default, `kind: builtin`.
+    Default,
     Traefik,
     Haproxy,
 }
@@ -136,12 +138,15 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     } else {
         ""
     };
-    let kind = match lb {
-        Lb::Traefik => "traefik",
-        Lb::Haproxy => "haproxy",
+    let lb_facts = match lb {
+        Lb::Default => String::new(),
+        Lb::Traefik | Lb::Haproxy => format!(
+            "  load-balancer: {{ mode: node-local, kind: {}, health-check: {{ interval: 1s, timeout: 500ms }} }}\n",
+            if lb == Lb::Traefik { "traefik" } else { "haproxy" }
+        ),
     };
     let facts_yaml = format!(
-        "cluster:\n  name: boot\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {PORT}\n  control-plane:\n    - {{ name: cp-1, address: {CP_IP} }}\n  load-balancer: {{ mode: node-local, kind: {kind}, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: {name}, address: {node_ip} }}\n"
+        "cluster:\n  name: boot\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {PORT}\n  control-plane:\n    - {{ name: cp-1, address: {CP_IP} }}\n{lb_facts}workers:\n  - {{ name: {name}, address: {node_ip} }}\n"
     );
     let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
     let worker = facts.worker(name).unwrap();
@@ -430,6 +435,25 @@ fn fnv(data: &[u8]) -> u64 {
 #[test]
 fn v1_20_tokens_traefik() {
     node("worker-120", "1.20/stable", Lb::Traefik, "127.0.0.11").scenario();
+}
+
+/// Default facts (no `load-balancer`): the built-in balancer, `mk8s-bootstrap
+/// balance` from the binary the user-data embeds, run by its unit under the real
+/// systemd (DynamicUser, Type=notify, IPAddressAllow).
+#[test]
+fn v1_30_x509_default_balancer() {
+    let n = node("worker-131", "1.30/stable", Lb::Default, "127.0.0.15");
+    let journal_dir = n.machine.path("/var/log/journal");
+    n.scenario_then(move || {
+        let o = std::process::Command::new(mk8s_testkit::tools::require("journalctl"))
+            .arg("-D")
+            .arg(&journal_dir)
+            .args(["--no-pager", "-u", "mk8s-balance.service"])
+            .output()
+            .unwrap();
+        let journal = String::from_utf8_lossy(&o.stdout);
+        assert!(journal.contains("listening on 127.0.0.1:"), "{journal}");
+    });
 }
 
 #[test]
