@@ -5,10 +5,24 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-use common::lb::{cluster, Cluster};
+use mk8s_testkit::balancer::{self, Cluster, Files};
 use mk8s_testkit::tls::https_watch;
+
+/// The worker's generated text files, as the CLI renders them.
+fn render(facts_yaml: &str, dir: &std::path::Path, node: &str) -> Files {
+    let facts = mk8s_gen::load(facts_yaml, dir).valid("facts", facts_yaml).unwrap_or_else(|e| panic!("{e}"));
+    let secrets = std::fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+    let secrets = mk8s_gen::secrets::Secrets::parse(&secrets).unwrap();
+    let delivery = mk8s_gen::render::Delivery::Preinstalled;
+    let out = mk8s_gen::render::render_node(&facts, &secrets, facts.worker(node).unwrap(), &delivery).unwrap();
+    out.files
+        .into_iter()
+        .filter_map(|f| match f.content {
+            mk8s_gen::render::FileContent::Text(t) => Some((f.path, t)),
+            mk8s_gen::render::FileContent::GzipBase64(_) => None,
+        })
+        .collect()
+}
 
 /// Resident memory of a process and all its descendants, KiB.
 fn tree_rss_kib(root: u32) -> u64 {
@@ -46,7 +60,7 @@ fn healthy(c: &Cluster) {
 fn main() {
     println!("{:<9} {:>10} {:>18} {:>10}", "kind", "idle RSS", "RSS, 100 conns", "failover");
     for kind in ["traefik", "haproxy"] {
-        let mut c = cluster(kind);
+        let mut c = balancer::cluster_as(kind, false, render);
         healthy(&c);
         std::thread::sleep(Duration::from_secs(2));
         let pid = c.lb_process.0.id();
@@ -58,7 +72,7 @@ fn main() {
             .map(|_| {
                 let (lb, ca) = (c.lb, c.ca.clone());
                 std::thread::spawn(move || {
-                    https_watch(lb, "/api/v1/watch/nodes", &ca, common::lb::TOKEN, Duration::from_secs(30))
+                    https_watch(lb, "/api/v1/watch/nodes", &ca, balancer::TOKEN, Duration::from_secs(30))
                 })
             })
             .collect();

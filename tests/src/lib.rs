@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod architecture;
+pub mod balancer;
 pub mod boot;
 pub mod cluster_agent;
 pub mod fakes;

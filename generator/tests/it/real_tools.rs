@@ -14,7 +14,7 @@ use mk8s_testkit::proc::{free_port, wait_listening, Guard};
 use mk8s_testkit::tls::{self, https_get, server_config, Response, TlsServer};
 use mk8s_testkit::{tools, workspace};
 
-mod common;
+use crate::common;
 use common::{render_facts, text_of};
 use serde_json::Value;
 

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use mk8s_testkit::{tools, workspace};
 
-mod common;
+use crate::common;
 
 const BEGIN: &str = "# BEGIN mk8s-worker mk8s";
 const END: &str = "# END mk8s-worker mk8s";

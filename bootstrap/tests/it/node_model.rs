@@ -26,7 +26,7 @@ use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::node_model::{self, Model, ModelConfig};
 use mk8s_testkit::pki::Ca;
 
-mod common;
+use crate::common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";

@@ -12,7 +12,7 @@ use mk8s_testkit::tls::{server_config, Request, Response, TlsServer};
 use mk8s_testkit::tools;
 use sha2::Digest;
 
-mod common;
+use crate::common;
 
 const BODY: &str = "#!/bin/sh\necho stand-in bootstrap\n";
 

@@ -29,7 +29,7 @@ use mk8s_testkit::node_model::{self, ModelConfig, NodeView};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
 
-mod common;
+use crate::common;
 
 /// The apiserver port (MicroK8s's own): the namespace is the node's alone.
 const PORT: u16 = 16443;

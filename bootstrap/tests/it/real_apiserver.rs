@@ -13,7 +13,7 @@ use mk8s_testkit::apiserver::{Authz, SimApiserver};
 use mk8s_testkit::pki::{Ca, Leaf};
 use mk8s_testkit::upstream::{ControlPlane, Options};
 
-mod common;
+use crate::common;
 
 const KUBELET: &str = "0123456789abcdef0123456789abcdef";
 const PROXY: &str = "fedcba9876543210fedcba9876543210";

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use mk8s_testkit::tls::https_watch;
 use mk8s_testkit::tools;
 
-mod common;
-use common::lb::cluster_as;
+use crate::common;
+use common::lb_cluster;
 
 /// Run the balancers as their units do: an unprivileged user, no capabilities.
 const UNPRIVILEGED: bool = true;
@@ -28,7 +28,7 @@ fn detection(kind: &str) -> Duration {
 }
 
 fn failover(kind: &str) {
-    let mut c = cluster_as(kind, UNPRIVILEGED);
+    let mut c = lb_cluster(kind, UNPRIVILEGED);
     // Warm up: healthy on all three, and traffic reaches every apiserver.
     let start = Instant::now();
     while !(0..30).all(|_| c.ok_on(&[0, 1, 2])) {
@@ -97,7 +97,7 @@ fn a_90_second_watch_is_not_cut_by_either_balancer() {
         .into_iter()
         .map(|kind| {
             std::thread::spawn(move || {
-                let c = cluster_as(kind, UNPRIVILEGED);
+                let c = lb_cluster(kind, UNPRIVILEGED);
                 for s in &c.sims {
                     s.set_watch_hold(Duration::from_secs(92));
                 }
@@ -106,8 +106,13 @@ fn a_90_second_watch_is_not_cut_by_either_balancer() {
                     assert!(start.elapsed() < Duration::from_secs(30), "{kind} never became healthy");
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                let (status, held) =
-                    https_watch(c.lb, "/api/v1/watch/nodes", &c.ca, common::lb::TOKEN, Duration::from_secs(120));
+                let (status, held) = https_watch(
+                    c.lb,
+                    "/api/v1/watch/nodes",
+                    &c.ca,
+                    mk8s_testkit::balancer::TOKEN,
+                    Duration::from_secs(120),
+                );
                 (kind, status.map_err(|e| e.to_string()), held)
             })
         })

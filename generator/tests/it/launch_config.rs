@@ -2,7 +2,7 @@
 //! the install hook takes it instead of `$SNAP/microk8s.default.yaml`, whose
 //! `addons: [dns]` the worker's cluster-agent would retry every 5 s forever.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

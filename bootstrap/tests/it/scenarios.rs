@@ -19,7 +19,7 @@ use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
 use sha2::Digest;
 
-mod common;
+use crate::common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";

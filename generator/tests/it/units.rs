@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use mk8s_gen::render::NodeOutput;
 use mk8s_testkit::{tools, workspace};
 
-mod common;
-use common::lb::cluster_as;
+use crate::common;
+use common::lb_cluster;
 use common::{render_facts, text_of};
 
 /// The highest exposure `systemd-analyze security` may give a load balancer's unit
@@ -118,7 +118,7 @@ fn systemd_analyze_verify_accepts_the_units() {
 #[test]
 fn the_balancers_work_unprivileged_as_their_units_run_them() {
     for kind in ["traefik", "haproxy"] {
-        let c = cluster_as(kind, true);
+        let c = lb_cluster(kind, true);
         let uid = fs::read_to_string(format!("/proc/{}/status", c.lb_process.0.id())).unwrap();
         let uid = uid.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
         assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{kind}: {uid}");

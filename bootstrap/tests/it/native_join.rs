@@ -26,7 +26,7 @@ use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
-mod common;
+use crate::common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";

@@ -14,7 +14,7 @@ use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
-mod common;
+use crate::common;
 
 /// MicroK8s's own lines, as a 1.20 control plane has them (none of them ours).
 const THEIRS: &str = "adminTOKEN,admin,admin,\"system:masters\"\nkubeletTOKEN,system:node:cp1,kubelet-0,\"system:nodes\"\nproxyTOKEN,system:kube-proxy,kube-proxy\n";

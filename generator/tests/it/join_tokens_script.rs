@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use mk8s_testkit::cluster_agent::is_valid_token;
 use mk8s_testkit::{tools, workspace};
 
-mod common;
+use crate::common;
 
 struct Cp {
     _dir: tempfile::TempDir,

@@ -3,7 +3,8 @@
 //! directory with `fixtures/<case>/expected/`.
 //!
 //! Refresh the expected files after an intended change with
-//! `MK8S_BLESS=1 cargo test -p mk8s-gen --test golden`, then review the diff.
+//! `MK8S_BLESS=1 cargo test -p mk8s-gen --test it golden::` (this module only),
+//! then review the diff.
 
 use std::collections::BTreeMap;
 use std::fs;
