@@ -219,47 +219,222 @@ fn a_failed_run_leaves_the_previous_output_intact() {
     assert_eq!(tree(&out), before);
 }
 
+/// Where a kill interrupts a fleet run. Each point is found by what the run leaves
+/// on disk (a marker), never by elapsed time, and checked after the kill.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum KillAt {
+    /// Nodes are being rendered into the staging directory (marker: a staged node
+    /// file); `sync -f` is held, so no journal can appear whatever the scheduling.
+    Rendering,
+    /// Everything staged, the journal not yet written (marker: the run calls
+    /// `sync -f`, a stand-in on PATH that holds it there).
+    Staged,
+    /// The journal written (marker: it appears): before, during or after the
+    /// renames, wherever the kill lands.
+    Committing,
+    /// Journal written, no rename done; then the renames up to the middle node.
+    /// These two points are exact: a directory in the way of one rename fails the
+    /// run there, which leaves what a kill at that rename leaves (the failed commit
+    /// cleans nothing up; asserted below).
+    BeforeRename(usize),
+}
+
+/// Workers of the kill test: enough that rendering outlasts noticing its first
+/// staged file many times over.
+const KILL_FLEET: usize = 300;
+
 #[test]
 fn killed_part_way_then_rerun_gives_the_complete_output() {
     let tmp = tempfile::tempdir().unwrap();
-    let facts = big_facts(tmp.path(), 3000);
+    let facts = big_facts(tmp.path(), KILL_FLEET);
     let reference = tmp.path().join("reference");
     assert!(fleet(&facts, &seed_secrets(), &reference, &[]).status.success());
-    let want: BTreeMap<_, _> = tree(&reference).into_iter().map(|(k, v)| (k, (v.0, v.3))).collect();
-    let mut interrupted = 0;
-    for (i, delay_ms) in [5u64, 40, 90, 150, 250, 400].into_iter().enumerate() {
+    let want = contents(&reference);
+    let points = [
+        KillAt::Rendering,
+        KillAt::Staged,
+        KillAt::Committing,
+        KillAt::BeforeRename(0),
+        KillAt::BeforeRename(KILL_FLEET / 2),
+    ];
+    for (i, at) in points.into_iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
-        // A previous complete run with other facts, so the kill lands on old output.
-        let other = tmp.path().join(format!("other{i}.yaml"));
-        fs::write(&other, fs::read_to_string(&facts).unwrap().replace("name: big", "name: older")).unwrap();
-        assert!(fleet(&other, &seed_secrets(), &out, &["--no-sync"]).status.success());
-        let mut child = Command::new(BIN)
-            .args([
-                "fleet",
-                "--cluster",
-                facts.to_str().unwrap(),
-                "--secrets",
-                seed_secrets().to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args(["--bootstrap-url", "https://downloads.example.com/mk8s-bootstrap", "--bootstrap-sha256", SHA])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            interrupted += 1;
-        }
-        let _ = child.wait();
+        // Whether the interrupted run left a journal, whose commit the next run finishes.
+        let committed = match at {
+            KillAt::Rendering => kill_while_rendering(tmp.path(), &facts, &out),
+            KillAt::Staged => {
+                older_output(tmp.path(), &facts, &out);
+                let before = tree(&out);
+                let held = HeldSync::new(&tmp.path().join(format!("sync{i}")));
+                let mut child = killed_run(&facts, &out, Some(&held));
+                assert!(kill_when(&mut child, || held.called()), "{at:?}: the run ended before `sync -f`");
+                let staged = staged_nodes(&out);
+                assert_eq!(staged, KILL_FLEET, "{at:?}: every node differs from the older output, so all are staged");
+                assert_untouched(&out, &before, at);
+                false
+            }
+            KillAt::Committing => {
+                older_output(tmp.path(), &facts, &out);
+                let mut child = killed_run(&facts, &out, None);
+                let journal = out.join(".staging/COMMIT.json");
+                assert!(kill_when(&mut child, || journal.exists()), "{at:?}: the run ended before its journal");
+                true
+            }
+            KillAt::BeforeRename(n) => {
+                older_output(tmp.path(), &facts, &out);
+                // Worker n is new to the older output: with the obstacle gone, its
+                // file is missing, as a kill before its rename leaves it.
+                let name = format!("w-{n:05}.user-data");
+                let obstacle = out.join("nodes").join(&name);
+                fs::create_dir_all(obstacle.join("in-the-way")).unwrap();
+                let before = contents(&out);
+                let o = fleet(&facts, &seed_secrets(), &out, &[]);
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                assert_eq!(o.status.code(), Some(2), "{at:?}: {stderr}");
+                assert!(stderr.contains("cannot rename") && stderr.contains(&name), "{at:?}: {stderr}");
+                assert!(out.join(".staging/COMMIT.json").exists(), "{at:?}: the journal stays for the next run");
+                fs::remove_dir_all(&obstacle).unwrap();
+                let now = contents(&out);
+                for w in 0..KILL_FLEET {
+                    let file = format!("nodes/w-{w:05}.user-data");
+                    let renamed = now.get(&file) == want.get(&file);
+                    assert_eq!(renamed, w < n, "{at:?}: {file} renamed: {renamed}");
+                }
+                assert_eq!(now.get("manifest.json"), before.get("manifest.json"), "{at:?}: the manifest goes last");
+                true
+            }
+        };
         let o = fleet(&facts, &seed_secrets(), &out, &[]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let got: BTreeMap<_, _> = tree(&out).into_iter().map(|(k, v)| (k, (v.0, v.3))).collect();
-        assert!(got == want, "after a kill at {delay_ms} ms the output differs from an uninterrupted run");
-        assert_eq!(check_manifest(&out), 3000);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{at:?}: {stderr}");
+        let note = stderr.contains("finished the commit of an interrupted run");
+        match at {
+            // Wherever the kill landed, the journal may already be gone.
+            KillAt::Committing => {}
+            _ => assert_eq!(note, committed, "{at:?}: {stderr}"),
+        }
+        assert!(contents(&out) == want, "after a kill at {at:?} the output differs from an uninterrupted run");
+        assert_eq!(check_manifest(&out), KILL_FLEET);
+        assert!(!out.join(".staging").exists(), "{at:?}");
     }
-    assert!(interrupted >= 3, "only {interrupted} runs were interrupted");
+}
+
+/// A kill while nodes are rendered: the run's first staged node file is the
+/// marker; it must be killed before it staged them all (tried again if a loaded
+/// machine let it get that far before the kill, which is then checked as
+/// [`KillAt::Staged`] is). Returns false: no journal was written.
+fn kill_while_rendering(tmp: &Path, facts: &Path, out: &Path) -> bool {
+    for attempt in 0..5 {
+        older_output(tmp, facts, out);
+        let before = tree(out);
+        let held = HeldSync::new(&tmp.join(format!("sync-rendering{attempt}")));
+        let mut child = killed_run(facts, out, Some(&held));
+        assert!(kill_when(&mut child, || staged_nodes(out) > 0), "the run ended before staging a node");
+        let staged = staged_nodes(out);
+        assert_untouched(out, &before, KillAt::Rendering);
+        if staged < KILL_FLEET && !held.called() {
+            return false;
+        }
+        // Finish this one, so the next attempt starts from an older output again.
+        assert!(fleet(facts, &seed_secrets(), out, &[]).status.success());
+    }
+    panic!("five runs staged every node before the kill landed");
+}
+
+/// A complete run with other facts in `out`, so the kill lands on old output:
+/// every file differs (the cluster's name), the middle and first workers are new,
+/// and one worker is gone (its file is removed by the commit).
+fn older_output(tmp: &Path, facts: &Path, out: &Path) {
+    let text = fs::read_to_string(facts).unwrap().replace("name: big", "name: older");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let new = [format!("name: w-{:05},", 0), format!("name: w-{:05},", KILL_FLEET / 2)];
+    lines.retain(|l| !new.iter().any(|n| l.contains(n.as_str())));
+    let gone = "  - { name: w-99999, labels: { zone: z0 } }";
+    let other = tmp.join("older.yaml");
+    fs::write(&other, lines.join("\n") + "\n" + gone + "\n").unwrap();
+    let o = fleet(&other, &seed_secrets(), out, &["--no-sync"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("nodes/w-99999.user-data").exists());
+}
+
+/// The fleet run to kill, with `held`'s stand-in for `sync` first on PATH.
+fn killed_run(facts: &Path, out: &Path, held: Option<&HeldSync>) -> std::process::Child {
+    let mut c = Command::new(BIN);
+    c.arg("fleet").arg("--cluster").arg(facts).arg("--secrets").arg(seed_secrets()).arg("--out").arg(out);
+    c.args(["--bootstrap-url", "https://downloads.example.com/mk8s-bootstrap", "--bootstrap-sha256", SHA]);
+    if let Some(h) = held {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![h.dir.clone()];
+        dirs.extend(std::env::split_paths(&path));
+        c.env("PATH", std::env::join_paths(dirs).unwrap());
+    }
+    c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// Kill `child` (SIGKILL) as soon as `marker()` holds; false if it exited first.
+/// Polls every millisecond: the wait is for the marker, not for a time.
+fn kill_when(child: &mut std::process::Child, marker: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if marker() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(std::time::Instant::now() < deadline, "no marker in 120 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A stand-in for `sync -f DIR` that records the call, then holds the run inside
+/// it until the run is killed (and ends itself then).
+struct HeldSync {
+    dir: PathBuf,
+}
+
+impl HeldSync {
+    fn new(dir: &Path) -> HeldSync {
+        fs::create_dir_all(dir).unwrap();
+        let script = dir.join("sync");
+        fs::write(
+            &script,
+            "#!/bin/sh\n: > \"$(dirname \"$0\")/called\"\nexec tail -f /dev/null --pid=\"$PPID\" -s 0.1\n",
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        HeldSync { dir: dir.to_path_buf() }
+    }
+
+    fn called(&self) -> bool {
+        self.dir.join("called").exists()
+    }
+}
+
+/// Node files in the run's staging directories (`.staging/<thread>/`).
+fn staged_nodes(out: &Path) -> usize {
+    let Ok(dirs) = fs::read_dir(out.join(".staging")) else { return 0 };
+    dirs.flatten()
+        .filter(|d| d.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .map(|d| fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0))
+        .sum()
+}
+
+/// Killed before its journal: no journal, and every file of the older output as
+/// it was (same bytes, mtimes and inodes).
+fn assert_untouched(out: &Path, before: &BTreeMap<String, (u32, i64, u64, Vec<u8>)>, at: KillAt) {
+    assert!(!out.join(".staging/COMMIT.json").exists(), "{at:?}: a journal was written");
+    let visible = |t: BTreeMap<String, (u32, i64, u64, Vec<u8>)>| {
+        t.into_iter().filter(|(k, _)| !k.starts_with(".staging/")).collect::<BTreeMap<_, _>>()
+    };
+    assert!(visible(tree(out)) == visible(before.clone()), "{at:?}: the older output changed");
+}
+
+/// path -> (mode, bytes) of every file under `dir`.
+fn contents(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
+    tree(dir).into_iter().map(|(k, v)| (k, (v.0, v.3))).collect()
 }
 
 #[test]
