@@ -91,7 +91,10 @@ fn haproxy_fails_over_and_recovers() {
     failover("haproxy");
 }
 
+/// The slow tier: 90 s by design (a balancer's idle or session timeout shorter than
+/// a watch would cut it). Skipped by a plain `cargo test`; scripts/test runs it.
 #[test]
+#[ignore = "slow tier: holds a watch for 90 s; scripts/test runs it with --include-ignored"]
 fn a_90_second_watch_is_not_cut_by_either_balancer() {
     let runs: Vec<_> = ["traefik", "haproxy"]
         .into_iter()

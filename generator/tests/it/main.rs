@@ -3,6 +3,9 @@
 //! real `mk8s-gen` binary (`CARGO_BIN_EXE_mk8s-gen`) or the real tools that consume
 //! its output. A new test belongs in the module of its subject; a new subject gets
 //! a module here. `cargo test -p mk8s-gen --test it <module>::` runs one module.
+//!
+//! The slow tier (`#[ignore = "slow tier: ..."]`) runs only with
+//! `-- --include-ignored`, as scripts/test does.
 
 mod common;
 
