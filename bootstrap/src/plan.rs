@@ -502,15 +502,20 @@ mod tests {
         let stripped = p.stripped();
         assert_eq!(stripped.credentials.kubelet, Credential::Removed);
         assert_eq!(stripped.identity(), p.identity());
+        // Each inconsistency is refused for its own reason.
+        let refused = |bad: JoinPlan, why: &str| match bad.check() {
+            Err(PlanError::Invalid(m)) => assert_eq!(m, why),
+            other => panic!("{other:?}, expected {why:?}"),
+        };
         let mut bad = p.clone();
         bad.join = Some(JoinSpec { agents: vec!["cp-1:25000".into()] });
-        assert!(bad.check().is_err(), "endpoints are IP:PORT");
+        refused(bad, "join.agents must list IP:PORT endpoints");
         let mut bad = p.clone();
         bad.credentials.kubelet = Credential::JoinToken { token: "short".into() };
-        assert!(bad.check().is_err());
+        refused(bad, "with join, credentials.kubelet must be a joinToken of at least 32 hex digits");
         let mut bad = p.clone();
         bad.join = None;
-        assert!(bad.check().is_err(), "a join token needs a join section");
+        refused(bad, "a joinToken credential needs a join section");
         // Plans without a join section (every other mode) still parse.
         let mut old: serde_json::Value = serde_json::from_str(&p.to_json()).unwrap();
         old.as_object_mut().unwrap().remove("join");

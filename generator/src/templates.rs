@@ -162,6 +162,13 @@ mod tests {
             "mk8s-traefik.service",
             json!({"binary": "/usr/bin/x; rm -rf /", "config": "/etc/x.yaml", "allow": ["10.0.0.1"]}),
         );
-        assert!(bad.is_err());
+        // Refused by the systemd escaping rule, for this value (not a missing
+        // template or an undefined variable).
+        let err = bad.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadSerialization, "{err:#}");
+        assert!(
+            err.to_string().contains(r#""/usr/bin/x; rm -rf /" cannot be written into a systemd unit unquoted"#),
+            "{err:#}"
+        );
     }
 }

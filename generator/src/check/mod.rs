@@ -166,21 +166,24 @@ mod tests {
         assert_eq!(f("1.24/edge", &mut r), Some(Flavour::Kubelite));
         assert_eq!(f("1.30/stable", &mut r), Some(Flavour::KubeliteApiserverProxy));
         assert!(!r.has_errors());
-        for bad in [
-            "1.18/stable",
-            "2.0",
-            "1.30/stabel",
-            "1.30/stable/x/y",
-            "one",
-            "1.30-strict/stable",
-            "",
-            "+1.+30/stable",
-            "1.030",
-            "01.30",
+        // Each bad channel: one error, at the channel, saying why.
+        let not_a_channel = |c: &str| format!("\"{c}\" is not a MicroK8s snap channel");
+        for (bad, why) in [
+            ("1.18/stable", "MicroK8s 1.18 is not supported".to_string()),
+            ("2.0", "MicroK8s 2.0 is not supported".to_string()),
+            ("1.30/stabel", not_a_channel("1.30/stabel")),
+            ("1.30/stable/x/y", not_a_channel("1.30/stable/x/y")),
+            ("one", not_a_channel("one")),
+            ("1.30-strict/stable", "track \"1.30-strict\" is not supported".to_string()),
+            ("", not_a_channel("")),
+            ("+1.+30/stable", not_a_channel("+1.+30/stable")),
+            ("1.030", not_a_channel("1.030")),
+            ("01.30", not_a_channel("01.30")),
         ] {
             let mut r = Report::default();
             assert_eq!(f(bad, &mut r), None, "{bad}");
-            assert!(r.has_errors());
+            let said: Vec<_> = r.problems.iter().map(|p| (p.severity, p.path.as_str(), p.message.as_str())).collect();
+            assert_eq!(said, [(Severity::Error, "$.cluster.microk8s.channel", why.as_str())], "{bad:?}");
         }
     }
 
@@ -311,29 +314,35 @@ mod tests {
 
     #[test]
     fn kubelet_args_are_plain_and_unmanaged() {
+        // The errors for one argument (none: accepted).
         let check = |a: &str| {
             let mut r = Report::default();
             check_kubelet_arg(a, "$", &mut r);
-            r.has_errors()
+            assert!(r.problems.iter().all(|p| p.severity == Severity::Error && p.path == "$"), "{a}");
+            r.problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>()
         };
-        assert!(!check("--max-pods=200"));
-        assert!(!check("--register-with-taints=dedicated=edge:NoSchedule"));
-        assert!(check("--max-pods=$(reboot)"));
-        assert!(check("--max-pods=1 --anonymous-auth=true"));
-        assert!(check("--x=\"a\""));
-        assert!(check("--kubeconfig=/tmp/x"));
-        assert!(check("-v=2"));
-        for bad in [
-            "--config=/etc/k.yaml",
-            "--anonymous-auth=true",
-            "--anonymous-auth",
-            "--authorization-mode=AlwaysAllow",
-            "--help",
-            "--version",
-        ] {
-            assert!(check(bad), "{bad}");
+        // Which rule refused it: `--kubeconfig=/tmp/x` is a plain flag the generator
+        // manages, not a format error.
+        let refused = |a: &str, why: &str| {
+            let said = check(a);
+            assert!(said.len() == 1 && said[0].contains(why), "{a}: {said:?}, expected {why:?}");
+        };
+        assert!(check("--max-pods=200").is_empty());
+        assert!(check("--register-with-taints=dedicated=edge:NoSchedule").is_empty());
+        let not_plain = "is not a plain --flag=value";
+        refused("--max-pods=$(reboot)", not_plain);
+        refused("--max-pods=1 --anonymous-auth=true", not_plain);
+        refused("--x=\"a\"", not_plain);
+        refused("-v=2", not_plain);
+        refused("--kubeconfig=/tmp/x", "--kubeconfig is managed by mk8s-gen");
+        for bad in ["--config=/etc/k.yaml", "--help", "--version"] {
+            let flag = bad.split('=').next().unwrap();
+            refused(bad, &format!("{flag} is not allowed in kubelet-args"));
         }
-        assert!(!check("--anonymous-auth=false") && !check("--authorization-mode=Webhook"));
+        for bad in ["--anonymous-auth=true", "--anonymous-auth", "--authorization-mode=AlwaysAllow"] {
+            refused(bad, "would let anyone who reaches the kubelet's port 10250 use its API");
+        }
+        assert!(check("--anonymous-auth=false").is_empty() && check("--authorization-mode=Webhook").is_empty());
     }
 
     #[test]

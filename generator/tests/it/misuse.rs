@@ -150,8 +150,11 @@ fn credentials_in_urls_are_refused_and_queries_never_logged() {
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .output()
         .unwrap();
-    assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
+    // Refused for the checksum (exit 1), not for a missing tool or a bad argument.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("does not have sha256 {SHA}; refusing to run it")), "{err}");
+    assert!(!dest.exists(), "the wrong bytes were installed");
     assert!(err.contains("https://b.s3.amazonaws.com/mk8s-bootstrap?<redacted>"), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
 }
