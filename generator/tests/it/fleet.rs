@@ -242,6 +242,8 @@ enum KillAt {
 /// Workers of the kill test: enough that rendering outlasts noticing its first
 /// staged file many times over.
 const KILL_FLEET: usize = 300;
+/// Workers missing from the older output: a failed rename stops the commit at each.
+const NEW_WORKERS: [usize; 2] = [0, KILL_FLEET / 2];
 
 #[test]
 fn killed_part_way_then_rerun_gives_the_complete_output() {
@@ -254,8 +256,8 @@ fn killed_part_way_then_rerun_gives_the_complete_output() {
         KillAt::Rendering,
         KillAt::Staged,
         KillAt::Committing,
-        KillAt::BeforeRename(0),
-        KillAt::BeforeRename(KILL_FLEET / 2),
+        KillAt::BeforeRename(NEW_WORKERS[0]),
+        KillAt::BeforeRename(NEW_WORKERS[1]),
     ];
     for (i, at) in points.into_iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
@@ -342,12 +344,12 @@ fn kill_while_rendering(tmp: &Path, facts: &Path, out: &Path) -> bool {
 }
 
 /// A complete run with other facts in `out`, so the kill lands on old output:
-/// every file differs (the cluster's name), the middle and first workers are new,
-/// and one worker is gone (its file is removed by the commit).
+/// every file differs (the cluster's name), [`NEW_WORKERS`] are new, and one
+/// worker is gone (its file is removed by the commit).
 fn older_output(tmp: &Path, facts: &Path, out: &Path) {
     let text = fs::read_to_string(facts).unwrap().replace("name: big", "name: older");
     let mut lines: Vec<&str> = text.lines().collect();
-    let new = [format!("name: w-{:05},", 0), format!("name: w-{:05},", KILL_FLEET / 2)];
+    let new = NEW_WORKERS.map(|n| format!("name: w-{n:05},"));
     lines.retain(|l| !new.iter().any(|n| l.contains(n.as_str())));
     let gone = "  - { name: w-99999, labels: { zone: z0 } }";
     let other = tmp.join("older.yaml");
