@@ -12,9 +12,11 @@
 
 mod common;
 
+mod balance;
 mod launch_config;
 mod native_join;
 mod node_model;
 mod real_apiserver;
+mod real_balance;
 mod real_boot;
 mod scenarios;

@@ -13,7 +13,7 @@ use mk8s_testkit::apiserver::Authz;
 use mk8s_testkit::proc::Guard;
 use mk8s_testkit::upstream::{ControlPlane, Options};
 
-mod common;
+use super::common;
 
 /// The files mk8s-gen writes for `kind: builtin`, for this control plane, in `dir`
 /// (the provider file's path rewritten to `dir`).
