@@ -7,9 +7,6 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
 pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
 pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
-/// `kind: builtin`: its configuration, and the unit that runs `mk8s-bootstrap balance`.
-pub const BALANCE_DIR: &str = "/etc/mk8s-worker/balancer";
-pub const BALANCE_UNIT: &str = "mk8s-balance.service";
 
 pub const FETCH_SCRIPT: &str = "/usr/local/lib/mk8s-worker/fetch-bootstrap";
 /// Read by the install hook of MicroK8s 1.27+ before its bundled default.

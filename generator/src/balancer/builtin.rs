@@ -10,12 +10,16 @@ use serde_json::json;
 
 use super::{health_check, Balancer, CheckCx, RenderCx, Rendered, BASE};
 use crate::facts::RawLoadBalancer;
-use crate::files::{FileContent, NodeFile, BALANCE_DIR, BALANCE_UNIT, STAGE_DIR, UNIT_DIR};
+use crate::files::{FileContent, NodeFile, STAGE_DIR, UNIT_DIR};
 use crate::model::LoadBalancer;
 use crate::report::Report;
 use crate::templates;
 
 pub struct Builtin;
+
+/// Its configuration, and the unit that runs `mk8s-bootstrap balance`.
+pub const BALANCE_DIR: &str = "/etc/mk8s-worker/balancer";
+pub const BALANCE_UNIT: &str = "mk8s-balance.service";
 
 /// The sweep of active checks (each server once per interval, jittered), and a
 /// check's timeout: failures are found on real traffic, so checks are rare.
