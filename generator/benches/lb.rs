@@ -1,7 +1,10 @@
 //! Node-local load balancers side by side, with the real programs in front of three
 //! simulated apiservers: resident memory idle and with 100 concurrent connections
-//! (watch-like, held open), and failover time when one apiserver dies.
-//! `cargo bench -p mk8s-gen --bench lb` (needs traefik and haproxy: scripts/setup).
+//! (watch-like, held open), requests per second and p99 latency (each request a new
+//! TLS connection through the balancer), and failover time and failed requests
+//! when one apiserver dies.
+//! `cargo bench -p mk8s-gen --bench lb` (needs traefik and haproxy: scripts/setup,
+//! and the agent: `cargo build --release -p mk8s-bootstrap`).
 
 use std::time::{Duration, Instant};
 
@@ -58,8 +61,11 @@ fn healthy(c: &Cluster) {
 }
 
 fn main() {
-    println!("{:<9} {:>10} {:>18} {:>10}", "kind", "idle RSS", "RSS, 100 conns", "failover");
-    for kind in ["traefik", "haproxy"] {
+    println!(
+        "{:<9} {:>10} {:>18} {:>9} {:>9} {:>10} {:>7}",
+        "kind", "idle RSS", "RSS, 100 conns", "req/s", "p99", "failover", "failed"
+    );
+    for kind in ["builtin", "traefik", "haproxy"] {
         let mut c = balancer::cluster_as(kind, false, render);
         healthy(&c);
         std::thread::sleep(Duration::from_secs(2));
@@ -84,22 +90,37 @@ fn main() {
             .filter(|(r, d)| r.is_ok() && *d >= Duration::from_secs(5))
             .count();
         assert_eq!(held, 100, "{kind}: only {held} of 100 connections were held");
+        // Requests: one client, each request a new TLS connection, for 3 s.
+        let mut latencies = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            let t = Instant::now();
+            assert!(c.ok_on(&[0, 1, 2]), "{kind}: a request failed with every apiserver up");
+            latencies.push(t.elapsed());
+        }
+        let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+        latencies.sort();
+        let p99 = latencies[latencies.len() * 99 / 100];
         // Failover: from the death of one apiserver to the first of 20 consecutive
         // successes, as in the failover test.
         c.sims[1].stop();
         let died = Instant::now();
-        let mut streak = 0;
+        let (mut streak, mut failed) = (0, 0);
         while streak < 20 {
             streak = if c.ok_on(&[0, 2]) { streak + 1 } else { 0 };
+            failed += usize::from(streak == 0);
             assert!(died.elapsed() < Duration::from_secs(30));
             std::thread::sleep(Duration::from_millis(10));
         }
         let failover = died.elapsed();
         println!(
-            "{kind:<9} {:>7.1} MiB {:>15.1} MiB {:>9.2}s",
+            "{kind:<9} {:>6.1} MiB {:>14.1} MiB {:>9.0} {:>6.2} ms {:>9.2}s {:>7}",
             idle as f64 / 1024.0,
             loaded as f64 / 1024.0,
-            failover.as_secs_f64()
+            rate,
+            p99.as_secs_f64() * 1000.0,
+            failover.as_secs_f64(),
+            failed
         );
     }
 }

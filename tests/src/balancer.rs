@@ -67,7 +67,16 @@ pub fn cluster_as(kind: &str, unprivileged: bool, render: impl FnOnce(&str, &Pat
 
 /// The real program's executable, where an unprivileged user can run it.
 fn program(kind: &str, dir: &Path, unprivileged: bool) -> std::path::PathBuf {
-    let mut path = tools::require(kind);
+    let mut path = if kind == "builtin" {
+        // The agent under test, as cargo built it beside this test or bench.
+        crate::node_model::workspace_binary(
+            "mk8s-bootstrap",
+            "cargo build -p mk8s-bootstrap --bin mk8s-bootstrap",
+            &crate::workspace().join("bootstrap"),
+        )
+    } else {
+        tools::require(kind)
+    };
     if !unprivileged {
         return path;
     }
@@ -81,7 +90,7 @@ fn program(kind: &str, dir: &Path, unprivileged: bool) -> std::path::PathBuf {
         path = Path::new(String::from_utf8_lossy(&o.stdout).trim()).join(kind);
     }
     // Home directories may be closed to others: run a copy, as from /usr/local/bin.
-    let copy = dir.join(kind);
+    let copy = dir.join(path.file_name().unwrap_or_default());
     fs::copy(&path, &copy).unwrap();
     fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     copy
@@ -129,6 +138,25 @@ pub fn start_lb(kind: &str, files: &Files, dir: &Path, unprivileged: bool) -> Gu
             assert!(check.status.success(), "haproxy -c: {}", String::from_utf8_lossy(&check.stdout));
             Guard::spawn(
                 command(&bin, unprivileged).arg("-db").arg("-f").arg(&cfg).stdout(log.try_clone().unwrap()).stderr(log),
+            )
+        }
+        "builtin" => {
+            let provider = dir.join("provider.yaml");
+            fs::write(&provider, text_of(files, "/etc/mk8s-worker/balancer/provider.yaml")).unwrap();
+            let config = dir.join("traefik.yaml");
+            let text = text_of(files, "/etc/mk8s-worker/balancer/traefik.yaml");
+            fs::write(&config, text.replace("/etc/mk8s-worker/balancer/provider.yaml", provider.to_str().unwrap()))
+                .unwrap();
+            fs::write(dir.join("cluster-ca.crt"), text_of(files, "/etc/mk8s-worker/ca.crt")).unwrap();
+            Guard::spawn(
+                command(&bin, unprivileged)
+                    .arg("balance")
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--ca")
+                    .arg(dir.join("cluster-ca.crt"))
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log),
             )
         }
         other => panic!("no program for {other}"),

@@ -117,7 +117,7 @@ fn systemd_analyze_verify_accepts_the_units() {
 
 #[test]
 fn the_balancers_work_unprivileged_as_their_units_run_them() {
-    for kind in ["traefik", "haproxy"] {
+    for kind in ["builtin", "traefik", "haproxy"] {
         let c = lb_cluster(kind, true);
         let uid = fs::read_to_string(format!("/proc/{}/status", c.lb_process.0.id())).unwrap();
         let uid = uid.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();

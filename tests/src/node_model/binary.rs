@@ -24,20 +24,28 @@ fn find_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("CARGO_BIN_EXE_mk8s-node-model") {
         return PathBuf::from(bin);
     }
+    workspace_binary("mk8s-node-model", BUILD_IT, Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The workspace binary `name`, built by `build` from the crate in `crate_dir`: in
+/// the target profile directory of the running test executable (or bench), where
+/// `cargo test --workspace` puts every binary. Missing, or older than a source
+/// file of its crate, it panics with the command that builds it.
+pub fn workspace_binary(name: &str, build: &str, crate_dir: &Path) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // <target>/<profile>/deps/<test>-<hash>
     let deps = exe.parent().expect("deps dir");
     let profile_dir = if deps.file_name().is_some_and(|n| n == "deps") { deps.parent().unwrap() } else { deps };
     let build = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => BUILD_IT.to_string(),
-        Some("release") => format!("{BUILD_IT} --release"),
-        Some(p) => format!("{BUILD_IT} --profile {p}"),
+        Some("debug") | None => build.to_string(),
+        Some("release") => format!("{build} --release"),
+        Some(p) => format!("{build} --profile {p}"),
     };
-    let bin = profile_dir.join("mk8s-node-model");
+    let bin = profile_dir.join(name);
     let Ok(built) = fs::metadata(&bin).and_then(|m| m.modified()) else {
         panic!("{} is missing: build it with `{build}` (scripts/test builds it)", bin.display());
     };
-    if let Some((source, changed)) = newest_source(Path::new(env!("CARGO_MANIFEST_DIR"))) {
+    if let Some((source, changed)) = newest_source(crate_dir) {
         assert!(
             changed <= built,
             "{} is older than {}: rebuild it with `{build}` (scripts/test builds it)",
@@ -48,8 +56,8 @@ fn find_binary() -> PathBuf {
     bin
 }
 
-/// The most recently changed file the binary is built from (`Cargo.toml` and
-/// `src/` of the testkit), with its time; None if the sources are not here.
+/// The most recently changed file a binary is built from (`Cargo.toml` and `src/`
+/// of its crate), with its time; None if the sources are not here.
 fn newest_source(manifest_dir: &Path) -> Option<(PathBuf, SystemTime)> {
     let mut newest: Option<(PathBuf, SystemTime)> = None;
     let mut pending = vec![manifest_dir.join("Cargo.toml"), manifest_dir.join("src")];

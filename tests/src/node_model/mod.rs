@@ -58,7 +58,7 @@ mod state;
 mod systemd;
 mod versions;
 
-pub use binary::binary;
+pub use binary::{binary, workspace_binary};
 pub use cli::cli_main;
 pub use daemons::kubelet::real_kubelet_args;
 pub use join_py::redact_connection;
