@@ -1,8 +1,9 @@
 //! Node-local load balancers side by side, with the real programs in front of three
 //! simulated apiservers: resident memory idle and with 100 concurrent connections
 //! (watch-like, held open), requests per second and p99 latency (each request a new
-//! TLS connection through the balancer), and failover time and failed requests
-//! when one apiserver dies.
+//! TLS connection through the balancer, and over 4 open connections), and failover
+//! time and failed requests when one apiserver dies. The built-in balancer runs as
+//! shipped: the static `bootstrap`-profile build.
 //! `cargo bench -p mk8s-gen --bench lb` (needs traefik and haproxy: scripts/setup,
 //! and the agent: `cargo build --release -p mk8s-bootstrap`).
 
@@ -61,9 +62,17 @@ fn healthy(c: &Cluster) {
 }
 
 fn main() {
+    // The built-in balancer as shipped (scripts/test and bench/bootstrap.sh build it).
+    let shipped = mk8s_testkit::workspace().join("target/x86_64-unknown-linux-musl/bootstrap/mk8s-bootstrap");
+    assert!(
+        shipped.exists(),
+        "{} is missing: cargo build --profile bootstrap -p mk8s-bootstrap --target x86_64-unknown-linux-musl",
+        shipped.display()
+    );
+    std::env::set_var("MK8S_BOOTSTRAP_BIN", &shipped);
     println!(
-        "{:<9} {:>10} {:>18} {:>9} {:>9} {:>10} {:>7}",
-        "kind", "idle RSS", "RSS, 100 conns", "req/s", "p99", "failover", "failed"
+        "{:<9} {:>10} {:>16} {:>12} {:>9} {:>13} {:>9} {:>10} {:>7}",
+        "kind", "idle RSS", "RSS, 100 conns", "new conn/s", "p99", "open req/s", "p99", "failover", "failed"
     );
     for kind in ["builtin", "traefik", "haproxy"] {
         let mut c = balancer::cluster_as(kind, false, render);
@@ -101,6 +110,7 @@ fn main() {
         let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
         latencies.sort();
         let p99 = latencies[latencies.len() * 99 / 100];
+        let (open_rate, open_p99) = balancer::over_open_connections(c.lb, &c.ca, 4, Duration::from_secs(3));
         // Failover: from the death of one apiserver to the first of 20 consecutive
         // successes, as in the failover test.
         c.sims[1].stop();
@@ -114,11 +124,13 @@ fn main() {
         }
         let failover = died.elapsed();
         println!(
-            "{kind:<9} {:>6.1} MiB {:>14.1} MiB {:>9.0} {:>6.2} ms {:>9.2}s {:>7}",
+            "{kind:<9} {:>6.1} MiB {:>12.1} MiB {:>12.0} {:>6.2} ms {:>13.0} {:>6.2} ms {:>9.2}s {:>7}",
             idle as f64 / 1024.0,
             loaded as f64 / 1024.0,
             rate,
             p99.as_secs_f64() * 1000.0,
+            open_rate,
+            open_p99.as_secs_f64() * 1000.0,
             failover.as_secs_f64(),
             failed
         );

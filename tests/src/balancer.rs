@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::apiserver::SimApiserver;
 use crate::pki::Ca;
@@ -68,12 +70,15 @@ pub fn cluster_as(kind: &str, unprivileged: bool, render: impl FnOnce(&str, &Pat
 /// The real program's executable, where an unprivileged user can run it.
 fn program(kind: &str, dir: &Path, unprivileged: bool) -> std::path::PathBuf {
     let mut path = if kind == "builtin" {
-        // The agent under test, as cargo built it beside this test or bench.
-        crate::node_model::workspace_binary(
-            "mk8s-bootstrap",
-            "cargo build -p mk8s-bootstrap --bin mk8s-bootstrap",
-            &crate::workspace().join("bootstrap"),
-        )
+        // The agent under test: as given (the bench runs the shipped static build),
+        // else as cargo built it beside this test.
+        std::env::var_os("MK8S_BOOTSTRAP_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            crate::node_model::workspace_binary(
+                "mk8s-bootstrap",
+                "cargo build -p mk8s-bootstrap --bin mk8s-bootstrap",
+                &crate::workspace().join("bootstrap"),
+            )
+        })
     } else {
         tools::require(kind)
     };
@@ -176,6 +181,53 @@ impl Cluster {
     pub fn requests_to(&self, i: usize) -> usize {
         self.sims[i].requests().iter().filter(|r| r.1 == "/readyz").count()
     }
+}
+
+/// Requests over `n` open keep-alive TLS connections for `secs`: (requests per
+/// second, p99 latency).
+pub fn over_open_connections(lb: SocketAddr, ca: &Ca, n: usize, secs: Duration) -> (f64, Duration) {
+    let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(ca.rustls_root())
+        .with_no_client_auth();
+    let cfg = Arc::new(cfg);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let name = rustls::pki_types::ServerName::IpAddress(lb.ip().into());
+                let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+                let sock = TcpStream::connect(lb).unwrap();
+                sock.set_nodelay(true).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut latencies = Vec::new();
+                while start.elapsed() < secs {
+                    let t = Instant::now();
+                    let req =
+                        format!("GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+                    tls.write_all(req.as_bytes()).unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        tls.read_exact(&mut byte).unwrap();
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
+                    let len: usize =
+                        head.lines().find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok()).unwrap_or(0);
+                    tls.read_exact(&mut vec![0u8; len]).unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
+    (rate, all[all.len() * 99 / 100])
 }
 
 /// A generated file's text, by its path on the node.

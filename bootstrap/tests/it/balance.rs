@@ -555,3 +555,57 @@ fn the_balancer_does_not_use_the_join() {
         assert!(!uses.contains(join), "balance uses crate::{join}: {uses:?}");
     }
 }
+
+/// An iptables rule that drops the SYNs to `addr` (a powered-off or unreachable
+/// host: no refusal, no answer), removed on drop.
+struct BlackHole {
+    rule: Vec<String>,
+}
+
+impl BlackHole {
+    fn new(addr: SocketAddr) -> BlackHole {
+        let rule: Vec<String> =
+            ["OUTPUT", "-d", &addr.ip().to_string(), "-p", "tcp", "--dport", &addr.port().to_string()]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["--syn", "-j", "DROP"].iter().map(|s| s.to_string()))
+                .collect();
+        let iptables = mk8s_testkit::tools::require("iptables");
+        let st = Command::new(&iptables).arg("-w").arg("-I").args(&rule).status().unwrap();
+        assert!(st.success(), "iptables -I {rule:?}");
+        BlackHole { rule }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables").arg("-w").arg("-D").args(&self.rule).status();
+    }
+}
+
+/// An unreachable apiserver (SYNs dropped): a new connection waits the dial
+/// timeout once, then goes to the next apiserver; the host leaves the rotation and
+/// later connections never wait for it.
+#[test]
+fn an_unreachable_apiserver_costs_one_dial_timeout_at_most() {
+    let ca = Arc::new(Ca::new("cluster-ca"));
+    let sims = sims(&ca, &[31, 32], Authz::AlwaysAllow);
+    // Nothing needs to listen there: the SYN never arrives.
+    let gone = SocketAddr::from(([127, 0, 0, 33], free_port()));
+    let _hole = BlackHole::new(gone);
+    let mut servers = addrs(&sims);
+    servers.insert(0, gone);
+    let lb = Lb::start(&ca, &servers, "300s", &["--dial-timeout", "500ms"]);
+    let (mut slow, mut worst) = (0, Duration::ZERO);
+    for i in 0..60 {
+        let t = Instant::now();
+        let r = https_get(lb.addr, "/readyz", Some(&ca), None).unwrap_or_else(|e| panic!("request {i} failed: {e}"));
+        let took = t.elapsed();
+        assert!(who(&sims, &r.peer_cert).is_some(), "request {i}");
+        slow += usize::from(took >= Duration::from_millis(500));
+        worst = worst.max(took);
+    }
+    assert!(worst < Duration::from_millis(500 + 700), "worst request {worst:?}");
+    assert!(slow <= 1, "{slow} requests waited for the unreachable host");
+    assert!(lb.wait_log(&format!("{gone} out of rotation: dial"), 1, Duration::from_secs(3)), "{:?}", lb.lines());
+}
