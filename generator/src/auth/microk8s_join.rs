@@ -62,7 +62,7 @@ impl AuthMode for MicroK8sJoin {
             );
             ok = false;
         }
-        ok.then_some(Auth::MicroK8sJoin { token_ttl_secs: hours as u64 * 3600 })
+        ok.then(|| Auth::MicroK8sJoin { token_ttl_secs: hours.unsigned_abs() * 3600 })
     }
 
     /// The join writes the CA and both kubeconfigs itself: nothing is staged.

@@ -158,3 +158,53 @@ fn credentials_in_urls_are_refused_and_queries_never_logged() {
     assert!(err.contains("https://b.s3.amazonaws.com/mk8s-bootstrap?<redacted>"), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
 }
+
+/// The token lifetime settings under hostile values: each refused (or, for a value
+/// the schema reads as another type, reported) at its own path, and nothing written.
+#[test]
+fn hostile_token_lifetimes_and_generations_are_refused_at_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(workspace().join("fixtures/seed/ca.crt"), dir.path().join("ca.crt")).unwrap();
+    let facts = |ttl: &str, generation: &str| {
+        format!(
+            "cluster:\n  name: c\n  microk8s: {{ channel: 1.26/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  microk8s-join: {{ token-ttl-hours: {ttl} }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w-1, address: 10.0.0.5, generation: {generation} }}\n"
+        )
+    };
+    let cases = [
+        ("0", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("-1", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("8761", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("99999999999999999999", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("1.5", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("'24'", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("[24]", "0", "$.cluster.microk8s-join.token-ttl-hours"),
+        ("24", "-1", "$.workers[0].generation"),
+        ("24", "1000001", "$.workers[0].generation"),
+        ("24", "1e3", "$.workers[0].generation"),
+        ("24", "'7'", "$.workers[0].generation"),
+        ("24", "{ n: 1 }", "$.workers[0].generation"),
+    ];
+    for (ttl, generation, path) in cases {
+        let file = dir.path().join("cluster.yaml");
+        fs::write(&file, facts(ttl, generation)).unwrap();
+        let out = dir.path().join("cp");
+        let o = Command::new(BIN)
+            .args(["control-plane", "--message-format", "json", "--cluster"])
+            .arg(&file)
+            .args(["--secrets", &seed("secrets.yaml"), "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "ttl {ttl}, generation {generation}: {said}");
+        // A number too large for any integer stops the YAML reader itself: reported
+        // at `$` with its line and column and the key's dotted name.
+        let key = path.trim_start_matches("$.").replace("[0]", "");
+        let at_path = said.contains(&format!("\"path\":\"{path}\""));
+        let by_name = said.contains("\"path\":\"$\"")
+            && said.contains(&format!("{key}: invalid type"))
+            && said.contains("\"line\":");
+        assert!(at_path || by_name, "ttl {ttl}, generation {generation}: {said}");
+        assert!(!out.exists(), "ttl {ttl}, generation {generation}: a bundle was written");
+    }
+}
