@@ -31,6 +31,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     // Included by every script: --help, --dry-run, and nothing else.
     ("script-args.sh", include_str!("../../templates/script-args.sh.j2")),
     ("authz-mode.sh", include_str!("../../templates/authz-mode.sh.j2")),
+    // Included by the scripts that need an HA (dqlite) control plane.
+    ("ha-cluster.sh", include_str!("../../templates/ha-cluster.sh.j2")),
 ];
 
 fn escape_mode(name: &str) -> AutoEscape {

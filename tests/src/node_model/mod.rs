@@ -204,29 +204,7 @@ impl Model {
         fs::create_dir_all(dir.join("pids")).unwrap();
         fs::create_dir_all(root).unwrap();
         let bin = binary();
-        let state = json!({
-            "channel": config.channel,
-            "upgraded": config.upgraded,
-            "nodeIP": config.node_ip,
-            "hostname": config.hostname,
-            "apiserverPort": config.apiserver_port,
-            "kubeletPort": config.kubelet_port,
-            "crashDelayMs": config.crash_delay.as_millis() as u64,
-            "launcherTickMs": config.launcher_tick.as_millis() as u64,
-            "proxyRefreshMs": config.proxy_refresh.as_millis() as u64,
-            "real": config.real.as_ref().map(|r| json!({
-                "kubelet": r.kubelet.display().to_string(),
-                "cgroupRoot": r.cgroup_root,
-                "pauseTar": r.pause_tar.display().to_string(),
-                "pauseRef": r.pause_ref,
-                "cniBridge": r.cni_bridge,
-                "podSubnet": r.pod_subnet,
-            })),
-            "heartbeatMs": config.heartbeat.as_millis() as u64,
-            "root": root.display().to_string(),
-            "bin": bin.display().to_string(),
-            "launchConfig": Value::Null,
-        });
+        let state = initial_state(&config, &root.display().to_string(), &bin.display().to_string());
         fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
         write_kernel_hostname(root, &config.hostname);
         let mut paths = Vec::new();
@@ -388,20 +366,9 @@ pub fn install_in_root(root: &Path, config: &ModelConfig) -> NodeView {
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     let dir = under(IN_ROOT_STATE);
     fs::create_dir_all(dir.join("pids")).unwrap();
-    let state = json!({
-        "channel": config.channel,
-        "upgraded": config.upgraded,
-        "nodeIP": config.node_ip,
-        "hostname": config.hostname,
-        "apiserverPort": config.apiserver_port,
-        "kubeletPort": config.kubelet_port,
-        "crashDelayMs": config.crash_delay.as_millis() as u64,
-        "heartbeatMs": config.heartbeat.as_millis() as u64,
-        "root": "/",
-        "bin": IN_ROOT_BIN,
-        "launchConfig": Value::Null,
-        "systemd": true,
-    });
+    let mut state = initial_state(config, "/", IN_ROOT_BIN);
+    // The real systemd runs the units (the boot tier).
+    state["systemd"] = json!(true);
     fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
     for tool in ["snap", "snapctl"] {
         let p = under(&format!("/usr/bin/{tool}"));
@@ -409,6 +376,34 @@ pub fn install_in_root(root: &Path, config: &ModelConfig) -> NodeView {
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     }
     NodeView { dir, root: root.to_path_buf() }
+}
+
+/// The state a model starts with (`model.json`): the configuration, where the
+/// node's root is and where the model's binary is, as that node sees them.
+fn initial_state(config: &ModelConfig, root: &str, bin: &str) -> Value {
+    json!({
+        "channel": config.channel,
+        "upgraded": config.upgraded,
+        "nodeIP": config.node_ip,
+        "hostname": config.hostname,
+        "apiserverPort": config.apiserver_port,
+        "kubeletPort": config.kubelet_port,
+        "crashDelayMs": config.crash_delay.as_millis() as u64,
+        "launcherTickMs": config.launcher_tick.as_millis() as u64,
+        "proxyRefreshMs": config.proxy_refresh.as_millis() as u64,
+        "real": config.real.as_ref().map(|r| json!({
+            "kubelet": r.kubelet.display().to_string(),
+            "cgroupRoot": r.cgroup_root,
+            "pauseTar": r.pause_tar.display().to_string(),
+            "pauseRef": r.pause_ref,
+            "cniBridge": r.cni_bridge,
+            "podSubnet": r.pod_subnet,
+        })),
+        "heartbeatMs": config.heartbeat.as_millis() as u64,
+        "root": root,
+        "bin": bin,
+        "launchConfig": Value::Null,
+    })
 }
 
 /// The model's state of a node installed with [`install_in_root`], read from outside.
