@@ -21,6 +21,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
             // Cleaned up after an earlier install; preflight checked the target.
             Err(_) => continue,
         };
+        keep_original(&target, &f.target)?;
         if write_atomic(&target, &data, f.mode)? {
             changed += 1;
         }
@@ -31,6 +32,33 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
     );
     Ok(())
+}
+
+/// The kubeconfigs the snap's install hook wrote, kept once as `NAME.backup` before
+/// ours replace them, as MicroK8s's own join does (`create_x509_kubeconfig`,
+/// 1.24-1.27 scripts/wrappers/join.py): `microk8s leave` on a node it takes for a
+/// worker restores them from there (1.27 scripts/wrappers/leave.py L35-64), and
+/// without them it stops half-way with the node's own CA and args already reset
+/// (G3). A backup already there is never replaced: it is the node's original.
+fn keep_original(target: &std::path::Path, rel: &str) -> std::io::Result<()> {
+    if !matches!(rel, "credentials/kubelet.config" | "credentials/proxy.config") {
+        return Ok(());
+    }
+    let backup =
+        target.with_file_name(format!("{}.backup", target.file_name().and_then(|n| n.to_str()).unwrap_or_default()));
+    if backup.exists() {
+        return Ok(());
+    }
+    match fs::read(target) {
+        Ok(original) => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(target).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+            write_atomic(&backup, &original, mode).map(|_| ())
+        }
+        // Nothing to keep: not written by an install hook (yet).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The plan's lines in `args/kubelet` and `args/kube-proxy` (same flag replaced,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
-use mk8s_testkit::node_model::{self, Model, ModelConfig};
+use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 
 use crate::common;
@@ -273,6 +273,14 @@ fn scenario_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Varian
     w.assert_worker("after the join");
     // `refresh: hold` is the default: snapd refreshes MicroK8s only when told to.
     assert_eq!(w.model.state()["refreshHeld"], true, "{}", w.story());
+    // The install hook's own kubeconfigs are kept as MicroK8s's join keeps them
+    // (`.backup`): `microk8s leave` on a worker restores them from there (G3).
+    let creds = w.root.join(SNAP_DATA.trim_start_matches('/')).join("credentials");
+    for f in ["kubelet.config", "proxy.config"] {
+        let original = fs::read_to_string(creds.join(format!("{f}.backup"))).unwrap_or_default();
+        let ours = fs::read_to_string(creds.join(f)).unwrap_or_default();
+        assert!(!original.is_empty() && original != ours, "{f}.backup: {original:?}\n{}", w.story());
+    }
     if node_model::minor_of(channel) >= 27 {
         w.assert_launcher_settles();
     }
