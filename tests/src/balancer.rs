@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::apiserver::SimApiserver;
+use crate::facts::FactsYaml;
 use crate::pki::Ca;
 use crate::proc::{free_port, wait_listening, Guard};
 use crate::tls::https_get;
@@ -56,10 +57,17 @@ pub fn cluster_as(kind: &str, unprivileged: bool, render: impl FnOnce(&str, &Pat
         .map(|i| SimApiserver::start_at(ca.clone(), format!("127.0.0.{i}:{port}").parse().unwrap(), KNOWN_TOKENS))
         .collect();
     fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let facts = format!(
-        "cluster:\n  name: fo\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: a, address: 127.0.0.2 }}\n    - {{ name: b, address: 127.0.0.3 }}\n    - {{ name: c, address: 127.0.0.4 }}\n  load-balancer: {{ mode: node-local, kind: {kind}, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: w }}\n",
-        dir.path().join("ca.crt").display()
-    );
+    let facts = FactsYaml::new("fo")
+        .channel("1.30/stable")
+        .ca_file(dir.path().join("ca.crt"))
+        .port(port)
+        .control_plane("a", "127.0.0.2")
+        .control_plane("b", "127.0.0.3")
+        .control_plane("c", "127.0.0.4")
+        .lb_node_local(kind)
+        .health_check("1s", "500ms")
+        .worker("w")
+        .yaml();
     let files = render(&facts, dir.path(), "w");
     let lb: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let process = start_lb(kind, &files, dir.path(), unprivileged);

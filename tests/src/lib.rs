@@ -6,6 +6,7 @@ pub mod architecture;
 pub mod balancer;
 pub mod boot;
 pub mod cluster_agent;
+pub mod facts;
 pub mod fakes;
 pub mod microk8s_args;
 pub mod node_model;

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use mk8s_gen::render::{self, Delivery, FileContent, NodeOutput};
 use mk8s_gen::secrets::Secrets;
 use mk8s_testkit::apiserver::SimApiserver;
+use mk8s_testkit::facts::FactsYaml;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
@@ -112,11 +113,18 @@ fn cluster(auth: &str) -> Cluster {
     let ca = Arc::new(Ca::new("auth-test-ca"));
     let sim = SimApiserver::start(ca.clone(), "127.0.0.1", "");
     fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let facts_yaml = format!(
-        "cluster:\n  name: authtest\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: {auth}\n{}  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {{ mode: external, address: 127.0.0.1, port: {} }}\nworkers:\n  - {{ name: worker-1 }}\n  - {{ name: worker-2 }}\n",
-        if auth == "x509" { "  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n" } else { "" },
-        sim.addr.port()
-    );
+    let facts_yaml = FactsYaml::new("authtest").channel("1.30/stable").ca_file("ca.crt");
+    let facts_yaml = match auth {
+        "x509" => facts_yaml.auth_x509("2026-01-01", 3650),
+        "token" => facts_yaml.auth_token(),
+        other => panic!("no facts for auth: {other}"),
+    };
+    let facts_yaml = facts_yaml
+        .control_plane("cp-1", "127.0.0.2")
+        .lb_external("127.0.0.1", sim.addr.port())
+        .worker("worker-1")
+        .worker("worker-2")
+        .yaml();
     let facts = mk8s_gen::load(&facts_yaml, dir.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut secrets_text = fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     secrets_text.push_str(&format!("ca-key: {}\n", serde_json::to_string(&ca.key_pem).unwrap()));

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::workspace;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
@@ -27,14 +28,15 @@ fn run(dir: &Path, facts: &str, extra: &[&str]) -> Output {
 /// user-data; the count stays fixed while the padding is tuned, so the overhead of
 /// each argument does not move the size).
 fn facts(padding: usize, count: usize) -> String {
-    let args: Vec<String> = (0..count)
-        .map(|i| format!("\"--pad-{i:04}={}\"", "a".repeat(padding / count + usize::from(i < padding % count))))
-        .collect();
-    format!(
-        "cluster:\n  name: budget\n  microk8s: {{ channel: 1.24/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: worker-1, kubelet-args: [{}] }}\n",
-        workspace().join("fixtures/seed/ca.crt").display(),
-        args.join(", ")
-    )
+    let worker = (0..count).fold(Worker::new("worker-1"), |w, i| {
+        w.kubelet_arg(&format!("--pad-{i:04}={}", "a".repeat(padding / count + usize::from(i < padding % count))))
+    });
+    FactsYaml::new("budget")
+        .channel("1.24/stable")
+        .ca_file(workspace().join("fixtures/seed/ca.crt"))
+        .control_plane("cp-1", "10.0.0.2")
+        .worker(worker)
+        .yaml()
 }
 
 /// (padding, count) that make the user-data exactly `size` bytes.

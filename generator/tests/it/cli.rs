@@ -4,6 +4,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use mk8s_testkit::facts::{FactsYaml, Worker};
+
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
 
 #[test]
@@ -237,13 +239,12 @@ fn completions_and_the_man_page_work_with_the_real_tools() {
 fn an_unknown_node_gets_the_closest_names_not_the_whole_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let ca = mk8s_testkit::workspace().join("fixtures/seed/ca.crt");
-    let mut facts = format!(
-        "cluster:\n  name: big\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\nworkers:\n",
-        ca.display()
-    );
-    for i in 0..10_000 {
-        facts.push_str(&format!("  - {{ name: w-{i:05} }}\n"));
-    }
+    let facts = FactsYaml::new("big")
+        .channel("1.30/stable")
+        .ca_file(&ca)
+        .control_plane("cp-0", "10.130.0.2")
+        .workers((0..10_000).map(|i| Worker::new(&format!("w-{i:05}"))))
+        .yaml();
     let path = dir.path().join("cluster.yaml");
     fs::write(&path, facts).unwrap();
     let secrets = mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml");
@@ -292,10 +293,14 @@ fn json_messages_are_json_on_every_line() {
     let facts = dir.path().join("cluster.yaml");
     fs::write(
         &facts,
-        format!(
-            "cluster:\n  name: c\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  auth: x509\n  client-certificates: {{ not-before: 2026-01-01 }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\n    - {{ name: cp-1, address: 10.130.0.3 }}\nworkers:\n  - {{ name: w-1 }}\n",
-            ca.display()
-        ),
+        FactsYaml::new("c")
+            .channel("1.30/stable")
+            .ca_file(&ca)
+            .auth_x509("2026-01-01", None)
+            .control_plane("cp-0", "10.130.0.2")
+            .control_plane("cp-1", "10.130.0.3")
+            .worker("w-1")
+            .yaml(),
     )
     .unwrap();
     let run = |args: &[&str]| {

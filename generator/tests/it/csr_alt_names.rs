@@ -5,14 +5,19 @@
 
 use std::fs;
 
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::workspace;
 
 fn text_for(channel: &str, lb: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     fs::copy(workspace().join("fixtures/seed/ca.crt"), dir.path().join("ca.crt")).unwrap();
-    let facts = format!(
-        "cluster:\n  name: c\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp1, address: 10.0.0.1 }}\n  load-balancer: {{ mode: external, address: {lb} }}\nworkers:\n  - {{ name: w1, address: 10.0.0.5 }}\n"
-    );
+    let facts = FactsYaml::new("c")
+        .channel(channel)
+        .ca_file("ca.crt")
+        .control_plane("cp1", "10.0.0.1")
+        .lb_external(lb, None)
+        .worker(Worker::new("w1").address("10.0.0.5"))
+        .yaml();
     let facts = mk8s_gen::load(&facts, dir.path()).valid("facts", &facts).unwrap_or_else(|e| panic!("{e}"));
     mk8s_gen::controlplane::alt_names(&facts).unwrap()
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::workspace;
 use sha2::Digest;
 
@@ -125,17 +126,25 @@ fn fleet_output_equals_the_per_node_outputs() {
     }
 }
 
+/// Worker `i` of the big facts: `w-NNNNN`, in one of three zones.
+fn zoned(i: usize) -> Worker {
+    Worker::new(&format!("w-{i:05}")).label("zone", &format!("z{}", i % 3))
+}
+
+/// The facts of cluster `name` with these workers.
+fn fleet_facts(name: &str, workers: impl IntoIterator<Item = Worker>) -> String {
+    FactsYaml::new(name)
+        .channel("1.30/stable")
+        .ca_file(workspace().join("fixtures/seed/ca.crt"))
+        .control_plane("cp-0", "10.130.0.2")
+        .workers(workers)
+        .yaml()
+}
+
 /// A facts file with `n` workers in a temp dir.
 fn big_facts(dir: &Path, n: usize) -> PathBuf {
-    let mut t = format!(
-        "cluster:\n  name: big\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: {} }}\n  control-plane:\n    - {{ name: cp-0, address: 10.130.0.2 }}\nworkers:\n",
-        workspace().join("fixtures/seed/ca.crt").display()
-    );
-    for i in 0..n {
-        t.push_str(&format!("  - {{ name: w-{i:05}, labels: {{ zone: z{} }} }}\n", i % 3));
-    }
     let p = dir.join("cluster.yaml");
-    fs::write(&p, t).unwrap();
+    fs::write(&p, fleet_facts("big", (0..n).map(zoned))).unwrap();
     p
 }
 
@@ -207,9 +216,10 @@ fn a_failed_run_leaves_the_previous_output_intact() {
     let out = tmp.path().join("out");
     assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
     let before = tree(&out);
-    // Invalid facts: exit 1, nothing touched.
+    // Invalid facts (a worker name no node may have): exit 1, nothing touched.
     let bad = tmp.path().join("bad.yaml");
-    fs::write(&bad, fs::read_to_string(&facts).unwrap().replace("w-00003", "W,3")).unwrap();
+    let invalid = |i| if i == 3 { Worker::new("W,3").label("zone", "z0") } else { zoned(i) };
+    fs::write(&bad, fleet_facts("big", (0..20).map(invalid))).unwrap();
     let o = fleet(&bad, &seed_secrets(), &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(tree(&out), before);
@@ -265,7 +275,7 @@ fn killed_part_way_then_rerun_gives_the_complete_output() {
         let committed = match at {
             KillAt::Rendering => kill_while_rendering(tmp.path(), &facts, &out),
             KillAt::Staged => {
-                older_output(tmp.path(), &facts, &out);
+                older_output(tmp.path(), &out);
                 let before = tree(&out);
                 let held = HeldSync::new(&tmp.path().join(format!("sync{i}")));
                 let mut child = killed_run(&facts, &out, Some(&held));
@@ -276,14 +286,14 @@ fn killed_part_way_then_rerun_gives_the_complete_output() {
                 false
             }
             KillAt::Committing => {
-                older_output(tmp.path(), &facts, &out);
+                older_output(tmp.path(), &out);
                 let mut child = killed_run(&facts, &out, None);
                 let journal = out.join(".staging/COMMIT.json");
                 assert!(kill_when(&mut child, || journal.exists()), "{at:?}: the run ended before its journal");
                 true
             }
             KillAt::BeforeRename(n) => {
-                older_output(tmp.path(), &facts, &out);
+                older_output(tmp.path(), &out);
                 // Worker n is new to the older output: with the obstacle gone, its
                 // file is missing, as a kill before its rename leaves it.
                 let name = format!("w-{n:05}.user-data");
@@ -327,7 +337,7 @@ fn killed_part_way_then_rerun_gives_the_complete_output() {
 /// [`KillAt::Staged`] is). Returns false: no journal was written.
 fn kill_while_rendering(tmp: &Path, facts: &Path, out: &Path) -> bool {
     for attempt in 0..5 {
-        older_output(tmp, facts, out);
+        older_output(tmp, out);
         let before = tree(out);
         let held = HeldSync::new(&tmp.join(format!("sync-rendering{attempt}")));
         let mut child = killed_run(facts, out, Some(&held));
@@ -346,14 +356,11 @@ fn kill_while_rendering(tmp: &Path, facts: &Path, out: &Path) -> bool {
 /// A complete run with other facts in `out`, so the kill lands on old output:
 /// every file differs (the cluster's name), [`NEW_WORKERS`] are new, and one
 /// worker is gone (its file is removed by the commit).
-fn older_output(tmp: &Path, facts: &Path, out: &Path) {
-    let text = fs::read_to_string(facts).unwrap().replace("name: big", "name: older");
-    let mut lines: Vec<&str> = text.lines().collect();
-    let new = NEW_WORKERS.map(|n| format!("name: w-{n:05},"));
-    lines.retain(|l| !new.iter().any(|n| l.contains(n.as_str())));
-    let gone = "  - { name: w-99999, labels: { zone: z0 } }";
+fn older_output(tmp: &Path, out: &Path) {
+    let kept = (0..KILL_FLEET).filter(|i| !NEW_WORKERS.contains(i)).map(zoned);
+    let gone = Worker::new("w-99999").label("zone", "z0");
     let other = tmp.join("older.yaml");
-    fs::write(&other, lines.join("\n") + "\n" + gone + "\n").unwrap();
+    fs::write(&other, fleet_facts("older", kept.chain([gone]))).unwrap();
     let o = fleet(&other, &seed_secrets(), out, &["--no-sync"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("nodes/w-99999.user-data").exists());
@@ -621,7 +628,7 @@ fn the_next_run_finishes_an_interrupted_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let facts = big_facts(tmp.path(), 6);
     let older = tmp.path().join("older.yaml");
-    fs::write(&older, fs::read_to_string(&facts).unwrap().replace("name: big", "name: older")).unwrap();
+    fs::write(&older, fleet_facts("older", (0..6).map(zoned))).unwrap();
     let want = tmp.path().join("want");
     assert!(fleet(&facts, &seed_secrets(), &want, &[]).status.success());
     let out = tmp.path().join("out");
@@ -669,10 +676,8 @@ fn a_dry_run_reports_and_writes_nothing() {
     assert!(fleet(&facts, &seed_secrets(), &out, &[]).status.success());
     let before = tree(&out);
     // One worker fewer, one with a new label: 1 rewritten, 18 kept, 1 removed.
-    let text = fs::read_to_string(&facts).unwrap();
-    let text = text.replace("  - { name: w-00019, labels: { zone: z1 } }\n", "");
-    let text = text.replace("{ name: w-00003, labels: { zone: z0 } }", "{ name: w-00003, labels: { zone: zz } }");
-    fs::write(&facts, text).unwrap();
+    let changed = |i| if i == 3 { zoned(i).label("zone", "zz") } else { zoned(i) };
+    fs::write(&facts, fleet_facts("big", (0..19).map(changed))).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let o = fleet(&facts, &seed_secrets(), &out, &["--dry-run"]);
     let said = String::from_utf8_lossy(&o.stderr);

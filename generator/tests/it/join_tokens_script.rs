@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mk8s_testkit::cluster_agent::is_valid_token;
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::{tools, workspace};
 
 use crate::common;
@@ -24,10 +25,14 @@ struct Cp {
 fn facts(dir: &Path, channel: &str, workers: &[&str], generations: &[(&str, u32)]) -> PathBuf {
     fs::copy(workspace().join("fixtures/microk8s-join/ca.crt"), dir.join("ca.crt")).unwrap();
     let generation = |w: &str| generations.iter().find(|(n, _)| *n == w).map(|(_, g)| *g).unwrap_or(0);
-    let ws: String = workers.iter().map(|w| format!("  - {{ name: {w}, generation: {} }}\n", generation(w))).collect();
-    let text = format!(
-        "cluster:\n  name: mk8s\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  microk8s-join: {{ token-ttl-hours: 2 }}\n  control-plane:\n    - {{ name: cp-1, address: 10.130.0.2 }}\nworkers:\n{ws}"
-    );
+    let text = FactsYaml::new("mk8s")
+        .channel(channel)
+        .ca_file("ca.crt")
+        .auth_join()
+        .join_token_ttl_hours(2)
+        .control_plane("cp-1", "10.130.0.2")
+        .workers(workers.iter().map(|w| Worker::new(w).generation(generation(w))))
+        .yaml();
     let p = dir.join(format!("cluster-{}-{}.yaml", workers.len(), generations.len()));
     fs::write(&p, text).unwrap();
     p

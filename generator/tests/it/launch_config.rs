@@ -6,6 +6,7 @@ use crate::common;
 
 use std::fs;
 
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::workspace;
 
 /// The cluster-agent's launch `Configuration` (canonical/microk8s-cluster-agent
@@ -31,9 +32,12 @@ fn written_from_1_27_and_for_latest_and_asks_for_nothing() {
         ("1.34/edge", true),
         ("latest/stable", true),
     ] {
-        let facts = format!(
-            "cluster:\n  name: c\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp1, address: 10.0.0.1 }}\nworkers:\n  - {{ name: w1, address: 10.0.0.5 }}\n"
-        );
+        let facts = FactsYaml::new("c")
+            .channel(channel)
+            .ca_file("ca.crt")
+            .control_plane("cp1", "10.0.0.1")
+            .worker(Worker::new("w1").address("10.0.0.5"))
+            .yaml();
         let out = common::render_facts(&facts, dir.path(), "w1");
         let file = out.files.iter().find(|f| f.path == "/etc/microk8s.yaml");
         assert_eq!(file.is_some(), wanted, "{channel}");

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mk8s_gen::render::{self, Delivery};
+use mk8s_testkit::facts::FactsYaml;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::proc::{free_port, wait_listening, Guard};
 use mk8s_testkit::tls::{self, https_get, server_config, Response, TlsServer};
@@ -212,11 +213,17 @@ fn backends() -> Backends {
 }
 
 fn facts_for(b: &Backends, ca_file: &Path) -> String {
-    format!(
-        "cluster:\n  name: t\n  microk8s: {{ channel: 1.28/stable }}\n  ca: {{ cert-file: {} }}\n  apiserver-port: {}\n  control-plane:\n    - {{ name: a, address: 127.0.0.2 }}\n    - {{ name: b, address: 127.0.0.3 }}\n    - {{ name: c, address: 127.0.0.4 }}\n  load-balancer: {{ mode: node-local, kind: traefik, health-check: {{ interval: 1s, timeout: 500ms }} }}\nworkers:\n  - {{ name: w }}\n",
-        ca_file.display(),
-        b.port
-    )
+    FactsYaml::new("t")
+        .channel("1.28/stable")
+        .ca_file(ca_file)
+        .port(b.port)
+        .control_plane("a", "127.0.0.2")
+        .control_plane("b", "127.0.0.3")
+        .control_plane("c", "127.0.0.4")
+        .lb_traefik(None)
+        .health_check("1s", "500ms")
+        .worker("w")
+        .yaml()
 }
 
 fn start_traefik(static_cfg: &Path, log: &Path) -> Guard {
