@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mk8s_gen::secrets::Secrets;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::cluster_agent::{AgentConfig, SimClusterAgent};
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_COMMON, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
@@ -54,9 +55,14 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     fs::create_dir_all(snap_data.join("args")).unwrap();
     fs::write(snap_data.join("args/kube-apiserver"), format!("--secure-port={port}\n")).unwrap();
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let facts_yaml = format!(
-        "cluster:\n  name: launch\n  microk8s: {{ channel: {CHANNEL} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-0, address: {cp_ip} }}\nworkers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--max-pods=200] }}\n"
-    );
+    let facts_yaml = FactsYaml::new("launch")
+        .channel(CHANNEL)
+        .ca_file("ca.crt")
+        .auth_join()
+        .port(port)
+        .control_plane("cp-0", cp_ip)
+        .worker(Worker::new(NODE).address(node_ip).label("example.com/tier", "gpu").kubelet_arg("--max-pods=200"))
+        .yaml();
     let facts = mk8s_gen::load(&facts_yaml, tmp.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let worker = facts.worker(NODE).unwrap();

@@ -22,13 +22,13 @@ use mk8s_gen::render::{self, Delivery};
 use mk8s_gen::secrets::Secrets;
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::cluster_agent::{is_valid_token, AgentConfig, SimClusterAgent};
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
 use crate::common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
 /// A second worker of the facts, for a machine cloned from [`NODE`].
 const OTHER: &str = "worker-2";
@@ -96,11 +96,17 @@ fn world_with(
         cps.push(ControlPlane { ip: ip.to_string(), sim, agent });
     }
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let cp_facts: String =
-        cp_ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
-    let facts_yaml = format!(
-        "cluster:\n  name: native\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n  auth: microk8s-join\n  apiserver-port: {port}\n  control-plane:\n{cp_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }}, kubelet-args: [--register-with-taints={TAINT}] }}\n  - {{ name: {OTHER}, address: 127.0.0.254 }}\n"
-    );
+    let facts = FactsYaml::new("native").channel(channel).ca_file("ca.crt").auth_join().port(port);
+    let facts = cp_ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
+    let facts_yaml = facts
+        .worker(
+            Worker::new(NODE)
+                .address(node_ip)
+                .label("example.com/tier", "gpu")
+                .kubelet_arg(&format!("--register-with-taints={TAINT}")),
+        )
+        .worker(Worker::new(OTHER).address("127.0.0.254"))
+        .yaml();
     let facts = mk8s_gen::load(&facts_yaml, tmp.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let secrets = Secrets::parse(&fs::read_to_string(workspace().join("fixtures/seed/secrets.yaml")).unwrap()).unwrap();
     let worker = facts.worker(NODE).unwrap();
@@ -110,8 +116,7 @@ fn world_with(
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let other = render::render_node(&facts, &secrets, facts.worker(OTHER).unwrap(), &Delivery::Preinstalled).unwrap();
     let other_user_data = mk8s_gen::output::cloud_config::cloud_config(&other);
-    fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
+    common::boot(&root, &out);
     let mut config = ModelConfig::new(channel, port);
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
@@ -130,20 +135,7 @@ fn world_with(
 
 impl World {
     fn run_with(&self, microk8s: &Path) -> (i32, String) {
-        let out = Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--systemctl")
-            .arg(&self.model.systemctl)
-            .arg("--snap")
-            .arg(&self.model.snap)
-            .arg("--microk8s")
-            .arg(microk8s)
-            .arg("--curl")
-            .arg("/bin/false")
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+        common::run_bootstrap(&self.root, &self.model, Some(microk8s))
     }
 
     fn run(&self) -> (i32, String) {
@@ -152,13 +144,12 @@ impl World {
 
     /// The plan on the node, with this test's timings and agent addresses.
     fn shorten_plan(&self) {
-        let p = self.root.join(PLAN_PATH.trim_start_matches('/'));
-        let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-        plan.timing.ready_deadline_secs = 30;
-        plan.timing.retry_initial_ms = 50;
-        plan.timing.retry_cap_ms = 400;
-        plan.join.as_mut().unwrap().agents = self.cps.iter().map(|c| c.agent.addr.to_string()).collect();
-        fs::write(&p, plan.to_json()).unwrap();
+        common::edit_plan(&self.root, |plan| {
+            plan.timing.ready_deadline_secs = 30;
+            plan.timing.retry_initial_ms = 50;
+            plan.timing.retry_cap_ms = 400;
+            plan.join.as_mut().unwrap().agents = self.cps.iter().map(|c| c.agent.addr.to_string()).collect();
+        });
     }
 
     /// The bundle's register-join-tokens.sh on control plane `cp`, whose
@@ -311,10 +302,7 @@ fn an_agent_of_another_ca_never_sees_the_token() {
     assert!(w.cps[1].agent.saw(&w.token));
     // Alone, it is never trusted: retried until the deadline (exit 75), token unsent.
     let alone = world("1.30/stable", &["127.0.0.82"], "127.0.0.83", &[true]);
-    let p = alone.root.join(PLAN_PATH.trim_start_matches('/'));
-    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-    plan.timing.ready_deadline_secs = 3;
-    fs::write(&p, plan.to_json()).unwrap();
+    common::edit_plan(&alone.root, |plan| plan.timing.ready_deadline_secs = 3);
     let (code, log) = alone.run();
     assert_eq!(code, 75, "{log}");
     assert!(!alone.cps[0].agent.saw(&alone.token));

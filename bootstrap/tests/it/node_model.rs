@@ -14,21 +14,18 @@
 //! `auth: x509` issued a serving certificate from the cluster CA.)
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
 
 use crate::common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 const NODE: &str = "worker-1";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -40,6 +37,30 @@ enum Lb {
     /// MicroK8s's own apiserver-proxy (1.25+).
     Microk8sProxy,
     External,
+}
+
+impl Lb {
+    /// The facts' `load-balancer` for a cluster on `port`.
+    fn facts(self, facts: FactsYaml, port: u16) -> FactsYaml {
+        match self {
+            Lb::Builtin => facts.lb_builtin().health_check("1s", "500ms"),
+            Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
+            Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
+            Lb::Microk8sProxy => facts.lb_microk8s_proxy(),
+            Lb::External => facts.lb_external("127.0.0.2", port),
+        }
+    }
+
+    /// The kind whose program the node has (baked into the image: traefik;
+    /// installed by cloud-init's `packages`: haproxy; the agent itself: builtin).
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Lb::Builtin => Some("builtin"),
+            Lb::Traefik => Some("traefik"),
+            Lb::Haproxy => Some("haproxy"),
+            Lb::Microk8sProxy | Lb::External => None,
+        }
+    }
 }
 
 /// What varies besides the channel and the balancer.
@@ -83,28 +104,11 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     sim.set_kubelet_client(client);
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let fresh_x509 = (node_model::minor_of(channel) >= 28 && !upgraded) || v.x509;
-    let auth = if fresh_x509 {
-        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n"
-    } else {
-        ""
-    };
-    let lb_facts = match lb {
-        Lb::Builtin => {
-            "{ mode: node-local, kind: builtin, health-check: { interval: 1s, timeout: 500ms } }".to_string()
-        }
-        Lb::Traefik => {
-            "{ mode: node-local, kind: traefik, health-check: { interval: 1s, timeout: 500ms } }".to_string()
-        }
-        Lb::Haproxy => {
-            "{ mode: node-local, kind: haproxy, health-check: { interval: 1s, timeout: 500ms } }".to_string()
-        }
-        Lb::Microk8sProxy => "{ mode: node-local, kind: microk8s-proxy }".to_string(),
-        Lb::External => format!("{{ mode: external, address: 127.0.0.2, port: {port} }}"),
-    };
-    let facts_yaml = format!(
-        "cluster:\n  name: model\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb_facts}\nworkers:\n  - {{ name: {NODE}, address: {node_ip} }}\n"
-    );
-    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, fresh_x509);
+    let facts = FactsYaml::new("model").channel(channel).ca_file("ca.crt");
+    let facts = if fresh_x509 { facts.auth_x509("2026-01-01", 3650) } else { facts };
+    let facts = facts.port(port).control_plane("cp-1", "127.0.0.2");
+    let facts_yaml = lb.facts(facts, port).worker(Worker::new(NODE).address(node_ip)).yaml();
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if !fresh_x509 {
         sim.set_tokens(&mk8s_gen::auth::token::token_lines(&facts, &secrets, worker));
@@ -117,23 +121,9 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
         }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
-    // Baked into the image (traefik) or installed by cloud-init's `packages`
-    // (haproxy) at the plan's path: the real program.
-    let program = match lb {
-        // The agent itself: the unit runs `mk8s-bootstrap balance`.
-        Lb::Builtin => Some((BIN, "usr/local/bin/mk8s-bootstrap")),
-        Lb::Traefik => Some(("traefik", "usr/local/bin/traefik")),
-        Lb::Haproxy => Some(("haproxy", "usr/sbin/haproxy")),
-        _ => None,
-    };
-    if let Some((name, path)) = program {
-        let real = if name.starts_with('/') { name.into() } else { mk8s_testkit::tools::require(name) };
-        let bin = root.join(path);
-        fs::create_dir_all(bin.parent().unwrap()).unwrap();
-        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    common::boot(&root, &out);
+    if let Some(kind) = lb.program() {
+        common::balancer_program(&root, kind);
     }
     let mut config = ModelConfig::new(channel, port);
     config.upgraded = upgraded;
@@ -142,29 +132,17 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     let model = Model::new(&tmp.path().join("model"), &root, config);
     let w = World { model, sim, root, port, lb, _tmp: tmp };
     // Short deadlines and retries for tests.
-    let p = w.root.join(PLAN_PATH.trim_start_matches('/'));
-    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-    plan.timing.ready_deadline_secs = 20;
-    plan.timing.retry_initial_ms = 50;
-    plan.timing.retry_cap_ms = 400;
-    fs::write(&p, plan.to_json()).unwrap();
+    common::edit_plan(&w.root, |plan| {
+        plan.timing.ready_deadline_secs = 20;
+        plan.timing.retry_initial_ms = 50;
+        plan.timing.retry_cap_ms = 400;
+    });
     w
 }
 
 impl World {
     fn run(&self) -> (i32, String) {
-        let out = Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--systemctl")
-            .arg(&self.model.systemctl)
-            .arg("--snap")
-            .arg(&self.model.snap)
-            .arg("--curl")
-            .arg("/bin/false")
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+        common::run_bootstrap(&self.root, &self.model, None)
     }
 
     /// Everything the model recorded, for failure messages.

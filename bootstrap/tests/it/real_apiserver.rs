@@ -10,6 +10,7 @@ use mk8s_bootstrap::api::{Api, NodeState};
 use mk8s_bootstrap::plan::Credential;
 use mk8s_bootstrap::retry::Failure;
 use mk8s_testkit::apiserver::{Authz, SimApiserver};
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::pki::{Ca, Leaf};
 use mk8s_testkit::upstream::{ControlPlane, Options};
 
@@ -193,12 +194,43 @@ enum Auth {
     Join,
 }
 
+impl Auth {
+    /// The facts' `auth` (and its settings).
+    fn facts(self, facts: FactsYaml) -> FactsYaml {
+        match self {
+            Auth::Token => facts,
+            Auth::X509 => facts.auth_x509("2026-01-01", 3650),
+            Auth::Join => facts.auth_join(),
+        }
+    }
+}
+
 /// The node-local balancer (`Join` takes MicroK8s's own).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Lb {
     Traefik,
     Haproxy,
     Own,
+}
+
+impl Lb {
+    /// The facts' `load-balancer` (none for `Own`).
+    fn facts(self, facts: FactsYaml) -> FactsYaml {
+        match self {
+            Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
+            Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
+            Lb::Own => facts,
+        }
+    }
+
+    /// The kind whose real program the node has at its plan's path.
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Lb::Traefik => Some("traefik"),
+            Lb::Haproxy => Some("haproxy"),
+            Lb::Own => None,
+        }
+    }
 }
 
 struct Peers {
@@ -218,21 +250,17 @@ struct Peers {
 const NODE: &str = "worker-1";
 /// The first line the image built by `scripts/build-upstream` prints (`/pause loop`).
 const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
-const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 
 /// `node_ip`: the worker's address for the node model's kubelet; `None`: the real
 /// kubelet and containerd, on an address of [`mk8s_testkit::upstream::PeerAddresses`]
 /// (the kubelet refuses a loopback node IP).
 fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>) -> Peers {
     use mk8s_gen::render::{self, Delivery};
-    use std::fs;
-    use std::os::unix::fs::PermissionsExt;
 
-    let minor = mk8s_testkit::node_model::minor_of(channel);
     let real_kubelet = node_ip.is_none();
     let tmp = tempfile::tempdir().unwrap();
     let ca = Arc::new(Ca::new("10.152.183.1"));
-    let mut options = Options::new(minor, authz);
+    let mut options = Options::new(mk8s_testkit::node_model::minor_of(channel), authz);
     options.ca = Some(ca.clone());
     // Addresses a cluster's `kubernetes` Endpoints can hold (not loopback): MicroK8s
     // 1.25+'s apiserver-proxy learns the control plane from them.
@@ -241,27 +269,12 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     let node_ip = node_ip.unwrap_or(&addresses.ips[3]).to_string();
     let host = real_kubelet.then(|| mk8s_testkit::upstream::RealNodeHost::take(tmp.path()));
     let port = options.port;
-    fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let (auth_facts, lb_facts) = match auth {
-        Auth::Token => ("", ""),
-        Auth::X509 => ("  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n", ""),
-        Auth::Join => ("  auth: microk8s-join\n", ""),
-    };
-    let lb_facts = match lb {
-        Lb::Traefik => {
-            "  load-balancer: { mode: node-local, kind: traefik, health-check: { interval: 1s, timeout: 500ms } }\n"
-        }
-        Lb::Haproxy => {
-            "  load-balancer: { mode: node-local, kind: haproxy, health-check: { interval: 1s, timeout: 500ms } }\n"
-        }
-        Lb::Own => lb_facts,
-    };
-    let cps: String =
-        options.ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
-    let facts_yaml = format!(
-        "cluster:\n  name: real\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth_facts}  apiserver-port: {port}\n  control-plane:\n{cps}{lb_facts}workers:\n  - {{ name: {NODE}, address: {node_ip}, labels: {{ example.com/tier: gpu }} }}\n"
-    );
-    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, auth == Auth::X509);
+    std::fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts = FactsYaml::new("real").channel(channel).ca_file("ca.crt");
+    let facts = auth.facts(facts).port(port);
+    let facts = options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
+    let facts = lb.facts(facts).worker(Worker::new(NODE).address(&node_ip).label("example.com/tier", "gpu"));
+    let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), tmp.path(), &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if auth == Auth::Token {
         // MicroK8s's own lines, then ours (what merge-known-tokens.sh leaves).
@@ -275,6 +288,39 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     let bundle = tmp.path().join("bundle");
     let workers: Vec<_> = facts.workers.iter().collect();
     mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
+    let agents = operator_side(&cp, &bundle, channel, auth, authz);
+    cp.start_all();
+    cp.start_controller_manager();
+
+    // The worker: the generated user-data, as cloud-init writes it.
+    let root = tmp.path().join("root");
+    common::boot(&root, &render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap());
+    if let Some(kind) = lb.program() {
+        common::balancer_program(&root, kind);
+    }
+    let model = worker_model(channel, port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
+    common::edit_plan(&root, |plan| {
+        plan.timing.ready_deadline_secs = 60;
+        plan.timing.retry_initial_ms = 100;
+        plan.timing.retry_cap_ms = 1000;
+        if let Some(join) = plan.join.as_mut() {
+            join.agents = agents.iter().map(|a| a.addr.to_string()).collect();
+        }
+    });
+    let kubectl = mk8s_testkit::tools::require("kubectl");
+    Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
+}
+
+/// What the operator runs on every control-plane node before a worker boots: the
+/// bundle's hosts-entries.sh and, for MicroK8s's own join, register-join-tokens.sh
+/// next to that node's cluster-agent (returned, one a node).
+fn operator_side(
+    cp: &ControlPlane,
+    bundle: &std::path::Path,
+    channel: &str,
+    auth: Auth,
+    authz: Authz,
+) -> Vec<mk8s_testkit::cluster_agent::SimClusterAgent> {
     let mut agents = Vec::new();
     for (i, a) in cp.apiservers.iter().enumerate() {
         let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
@@ -285,54 +331,60 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
             .unwrap();
         assert!(o.status.success(), "hosts-entries.sh on cp-{i}: {}", String::from_utf8_lossy(&o.stderr));
         if auth == Auth::Join {
-            let mut cfg = mk8s_testkit::cluster_agent::AgentConfig::new(channel, port);
-            cfg.control_plane_nodes = cp.options.ips.clone();
-            cfg.authz_mode = if authz == Authz::RbacNode { "RBAC,Node".into() } else { "AlwaysAllow".into() };
-            let agent =
-                mk8s_testkit::cluster_agent::SimClusterAgent::start(ca.clone(), &cp.options.ips[i], cfg, &a.snap_data);
-            // The agent resolves names as its node does: that node's /etc/hosts.
-            for line in fs::read_to_string(&a.hosts).unwrap().lines() {
-                if let Some((ip, name)) = line.split_once(' ') {
-                    if name == NODE {
-                        agent.add_host(name, ip);
-                    }
-                }
-            }
-            let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
-                .arg(bundle.join("register-join-tokens.sh"))
-                .env("SNAP_DATA", &a.snap_data)
-                .env("MK8S_MICROK8S", "/bin/false")
-                .output()
-                .unwrap();
-            // Exit 7: it cannot list the nodes (no `microk8s` here); it registered.
-            assert_eq!(o.status.code(), Some(7), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
-            agents.push(agent);
+            agents.push(join_agent(cp, i, bundle, channel, authz));
         }
     }
-    cp.start_all();
-    cp.start_controller_manager();
+    agents
+}
 
-    // The worker: the generated user-data, as cloud-init writes it.
-    let root = tmp.path().join("root");
-    let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    fs::create_dir_all(&root).unwrap();
-    common::write_files(&root, &mk8s_gen::output::cloud_config::cloud_config(&out));
-    let program = match lb {
-        Lb::Traefik => Some(("traefik", "usr/local/bin/traefik")),
-        Lb::Haproxy => Some(("haproxy", "usr/sbin/haproxy")),
-        Lb::Own => None,
-    };
-    if let Some((name, path)) = program {
-        let real = mk8s_testkit::tools::require(name);
-        let bin = root.join(path);
-        fs::create_dir_all(bin.parent().unwrap()).unwrap();
-        fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+/// The cluster-agent of control-plane node `i`, with the join tokens the bundle's
+/// register-join-tokens.sh registered there.
+fn join_agent(
+    cp: &ControlPlane,
+    i: usize,
+    bundle: &std::path::Path,
+    channel: &str,
+    authz: Authz,
+) -> mk8s_testkit::cluster_agent::SimClusterAgent {
+    let a = &cp.apiservers[i];
+    let mut cfg = mk8s_testkit::cluster_agent::AgentConfig::new(channel, cp.options.port);
+    cfg.control_plane_nodes = cp.options.ips.clone();
+    cfg.authz_mode = if authz == Authz::RbacNode { "RBAC,Node".into() } else { "AlwaysAllow".into() };
+    let agent =
+        mk8s_testkit::cluster_agent::SimClusterAgent::start(cp.ca.clone(), &cp.options.ips[i], cfg, &a.snap_data);
+    // The agent resolves names as its node does: that node's /etc/hosts.
+    for line in std::fs::read_to_string(&a.hosts).unwrap().lines() {
+        if let Some((ip, name)) = line.split_once(' ') {
+            if name == NODE {
+                agent.add_host(name, ip);
+            }
+        }
     }
+    let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+        .arg(bundle.join("register-join-tokens.sh"))
+        .env("SNAP_DATA", &a.snap_data)
+        .env("MK8S_MICROK8S", "/bin/false")
+        .output()
+        .unwrap();
+    // Exit 7: it cannot list the nodes (no `microk8s` here); it registered.
+    assert_eq!(o.status.code(), Some(7), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
+    agent
+}
+
+/// The node model of the worker at `node_ip`; on `host`, with the real kubelet
+/// and containerd.
+fn worker_model(
+    channel: &str,
+    port: u16,
+    node_ip: &str,
+    host: Option<&mk8s_testkit::upstream::RealNodeHost>,
+    dir: &std::path::Path,
+    root: &std::path::Path,
+) -> mk8s_testkit::node_model::Model {
     let mut config = mk8s_testkit::node_model::ModelConfig::new(channel, port);
-    config.node_ip = node_ip.clone();
+    config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
-    if let Some(h) = &host {
+    if let Some(h) = host {
         let (pause_tar, pause_ref) = mk8s_testkit::upstream::pause_image();
         config.real = Some(mk8s_testkit::node_model::RealPrograms {
             kubelet: mk8s_testkit::upstream::bin("kubelet"),
@@ -343,36 +395,12 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
             pod_subnet: "10.214.0.0/24".into(),
         });
     }
-    let model = mk8s_testkit::node_model::Model::new(&tmp.path().join("model"), &root, config);
-    let p = root.join(mk8s_bootstrap::plan::PLAN_PATH.trim_start_matches('/'));
-    let mut plan = mk8s_bootstrap::plan::JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-    plan.timing.ready_deadline_secs = 60;
-    plan.timing.retry_initial_ms = 100;
-    plan.timing.retry_cap_ms = 1000;
-    if let Some(join) = plan.join.as_mut() {
-        join.agents = agents.iter().map(|a| a.addr.to_string()).collect();
-    }
-    fs::write(&p, plan.to_json()).unwrap();
-    let kubectl = mk8s_testkit::tools::require("kubectl");
-    Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
+    mk8s_testkit::node_model::Model::new(dir, root, config)
 }
 
 impl Peers {
     fn run(&self) -> (i32, String) {
-        let out = std::process::Command::new(BIN)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--systemctl")
-            .arg(&self.model.systemctl)
-            .arg("--snap")
-            .arg(&self.model.snap)
-            .arg("--microk8s")
-            .arg(&self.model.microk8s)
-            .arg("--curl")
-            .arg("/bin/false")
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+        common::run_bootstrap(&self.root, &self.model, Some(&self.model.microk8s))
     }
 
     fn story(&self) -> String {

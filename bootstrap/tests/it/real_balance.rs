@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mk8s_testkit::apiserver::Authz;
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::proc::Guard;
 use mk8s_testkit::upstream::{ControlPlane, Options};
 
@@ -18,14 +19,11 @@ use super::common;
 /// The files mk8s-gen writes for `kind: builtin`, for this control plane, in `dir`
 /// (the provider file's path rewritten to `dir`).
 fn builtin_files(cp: &ControlPlane, dir: &Path) -> std::path::PathBuf {
-    let control_plane: String =
-        cp.options.ips.iter().enumerate().map(|(i, ip)| format!("    - {{ name: cp-{i}, address: {ip} }}\n")).collect();
     fs::write(dir.join("ca.crt"), &cp.ca.cert_pem).unwrap();
-    let facts = format!(
-        "cluster:\n  name: real\n  microk8s: {{ channel: 1.30/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: token\n  apiserver-port: {}\n  control-plane:\n{control_plane}workers:\n  - {{ name: w-1, address: 10.0.0.5 }}\n",
-        cp.options.port
-    );
-    let (facts, secrets) = common::facts_and_secrets(&facts, dir, &cp.ca.key_pem, false);
+    let facts = FactsYaml::new("real").channel("1.30/stable").ca_file("ca.crt").auth_token().port(cp.options.port);
+    let facts = cp.options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
+    let facts = facts.worker(Worker::new("w-1").address("10.0.0.5")).yaml();
+    let (facts, secrets) = common::facts_and_secrets(&facts, dir, &cp.ca.key_pem);
     let worker = facts.worker("w-1").unwrap();
     let out =
         mk8s_gen::render::render_node(&facts, &secrets, worker, &mk8s_gen::render::Delivery::Preinstalled).unwrap();

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
 use mk8s_testkit::boot::{self, Machine, Netns};
+use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, ModelConfig, NodeView};
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
@@ -133,22 +134,16 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     sim.set_kubelet_client(client);
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let x509 = node_model::minor_of(channel) >= 28;
-    let auth = if x509 {
-        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n"
-    } else {
-        ""
+    let facts = FactsYaml::new("boot").channel(channel).ca_file("ca.crt");
+    let facts = if x509 { facts.auth_x509("2026-01-01", 3650) } else { facts };
+    let facts = facts.port(PORT).control_plane("cp-1", CP_IP);
+    let facts = match lb {
+        Lb::Default => facts,
+        Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
+        Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
     };
-    let lb_facts = match lb {
-        Lb::Default => String::new(),
-        Lb::Traefik | Lb::Haproxy => format!(
-            "  load-balancer: {{ mode: node-local, kind: {}, health-check: {{ interval: 1s, timeout: 500ms }} }}\n",
-            if lb == Lb::Traefik { "traefik" } else { "haproxy" }
-        ),
-    };
-    let facts_yaml = format!(
-        "cluster:\n  name: boot\n  microk8s: {{ channel: {channel} }}\n  ca: {{ cert-file: ca.crt }}\n{auth}  apiserver-port: {PORT}\n  control-plane:\n    - {{ name: cp-1, address: {CP_IP} }}\n{lb_facts}workers:\n  - {{ name: {name}, address: {node_ip} }}\n"
-    );
-    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
+    let facts_yaml = facts.worker(Worker::new(name).address(node_ip)).yaml();
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem);
     let worker = facts.worker(name).unwrap();
     if by_hostname {
         // The control plane resolves worker names through the bundle's hosts-entries.sh.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_gen::render::{self, Delivery};
 use mk8s_testkit::apiserver::SimApiserver;
+use mk8s_testkit::facts::{FactsYaml, Traefik, Worker};
 use mk8s_testkit::fakes::Fakes;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::workspace;
@@ -44,34 +45,38 @@ impl Drop for World {
 /// Generate facts for a cluster whose apiserver is the simulator, render the
 /// user-data with the real generator, and "boot" a node: write its files.
 fn world(channel: &str) -> World {
-    world_with(&format!("{{ channel: {channel} }}"))
+    world_with(|f| f.channel(channel))
 }
 
-/// `microk8s` is the facts' `cluster.microk8s` value (flow YAML).
-fn world_with(microk8s: &str) -> World {
-    world_full(microk8s, "127.0.0.1", external_lb, "")
+/// `microk8s` sets the facts' `cluster.microk8s` (the channel, a local snap).
+fn world_with(microk8s: impl FnOnce(FactsYaml) -> FactsYaml) -> World {
+    world_full("127.0.0.1", |f, port| external_lb(microk8s(f), port))
 }
 
-/// The general form: the simulator listens on `sim_ip`, `lb` gives the facts'
-/// load-balancer for its port, `extra` adds lines to `cluster:` (e.g. `auth: x509`).
-fn external_lb(port: u16) -> String {
-    format!("{{ mode: external, address: 127.0.0.1, port: {port} }}")
+/// The load balancer in front of the simulator on 127.0.0.1:`port`, external.
+fn external_lb(facts: FactsYaml, port: u16) -> FactsYaml {
+    facts.lb_external("127.0.0.1", port)
 }
 
-fn world_full(microk8s: &str, sim_ip: &str, lb: impl Fn(u16) -> String, extra: &str) -> World {
+/// `auth: x509` on 1.30, the certificates valid from `not_before` for `days`.
+fn x509_world(not_before: &str, days: u32) -> World {
+    world_full("127.0.0.1", |f, port| external_lb(f.channel("1.30/stable"), port).auth_x509(not_before, days))
+}
+
+/// The general form: the simulator listens on `sim_ip`; `facts` completes the
+/// cluster's facts (the channel, the load balancer, the auth) for its port.
+fn world_full(sim_ip: &str, facts: impl FnOnce(FactsYaml, u16) -> FactsYaml) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let fakes = Fakes::new(&tmp.path().join("fake"), &root);
     let ca = Arc::new(Ca::new("scenario-cluster-ca"));
     let sim = SimApiserver::start(ca.clone(), sim_ip, "");
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let facts_yaml = format!(
-        "cluster:\n  name: scen\n  microk8s: {microk8s}\n  ca: {{ cert-file: ca.crt }}\n{extra}  apiserver-port: {port}\n  control-plane:\n    - {{ name: cp-1, address: 127.0.0.2 }}\n  load-balancer: {lb}\nworkers:\n  - {{ name: {NODE}, address: 127.0.0.9 }}\n",
-        port = sim.addr.port(),
-        lb = lb(sim.addr.port())
-    );
-    let x509 = extra.contains("x509");
-    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem, x509);
+    let port = sim.addr.port();
+    let base = FactsYaml::new("scen").ca_file("ca.crt").port(port).control_plane("cp-1", "127.0.0.2");
+    let facts_yaml = facts(base, port).worker(Worker::new(NODE).address("127.0.0.9")).yaml();
+    let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem);
+    let x509 = common::is_x509(&facts);
     let worker = facts.worker(NODE).unwrap();
     let token_csv = if x509 { String::new() } else { mk8s_gen::auth::token::token_lines(&facts, &secrets, worker) };
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
@@ -93,10 +98,7 @@ impl World {
 
     /// Change the plan on the node (shorter deadlines for tests, or tampering).
     fn edit_plan(&self, f: impl FnOnce(&mut JoinPlan)) {
-        let p = self.root.join(PLAN_PATH.trim_start_matches('/'));
-        let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
-        f(&mut plan);
-        fs::write(&p, plan.to_json()).unwrap();
+        common::edit_plan(&self.root, f);
     }
 
     fn fast(&self, deadline_secs: u64) {
@@ -509,7 +511,11 @@ fn killed_at_arbitrary_moments_and_rerun_converges() {
 
 #[test]
 fn air_gapped_install_from_a_local_snap_and_assertion() {
-    let w = world_with("{ channel: 1.28/stable, local-snap: { file: /var/cache/mk8s/microk8s_1234.snap, assert: /var/cache/mk8s/microk8s_1234.assert, base: { file: /var/cache/mk8s/core20_2015.snap, assert: /var/cache/mk8s/core20_2015.assert } } }");
+    let w = world_with(|f| {
+        f.channel("1.28/stable")
+            .local_snap("/var/cache/mk8s/microk8s_1234.snap", "/var/cache/mk8s/microk8s_1234.assert")
+            .local_base_snap("/var/cache/mk8s/core20_2015.snap", "/var/cache/mk8s/core20_2015.assert")
+    });
     w.fast(60);
     w.fakes.set_store_down(true);
     // Without the files on the node: a clear, fatal error.
@@ -546,10 +552,14 @@ fn air_gapped_install_from_a_local_snap_and_assertion() {
 /// generator warns, and the bootstrap's install fails with snapd's reason.
 #[test]
 fn air_gapped_without_the_base_snap_is_warned_about() {
-    let facts = "{ channel: 1.30/stable, local-snap: { file: /var/cache/mk8s/microk8s_1.snap, assert: /var/cache/mk8s/microk8s_1.assert } }";
-    let text = format!(
-        "cluster:\n  name: a\n  microk8s: {facts}\n  ca: {{ cert-file: ca.crt }}\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - {{ name: w, address: 10.0.0.9 }}\n"
-    );
+    let microk8s = |f: FactsYaml| {
+        f.channel("1.30/stable").local_snap("/var/cache/mk8s/microk8s_1.snap", "/var/cache/mk8s/microk8s_1.assert")
+    };
+    let text = microk8s(FactsYaml::new("a"))
+        .ca_file("ca.crt")
+        .control_plane("cp-1", "10.0.0.2")
+        .worker(Worker::new("w").address("10.0.0.9"))
+        .yaml();
     let dir = tempfile::tempdir().unwrap();
     fs::copy(workspace().join("fixtures/seed/ca.crt"), dir.path().join("ca.crt")).unwrap();
     let loaded = mk8s_gen::load(&text, dir.path());
@@ -558,7 +568,7 @@ fn air_gapped_without_the_base_snap_is_warned_about() {
     let warning = report.problems.iter().find(|p| p.path == "$.cluster.microk8s.local-snap").expect("a warning");
     assert!(warning.message.contains("core20"), "{}", warning.message);
 
-    let w = world_with(facts);
+    let w = world_with(microk8s);
     w.fast(3);
     w.fakes.set_store_down(true);
     let cache = w.root.join("var/cache/mk8s");
@@ -620,16 +630,11 @@ fn traefik_tarball(dir: &Path) -> String {
 }
 
 fn node_local_world(sha256: &str) -> World {
-    let sha = sha256.to_string();
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.2",
-        move |_| {
-            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz\", sha256: {sha} }}, health-check: {{ interval: 1s, timeout: 500ms }} }}")
-        },
-        "",
-    );
-    w
+    world_full("127.0.0.2", |f, _| {
+        let traefik =
+            Traefik::fetched("3.7.15", "https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz", sha256);
+        f.channel("1.30/stable").lb_traefik(Some(traefik)).health_check("1s", "500ms")
+    })
 }
 
 #[test]
@@ -676,12 +681,7 @@ fn a_load_balancer_download_with_the_wrong_sha256_is_refused() {
 
 #[test]
 fn joins_with_x509_client_certificates() {
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.1",
-        external_lb,
-        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n",
-    );
+    let w = x509_world("2026-01-01", 3650);
     w.fast(60);
     w.kubelet();
     let (code, log) = w.run();
@@ -699,12 +699,7 @@ fn joins_with_x509_client_certificates() {
 
 #[test]
 fn x509_certificates_from_another_ca_are_fatal() {
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.1",
-        external_lb,
-        "  auth: x509\n  client-certificates: { not-before: 2026-01-01, validity-days: 3650 }\n",
-    );
+    let w = x509_world("2026-01-01", 3650);
     // Same plan, but the apiserver's CA now differs from the one that signed us:
     // replace the simulator by one with another CA, on the same address.
     let other = Arc::new(Ca::new("another-ca"));
@@ -721,12 +716,7 @@ fn x509_certificates_from_another_ca_are_fatal() {
 }
 
 fn node_local(kind: &str, channel: &str) -> World {
-    world_full(
-        &format!("{{ channel: {channel} }}"),
-        "127.0.0.2",
-        |_| format!("{{ mode: node-local, kind: {kind} }}"),
-        "",
-    )
+    world_full("127.0.0.2", |f, _| f.channel(channel).lb_node_local(kind))
 }
 
 #[test]
@@ -816,14 +806,11 @@ fn joins_through_microk8s_own_apiserver_proxy() {
 fn the_local_control_plane_is_gone_before_the_balancer_starts() {
     let dir = tempfile::tempdir().unwrap();
     let sha = traefik_tarball(dir.path());
-    let w = world_full(
-        "{ channel: 1.22/stable }",
-        "127.0.0.2",
-        move |_| {
-            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz\", sha256: {sha} }} }}")
-        },
-        "",
-    );
+    let w = world_full("127.0.0.2", |f, _| {
+        let traefik =
+            Traefik::fetched("3.7.15", "https://downloads.example.invalid/traefik_v3_linux_amd64.tar.gz", &sha);
+        f.channel("1.22/stable").lb_traefik(Some(traefik))
+    });
     w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
     // The node's own control plane, listening where the balancer will.
     let local_ca = Ca::new("10.152.183.1");
@@ -998,12 +985,7 @@ fn a_wrong_kube_proxy_credential_is_caught() {
 
 #[test]
 fn x509_certificates_from_the_future_name_the_clock() {
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.1",
-        external_lb,
-        "  auth: x509\n  client-certificates: { not-before: 2099-01-01, validity-days: 365 }\n",
-    );
+    let w = x509_world("2099-01-01", 365);
     w.fast(60);
     let (code, log) = w.run();
     assert_eq!(code, 78, "{log}");
@@ -1060,14 +1042,10 @@ fn a_presigned_archive_url_and_another_program_name() {
     let dir = tempfile::tempdir().unwrap();
     let sha = traefik_tarball(dir.path());
     let url = "https://bucket.example.invalid/traefik_v3_linux_amd64.tar.gz?X-Amz-Signature=c0ffee&X-Amz-Expires=600";
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.2",
-        move |_| {
-            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, path: /opt/traefik/bin/traefik-3.7, url: \"{url}\", sha256: {sha} }} }}")
-        },
-        "",
-    );
+    let w = world_full("127.0.0.2", |f, _| {
+        let traefik = Traefik::fetched("3.7.15", url, &sha).path("/opt/traefik/bin/traefik-3.7");
+        f.channel("1.30/stable").lb_traefik(Some(traefik))
+    });
     w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
     w.fast(3);
     let (_, log) = w.run();
@@ -1090,14 +1068,10 @@ fn a_presigned_archive_url_and_another_program_name() {
 fn an_archive_behind_a_url_that_does_not_say_so_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let sha = traefik_tarball(dir.path());
-    let w = world_full(
-        "{ channel: 1.30/stable }",
-        "127.0.0.2",
-        move |_| {
-            format!("{{ mode: node-local, kind: traefik, traefik: {{ version: 3.7.15, url: \"https://downloads.example.invalid/traefik\", sha256: {sha} }} }}")
-        },
-        "",
-    );
+    let w = world_full("127.0.0.2", |f, _| {
+        let traefik = Traefik::fetched("3.7.15", "https://downloads.example.invalid/traefik", &sha);
+        f.channel("1.30/stable").lb_traefik(Some(traefik))
+    });
     w.fakes.serve_download(&dir.path().join("traefik_v3_linux_amd64.tar.gz"));
     w.fast(10);
     let (code, log) = w.run();

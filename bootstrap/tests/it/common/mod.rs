@@ -4,8 +4,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 
 use base64::Engine as _;
+use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
+use mk8s_testkit::node_model::{write_script, Model};
+
+/// The bootstrap under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 
 /// What cloud-init does with our user-data's `write_files` (paths under `root`,
 /// contents decoded, modes set). The real cloud-init runs in the real-tool tests.
@@ -31,21 +37,71 @@ pub fn write_files(root: &Path, user_data: &str) {
 }
 
 /// Facts (YAML, in `dir` where its `ca.crt` is) checked by the real validator, and
-/// the seed fixture's secrets with `ca_key_pem` as the CA key (attached when `x509`).
+/// the seed fixture's secrets with `ca_key_pem` as the CA key (attached when the
+/// facts say `auth: x509`).
 pub fn facts_and_secrets(
     facts_yaml: &str,
     dir: &Path,
     ca_key_pem: &str,
-    x509: bool,
 ) -> (mk8s_gen::model::Facts, mk8s_gen::secrets::Secrets) {
     let facts = mk8s_gen::load(facts_yaml, dir).valid("facts", facts_yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut text = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     text.push_str(&format!("ca-key: {}\n", serde_json::to_string(ca_key_pem).unwrap()));
     let mut secrets = mk8s_gen::secrets::Secrets::parse(&text).unwrap();
-    if x509 {
+    if is_x509(&facts) {
         secrets.attach_ca_key(&facts.ca).unwrap();
     }
     (facts, secrets)
+}
+
+/// Whether the facts say `auth: x509`.
+pub fn is_x509(facts: &mk8s_gen::model::Facts) -> bool {
+    matches!(facts.auth, mk8s_gen::model::Auth::X509(_))
+}
+
+/// A node's first boot as cloud-init does it: the files of `out`'s user-data
+/// written under `root`.
+pub fn boot(root: &Path, out: &mk8s_gen::render::NodeOutput) {
+    fs::create_dir_all(root).unwrap();
+    write_files(root, &mk8s_gen::output::cloud_config::cloud_config(out));
+}
+
+/// The real mk8s-bootstrap on a worker rooted at `root` whose `snap` and
+/// `systemctl` are the node model's, with `microk8s` for the join (None: the
+/// default, which a run that does not join never calls) and no `curl`:
+/// (exit code, stderr).
+pub fn run_bootstrap(root: &Path, model: &Model, microk8s: Option<&Path>) -> (i32, String) {
+    let mut c = Command::new(BIN);
+    c.arg("--root").arg(root).arg("--systemctl").arg(&model.systemctl).arg("--snap").arg(&model.snap);
+    if let Some(m) = microk8s {
+        c.arg("--microk8s").arg(m);
+    }
+    let out = c.arg("--curl").arg("/bin/false").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The plan on the node rooted at `root`, changed by `f` (shorter timings for
+/// tests, the agents' addresses, or tampering).
+pub fn edit_plan(root: &Path, f: impl FnOnce(&mut JoinPlan)) {
+    let p = root.join(PLAN_PATH.trim_start_matches('/'));
+    let mut plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut plan);
+    fs::write(&p, plan.to_json()).unwrap();
+}
+
+/// The node-local balancer's program at the path its unit runs, under `root`: a
+/// script that runs the real one (baked into the image: traefik; cloud-init's
+/// `packages`: haproxy; `builtin`: the agent itself, `mk8s-bootstrap balance`).
+pub fn balancer_program(root: &Path, kind: &str) {
+    let (real, path) = match kind {
+        "builtin" => (BIN.into(), "usr/local/bin/mk8s-bootstrap"),
+        "traefik" => (mk8s_testkit::tools::require("traefik"), "usr/local/bin/traefik"),
+        "haproxy" => (mk8s_testkit::tools::require("haproxy"), "usr/sbin/haproxy"),
+        other => panic!("no program of its own for kind {other}"),
+    };
+    let bin = root.join(path);
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    write_script(&bin, &format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display()));
 }
 
 /// What a control-plane node resolves after the operator ran the control-plane
