@@ -10,17 +10,9 @@ use mk8s_testkit::workspace;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mk8s-gen");
 
+/// `mk8s-gen terraform` in fixtures/seed, as Terraform's external data source runs it.
 fn external(query: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("terraform")
-        .current_dir(workspace().join("fixtures/seed"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(query.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    external_in("seed", query)
 }
 
 #[test]
