@@ -5,6 +5,7 @@
 //! them, so tests drive the same code as the binary. [`balance`] is the node-local
 //! apiserver balancer the same binary runs as `mk8s-bootstrap balance`.
 
+pub mod annotations;
 pub mod api;
 pub mod balance;
 pub mod certs;
