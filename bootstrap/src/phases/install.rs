@@ -21,7 +21,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
             // Cleaned up after an earlier install; preflight checked the target.
             Err(_) => continue,
         };
-        keep_original(&target, &f.target)?;
+        keep_original(&target, &f.target, &data)?;
         if write_atomic(&target, &data, f.mode)? {
             changed += 1;
         }
@@ -39,8 +39,9 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
 /// 1.24-1.27 scripts/wrappers/join.py): `microk8s leave` on a node it takes for a
 /// worker restores them from there (1.27 scripts/wrappers/leave.py L35-64), and
 /// without them it stops half-way with the node's own CA and args already reset
-/// (G3). A backup already there is never replaced: it is the node's original.
-fn keep_original(target: &std::path::Path, rel: &str) -> std::io::Result<()> {
+/// (G3). A backup already there is never replaced: it is the node's original; and
+/// a file that is already ours (a rerun after a kill) is not the hook's.
+fn keep_original(target: &std::path::Path, rel: &str, ours: &[u8]) -> std::io::Result<()> {
     if !matches!(rel, "credentials/kubelet.config" | "credentials/proxy.config") {
         return Ok(());
     }
@@ -50,6 +51,7 @@ fn keep_original(target: &std::path::Path, rel: &str) -> std::io::Result<()> {
         return Ok(());
     }
     match fs::read(target) {
+        Ok(original) if original == ours => Ok(()),
         Ok(original) => {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(target).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
