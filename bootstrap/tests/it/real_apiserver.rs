@@ -255,20 +255,29 @@ const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
 /// kubelet and containerd, on an address of [`mk8s_testkit::upstream::PeerAddresses`]
 /// (the kubelet refuses a loopback node IP).
 fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>) -> Peers {
-    peers_with(channel, auth, lb, authz, node_ip, &|f| f, &|_, _| {})
+    peers_with(channel, auth, lb, authz, node_ip, &Setup::default())
 }
 
-/// [`peers`], with the facts passed through `edit` last, and `started` run as the
-/// operator once the control plane is up, before the worker boots (the bundle's
-/// directory given).
+/// What a scenario changes in [`peers`]' world.
+#[derive(Default)]
+pub(crate) struct Setup<'a> {
+    /// The facts passed through it last.
+    pub(crate) facts: Option<&'a dyn Fn(FactsYaml) -> FactsYaml>,
+    /// Run as the operator once the control plane is up, before the worker boots
+    /// (the bundle's directory given).
+    pub(crate) started: Option<&'a dyn Fn(&ControlPlane, &std::path::Path)>,
+    /// The port of the worker's own snap (its apiserver and, once joined,
+    /// MicroK8s's proxy: 16443 on a real node), when not the control plane's.
+    pub(crate) worker_port: Option<u16>,
+}
+
 pub(crate) fn peers_with(
     channel: &str,
     auth: Auth,
     lb: Lb,
     authz: Authz,
     node_ip: Option<&str>,
-    edit: &dyn Fn(FactsYaml) -> FactsYaml,
-    started: &dyn Fn(&ControlPlane, &std::path::Path),
+    setup: &Setup,
 ) -> Peers {
     use mk8s_gen::render::{self, Delivery};
 
@@ -288,7 +297,11 @@ pub(crate) fn peers_with(
     let facts = FactsYaml::new("real").channel(channel).ca_file("ca.crt");
     let facts = auth.facts(facts).port(port);
     let facts = options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
-    let facts = edit(lb.facts(facts).worker(Worker::new(NODE).address(&node_ip).label("example.com/tier", "gpu")));
+    let facts = lb.facts(facts).worker(Worker::new(NODE).address(&node_ip).label("example.com/tier", "gpu"));
+    let facts = match setup.facts {
+        Some(edit) => edit(facts),
+        None => facts,
+    };
     let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), tmp.path(), &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if auth == Auth::Token {
@@ -306,7 +319,9 @@ pub(crate) fn peers_with(
     let agents = operator_side(&cp, &bundle, channel, auth, authz);
     cp.start_all();
     cp.start_controller_manager();
-    started(&cp, &bundle);
+    if let Some(started) = setup.started {
+        started(&cp, &bundle);
+    }
 
     // The worker: the generated user-data, as cloud-init writes it.
     let root = tmp.path().join("root");
@@ -314,7 +329,8 @@ pub(crate) fn peers_with(
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
-    let model = worker_model(channel, port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
+    let worker_port = setup.worker_port.unwrap_or(port);
+    let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
     common::edit_plan(&root, |plan| {
         plan.timing.ready_deadline_secs = 60;
         plan.timing.retry_initial_ms = 100;
@@ -653,4 +669,25 @@ fn real_kubelet_v1_20_token_traefik() {
 #[test]
 fn real_kubelet_v1_30_join() {
     real_scenario("1.30/stable", Auth::Join, Lb::Own, None);
+}
+
+/// G4: apiservers on a port other than 16443. MicroK8s's join points the worker at
+/// its own proxy on the port of the snap's traefik template (16443 on a real node,
+/// a port of the worker's own here), whatever the control plane's port; the
+/// bootstrap waits for the Node there, through the kubeconfig the join wrote. Before
+/// it waited on the control plane's port and never saw the Node.
+#[test]
+fn real_v1_30_join_with_another_apiserver_port() {
+    let worker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        let setup = Setup { worker_port: Some(worker_port), ..Setup::default() };
+        let w = peers_with("1.30/stable", Auth::Join, Lb::Own, authz, Some("127.0.0.47"), &setup);
+        assert_ne!(w.cp.options.port, worker_port);
+        let started = std::time::SystemTime::now();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "{authz:?}: the join failed:\n{log}\n{}", w.story());
+        w.wait_heartbeat(started, &format!("{authz:?}: after the join"));
+        let kubelet = w.model.kubelet().unwrap_or_default();
+        assert_eq!(kubelet["server"], format!("https://127.0.0.1:{worker_port}"), "{authz:?}");
+    }
 }

@@ -21,7 +21,7 @@ use mk8s_testkit::facts::FactsYaml;
 use mk8s_testkit::upstream::ControlPlane;
 
 use crate::common;
-use crate::real_apiserver::{peers_with, Auth, Lb, Peers, NODE};
+use crate::real_apiserver::{peers_with, Auth, Lb, Peers, Setup, NODE};
 
 const CHANNEL: &str = "1.34/stable";
 const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -150,8 +150,9 @@ fn refresh_twice(w: &Peers, what: &str) {
 #[test]
 fn x509_nodes_stay_ready_past_their_first_certificate_and_two_refreshes() {
     let nb = expiring_in(Duration::from_secs(100));
-    let w =
-        peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &|f| f.auth_x509(&nb, 1), &|_, _| {});
+    let expiring = |f: FactsYaml| f.auth_x509(&nb, 1);
+    let setup = Setup { facts: Some(&expiring), ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &setup);
     joined(&w, "AlwaysAllow");
     let issued = issued_cert(&w.root);
     assert!(issued.not_after > now() && issued.not_after < now() + 100, "the test's certificate: {}", issued.not_after);
@@ -176,7 +177,7 @@ fn x509_nodes_stay_ready_past_their_first_certificate_and_two_refreshes() {
 /// that certificate expired, the node would be lost).
 #[test]
 fn the_default_cert_dir_strands_the_rotated_certificate_after_two_refreshes() {
-    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &|f| f, &|_, _| {});
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &Setup::default());
     common::edit_plan(&w.root, |plan| plan.kubelet_args.retain(|l| !l.starts_with("--cert-dir=")));
     joined(&w, "default cert-dir");
     let issued = issued_cert(&w.root);
@@ -196,7 +197,8 @@ fn the_default_cert_dir_strands_the_rotated_certificate_after_two_refreshes() {
 
 #[test]
 fn under_rbac_the_bundles_binding_lets_the_renewal_through() {
-    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &|f| f, &apply_day2);
+    let setup = Setup { started: Some(&apply_day2), ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &setup);
     joined(&w, "RBAC,Node with apply-day2.sh");
     let issued = issued_cert(&w.root);
     wait_rotated(&w, STORE, &issued, "RBAC,Node with apply-day2.sh");
@@ -206,7 +208,7 @@ fn under_rbac_the_bundles_binding_lets_the_renewal_through() {
 
 #[test]
 fn under_rbac_without_the_binding_the_renewal_stays_pending() {
-    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &|f| f, &|_, _| {});
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &Setup::default());
     joined(&w, "RBAC,Node without apply-day2.sh");
     wait_csrs(&w, 1, "RBAC,Node without apply-day2.sh");
     // kube-controller-manager looked at it (it does at once) and left it pending.
