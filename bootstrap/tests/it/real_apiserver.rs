@@ -258,6 +258,9 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     peers_with(channel, auth, lb, authz, node_ip, &Setup::default())
 }
 
+/// A step of the operator's on the running control plane, with the bundle's directory.
+pub(crate) type Operator = dyn Fn(&ControlPlane, &std::path::Path);
+
 /// What a scenario changes in [`peers`]' world.
 #[derive(Default)]
 pub(crate) struct Setup<'a> {
@@ -265,7 +268,7 @@ pub(crate) struct Setup<'a> {
     pub(crate) facts: Option<&'a dyn Fn(FactsYaml) -> FactsYaml>,
     /// Run as the operator once the control plane is up, before the worker boots
     /// (the bundle's directory given).
-    pub(crate) started: Option<&'a dyn Fn(&ControlPlane, &std::path::Path)>,
+    pub(crate) started: Option<&'a Operator>,
     /// The port of the worker's own snap (its apiserver and, once joined,
     /// MicroK8s's proxy: 16443 on a real node), when not the control plane's.
     pub(crate) worker_port: Option<u16>,
