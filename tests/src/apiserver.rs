@@ -257,7 +257,7 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
         ("GET", _) if node_name.is_some() => get_node(&st, &user, node_name.unwrap_or_default()),
         ("DELETE", _) if node_name.is_some() => delete_node(&mut st, &user, node_name.unwrap_or_default()),
         ("POST", "/api/v1/nodes") => create_node(&mut st, &user, &req.body),
-        // A merge patch of a Node's labels and taints (what a client may change on
+        // A merge patch of a Node's labels, taints and annotations (what a client may change on
         // the object itself; the rest is kept).
         ("PATCH", _) if node_name.is_some() => {
             change_node(&mut st, &user, "patch", node_name.unwrap_or_default(), &req.body, |node, patch| {
@@ -268,6 +268,18 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                 }
                 if let Some(taints) = patch.pointer("/spec/taints") {
                     node["spec"]["taints"] = taints.clone();
+                }
+                // RFC 7386: a null removes the key.
+                if let Some(ann) = patch.pointer("/metadata/annotations").and_then(|a| a.as_object()) {
+                    for (k, v) in ann {
+                        match node["metadata"]["annotations"].as_object_mut() {
+                            Some(m) if v.is_null() => {
+                                m.remove(k);
+                            }
+                            _ if v.is_null() => {}
+                            _ => node["metadata"]["annotations"][k] = v.clone(),
+                        }
+                    }
                 }
             })
         }
