@@ -377,9 +377,12 @@ impl std::fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 impl JoinPlan {
-    /// Serialize the plan as the bytes written to the node (pretty JSON, trailing newline).
+    /// Serialize the plan as the bytes written to the node: JSON on one line
+    /// (user-data is size-bound: the indentation of pretty JSON cost as much as
+    /// the maintain units that came with `maintain`; `jq . plan.json` reads it),
+    /// trailing newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("a plan always serializes");
+        let mut s = serde_json::to_string(self).expect("a plan always serializes");
         s.push('\n');
         s
     }

@@ -11,10 +11,7 @@ pub const MAINTAIN_TIMER: &str = "mk8s-maintain.timer";
 /// Our MicroK8s 1.25+ post-refresh hook: it only starts the maintain unit, without
 /// waiting (the hook runs inside snapd's refresh, with a 120 s timeout whose expiry
 /// skips the hooks after ours: canonical/microk8s 1.25+ scripts/run-lifecycle-hooks.py).
-pub const REFRESH_HOOK: &str = "#!/bin/sh\n\
-# mk8s-worker: after a MicroK8s refresh, have mk8s-bootstrap maintain check (and\n\
-# repair) this worker. Written by mk8s-bootstrap from the plan; only a trigger.\n\
-exec systemctl start --no-block mk8s-maintain.service\n";
+pub const REFRESH_HOOK: &str = "#!/bin/sh\nexec systemctl start --no-block mk8s-maintain.service\n";
 pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
 pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
 

@@ -130,7 +130,6 @@ fn maintain_units() -> anyhow::Result<Vec<NodeFile>> {
             "binary": plan::BOOTSTRAP_PATH,
             "plan": plan::PLAN_PATH,
             "stamp": mk8s_bootstrap::status::STAMP_FILE,
-            "status": mk8s_bootstrap::maintain::STATUS_FILE,
         }),
     )?;
     let timer = templates::render("mk8s-maintain.timer", json!({}))?;

@@ -109,6 +109,27 @@ fn systemd_analyze_verify_accepts_the_units() {
         // Unknown keys are only warnings (exit 0): nothing may be said at all.
         assert!(o.status.success() && said.trim().is_empty(), "{fixture}: {path}:\n{said}");
     }
+    // The maintain unit and its timer (the timer's unit beside it: verify checks
+    // that what it triggers exists), in every fixture's flavour.
+    for (fixture, name, _) in UNITS {
+        let out = node(fixture, name);
+        let mut paths = Vec::new();
+        for unit in ["mk8s-maintain.service", "mk8s-maintain.timer"] {
+            let path = format!("/etc/systemd/system/{unit}");
+            let text =
+                text_of(&out, &path).replace("/usr/local/bin/mk8s-bootstrap", tools::require("true").to_str().unwrap());
+            paths.push(unit_file(dir.path(), &path, &text));
+        }
+        let o = Command::new(&sa).args(["verify", "--man=no"]).args(&paths).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && said.trim().is_empty(), "{fixture}: maintain units:\n{said}");
+        let timer = text_of(&out, "/etc/systemd/system/mk8s-maintain.timer");
+        for want in ["OnBootSec=5min\n", "OnUnitActiveSec=15min\n", "RandomizedDelaySec=5min\n"] {
+            assert!(timer.contains(want), "{fixture}: the timer lacks {want:?}");
+        }
+        let service = text_of(&out, "/etc/systemd/system/mk8s-maintain.service");
+        assert!(service.contains("Type=oneshot\n") && service.contains(" maintain --repair "), "{service}");
+    }
     // The control: a misspelt key is reported.
     let unit = unit_file(dir.path(), "/x/bad.service", "[Service]\nExecStart=/bin/true\nDynamicUsr=yes\n");
     let o = Command::new(&sa).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
