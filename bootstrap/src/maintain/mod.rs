@@ -12,7 +12,7 @@
 pub mod certs;
 pub mod checks;
 pub mod kubeconfig;
-mod report;
+pub mod report;
 
 use std::fs;
 use std::io::Write;

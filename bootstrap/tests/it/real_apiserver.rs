@@ -638,3 +638,72 @@ fn real_kubelet_v1_20_token_traefik() {
 fn real_kubelet_v1_30_join() {
     real_scenario("1.30/stable", Auth::Join, Lb::Own, None);
 }
+
+/// `mk8s-bootstrap maintain`'s report, the merge patch of its annotations, sent
+/// with a worker's own credential (a client certificate `system:node:NAME`, group
+/// `system:nodes`), against the real kube-apiserver with MicroK8s 1.30's default
+/// args. Accepted on its own Node under AlwaysAllow and RBAC,Node, our keys only,
+/// a `null` removing one. Under RBAC,Node the Node authorizer reads only its own
+/// Node, but allows `patch` of any Node and leaves "only its own" to the
+/// NodeRestriction admission plugin (kubernetes v1.34.4
+/// plugin/pkg/auth/authorizer/node/node_authorizer.go `authorizeNode`), which
+/// MicroK8s does not enable (1.28+ default-args `--enable-admission-plugins=
+/// EventRateLimit`; kube-apiserver's defaults do not include it): a worker can
+/// write another worker's annotations.
+#[test]
+fn real_maintain_report_patches_its_own_node() {
+    use mk8s_bootstrap::maintain::report::Verdict;
+    use mk8s_testkit::tls::{https_call, Trust};
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        let mut o = Options::new(30, authz);
+        o.ips.truncate(1);
+        let cp = ControlPlane::start(o);
+        let addr = cp.apiservers[0].addr;
+        let admin = |method: &str, path: &str, body: Option<&str>| {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let chain = Some((cp.admin.rustls_chain(), cp.admin.rustls_key()));
+            https_call(addr, name, Trust::Roots(cp.ca.rustls_root()), method, path, body, None, chain).unwrap()
+        };
+        for n in ["worker-1", "worker-2"] {
+            let node = format!(
+                r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{n}","annotations":{{"theirs":"kept"}}}}}}"#
+            );
+            let r = admin("POST", "/api/v1/nodes", Some(&node));
+            assert_eq!(r.status, 201, "{authz:?}: {}", r.body);
+        }
+        let mut verdict = Verdict {
+            node: "worker-1".into(),
+            result: "drift",
+            checked_at: "2026-12-03T10:00:00Z".into(),
+            plan_sha256: Some("ab".repeat(32)),
+            agent_version: env!("CARGO_PKG_VERSION"),
+            drift: vec!["locks", "args"],
+            client_not_after: Some("2027-01-31T00:00:00Z".into()),
+            serving_not_after: None,
+            proxy_not_after: None,
+            checks: vec![],
+            reported: String::new(),
+        };
+        let leaf = cp.ca.client("system:node:worker-1", &["system:nodes"]);
+        let own = Api::for_node(&cp.ca.cert_pem, "worker-1", &url(&cp), &cert(&leaf), "kubelet").unwrap();
+        assert_eq!(own.patch_node(&verdict.patch()), Ok(()), "{authz:?}: its own Node");
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-1", None).body).unwrap();
+        let a = &got["metadata"]["annotations"];
+        assert_eq!(a["mk8s-worker.io/drift"], "locks,args", "{authz:?}: {a}");
+        assert_eq!(a["mk8s-worker.io/client-not-after"], "2027-01-31T00:00:00Z");
+        assert_eq!(a["theirs"], "kept", "a merge patch of ours only");
+        assert!(a.get("mk8s-worker.io/serving-not-after").is_none());
+        verdict.client_not_after = None;
+        assert_eq!(own.patch_node(&verdict.patch()), Ok(()));
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-1", None).body).unwrap();
+        assert!(got["metadata"]["annotations"].get("mk8s-worker.io/client-not-after").is_none(), "null removes");
+        // Another Node, with worker-1's credential: reading it is refused under
+        // RBAC,Node, writing its annotations is not (no NodeRestriction).
+        let other = Api::for_node(&cp.ca.cert_pem, "worker-2", &url(&cp), &cert(&leaf), "kubelet").unwrap();
+        let read = other.node();
+        assert_eq!(read.is_err(), authz == Authz::RbacNode, "{authz:?}: reading another Node: {read:?}");
+        assert_eq!(other.patch_node(&verdict.patch()), Ok(()), "{authz:?}: patching another Node");
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-2", None).body).unwrap();
+        assert_eq!(got["metadata"]["annotations"]["mk8s-worker.io/drift"], "locks,args", "{authz:?}");
+    }
+}
