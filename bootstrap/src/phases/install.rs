@@ -21,7 +21,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
             // Cleaned up after an earlier install; preflight checked the target.
             Err(_) => continue,
         };
-        keep_original(&target, &f.target)?;
+        keep_original(&target, &f.target, &f.sha256)?;
         if write_atomic(&target, &data, f.mode)? {
             changed += 1;
         }
@@ -40,7 +40,10 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
 /// worker restores them from there (1.27 scripts/wrappers/leave.py L35-64), and
 /// without them it stops half-way with the node's own CA and args already reset
 /// (G3). A backup already there is never replaced: it is the node's original.
-fn keep_original(target: &std::path::Path, rel: &str) -> std::io::Result<()> {
+///
+/// A target that already holds our file is not the original: a run killed after
+/// installing it and started again must not keep ours as the backup.
+fn keep_original(target: &std::path::Path, rel: &str, ours: &str) -> std::io::Result<()> {
     if !matches!(rel, "credentials/kubelet.config" | "credentials/proxy.config") {
         return Ok(());
     }
@@ -50,6 +53,7 @@ fn keep_original(target: &std::path::Path, rel: &str) -> std::io::Result<()> {
         return Ok(());
     }
     match fs::read(target) {
+        Ok(found) if crate::plan::sha256_hex(&found) == ours => Ok(()),
         Ok(original) => {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(target).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
