@@ -13,7 +13,7 @@ use std::fs;
 use crate::certs::Cert;
 use crate::node::{Node, SNAP_DATA};
 use crate::phases::kubeconfig::{kubeconfig_credential, KUBELET};
-use crate::plan::{Credential, JoinPlan};
+use crate::plan::Credential;
 use crate::text::arg_value;
 
 /// 30 days, the longest notice.
@@ -75,46 +75,43 @@ fn expand(v: &str) -> String {
 /// kubelet's `args/kubelet` (`--tls-cert-file`, else `--cert-dir`'s `kubelet.crt`;
 /// with `--rotate-certificates`, `--cert-dir`'s `kubelet-client-current.pem`
 /// before the kubeconfig's), and the kubeconfigs.
-pub fn expiries(node: &Node, _plan: &JoinPlan) -> Expiries {
+pub fn expiries(node: &Node) -> Expiries {
     let mut e = Expiries::default();
     let args = fs::read_to_string(node.snap_data("args/kubelet")).unwrap_or_default();
     let cert_dir = arg_value(&args, "--cert-dir").map(|d| expand(&d)).unwrap_or(format!("{SNAP_DATA}/certs"));
     let serving = arg_value(&args, "--tls-cert-file").map(|f| expand(&f)).unwrap_or(format!("{cert_dir}/kubelet.crt"));
-    let mut read = |what: &str, path: &str| -> Option<Validity> {
-        let pem = fs::read_to_string(node.path(path)).ok()?;
-        let v = validity(&pem);
-        if v.is_none() {
-            e.unreadable.push(format!("the {what} certificate {path} cannot be read"));
-        }
-        v
-    };
-    e.serving = read("serving", &serving);
-    let rotated = arg_value(&args, "--rotate-certificates").is_some_and(|v| v != "false")
-        || args.lines().any(|l| l.trim() == "--rotate-certificates");
+    e.serving = file_validity(node, "serving", &serving, &mut e.unreadable);
+    let rotated =
+        args.lines().map(str::trim).any(|l| l == "--rotate-certificates" || l == "--rotate-certificates=true");
     if rotated {
-        e.client = read("client", &format!("{cert_dir}/kubelet-client-current.pem"));
+        let current = format!("{cert_dir}/kubelet-client-current.pem");
+        e.client = file_validity(node, "client", &current, &mut e.unreadable);
     }
-    for (slot, rel, what) in [(0, KUBELET, "client"), (1, "credentials/proxy.config", "kube-proxy")] {
-        if slot == 0 && e.client.is_some() {
-            continue;
-        }
-        let v = match kubeconfig_credential(node, rel) {
-            Ok(Credential::ClientCertificate { cert_pem, .. }) => {
-                let v = validity(&cert_pem);
-                if v.is_none() {
-                    e.unreadable.push(format!("the {what} certificate of {rel} cannot be read"));
-                }
-                v
-            }
-            _ => None,
-        };
-        if slot == 0 {
-            e.client = v;
-        } else {
-            e.proxy = v;
-        }
+    if e.client.is_none() {
+        e.client = kubeconfig_validity(node, KUBELET, "client", &mut e.unreadable);
     }
+    e.proxy = kubeconfig_validity(node, "credentials/proxy.config", "kube-proxy", &mut e.unreadable);
     e
+}
+
+/// A certificate file's validity; None when there is no such file.
+fn file_validity(node: &Node, what: &str, path: &str, unreadable: &mut Vec<String>) -> Option<Validity> {
+    let pem = fs::read_to_string(node.path(path)).ok()?;
+    let v = validity(&pem);
+    if v.is_none() {
+        unreadable.push(format!("the {what} certificate {path} cannot be read"));
+    }
+    v
+}
+
+/// The validity of a kubeconfig's client certificate; None for a token.
+fn kubeconfig_validity(node: &Node, rel: &str, what: &str, unreadable: &mut Vec<String>) -> Option<Validity> {
+    let Ok(Credential::ClientCertificate { cert_pem, .. }) = kubeconfig_credential(node, rel) else { return None };
+    let v = validity(&cert_pem);
+    if v.is_none() {
+        unreadable.push(format!("the {what} certificate of {rel} cannot be read"));
+    }
+    v
 }
 
 #[cfg(test)]

@@ -6,20 +6,16 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 
 use super::certs::{expiries, Expiries};
 use super::kubeconfig::{ca_pins, servers, set_servers, KUBECONFIGS};
 use crate::api::{Api, PortHolder};
 use crate::fs::write_atomic;
 use crate::node::Node;
+use crate::phases::planned::{self, PRISTINE_DIR};
 use crate::phases::{control_plane_off, install};
-use crate::plan::{sha256_hex, Credential, JoinPlan, PlannedFile, REFRESH_HOOK_PATH};
+use crate::plan::{Credential, JoinPlan, REFRESH_HOOK_PATH};
 use crate::text::args_missing;
-
-/// Where verified copies of the balancer's files are kept, by their sha256, so a
-/// repair can restore a file the plan only knows by its hash.
-pub const PRISTINE_DIR: &str = "/var/lib/mk8s-worker/pristine";
 
 /// What a check sees: the node, the plan and the time (Unix seconds).
 pub struct Cx<'a> {
@@ -38,7 +34,8 @@ pub struct Effects {
     pub balancer: bool,
     /// A unit file: `systemctl daemon-reload` first.
     pub units: bool,
-    /// What was changed, one line each, for the log and the status file.
+    /// What the repair changed (or found it could not), one line each, for the
+    /// log and the status file's `repaired`.
     pub changed: Vec<String>,
 }
 
@@ -143,52 +140,21 @@ fn repair_args(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
     Ok(())
 }
 
-/// Why a planned file is not as planned, if it is not.
-fn file_drift(node: &Node, f: &PlannedFile) -> Option<String> {
-    let p = node.path(&f.path);
-    let data = match fs::read(&p) {
-        Ok(d) => d,
-        Err(e) => return Some(format!("{}: {e}", f.path)),
-    };
-    if sha256_hex(&data) != f.sha256 {
-        return Some(format!("{} was changed (sha256 {} instead of {})", f.path, sha256_hex(&data), f.sha256));
-    }
-    let mode = fs::metadata(&p).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0);
-    (mode != f.mode).then(|| format!("{} has mode {mode:o} instead of {:o}", f.path, f.mode))
-}
-
 fn balancer_files(cx: &Cx) -> Vec<String> {
-    cx.plan.balancer_files.iter().filter_map(|f| file_drift(cx.node, f)).collect()
-}
-
-/// Keep a copy of every planned file that is as planned, by its hash, for a later
-/// repair. Returns how many were saved.
-pub fn keep_pristine(node: &Node, plan: &JoinPlan) -> usize {
-    let mut saved = 0;
-    for f in plan.balancer_files.iter().filter(|f| file_drift(node, f).is_none()) {
-        let copy = node.path(&format!("{PRISTINE_DIR}/{}", f.sha256));
-        if copy.exists() {
-            continue;
-        }
-        if let Ok(data) = fs::read(node.path(&f.path)) {
-            saved += usize::from(write_atomic(&copy, &data, 0o600).is_ok());
-        }
-    }
-    saved
+    cx.plan.balancer_files.iter().filter_map(|f| planned::file_drift(cx.node, f)).collect()
 }
 
 fn repair_balancer_files(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
-    for f in cx.plan.balancer_files.iter().filter(|f| file_drift(cx.node, f).is_some()) {
-        let copy = cx.node.path(&format!("{PRISTINE_DIR}/{}", f.sha256));
-        match fs::read(&copy) {
-            Ok(data) if sha256_hex(&data) == f.sha256 => {
+    for f in cx.plan.balancer_files.iter().filter(|f| planned::file_drift(cx.node, f).is_some()) {
+        match planned::pristine(cx.node, f) {
+            Some(data) => {
                 write_atomic(&cx.node.path(&f.path), &data, f.mode)?;
                 fx.balancer = true;
                 fx.units |= f.path.starts_with("/etc/systemd/");
                 fx.changed.push(format!("restored {}", f.path));
             }
             // Never seen as planned on this node: nothing to restore it from.
-            _ => fx.changed.push(format!("cannot restore {}: no verified copy in {PRISTINE_DIR}", f.path)),
+            None => fx.changed.push(format!("cannot restore {}: no verified copy in {PRISTINE_DIR}", f.path)),
         }
     }
     Ok(())
@@ -238,32 +204,17 @@ fn ca_pin(cx: &Cx) -> Vec<String> {
 }
 
 fn refresh_hook(cx: &Cx) -> Vec<String> {
-    let Some(text) = &cx.plan.microk8s.refresh_hook else { return Vec::new() };
-    let p = cx.node.path(REFRESH_HOOK_PATH);
-    match (fs::read_to_string(&p), fs::metadata(&p)) {
-        (Ok(t), Ok(m)) if &t == text && m.permissions().mode() & 0o100 != 0 => Vec::new(),
-        (Ok(t), _) if &t == text => vec![format!("{REFRESH_HOOK_PATH} is not executable")],
-        (Ok(_), _) => vec![format!("{REFRESH_HOOK_PATH} was changed")],
-        (Err(e), _) => vec![format!("{REFRESH_HOOK_PATH}: {e}")],
-    }
-}
-
-/// Install the plan's post-refresh hook (the join's snap phase and the repair).
-pub fn install_refresh_hook(node: &Node, plan: &JoinPlan) -> io::Result<bool> {
-    match &plan.microk8s.refresh_hook {
-        Some(text) => write_atomic(&node.path(REFRESH_HOOK_PATH), text.as_bytes(), 0o755),
-        None => Ok(false),
-    }
+    planned::refresh_hook_drift(cx.node, cx.plan).into_iter().collect()
 }
 
 fn repair_refresh_hook(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
-    if install_refresh_hook(cx.node, cx.plan)? {
+    if planned::install_refresh_hook(cx.node, cx.plan)? {
         fx.changed.push(format!("wrote {REFRESH_HOOK_PATH}"));
     }
     Ok(())
 }
 
 fn expiry(cx: &Cx) -> Vec<String> {
-    let e: Expiries = expiries(cx.node, cx.plan);
+    let e: Expiries = expiries(cx.node);
     e.near(cx.now)
 }

@@ -26,9 +26,7 @@ use checks::{Cx, Effects, CHECKS};
 
 /// The verdict of the last run, beside the join's status file.
 pub const STATUS_FILE: &str = "/var/lib/mk8s-worker/maintain.json";
-/// The sha256 of the plan file as mk8s-gen wrote it, kept by the join before it
-/// strips the credentials from the plan (the `plan-sha256` annotation).
-pub const PLAN_SHA_FILE: &str = "/var/lib/mk8s-worker/plan.sha256";
+pub use crate::phases::planned::PLAN_SHA_FILE;
 
 /// Exit codes (also in `maintain --help` and the unit file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +141,7 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
     }
     let now = i64::try_from(crate::clock::unix_now()).unwrap_or(0);
     let cx = Cx { node, plan: &plan, now };
-    checks::keep_pristine(node, &plan);
+    crate::phases::planned::keep_pristine(node, &plan);
     let mut results = verify(&cx);
     if repair_drift && results.iter().any(|r| !r.ok) {
         repair(&cx, &mut results, out);

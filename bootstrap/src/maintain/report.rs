@@ -55,7 +55,7 @@ fn plan_sha256(node: &Node, plan: &JoinPlan, bytes: &[u8]) -> Option<String> {
 
 impl Verdict {
     pub fn new(cx: &Cx, plan_bytes: &[u8], checks: Vec<CheckResult>) -> Verdict {
-        let e = certs::expiries(cx.node, cx.plan);
+        let e = certs::expiries(cx.node);
         let drift: Vec<&'static str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         Verdict {
             node: cx.plan.node.name.clone(),

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use super::cx::{PhaseCx, StepResult};
+use super::planned::{keep_pristine, PLAN_SHA_FILE};
 use crate::fs::write_atomic;
-use crate::maintain::PLAN_SHA_FILE;
 use crate::plan::{sha256_hex, JoinPlan, PLAN_PATH};
 use crate::status::{stamp_text, STAMP_FILE};
 
@@ -22,7 +22,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan, plan_path: &Path) -> StepResul
         write_atomic(&cx.node().path(PLAN_SHA_FILE), format!("{}\n", sha256_hex(&bytes)).as_bytes(), 0o644)?;
     }
     // The balancer's files as planned, kept so `maintain --repair` can restore them.
-    crate::maintain::checks::keep_pristine(cx.node(), plan);
+    keep_pristine(cx.node(), plan);
     write_atomic(&cx.node().path(STAMP_FILE), stamp_text(plan).as_bytes(), 0o644)?;
     cleanup(cx, plan, plan_path);
     Ok(())

@@ -33,7 +33,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
 /// MicroK8s 1.25+: our post-refresh hook, once the snap (and its install hook's
 /// default hooks) are there (see [`crate::plan::REFRESH_HOOK_PATH`]).
 fn refresh_hook(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
-    if crate::maintain::checks::install_refresh_hook(cx.node(), plan)? {
+    if super::planned::install_refresh_hook(cx.node(), plan)? {
         cx.log(NAME, &format!("wrote {}", crate::plan::REFRESH_HOOK_PATH));
     }
     Ok(())
