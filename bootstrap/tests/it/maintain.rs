@@ -210,3 +210,32 @@ fn an_expiry_near_is_found_and_left_to_renewal() {
     assert_eq!(a["mk8s-worker.io/drift"], "certificate-expiry");
     assert_eq!(a["mk8s-worker.io/serving-not-after"], status(&w)["servingNotAfter"]);
 }
+
+/// Before the join (the timer fires 5 minutes after boot; a join may take longer)
+/// nothing is checked or changed, and a broken plan is refused as the join
+/// refuses it.
+#[test]
+fn a_node_that_has_not_joined_is_left_alone() {
+    let w = world_with("1.30/stable", false, Lb::Builtin, "127.0.0.67", Variant::default());
+    let (code, log) = maintain(&w, true);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("has not joined with this plan"), "{log}");
+    assert_eq!(status(&w)["result"], "not-joined");
+    assert_eq!(w.model.calls(), Vec::<String>::new(), "nothing ran");
+    fs::write(under(&w, PLAN_PATH), "{\"apiVersion\": \"mk8s-worker/v9\"}").unwrap();
+    let (code, log) = maintain(&w, true);
+    assert_eq!(code, 78, "{log}");
+}
+
+/// No drift, but the apiserver cannot be reached: retryable (75), the verdict
+/// still in the status file.
+#[test]
+fn a_report_that_cannot_reach_the_apiserver_is_retryable() {
+    let (mut w, _) = joined("1.30/stable", Lb::External, "127.0.0.68", Variant::default());
+    w.sim.stop();
+    let (code, log) = maintain(&w, true);
+    assert_eq!(code, 75, "{log}");
+    let st = status(&w);
+    assert_eq!(st["result"], "clean", "{st:#}");
+    assert!(st["reported"].as_str().unwrap().starts_with("not reported: "), "{st:#}");
+}

@@ -200,3 +200,41 @@ fn the_bootstrap_unit_loads_on_systemd_237() {
         assert_eq!(value("RemainAfterExit"), "yes", "a joined node's unit stays active");
     }
 }
+
+/// What `mk8s-bootstrap maintain` holds the node to, as the plan says it: the
+/// post-refresh hook from MicroK8s 1.25 (the release table), never written by the
+/// user-data (MicroK8s's install hook would nest its default hooks under ours), and
+/// each balancer file of ours with the hash of what the user-data writes, except
+/// what MicroK8s's proxy rewrites itself.
+#[test]
+fn the_plan_names_what_maintain_holds() {
+    use mk8s_bootstrap::plan::{sha256_hex, REFRESH_HOOK_PATH};
+    for (fixture, name, hook) in
+        [("seed", "worker-1", false), ("kubelite-ipv6", "edge-7", false), ("lb-microk8s-proxy", "worker-1", true)]
+    {
+        let out = node(fixture, name);
+        assert_eq!(out.plan.microk8s.refresh_hook.is_some(), hook, "{fixture}: {}", out.plan.microk8s.channel);
+        if let Some(text) = &out.plan.microk8s.refresh_hook {
+            assert_eq!(text, "#!/bin/sh\nexec systemctl start --no-block mk8s-maintain.service\n");
+        }
+        assert!(out.files.iter().all(|f| !f.path.starts_with("/var/snap/")), "{fixture}: {REFRESH_HOOK_PATH}");
+        for f in &out.plan.balancer_files {
+            if let Some(staged) = f.path.strip_prefix("/var/snap/microk8s/current/") {
+                let install = out.plan.install.iter().find(|i| i.target == staged).unwrap();
+                assert_eq!(install.sha256, f.sha256, "{fixture}: {staged}");
+            } else {
+                assert_eq!(sha256_hex(text_of(&out, &f.path).as_bytes()), f.sha256, "{fixture}: {}", f.path);
+            }
+        }
+        let paths: Vec<&str> = out.plan.balancer_files.iter().map(|f| f.path.as_str()).collect();
+        let want: &[&str] = match fixture {
+            "lb-microk8s-proxy" => &["/var/snap/microk8s/current/args/traefik/traefik-template.yaml"],
+            _ => &[
+                "/etc/mk8s-worker/traefik/traefik.yaml",
+                "/etc/mk8s-worker/traefik/provider.yaml",
+                "/etc/systemd/system/mk8s-traefik.service",
+            ],
+        };
+        assert_eq!(paths, want, "{fixture}");
+    }
+}
