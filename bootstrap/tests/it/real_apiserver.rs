@@ -165,6 +165,36 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
                 }
             }
         }
+        // Writes: `maintain`'s merge patch of annotations on its own Node and on
+        // another, once both Nodes exist (created by the admin).
+        let call = |addr: std::net::SocketAddr,
+                    method: &str,
+                    path: &str,
+                    body: &str,
+                    tok: Option<&str>,
+                    leaf: Option<&Leaf>| {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let client = leaf.map(|l| (l.rustls_chain(), l.rustls_key()));
+            let trust = mk8s_testkit::tls::Trust::Roots(cp.ca.rustls_root());
+            mk8s_testkit::tls::https_call(addr, name, trust, method, path, Some(body), tok, client).unwrap().status
+        };
+        for addr in [cp.apiservers[0].addr, sim.addr] {
+            for n in ["worker-1", "worker-2"] {
+                let node = format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{n}"}}}}"#);
+                assert_eq!(call(addr, "POST", "/api/v1/nodes", &node, Some(ADMIN), None), 201, "{addr}");
+            }
+        }
+        let patch = r#"{"metadata":{"annotations":{"mk8s-worker.io/drift":""}}}"#;
+        for (name, tok, leaf) in &creds {
+            for path in ["/api/v1/nodes/worker-1", "/api/v1/nodes/worker-2"] {
+                let real = call(cp.apiservers[0].addr, "PATCH", path, patch, *tok, leaf.as_ref());
+                let simulated = call(sim.addr, "PATCH", path, patch, *tok, leaf.as_ref());
+                seen.insert(format!("{name} PATCH {path}: {real}"));
+                if real != simulated {
+                    differences.push(format!("{authz:?} {name} PATCH {path}: real {real}, simulated {simulated}"));
+                }
+            }
+        }
         assert!(differences.is_empty(), "the simulation differs from kube-apiserver:\n{}", differences.join("\n"));
         // What the real one answered, as the fidelity docs state it.
         let seen: Vec<String> = seen.into_iter().collect();
@@ -174,6 +204,12 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
         expect("v1 kubelet cert GET /readyz: 200");
         expect("another CA's cert GET /readyz: 401");
         expect("unknown token GET /readyz: 401");
+        // No NodeRestriction in MicroK8s: a node writes any Node under RBAC,Node.
+        expect("kubelet cert PATCH /api/v1/nodes/worker-2: 200");
+        expect(&format!(
+            "kube-proxy token PATCH /api/v1/nodes/worker-1: {}",
+            if authz == Authz::AlwaysAllow { 200 } else { 403 }
+        ));
     }
 }
 
