@@ -100,7 +100,9 @@ fn local_apiserver_port(plan: &JoinPlan) -> Option<String> {
 fn repair_control_plane(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
     let m = &cx.plan.microk8s;
     let units: Vec<String> = m.stop_services.iter().filter(|u| !m.start_services.contains(u)).cloned().collect();
-    control_plane_off::stop_units(cx.node, &units).map_err(|e| io::Error::other(format!("{e:?}")))?;
+    control_plane_off::stop_units(cx.node, &units).map_err(|e| match e {
+        crate::phases::StepError::Fatal(m) | crate::phases::StepError::Retryable(m) => io::Error::other(m),
+    })?;
     fx.changed.push(format!("stopped and disabled {}", units.join(", ")));
     // Still a foreign server on the port: the control plane inside kubelite (its
     // locks were gone), which ends when kubelite restarts with them.
