@@ -439,6 +439,20 @@ impl Peers {
         common::run_bootstrap(&self.root, &self.model, Some(&self.model.microk8s))
     }
 
+    /// `mk8s-bootstrap maintain --repair` on the worker.
+    fn maintain(&self) -> (i32, String) {
+        let out = std::process::Command::new(common::BIN)
+            .args(["maintain", "--repair", "--root"])
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.model.systemctl)
+            .arg("--snap")
+            .arg(&self.model.snap)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
     fn story(&self) -> String {
         let tail = |name: &str| {
             let text = std::fs::read_to_string(self.model.dir.join("logs").join(name)).unwrap_or_default();
@@ -623,6 +637,16 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         assert!(log.contains("already joined"), "{log}");
         assert_eq!(w.model.calls(), Vec::<String>::new(), "{}", what("the rerun touched the node"));
         assert!(w.agents.iter().all(|a| !a.snap_data.as_os_str().is_empty()));
+
+        // `maintain` after the refresh and the reboot: no drift, reported on the
+        // Node through the node-local balancer with the kubelet's own credential.
+        let (code, log) = w.maintain();
+        assert_eq!(code, 0, "{}:\n{log}\n{}", what("maintain"), w.story());
+        let node = w.node().unwrap();
+        let a = &node["metadata"]["annotations"];
+        assert_eq!(a["mk8s-worker.io/drift"], "", "{}: {a}", what("maintain's report"));
+        assert_eq!(a["mk8s-worker.io/agent-version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(a["mk8s-worker.io/client-not-after"].is_string(), auth != Auth::Token, "{}: {a}", what("expiry"));
     }
 }
 
