@@ -18,6 +18,9 @@ Usage: mk8s-bootstrap [--plan FILE] [--root DIR] [--systemctl PROG] [--snap PROG
        mk8s-bootstrap balance --config FILE --ca FILE [tuning]
                       the node-local apiserver balancer instead (its own
                       options: mk8s-bootstrap balance --help)
+       mk8s-bootstrap maintain [--repair] [options]
+                      check (and repair) a joined worker against its plan
+                      (mk8s-bootstrap maintain --help)
 
 Options:
   --plan FILE       the JoinPlan (default /etc/mk8s-worker/plan.json, under --root)
@@ -81,6 +84,45 @@ Exit codes (it runs until stopped):
   64  usage error
 ";
 
+pub const MAINTAIN_HELP: &str = "\
+mk8s-bootstrap maintain: check that this joined node is still the worker its
+JoinPlan made, report the verdict, and with --repair put back what drifted.
+
+Usage: mk8s-bootstrap maintain [--repair] [--plan FILE] [--root DIR]
+                               [--systemctl PROG] [--snap PROG]
+
+Options:
+  --repair          restore what drifted and is ours (locks, control-plane
+                    services off, the plan's lines in args/kubelet and
+                    args/kube-proxy, the balancer's files, the kubeconfigs'
+                    server, the post-refresh hook); kubelite (or kubelet and
+                    kube-proxy) restarts only when something it reads changed,
+                    the balancer only when one of its files did
+  --plan FILE       the JoinPlan (default /etc/mk8s-worker/plan.json, under --root)
+  --root DIR        resolve every node path under DIR (default /)
+  --systemctl PROG  program used as systemctl (default systemctl)
+  --snap PROG       program used as snap (default snap)
+  -h, --help        this text (nothing is checked)
+
+Checks, by the names the status file and the drift annotation use:
+  locks, control-plane-off, args, balancer-files, kubeconfig-server, ca-pin,
+  refresh-hook, certificate-expiry (less than a tenth of its lifetime, at most
+  30 days, left). ca-pin and certificate-expiry are reported, never repaired.
+
+Report: /var/lib/mk8s-worker/maintain.json, and the annotations
+mk8s-worker.io/{plan-sha256,agent-version,client-not-after,serving-not-after,
+proxy-not-after,drift,checked-at} on this node's Node, written with the
+kubelet's credential through the node-local balancer.
+
+Exit codes:
+  0   no drift (or every drift repaired), reported
+  3   drift found and not repaired (see the status file)
+  75  no drift, but the report did not reach the apiserver (retryable)
+  78  no usable plan, or the apiserver refused the report (401/403)
+  64  usage error
+A node that has not joined with this plan is not checked (exit 0).
+";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     Run { node: NodeArgs, plan: String },
@@ -88,6 +130,8 @@ pub enum Parsed {
     Version,
     Balance(BalanceArgs),
     BalanceHelp,
+    Maintain { node: NodeArgs, plan: String, repair: bool },
+    MaintainHelp,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -128,6 +172,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         it.next();
         return parse_balance(it);
     }
+    if it.peek().is_some_and(|a| a == "maintain") {
+        it.next();
+        return parse_maintain(it, node, plan);
+    }
     while let Some(a) = it.next() {
         let (flag, inline) = split_flag(&a);
         let slot = match flag.as_str() {
@@ -145,6 +193,32 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         *slot = value_of(&flag, inline, &mut it)?;
     }
     Ok(Parsed::Run { node, plan })
+}
+
+/// `maintain [flags]`: the join's node options but the download tools, and `--repair`.
+fn parse_maintain(
+    mut it: impl Iterator<Item = String>,
+    mut node: NodeArgs,
+    mut plan: String,
+) -> Result<Parsed, String> {
+    let mut repair = false;
+    while let Some(a) = it.next() {
+        let (flag, inline) = split_flag(&a);
+        let slot = match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::MaintainHelp),
+            "--repair" if inline.is_none() => {
+                repair = true;
+                continue;
+            }
+            "--plan" => &mut plan,
+            "--root" => &mut node.root,
+            "--systemctl" => &mut node.systemctl,
+            "--snap" => &mut node.snap,
+            other => return Err(format!("unknown argument {other:?} to maintain (see maintain --help)")),
+        };
+        *slot = value_of(&flag, inline, &mut it)?;
+    }
+    Ok(Parsed::Maintain { node, plan, repair })
 }
 
 /// `--flag=value` as (`--flag`, Some(value)); anything else as itself.
@@ -302,6 +376,31 @@ mod tests {
         assert_eq!(p(&["balance", "--help", "--bogus"]).unwrap(), Parsed::BalanceHelp);
         assert_eq!(p(&["balance", "-h"]).unwrap(), Parsed::BalanceHelp);
         assert!(p(&["--plan", "balance"]).is_ok(), "only the first argument names the mode");
+    }
+
+    #[test]
+    fn maintain_flags() {
+        let Parsed::Maintain { node, plan, repair } = p(&["maintain"]).unwrap() else { panic!() };
+        assert_eq!((node.root.as_str(), plan.as_str(), repair), ("/", PLAN_PATH, false));
+        let Parsed::Maintain { node, plan, repair } =
+            p(&["maintain", "--repair", "--root=/r", "--systemctl", "/s", "--snap", "/n", "--plan", "/p"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((node.root.as_str(), node.systemctl.as_str(), node.snap.as_str()), ("/r", "/s", "/n"));
+        assert_eq!((plan.as_str(), repair), ("/p", true));
+        assert_eq!(p(&["maintain", "--repair", "--help"]).unwrap(), Parsed::MaintainHelp);
+        assert!(p(&["maintain", "--curl", "c"]).unwrap_err().contains("unknown argument \"--curl\" to maintain"));
+        assert!(p(&["maintain", "--repair=yes"]).unwrap_err().contains("unknown argument"));
+        assert!(p(&["maintain", "--root"]).unwrap_err().contains("needs a value"));
+        assert!(p(&["--root", "/r", "maintain"]).is_err(), "only the first argument names the mode");
+        for code in ["  0 ", "  3 ", "  75 ", "  78 "] {
+            assert!(MAINTAIN_HELP.contains(code), "{code}");
+        }
+        for check in crate::maintain::checks::CHECKS {
+            assert!(MAINTAIN_HELP.contains(check.name), "{} is documented", check.name);
+        }
+        assert!(HELP.contains("maintain --help"));
     }
 
     #[test]

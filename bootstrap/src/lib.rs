@@ -3,7 +3,8 @@
 //! The library owns the [`plan::JoinPlan`] type (the contract with `mk8s-gen`) and
 //! the join itself: the [`phases`] of a join and the [`run::Runner`] that walks
 //! them, so tests drive the same code as the binary. [`balance`] is the node-local
-//! apiserver balancer the same binary runs as `mk8s-bootstrap balance`.
+//! apiserver balancer the same binary runs as `mk8s-bootstrap balance`, and
+//! [`maintain`] the day-2 check and repair it runs as `mk8s-bootstrap maintain`.
 
 pub mod annotations;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod fs;
+pub mod maintain;
 pub mod node;
 pub mod phases;
 pub mod plan;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use mk8s_bootstrap::balance;
-use mk8s_bootstrap::cli::{self, Parsed, BALANCE_HELP, HELP};
+use mk8s_bootstrap::cli::{self, Parsed, BALANCE_HELP, HELP, MAINTAIN_HELP};
 use mk8s_bootstrap::run::Runner;
 
 fn main() -> ExitCode {
@@ -15,6 +15,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Parsed::Balance(args)) => ExitCode::from(balance::run(&args)),
+        Ok(Parsed::MaintainHelp) => {
+            print!("{MAINTAIN_HELP}");
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Maintain { node, plan, repair }) => {
+            let exit = mk8s_bootstrap::maintain::run(&node.node(), &plan, repair, &mut std::io::stderr());
+            ExitCode::from(exit as u8)
+        }
         Ok(Parsed::Version) => {
             println!("mk8s-bootstrap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

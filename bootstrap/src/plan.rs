@@ -48,6 +48,23 @@ pub struct JoinPlan {
     /// (a [`Credential::JoinToken`]). Absent in the other modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinSpec>,
+    /// The node-local balancer's files as the user-data (or the image) wrote them:
+    /// what `mk8s-bootstrap maintain` holds them to. Files the balancer itself
+    /// rewrites (MicroK8s's apiserver-proxy refreshes its provider file) are not
+    /// listed. Empty when no balancer of ours runs on the node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub balancer_files: Vec<PlannedFile>,
+}
+
+/// A file whose content the plan fixes (by its hash), at an absolute node path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlannedFile {
+    pub path: String,
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Octal mode, e.g. 0o644.
+    pub mode: u32,
 }
 
 /// How the node joins in `auth: microk8s-join` mode.
@@ -98,7 +115,20 @@ pub struct MicroK8sSpec {
     /// new release lands only when the operator refreshes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hold_refresh: bool,
+    /// MicroK8s 1.25+: the text of our post-refresh hook, installed once the snap
+    /// is (`$SNAP_COMMON/hooks/post-refresh.d/`, see [`REFRESH_HOOK_PATH`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_hook: Option<String>,
 }
+
+/// Where our post-refresh hook goes: MicroK8s 1.25+ runs the executable files of
+/// `$SNAP_COMMON/hooks/post-refresh.d/` in sorted order after a refresh, each with
+/// a 120 s timeout (canonical/microk8s 1.25..1.34 `snap/hooks/post-refresh` and
+/// `scripts/run-lifecycle-hooks.py`). Written only once the snap is installed: the
+/// install hook copies its default hooks with `cp -r $SNAP/default-hooks
+/// $SNAP_COMMON/hooks` (1.25 `snap/hooks/install` L97, 1.30 L109), which nests them
+/// in a `hooks/default-hooks/` directory when `hooks/` already exists.
+pub const REFRESH_HOOK_PATH: &str = "/var/snap/microk8s/common/hooks/post-refresh.d/50-mk8s-worker";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -347,9 +377,12 @@ impl std::fmt::Display for PlanError {
 impl std::error::Error for PlanError {}
 
 impl JoinPlan {
-    /// Serialize the plan as the bytes written to the node (pretty JSON, trailing newline).
+    /// Serialize the plan as the bytes written to the node: JSON on one line
+    /// (user-data is size-bound: the indentation of pretty JSON cost as much as
+    /// the maintain units that came with `maintain`; `jq . plan.json` reads it),
+    /// trailing newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("a plan always serializes");
+        let mut s = serde_json::to_string(self).expect("a plan always serializes");
         s.push('\n');
         s
     }
@@ -423,6 +456,11 @@ impl JoinPlan {
         } else if matches!(self.credentials.kubelet, Credential::JoinToken { .. }) {
             return bad("a joinToken credential needs a join section".into());
         }
+        for f in &self.balancer_files {
+            if !f.path.starts_with('/') || f.path.contains("..") || f.sha256.len() != 64 || f.mode > 0o777 {
+                return bad(format!("balancer file {:?} has a bad path, sha256 or mode", f.path));
+            }
+        }
         for line in self.kubelet_args.iter().chain(&self.kube_proxy_args) {
             if line.contains('\n') || !line.starts_with("--") {
                 return bad(format!("argument {line:?} is not one --flag line"));
@@ -478,6 +516,7 @@ mod tests {
                 locks: vec![],
                 local_snap: None,
                 hold_refresh: false,
+                refresh_hook: None,
             },
             ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap(), pem },
             apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
@@ -491,6 +530,7 @@ mod tests {
             load_balancer: LoadBalancerSpec::Joined { listen: "127.0.0.1:16443".into() },
             timing: TimingSpec::default(),
             join: Some(JoinSpec { agents: vec!["10.0.0.1:25000".into()] }),
+            balancer_files: vec![],
         }
     }
 

@@ -37,6 +37,33 @@ pub fn merge_args(existing: &str, args: &[String]) -> Option<String> {
     (text != existing).then_some(text)
 }
 
+/// What keeps an args file from holding `args`: each of our lines missing, and
+/// each other line that sets one of our flags (`--flag=other`). Order and the lines
+/// of others do not matter. Empty when the file holds them all.
+pub fn args_missing(existing: &str, args: &[String]) -> Vec<String> {
+    let flag = |line: &str| line.split('=').next().unwrap_or(line).trim().to_string();
+    let lines: Vec<&str> = existing.lines().map(str::trim).collect();
+    let mut out = Vec::new();
+    for a in args {
+        if !lines.contains(&a.as_str()) {
+            out.push(format!("{a} is missing"));
+        }
+        for l in lines.iter().filter(|l| flag(l) == flag(a) && *l != a) {
+            out.push(format!("{l} sets {} otherwise", flag(a)));
+        }
+    }
+    out
+}
+
+/// The value of `--flag` in an args file (`--flag=value`, quotes trimmed), last wins.
+pub fn arg_value(existing: &str, flag: &str) -> Option<String> {
+    existing
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(flag)?.strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +88,20 @@ mod tests {
             "--kubeconfig=${SNAP_DATA}/credentials/kubelet.config\n--cluster-dns=10.152.183.10\n--node-labels=a=b\n"
         );
         assert_eq!(merge_args(&merged, &args), None, "idempotent");
+        assert!(args_missing(&merged, &args).is_empty());
+        // Our lines before another's still hold: only a merge would reorder them.
+        let reordered = "--cluster-dns=10.152.183.10\n--node-labels=a=b\n--added-by-a-refresh=1\n";
+        assert!(args_missing(reordered, &args).is_empty());
+        assert_eq!(
+            args_missing(existing, &args),
+            [
+                "--cluster-dns=10.152.183.10 is missing",
+                "--cluster-dns=1.2.3.4 sets --cluster-dns otherwise",
+                "--node-labels=a=b is missing",
+                "--node-labels=\"microk8s.io/cluster=true\" sets --node-labels otherwise"
+            ]
+        );
+        assert_eq!(arg_value(existing, "--cluster-dns").as_deref(), Some("1.2.3.4"));
+        assert_eq!(arg_value(existing, "--cluster").as_deref(), None);
     }
 }

@@ -5,6 +5,13 @@ pub const STAGE_DIR: &str = "/etc/mk8s-worker";
 pub const TRAEFIK_DIR: &str = "/etc/mk8s-worker/traefik";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "mk8s-bootstrap.service";
+/// `mk8s-bootstrap maintain --repair`, oneshot, by its timer and the refresh hook.
+pub const MAINTAIN_UNIT: &str = "mk8s-maintain.service";
+pub const MAINTAIN_TIMER: &str = "mk8s-maintain.timer";
+/// Our MicroK8s 1.25+ post-refresh hook: it only starts the maintain unit, without
+/// waiting (the hook runs inside snapd's refresh, with a 120 s timeout whose expiry
+/// skips the hooks after ours: canonical/microk8s 1.25+ scripts/run-lifecycle-hooks.py).
+pub const REFRESH_HOOK: &str = "#!/bin/sh\nexec systemctl start --no-block mk8s-maintain.service\n";
 pub const TRAEFIK_UNIT: &str = "mk8s-traefik.service";
 pub const HAPROXY_UNIT: &str = "mk8s-haproxy.service";
 

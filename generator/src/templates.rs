@@ -17,6 +17,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("provider.yaml", include_str!("../../templates/provider.yaml.j2")),
     ("mk8s-traefik.service", include_str!("../../templates/mk8s-traefik.service.j2")),
     ("mk8s-bootstrap.service", include_str!("../../templates/mk8s-bootstrap.service.j2")),
+    ("mk8s-maintain.service", include_str!("../../templates/mk8s-maintain.service.j2")),
+    ("mk8s-maintain.timer", include_str!("../../templates/mk8s-maintain.timer.j2")),
     ("haproxy.cfg", include_str!("../../templates/haproxy.cfg.j2")),
     ("mk8s-haproxy.service", include_str!("../../templates/mk8s-haproxy.service.j2")),
     ("mk8s-balance.service", include_str!("../../templates/mk8s-balance.service.j2")),

@@ -8,7 +8,8 @@
 //! anonymous access to `/readyz`, `/livez`, `/version` only under RBAC,Node, and none
 //! at all under AlwaysAllow (as kube-apiserver, which then turns anonymous
 //! authentication off); the Node authorizer's
-//! rule that a node may read only its own Node; real status codes with
+//! rule that a node may read only its own Node (and write any, MicroK8s enabling no
+//! NodeRestriction); real status codes with
 //! `Status` bodies. It can go down and come back on the same address, and
 //! `/readyz` can be switched between 503 and 200.
 //!
@@ -43,8 +44,13 @@ pub enum Authz {
     /// unauthenticated may do anything at all.
     #[default]
     AlwaysAllow,
-    /// `RBAC,Node`: a node may create and read only its own Node; kube-proxy may
-    /// read nodes (`system:node-proxier`); `system:masters` may do anything.
+    /// `RBAC,Node`: a node may read only its own Node, but create, update and
+    /// patch any Node (and its status): the Node authorizer leaves "only its own"
+    /// to the NodeRestriction admission plugin, which MicroK8s does not enable
+    /// (kubernetes v1.34.4 plugin/pkg/auth/authorizer/node/node_authorizer.go
+    /// `authorizeNode`; MicroK8s 1.28+ default-args/kube-apiserver
+    /// `--enable-admission-plugins=EventRateLimit`). kube-proxy may read nodes
+    /// (`system:node-proxier`); `system:masters` may do anything.
     RbacNode,
 }
 
@@ -201,7 +207,7 @@ fn allowed(st: &State, user: &Option<User>, verb: &str, name: &str) -> Result<()
         Authz::RbacNode => {
             let is_node = u.groups.iter().any(|g| g == "system:nodes");
             let own = u.name == format!("system:node:{name}");
-            (is_node && own)
+            (is_node && (own || matches!(verb, "create" | "update" | "patch")))
                 || (u.name == "system:kube-proxy" && verb == "get")
                 || u.groups.iter().any(|g| g == "system:masters")
         }
@@ -257,7 +263,7 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
         ("GET", _) if node_name.is_some() => get_node(&st, &user, node_name.unwrap_or_default()),
         ("DELETE", _) if node_name.is_some() => delete_node(&mut st, &user, node_name.unwrap_or_default()),
         ("POST", "/api/v1/nodes") => create_node(&mut st, &user, &req.body),
-        // A merge patch of a Node's labels and taints (what a client may change on
+        // A merge patch of a Node's labels, taints and annotations (what a client may change on
         // the object itself; the rest is kept).
         ("PATCH", _) if node_name.is_some() => {
             change_node(&mut st, &user, "patch", node_name.unwrap_or_default(), &req.body, |node, patch| {
@@ -268,6 +274,18 @@ fn handle(state: &Mutex<State>, ca_der: &[u8], req: &Request) -> (Response, Stri
                 }
                 if let Some(taints) = patch.pointer("/spec/taints") {
                     node["spec"]["taints"] = taints.clone();
+                }
+                // RFC 7386: a null removes the key.
+                if let Some(ann) = patch.pointer("/metadata/annotations").and_then(|a| a.as_object()) {
+                    for (k, v) in ann {
+                        match node["metadata"]["annotations"].as_object_mut() {
+                            Some(m) if v.is_null() => {
+                                m.remove(k);
+                            }
+                            _ if v.is_null() => {}
+                            _ => node["metadata"]["annotations"][k] = v.clone(),
+                        }
+                    }
                 }
             })
         }
@@ -668,17 +686,19 @@ mod tests {
         };
         let body = r#"{"metadata":{"name":"w1"},"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"},{"type":"Hostname","address":"w1"}],"daemonEndpoints":{"kubeletEndpoint":{"Port":1}}}}"#;
         let other = ca.client("system:node:w2", &["system:nodes"]);
-        assert_eq!(call("POST", "/api/v1/nodes", body, &other), 403, "RBAC,Node: only its own Node");
+        let other_body = body.replace("\"w1\"", "\"w3\"");
+        assert_eq!(call("POST", "/api/v1/nodes", &other_body, &node), 201, "RBAC,Node without NodeRestriction");
         assert_eq!(call("POST", "/api/v1/nodes", body, &node), 201);
         assert_eq!(call("POST", "/api/v1/nodes", body, &node), 409);
         let beat = r#"{"status":{"conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2026-01-01T00:00:00Z"}]}}"#;
         assert_eq!(call("PATCH", "/api/v1/nodes/w1/status", beat, &node), 200);
-        assert_eq!(call("PATCH", "/api/v1/nodes/w9/status", beat, &node), 403);
+        assert_eq!(call("PATCH", "/api/v1/nodes/w9/status", beat, &node), 404, "authorized; no such Node");
+        assert_eq!(call("GET", "/api/v1/nodes/w3", "", &node), 403, "RBAC,Node: it reads only its own Node");
         let stored = sim.node("w1").unwrap();
         assert_eq!(stored["status"]["conditions"][0]["lastHeartbeatTime"], "2026-01-01T00:00:00Z");
         assert_eq!(stored["status"]["addresses"][1]["address"], "w1", "the heartbeat keeps the addresses");
         let labels = r#"{"metadata":{"labels":{"a":"b"}},"spec":{"taints":[{"key":"k","effect":"NoSchedule"}]}}"#;
-        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &other), 403, "RBAC,Node: only its own Node");
+        assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &other), 200, "RBAC,Node without NodeRestriction");
         assert_eq!(call("PATCH", "/api/v1/nodes/w1", labels, &node), 200);
         let stored = sim.node("w1").unwrap();
         assert_eq!(

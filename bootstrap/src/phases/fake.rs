@@ -38,6 +38,7 @@ pub fn plan() -> JoinPlan {
             locks: vec![],
             local_snap: None,
             hold_refresh: false,
+            refresh_hook: None,
         },
         ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap_or_default(), pem },
         apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
@@ -48,6 +49,7 @@ pub fn plan() -> JoinPlan {
         load_balancer: LoadBalancerSpec::External,
         timing: TimingSpec { ready_deadline_secs: 60, retry_initial_ms: 10, retry_cap_ms: 10, auth_grace_secs: 0 },
         join: None,
+        balancer_files: vec![],
     }
 }
 

@@ -6,8 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use super::cx::{PhaseCx, StepResult};
+use super::planned::{keep_pristine, PLAN_SHA_FILE};
 use crate::fs::write_atomic;
-use crate::plan::{JoinPlan, PLAN_PATH};
+use crate::plan::{sha256_hex, JoinPlan, PLAN_PATH};
 use crate::status::{stamp_text, STAMP_FILE};
 
 pub const NAME: &str = "finish";
@@ -15,6 +16,13 @@ pub const NAME: &str = "finish";
 pub const CAPI_STAMP: &str = "/run/cluster-api/bootstrap-success.complete";
 
 pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan, plan_path: &Path) -> StepResult {
+    // The plan's hash as mk8s-gen wrote it, before its credentials go: what
+    // `maintain` reports as `plan-sha256`.
+    if let Ok(bytes) = fs::read(plan_path) {
+        write_atomic(&cx.node().path(PLAN_SHA_FILE), format!("{}\n", sha256_hex(&bytes)).as_bytes(), 0o644)?;
+    }
+    // The balancer's files as planned, kept so `maintain --repair` can restore them.
+    keep_pristine(cx.node(), plan);
     write_atomic(&cx.node().path(STAMP_FILE), stamp_text(plan).as_bytes(), 0o644)?;
     cleanup(cx, plan, plan_path);
     Ok(())

@@ -8,7 +8,7 @@ use crate::plan::Credential;
 /// Where the join writes the kubelet's kubeconfig, under `$SNAP_DATA`.
 pub const KUBELET: &str = "credentials/kubelet.config";
 
-/// The client credential of a kubeconfig the join wrote (`$SNAP_DATA/REL`):
+/// The client credential of a kubeconfig (`$SNAP_DATA/REL`): a `token`, or
 /// `client-certificate-data`/`client-key-data` (1.28+ `create_worker_kubeconfigs`) or
 /// `client-certificate`/`client-key` paths (1.23-1.27 `create_x509_kubeconfig`),
 /// MicroK8s's absolute paths read under the node's root.
@@ -23,7 +23,7 @@ pub fn kubeconfig_credential(node: &Node, rel: &str) -> Result<Credential, Strin
             .ok_or_else(|| format!("{rel}: bad base64"))
     };
     let file = |v: &str| fs::read_to_string(node.path(v.trim())).map_err(|e| format!("{rel}: cannot read {v}: {e}"));
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key, mut token) = (None, None, None);
     for line in text.lines() {
         let Some((k, v)) = line.trim().split_once(':') else { continue };
         let v = v.trim().trim_matches('"');
@@ -32,11 +32,13 @@ pub fn kubeconfig_credential(node: &Node, rel: &str) -> Result<Credential, Strin
             "client-key-data" => key = Some(b64(v)?),
             "client-certificate" => cert = Some(file(v)?),
             "client-key" => key = Some(file(v)?),
+            "token" => token = Some(v.to_string()),
             _ => {}
         }
     }
-    match (cert, key) {
-        (Some(cert_pem), Some(key_pem)) => Ok(Credential::ClientCertificate { cert_pem, key_pem }),
+    match (cert, key, token) {
+        (Some(cert_pem), Some(key_pem), _) => Ok(Credential::ClientCertificate { cert_pem, key_pem }),
+        (_, _, Some(token)) => Ok(Credential::Token { token }),
         _ => Err(format!("{rel} holds no client certificate (not written by the join yet?)")),
     }
 }

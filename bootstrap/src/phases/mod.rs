@@ -12,6 +12,7 @@ pub mod install;
 pub mod kubeconfig;
 pub mod load_balancer;
 pub mod microk8s_join;
+pub mod planned;
 pub mod preflight;
 pub mod registration;
 pub mod retry;

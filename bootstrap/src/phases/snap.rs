@@ -13,7 +13,7 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     if let Some(r) = node.snap(&["list", "microk8s"]).ok().filter(|r| r.ok) {
         check_installed(cx, plan, &r.output)?;
         hold_refresh(cx, plan);
-        return Ok(());
+        return refresh_hook(cx, plan);
     }
     // snapd must have finished seeding on a fresh image before installs work.
     if let Ok(r) = node.snap(&["wait", "system", "seed.loaded"]) {
@@ -27,6 +27,15 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     }
     cx.log(NAME, "microk8s installed");
     hold_refresh(cx, plan);
+    refresh_hook(cx, plan)
+}
+
+/// MicroK8s 1.25+: our post-refresh hook, once the snap (and its install hook's
+/// default hooks) are there (see [`crate::plan::REFRESH_HOOK_PATH`]).
+fn refresh_hook(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
+    if super::planned::install_refresh_hook(cx.node(), plan)? {
+        cx.log(NAME, &format!("wrote {}", crate::plan::REFRESH_HOOK_PATH));
+    }
     Ok(())
 }
 

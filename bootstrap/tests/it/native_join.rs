@@ -388,7 +388,7 @@ fn one_control_plane_down() {
 /// the control plane before the rerun, which must not need it.
 fn killed(channel: &str, ips: [&str; 4]) {
     let w = world(channel, &[ips[0]], ips[1], &[]);
-    // `microk8s enable rbac` (RBAC,Node): the kubelet may patch only its own Node.
+    // `microk8s enable rbac` (RBAC,Node): the kubelet may read only its own Node.
     w.cps[0].sim.set_authz(Authz::RbacNode);
     let real = w.model.microk8s.clone();
     let mut kills = 0;

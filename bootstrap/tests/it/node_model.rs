@@ -26,10 +26,10 @@ use mk8s_testkit::pki::Ca;
 
 use crate::common;
 
-const NODE: &str = "worker-1";
+pub(crate) const NODE: &str = "worker-1";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Lb {
+pub(crate) enum Lb {
     /// mk8s-bootstrap's own balancer (`kind: builtin`, the default).
     Builtin,
     Traefik,
@@ -65,22 +65,22 @@ impl Lb {
 
 /// What varies besides the channel and the balancer.
 #[derive(Clone, Copy, Default)]
-struct Variant {
+pub(crate) struct Variant {
     /// `auth: x509` on a control plane that also reads tokens.
-    x509: bool,
+    pub(crate) x509: bool,
     /// `microk8s enable rbac`: `--authorization-mode=RBAC,Node`
     /// (canonical/microk8s-core-addons addons/rbac/enable) instead of AlwaysAllow.
-    rbac: bool,
+    pub(crate) rbac: bool,
     /// The control plane never ran the bundle's hosts-entries.sh.
-    no_hosts: bool,
+    pub(crate) no_hosts: bool,
 }
 
-struct World {
-    model: Model,
-    sim: SimApiserver,
-    root: PathBuf,
-    port: u16,
-    lb: Lb,
+pub(crate) struct World {
+    pub(crate) model: Model,
+    pub(crate) sim: SimApiserver,
+    pub(crate) root: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) lb: Lb,
     _tmp: tempfile::TempDir,
 }
 
@@ -90,7 +90,7 @@ fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
     world_with(channel, upgraded, lb, node_ip, Variant::default())
 }
 
-fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
+pub(crate) fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ca = Arc::new(Ca::new("node-model-cluster-ca"));
@@ -141,12 +141,12 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
 }
 
 impl World {
-    fn run(&self) -> (i32, String) {
+    pub(crate) fn run(&self) -> (i32, String) {
         common::run_bootstrap(&self.root, &self.model, None)
     }
 
     /// Everything the model recorded, for failure messages.
-    fn story(&self) -> String {
+    pub(crate) fn story(&self) -> String {
         let logs = self.model.dir.join("logs");
         let traefik = fs::read_to_string(logs.join("mk8s-traefik.service.out")).unwrap_or_default();
         format!(
@@ -179,7 +179,7 @@ impl World {
     }
 
     /// The Node is Ready with a heartbeat at or after `since` (within 10 s).
-    fn wait_heartbeat(&self, since: SystemTime, what: &str) {
+    pub(crate) fn wait_heartbeat(&self, since: SystemTime, what: &str) {
         // lastHeartbeatTime has second precision.
         let since = SystemTime::UNIX_EPOCH
             + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
@@ -203,7 +203,7 @@ impl World {
 
     /// Nothing answers on the apiserver port with the node-local CA's certificate,
     /// and (node-local LB) the balancer on the port reaches the cluster.
-    fn assert_worker(&self, what: &str) {
+    pub(crate) fn assert_worker(&self, what: &str) {
         // A kubelite restarted by a refresh or a reboot needs a moment to settle.
         let end = Instant::now() + Duration::from_secs(10);
         while let Some(addr) = self.model.local_control_plane() {

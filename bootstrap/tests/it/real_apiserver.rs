@@ -165,6 +165,36 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
                 }
             }
         }
+        // Writes: `maintain`'s merge patch of annotations on its own Node and on
+        // another, once both Nodes exist (created by the admin).
+        let call = |addr: std::net::SocketAddr,
+                    method: &str,
+                    path: &str,
+                    body: &str,
+                    tok: Option<&str>,
+                    leaf: Option<&Leaf>| {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let client = leaf.map(|l| (l.rustls_chain(), l.rustls_key()));
+            let trust = mk8s_testkit::tls::Trust::Roots(cp.ca.rustls_root());
+            mk8s_testkit::tls::https_call(addr, name, trust, method, path, Some(body), tok, client).unwrap().status
+        };
+        for addr in [cp.apiservers[0].addr, sim.addr] {
+            for n in ["worker-1", "worker-2"] {
+                let node = format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{n}"}}}}"#);
+                assert_eq!(call(addr, "POST", "/api/v1/nodes", &node, Some(ADMIN), None), 201, "{addr}");
+            }
+        }
+        let patch = r#"{"metadata":{"annotations":{"mk8s-worker.io/drift":""}}}"#;
+        for (name, tok, leaf) in &creds {
+            for path in ["/api/v1/nodes/worker-1", "/api/v1/nodes/worker-2"] {
+                let real = call(cp.apiservers[0].addr, "PATCH", path, patch, *tok, leaf.as_ref());
+                let simulated = call(sim.addr, "PATCH", path, patch, *tok, leaf.as_ref());
+                seen.insert(format!("{name} PATCH {path}: {real}"));
+                if real != simulated {
+                    differences.push(format!("{authz:?} {name} PATCH {path}: real {real}, simulated {simulated}"));
+                }
+            }
+        }
         assert!(differences.is_empty(), "the simulation differs from kube-apiserver:\n{}", differences.join("\n"));
         // What the real one answered, as the fidelity docs state it.
         let seen: Vec<String> = seen.into_iter().collect();
@@ -174,6 +204,12 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
         expect("v1 kubelet cert GET /readyz: 200");
         expect("another CA's cert GET /readyz: 401");
         expect("unknown token GET /readyz: 401");
+        // No NodeRestriction in MicroK8s: a node writes any Node under RBAC,Node.
+        expect("kubelet cert PATCH /api/v1/nodes/worker-2: 200");
+        expect(&format!(
+            "kube-proxy token PATCH /api/v1/nodes/worker-1: {}",
+            if authz == Authz::AlwaysAllow { 200 } else { 403 }
+        ));
     }
 }
 
@@ -438,6 +474,20 @@ impl Peers {
         common::run_bootstrap(&self.root, &self.model, Some(&self.model.microk8s))
     }
 
+    /// `mk8s-bootstrap maintain --repair` on the worker.
+    fn maintain(&self) -> (i32, String) {
+        let out = std::process::Command::new(common::BIN)
+            .args(["maintain", "--repair", "--root"])
+            .arg(&self.root)
+            .arg("--systemctl")
+            .arg(&self.model.systemctl)
+            .arg("--snap")
+            .arg(&self.model.snap)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
     pub(crate) fn story(&self) -> String {
         let tail = |name: &str| {
             let text = std::fs::read_to_string(self.model.dir.join("logs").join(name)).unwrap_or_default();
@@ -622,6 +672,16 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         assert!(log.contains("already joined"), "{log}");
         assert_eq!(w.model.calls(), Vec::<String>::new(), "{}", what("the rerun touched the node"));
         assert!(w.agents.iter().all(|a| !a.snap_data.as_os_str().is_empty()));
+
+        // `maintain` after the refresh and the reboot: no drift, reported on the
+        // Node through the node-local balancer with the kubelet's own credential.
+        let (code, log) = w.maintain();
+        assert_eq!(code, 0, "{}:\n{log}\n{}", what("maintain"), w.story());
+        let node = w.node().unwrap();
+        let a = &node["metadata"]["annotations"];
+        assert_eq!(a["mk8s-worker.io/drift"], "", "{}: {a}", what("maintain's report"));
+        assert_eq!(a["mk8s-worker.io/agent-version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(a["mk8s-worker.io/client-not-after"].is_string(), auth != Auth::Token, "{}: {a}", what("expiry"));
     }
 }
 
@@ -692,5 +752,74 @@ fn real_v1_30_join_with_another_apiserver_port() {
         w.wait_heartbeat(started, &format!("{authz:?}: after the join"));
         let kubelet = w.model.kubelet().unwrap_or_default();
         assert_eq!(kubelet["server"], format!("https://127.0.0.1:{worker_port}"), "{authz:?}");
+    }
+}
+
+/// `mk8s-bootstrap maintain`'s report, the merge patch of its annotations, sent
+/// with a worker's own credential (a client certificate `system:node:NAME`, group
+/// `system:nodes`), against the real kube-apiserver with MicroK8s 1.30's default
+/// args. Accepted on its own Node under AlwaysAllow and RBAC,Node, our keys only,
+/// a `null` removing one. Under RBAC,Node the Node authorizer reads only its own
+/// Node, but allows `patch` of any Node and leaves "only its own" to the
+/// NodeRestriction admission plugin (kubernetes v1.34.4
+/// plugin/pkg/auth/authorizer/node/node_authorizer.go `authorizeNode`), which
+/// MicroK8s does not enable (1.28+ default-args `--enable-admission-plugins=
+/// EventRateLimit`; kube-apiserver's defaults do not include it): a worker can
+/// write another worker's annotations.
+#[test]
+fn real_maintain_report_patches_its_own_node() {
+    use mk8s_bootstrap::maintain::report::Verdict;
+    use mk8s_testkit::tls::{https_call, Trust};
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        let mut o = Options::new(30, authz);
+        o.ips.truncate(1);
+        let cp = ControlPlane::start(o);
+        let addr = cp.apiservers[0].addr;
+        let admin = |method: &str, path: &str, body: Option<&str>| {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let chain = Some((cp.admin.rustls_chain(), cp.admin.rustls_key()));
+            https_call(addr, name, Trust::Roots(cp.ca.rustls_root()), method, path, body, None, chain).unwrap()
+        };
+        for n in ["worker-1", "worker-2"] {
+            let node = format!(
+                r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{n}","annotations":{{"theirs":"kept"}}}}}}"#
+            );
+            let r = admin("POST", "/api/v1/nodes", Some(&node));
+            assert_eq!(r.status, 201, "{authz:?}: {}", r.body);
+        }
+        let mut verdict = Verdict {
+            node: "worker-1".into(),
+            result: "drift",
+            checked_at: "2026-12-03T10:00:00Z".into(),
+            plan_sha256: Some("ab".repeat(32)),
+            agent_version: env!("CARGO_PKG_VERSION"),
+            drift: vec!["locks", "args"],
+            client_not_after: Some("2027-01-31T00:00:00Z".into()),
+            serving_not_after: None,
+            proxy_not_after: None,
+            checks: vec![],
+            reported: String::new(),
+        };
+        let leaf = cp.ca.client("system:node:worker-1", &["system:nodes"]);
+        let own = Api::for_node(&cp.ca.cert_pem, "worker-1", &url(&cp), &cert(&leaf), "kubelet").unwrap();
+        assert_eq!(own.patch_node(&verdict.patch()), Ok(()), "{authz:?}: its own Node");
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-1", None).body).unwrap();
+        let a = &got["metadata"]["annotations"];
+        assert_eq!(a["mk8s-worker.io/drift"], "locks,args", "{authz:?}: {a}");
+        assert_eq!(a["mk8s-worker.io/client-not-after"], "2027-01-31T00:00:00Z");
+        assert_eq!(a["theirs"], "kept", "a merge patch of ours only");
+        assert!(a.get("mk8s-worker.io/serving-not-after").is_none());
+        verdict.client_not_after = None;
+        assert_eq!(own.patch_node(&verdict.patch()), Ok(()));
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-1", None).body).unwrap();
+        assert!(got["metadata"]["annotations"].get("mk8s-worker.io/client-not-after").is_none(), "null removes");
+        // Another Node, with worker-1's credential: reading it is refused under
+        // RBAC,Node, writing its annotations is not (no NodeRestriction).
+        let other = Api::for_node(&cp.ca.cert_pem, "worker-2", &url(&cp), &cert(&leaf), "kubelet").unwrap();
+        let read = other.node();
+        assert_eq!(read.is_err(), authz == Authz::RbacNode, "{authz:?}: reading another Node: {read:?}");
+        assert_eq!(other.patch_node(&verdict.patch()), Ok(()), "{authz:?}: patching another Node");
+        let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-2", None).body).unwrap();
+        assert_eq!(got["metadata"]["annotations"]["mk8s-worker.io/drift"], "locks,args", "{authz:?}");
     }
 }

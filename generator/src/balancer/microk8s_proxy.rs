@@ -80,6 +80,12 @@ impl Balancer for MicroK8sProxy {
     fn keeps_apiserver_proxy(&self) -> bool {
         true
     }
+
+    /// The proxy replaces the provider file's servers with the `kubernetes`
+    /// Endpoints every `--refresh-interval` (G6).
+    fn rewrites(&self) -> &'static [&'static str] {
+        &["args/traefik/provider.yaml"]
+    }
 }
 
 // The two files MicroK8s's apiserver-proxy reads.

@@ -99,6 +99,38 @@ pub trait Balancer: Sync {
     fn keeps_apiserver_proxy(&self) -> bool {
         false
     }
+    /// Install targets (under `$SNAP_DATA`) the balancer itself rewrites once
+    /// running: not held to their rendered content by `mk8s-bootstrap maintain`.
+    fn rewrites(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The files of a rendered balancer that `mk8s-bootstrap maintain` holds to their
+/// content: every file it writes, at its node path, and what it installs into the
+/// snap's data directory, except what the balancer rewrites itself.
+pub fn planned_files(balancer: &dyn Balancer, rendered: &Rendered) -> Vec<mk8s_bootstrap::plan::PlannedFile> {
+    use mk8s_bootstrap::plan::{sha256_hex, PlannedFile, SNAP_DATA};
+    let staged: Vec<&str> = rendered.install.iter().map(|i| i.staged.as_str()).collect();
+    let mut out: Vec<PlannedFile> = rendered
+        .files
+        .iter()
+        .filter(|f| !staged.contains(&f.path.as_str()))
+        .filter_map(|f| match &f.content {
+            crate::files::FileContent::Text(t) => {
+                Some(PlannedFile { path: f.path.clone(), sha256: sha256_hex(t.as_bytes()), mode: f.mode })
+            }
+            crate::files::FileContent::GzipBase64(_) => None,
+        })
+        .collect();
+    out.extend(
+        rendered.install.iter().filter(|i| !balancer.rewrites().contains(&i.target.as_str())).map(|i| PlannedFile {
+            path: format!("{SNAP_DATA}/{}", i.target),
+            sha256: i.sha256.clone(),
+            mode: i.mode,
+        }),
+    );
+    out
 }
 
 /// The kind of a checked load balancer: the one match on [`LoadBalancer`].

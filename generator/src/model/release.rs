@@ -59,6 +59,11 @@ pub struct Release {
     /// (1.30:pkg/proxy/endpoints.go L14-35).
     pub proxy_keeps_ipv6: bool,
     pub san_steps: SanSteps,
+    /// The snap runs the executable files of `$SNAP_COMMON/hooks/post-refresh.d/`
+    /// after a refresh: `snap/hooks/post-refresh` and `scripts/run-lifecycle-hooks.py`
+    /// exist from 1.25 (1.25, 1.30, 1.34; absent on 1.24). Our hook starts
+    /// `mk8s-maintain.service`; older releases have the timer alone.
+    pub post_refresh_hooks: bool,
 }
 
 const fn row(since: u32, flavour: Flavour, base_snap: &'static str, san_steps: SanSteps) -> Release {
@@ -73,6 +78,7 @@ const fn row(since: u32, flavour: Flavour, base_snap: &'static str, san_steps: S
         verifies_kubelet_when_fresh: since >= 28,
         proxy_keeps_ipv6: since >= 34,
         san_steps,
+        post_refresh_hooks: since >= 25,
     }
 }
 
@@ -193,6 +199,7 @@ mod tests {
             assert_eq!((r.launch_config, r.persistent_join_tokens), (minor >= 27, minor >= 27), "1.{minor}");
             assert_eq!((r.fresh_is_x509_only, r.verifies_kubelet_when_fresh), (minor >= 28, minor >= 28), "1.{minor}");
             assert_eq!(r.proxy_keeps_ipv6, minor >= 34, "1.{minor}");
+            assert_eq!(r.post_refresh_hooks, minor >= 25, "1.{minor}");
         }
         assert_eq!(release(None), RELEASES.last());
         assert_eq!(Some(latest()), RELEASES.last());
@@ -227,6 +234,7 @@ mod tests {
                 yes(r.launch_config).into(),
                 yes(r.fresh_is_x509_only).into(),
                 yes(r.proxy_keeps_ipv6).into(),
+                yes(r.post_refresh_hooks).into(),
                 match r.san_steps {
                     SanSteps::TemplateKicker => "template; the kicker re-issues",
                     SanSteps::TemplateAndCsrConf => "template and csr.conf; refresh-certs",

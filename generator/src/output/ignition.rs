@@ -10,6 +10,7 @@ use std::io::Read;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::files::MAINTAIN_TIMER;
 use crate::render::{FileContent, NodeOutput, BOOTSTRAP_UNIT, UNIT_DIR};
 
 pub const SPEC_VERSION: &str = "3.3.0";
@@ -97,7 +98,7 @@ pub fn config(out: &NodeOutput) -> anyhow::Result<String> {
     let mut units = Vec::new();
     for f in &out.files {
         if let (Some(name), FileContent::Text(text)) = (f.path.strip_prefix(&format!("{UNIT_DIR}/")), &f.content) {
-            let enabled = (name == BOOTSTRAP_UNIT).then_some(true);
+            let enabled = (name == BOOTSTRAP_UNIT || name == MAINTAIN_TIMER).then_some(true);
             units.push(Unit { name: name.to_string(), enabled, contents: Some(text.clone()) });
             continue;
         }
@@ -132,6 +133,9 @@ pub fn config(out: &NodeOutput) -> anyhow::Result<String> {
         // Baked: `mk8s-gen packer` put the unit file in the image. Nothing else
         // would start it (Ignition has no `runcmd`), so enable it by name.
         units.push(Unit { name: BOOTSTRAP_UNIT.to_string(), enabled: Some(true), contents: None });
+    }
+    if !units.iter().any(|u| u.name == MAINTAIN_TIMER) {
+        units.push(Unit { name: MAINTAIN_TIMER.to_string(), enabled: Some(true), contents: None });
     }
     let cfg =
         Config { ignition: Meta { version: SPEC_VERSION }, storage: Storage { files }, systemd: Systemd { units } };

@@ -4,7 +4,9 @@ use mk8s_bootstrap::plan::{self, InstallFile, LoadBalancerSpec};
 use serde_json::json;
 
 use super::Delivery;
-use crate::files::{FileContent, NodeFile, BOOTSTRAP_UNIT, FETCH_SCRIPT, LAUNCH_CONFIG, UNIT_DIR};
+use crate::files::{
+    FileContent, NodeFile, BOOTSTRAP_UNIT, FETCH_SCRIPT, LAUNCH_CONFIG, MAINTAIN_TIMER, MAINTAIN_UNIT, UNIT_DIR,
+};
 use crate::model::{host_port, Facts};
 use crate::{selfcheck, templates};
 
@@ -22,6 +24,8 @@ pub struct ClusterArtifacts {
     pub(super) kubeconfig_parsed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Shared staged files the bootstrap installs into the snap's data directory.
     pub(super) install: Vec<InstallFile>,
+    /// The balancer's files `mk8s-bootstrap maintain` holds to their content.
+    pub(super) balancer_files: Vec<plan::PlannedFile>,
     /// The shared files are baked into the image (`mk8s-gen packer`): user-data
     /// carries only the node's own files and the plan.
     pub(super) baked: bool,
@@ -34,6 +38,7 @@ impl ClusterArtifacts {
 
         let mut files = Vec::new();
         let mut install = Vec::new();
+        let mut balancer_files = Vec::new();
         let listen = host_port("127.0.0.1", facts.apiserver_port);
         // The only addresses a load balancer's unit lets it reach, beside loopback.
         let allow: Vec<String> = facts.control_plane.iter().map(|c| c.address.to_string()).collect();
@@ -44,6 +49,7 @@ impl ClusterArtifacts {
         } else {
             let cx = crate::balancer::RenderCx { facts, endpoints: &endpoints, listen: &listen, allow: &allow };
             let rendered = balancer.render(&facts.load_balancer, &cx)?;
+            balancer_files = crate::balancer::planned_files(balancer, &rendered);
             files.extend(rendered.files);
             install.extend(rendered.install);
             rendered.spec
@@ -90,6 +96,7 @@ impl ClusterArtifacts {
             content: FileContent::Text(unit),
             mode: 0o644,
         });
+        files.extend(maintain_units()?);
 
         Ok(ClusterArtifacts {
             endpoints,
@@ -98,6 +105,7 @@ impl ClusterArtifacts {
             joined,
             kubeconfig_parsed: Default::default(),
             install,
+            balancer_files,
             baked: false,
         })
     }
@@ -112,4 +120,25 @@ impl ClusterArtifacts {
     pub fn files(&self) -> &[NodeFile] {
         &self.files
     }
+}
+
+/// `mk8s-bootstrap maintain --repair` as a oneshot unit, and its timer.
+fn maintain_units() -> anyhow::Result<Vec<NodeFile>> {
+    let service = templates::render(
+        "mk8s-maintain.service",
+        json!({
+            "binary": plan::BOOTSTRAP_PATH,
+            "plan": plan::PLAN_PATH,
+            "stamp": mk8s_bootstrap::status::STAMP_FILE,
+        }),
+    )?;
+    let timer = templates::render("mk8s-maintain.timer", json!({}))?;
+    Ok([(MAINTAIN_UNIT, service), (MAINTAIN_TIMER, timer)]
+        .into_iter()
+        .map(|(name, text)| NodeFile {
+            path: format!("{UNIT_DIR}/{name}"),
+            content: FileContent::Text(text),
+            mode: 0o644,
+        })
+        .collect())
 }

@@ -7,7 +7,7 @@ use mk8s_bootstrap::plan::{
 
 use super::{args, server_url, ClusterArtifacts, NodeOutput};
 use crate::auth::{Joined, NodeCx, Staged};
-use crate::files::{FileContent, NodeFile, BOOTSTRAP_UNIT, STAGE_DIR};
+use crate::files::{FileContent, NodeFile, BOOTSTRAP_UNIT, MAINTAIN_TIMER, REFRESH_HOOK, STAGE_DIR};
 use crate::model::release::{apiserver_proxy_unit, services};
 use crate::model::{Facts, Worker};
 use crate::secrets::Secrets;
@@ -43,6 +43,7 @@ pub fn render_node_with(
         load_balancer: cluster.load_balancer.clone(),
         timing: TimingSpec { ready_deadline_secs: facts.ready_deadline_secs, ..TimingSpec::default() },
         join: joined.map(|j| j.spec.clone()),
+        balancer_files: cluster.balancer_files.clone(),
     };
     plan.check().map_err(|e| anyhow::anyhow!("internal error: mk8s-gen produced an invalid plan: {e}"))?;
     files.push(NodeFile { path: plan::PLAN_PATH.into(), content: FileContent::Text(plan.to_json()), mode: 0o600 });
@@ -91,6 +92,7 @@ fn microk8s_spec(facts: &Facts, joined: Option<&Joined>) -> MicroK8sSpec {
             base: l.base.as_ref().map(|(file, assert)| plan::SnapFile { file: file.clone(), assert: assert.clone() }),
         }),
         hold_refresh: facts.channel.hold_refresh,
+        refresh_hook: facts.channel.release.post_refresh_hooks.then(|| REFRESH_HOOK.to_string()),
     }
 }
 
@@ -100,6 +102,7 @@ fn commands(worker: &Worker, joined: Option<&Joined>, files: &mut Vec<NodeFile>)
     let mut commands = vec![
         vec!["systemctl".into(), "daemon-reload".into()],
         vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), BOOTSTRAP_UNIT.into()],
+        vec!["systemctl".into(), "enable".into(), "--now".into(), "--no-block".into(), MAINTAIN_TIMER.into()],
     ];
     if joined.is_some() {
         // `microk8s join` registers the node under the machine's hostname

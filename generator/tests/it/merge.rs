@@ -32,7 +32,13 @@ fn cloud_init_merges_the_operator_part_and_ours() {
     // Lists appended, operator first.
     let runcmd: Vec<String> = m["runcmd"].as_array().unwrap().iter().map(|c| c.to_string()).collect();
     assert_eq!(runcmd[0], r#"["echo","operator setup ran"]"#);
-    assert_eq!(runcmd.last().unwrap(), r#"["systemctl","enable","--now","--no-block","mk8s-bootstrap.service"]"#);
+    assert_eq!(
+        runcmd[runcmd.len() - 2..],
+        [
+            r#"["systemctl","enable","--now","--no-block","mk8s-bootstrap.service"]"#,
+            r#"["systemctl","enable","--now","--no-block","mk8s-maintain.timer"]"#
+        ]
+    );
     let paths: Vec<&str> = m["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(paths[0], "/etc/motd");
     assert!(

@@ -524,11 +524,16 @@ fn real_ignition_writes_what_cloud_init_writes() {
         // The preset is how Ignition enables a unit; cloud-init's runcmd enables
         // the same unit with `systemctl enable --now`.
         let (preset, ..) = got.remove("/etc/systemd/system-preset/20-ignition.preset").expect("a preset");
-        assert_eq!(String::from_utf8(preset).unwrap(), "enable mk8s-bootstrap.service\n", "{}", ign.display());
+        let preset = String::from_utf8(preset).unwrap();
+        let mut enabled: Vec<&str> = preset.lines().collect();
+        enabled.sort();
+        assert_eq!(enabled, ["enable mk8s-bootstrap.service", "enable mk8s-maintain.timer"], "{}", ign.display());
         let doc: serde_yaml::Value = serde_yaml::from_str(&fs::read_to_string(&cc).unwrap()).unwrap();
-        let enable: serde_yaml::Value =
-            serde_yaml::from_str("[systemctl, enable, --now, --no-block, mk8s-bootstrap.service]").unwrap();
-        assert!(doc["runcmd"].as_sequence().unwrap().contains(&enable), "{}", cc.display());
+        for unit in ["mk8s-bootstrap.service", "mk8s-maintain.timer"] {
+            let enable: serde_yaml::Value =
+                serde_yaml::from_str(&format!("[systemctl, enable, --now, --no-block, {unit}]")).unwrap();
+            assert!(doc["runcmd"].as_sequence().unwrap().contains(&enable), "{}: {unit}", cc.display());
+        }
 
         let want = cloud_init_files(&cc);
         let got_paths: Vec<_> = got.keys().collect();

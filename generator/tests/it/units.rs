@@ -109,6 +109,27 @@ fn systemd_analyze_verify_accepts_the_units() {
         // Unknown keys are only warnings (exit 0): nothing may be said at all.
         assert!(o.status.success() && said.trim().is_empty(), "{fixture}: {path}:\n{said}");
     }
+    // The maintain unit and its timer (the timer's unit beside it: verify checks
+    // that what it triggers exists), in every fixture's flavour.
+    for (fixture, name, _) in UNITS {
+        let out = node(fixture, name);
+        let mut paths = Vec::new();
+        for unit in ["mk8s-maintain.service", "mk8s-maintain.timer"] {
+            let path = format!("/etc/systemd/system/{unit}");
+            let text =
+                text_of(&out, &path).replace("/usr/local/bin/mk8s-bootstrap", tools::require("true").to_str().unwrap());
+            paths.push(unit_file(dir.path(), &path, &text));
+        }
+        let o = Command::new(&sa).args(["verify", "--man=no"]).args(&paths).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success() && said.trim().is_empty(), "{fixture}: maintain units:\n{said}");
+        let timer = text_of(&out, "/etc/systemd/system/mk8s-maintain.timer");
+        for want in ["OnBootSec=5min\n", "OnUnitActiveSec=15min\n", "RandomizedDelaySec=5min\n"] {
+            assert!(timer.contains(want), "{fixture}: the timer lacks {want:?}");
+        }
+        let service = text_of(&out, "/etc/systemd/system/mk8s-maintain.service");
+        assert!(service.contains("Type=oneshot\n") && service.contains(" maintain --repair "), "{service}");
+    }
     // The control: a misspelt key is reported.
     let unit = unit_file(dir.path(), "/x/bad.service", "[Service]\nExecStart=/bin/true\nDynamicUsr=yes\n");
     let o = Command::new(&sa).args(["verify", "--man=no"]).arg(&unit).output().unwrap();
@@ -177,5 +198,43 @@ fn the_bootstrap_unit_loads_on_systemd_237() {
         );
         assert_eq!(value("Restart"), "on-failure", "75 is retried");
         assert_eq!(value("RemainAfterExit"), "yes", "a joined node's unit stays active");
+    }
+}
+
+/// What `mk8s-bootstrap maintain` holds the node to, as the plan says it: the
+/// post-refresh hook from MicroK8s 1.25 (the release table), never written by the
+/// user-data (MicroK8s's install hook would nest its default hooks under ours), and
+/// each balancer file of ours with the hash of what the user-data writes, except
+/// what MicroK8s's proxy rewrites itself.
+#[test]
+fn the_plan_names_what_maintain_holds() {
+    use mk8s_bootstrap::plan::{sha256_hex, REFRESH_HOOK_PATH};
+    for (fixture, name, hook) in
+        [("seed", "worker-1", false), ("kubelite-ipv6", "edge-7", false), ("lb-microk8s-proxy", "worker-1", true)]
+    {
+        let out = node(fixture, name);
+        assert_eq!(out.plan.microk8s.refresh_hook.is_some(), hook, "{fixture}: {}", out.plan.microk8s.channel);
+        if let Some(text) = &out.plan.microk8s.refresh_hook {
+            assert_eq!(text, "#!/bin/sh\nexec systemctl start --no-block mk8s-maintain.service\n");
+        }
+        assert!(out.files.iter().all(|f| !f.path.starts_with("/var/snap/")), "{fixture}: {REFRESH_HOOK_PATH}");
+        for f in &out.plan.balancer_files {
+            if let Some(staged) = f.path.strip_prefix("/var/snap/microk8s/current/") {
+                let install = out.plan.install.iter().find(|i| i.target == staged).unwrap();
+                assert_eq!(install.sha256, f.sha256, "{fixture}: {staged}");
+            } else {
+                assert_eq!(sha256_hex(text_of(&out, &f.path).as_bytes()), f.sha256, "{fixture}: {}", f.path);
+            }
+        }
+        let paths: Vec<&str> = out.plan.balancer_files.iter().map(|f| f.path.as_str()).collect();
+        let want: &[&str] = match fixture {
+            "lb-microk8s-proxy" => &["/var/snap/microk8s/current/args/traefik/traefik-template.yaml"],
+            _ => &[
+                "/etc/mk8s-worker/traefik/traefik.yaml",
+                "/etc/mk8s-worker/traefik/provider.yaml",
+                "/etc/systemd/system/mk8s-traefik.service",
+            ],
+        };
+        assert_eq!(paths, want, "{fixture}");
     }
 }
