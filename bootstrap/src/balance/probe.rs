@@ -267,13 +267,16 @@ mod tests {
     fn refused_hung_and_silent_backends_fail_in_time() {
         let ca = Ca::new("cluster-ca");
         let tls = client_config(&ca.cert_pem).unwrap();
+        // Hung: connects, never answers. The connection is accepted and held (one
+        // left in the kernel's accept queue was now and then reset under load).
         let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = hung.local_addr().unwrap().port();
+        let holder = std::thread::spawn(move || hung.accept().map(|(held, _)| held));
         let start = Instant::now();
-        let e = probe(&tls, hung.local_addr().unwrap(), Duration::from_millis(300)).unwrap_err();
+        let e = probe(&tls, SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).unwrap_err();
         assert!(e.starts_with("no answer in"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(2));
-        let port = hung.local_addr().unwrap().port();
-        drop(hung);
+        drop(holder.join().unwrap());
         let e = probe(&tls, SocketAddr::from(([127, 0, 0, 1], port)), T).unwrap_err();
         assert!(e.starts_with("dial:"), "{e}");
     }
