@@ -15,10 +15,15 @@
 //!    `newGetTemplateFn`);
 //! 5. it asks for at least one name, every DNS name is N and every IP address is
 //!    N's `address` in the facts, and nothing else (no e-mail, URI or other name);
-//! 6. its usages are exactly the kubelet's serving ones for its key type:
-//!    `digital signature, server auth`, plus `key encipherment` for an RSA key
-//!    (client-go v0.34.4 `util/certificate/certificate_manager.go`,
-//!    `DefaultKubeletServingGetUsages`; the kubelet makes ECDSA P-256 keys).
+//! 6. its usages are exactly a set a kubelet asks for: `digital signature, key
+//!    encipherment, server auth` (every kubelet before 1.27, whatever its key,
+//!    and 1.27+ with an RSA key), or, for a key that is not RSA, `digital
+//!    signature, server auth` (1.27+: client-go v0.34.4
+//!    `util/certificate/certificate_manager.go`, `DefaultKubeletServingGetUsages`;
+//!    the kubelet makes ECDSA P-256 keys, `generateCSR`; the change is
+//!    kubernetes/kubernetes#111660 for #109077). The controller-manager's signer
+//!    takes either set (v1.34.4 `pkg/apis/certificates/helpers.go`,
+//!    `ValidateKubeletServingCSR`).
 //!
 //! Every other request for that signer from a `system:node:` requester is
 //! denied; requests from anyone else, and for any other signer, are left alone.
@@ -40,10 +45,10 @@ pub const NODE_USER_PREFIX: &str = "system:node:";
 /// The group every node identity carries.
 pub const NODES_GROUP: &str = "system:nodes";
 
-/// The kubelet's serving usages for an ECDSA (or Ed25519) key.
+/// A 1.27+ kubelet's serving usages for a key that is not RSA (its own ECDSA one).
 pub const SERVING_USAGES: &[&str] = &["digital signature", "server auth"];
-/// The kubelet's serving usages for an RSA key.
-pub const SERVING_USAGES_RSA: &[&str] = &["digital signature", "key encipherment", "server auth"];
+/// The serving usages of every kubelet before 1.27, and of 1.27+ with an RSA key.
+pub const SERVING_USAGES_ENCIPHERMENT: &[&str] = &["digital signature", "key encipherment", "server auth"];
 
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -232,14 +237,17 @@ fn check_names(names: &Names, worker: &Worker) -> Result<(), (&'static str, Stri
     Ok(())
 }
 
-/// The usages, as a set, equal the kubelet's for the key type, none repeated.
+/// The usages, as a set and none repeated, are one a kubelet asks for with this key.
 fn check_usages(usages: &[String], key_is_rsa: bool) -> Result<(), String> {
-    let want = if key_is_rsa { SERVING_USAGES_RSA } else { SERVING_USAGES };
     let got: BTreeSet<&str> = usages.iter().map(String::as_str).collect();
-    let want_set: BTreeSet<&str> = want.iter().copied().collect();
-    if got != want_set || got.len() != usages.len() {
-        let key = if key_is_rsa { "an RSA" } else { "a non-RSA" };
-        return Err(format!("usages {usages:?}; a kubelet's serving request for {key} key asks for exactly {want:?}"));
+    let is = |want: &[&str]| got.len() == usages.len() && got == want.iter().copied().collect();
+    if is(SERVING_USAGES_ENCIPHERMENT) || (!key_is_rsa && is(SERVING_USAGES)) {
+        return Ok(());
     }
-    Ok(())
+    let allowed = if key_is_rsa {
+        format!("{SERVING_USAGES_ENCIPHERMENT:?} for an RSA key")
+    } else {
+        format!("{SERVING_USAGES:?} or {SERVING_USAGES_ENCIPHERMENT:?}")
+    };
+    Err(format!("usages {usages:?}; a kubelet's serving request asks for exactly {allowed}"))
 }

@@ -78,12 +78,21 @@ const FILINGS: &[Filing] = &[
         usages: &["digital signature", "server auth", "client auth"],
         signer: SERVING,
     },
+    // What every kubelet before 1.27 asks for, whatever its key (kubernetes#111660).
     Filing {
-        name: "rsa-usages-on-ecdsa",
+        name: "old-kubelet",
         by: Some("worker-1"),
         cn: "system:node:worker-1",
         sans: &["10.0.0.11"],
-        usages: &["digital signature", "key encipherment", "server auth"],
+        usages: &["key encipherment", "digital signature", "server auth"],
+        signer: SERVING,
+    },
+    Filing {
+        name: "no-server-auth",
+        by: Some("worker-1"),
+        cn: "system:node:worker-1",
+        sans: &["worker-1"],
+        usages: &["digital signature", "key encipherment"],
         signer: SERVING,
     },
     Filing {
@@ -107,11 +116,11 @@ const FILINGS: &[Filing] = &[
 /// (condition type, reason) each filing must end with; `None`: left pending.
 fn expected(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
-        "good" => Some(("Approved", "WorkerServingCertificate")),
+        "good" | "old-kubelet" => Some(("Approved", "WorkerServingCertificate")),
         "foreign-san" | "foreign-dns" => Some(("Denied", "ForeignSAN")),
         "unknown-node" => Some(("Denied", "UnknownNode")),
         "not-its-own" => Some(("Denied", "WrongSubject")),
-        "client-usages" | "rsa-usages-on-ecdsa" => Some(("Denied", "WrongUsages")),
+        "client-usages" | "no-server-auth" => Some(("Denied", "WrongUsages")),
         _ => None,
     }
 }
