@@ -9,4 +9,5 @@ mod common;
 
 mod approve;
 mod cli;
+mod policy;
 mod status;
