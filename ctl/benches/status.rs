@@ -94,15 +94,18 @@ fn main() {
     let cp = ControlPlane::start(o);
     let dir = cp.dir.path();
     fs::write(dir.join("ca.crt"), &cp.ca.cert_pem).unwrap();
-    let facts = FactsYaml::new("bench")
-        .channel("1.34/stable")
-        .ca_file("ca.crt")
-        .control_plane("cp-1", "10.0.0.2")
-        .lb_builtin()
-        .auth_x509("2026-01-01", 3650)
-        .workers((0..WORKERS).map(|i| Worker::new(&name(i)).address(&format!("10.1.{}.{}", i / 200, 10 + i % 200))));
+    let fleet = |x509: bool| {
+        let f = FactsYaml::new("bench").channel("1.34/stable").ca_file("ca.crt").control_plane("cp-1", "10.0.0.2");
+        let f = if x509 { f.auth_x509("2026-01-01", 3650) } else { f.auth_token() };
+        f.lb_builtin().workers((0..WORKERS).map(|i| Worker::new(&name(i)).address(&format!("10.1.0.{}", 10 + i))))
+    };
+    let facts = fleet(true);
     let facts_path = dir.join("cluster.yaml");
     fs::write(&facts_path, facts.yaml()).unwrap();
+    // The same fleet with token authentication: rendering signs nothing. The
+    // Nodes report the x509 plans, so every plan differs there (exit 3).
+    let token_path = dir.join("token.yaml");
+    fs::write(&token_path, fleet(false).yaml()).unwrap();
     let secrets_path = dir.join("secrets.yaml");
     let mut secrets = fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
     secrets.push_str(&format!("ca-key: {}\n", serde_json::to_string(&cp.ca.key_pem).unwrap()));
@@ -117,16 +120,17 @@ fn main() {
     rt.block_on(create_nodes(&admin, &plans));
 
     let bin = env!("CARGO_BIN_EXE_mk8s-ctl");
-    let ctl = |extra: &[&str]| {
+    let ctl = |facts: &std::path::Path, extra: &[&str]| {
         let mut c = Command::new(bin);
-        c.arg("--kubeconfig").arg(&admin).args(["status", "-q", "--cluster"]).arg(&facts_path).args(extra);
+        c.arg("--kubeconfig").arg(&admin).args(["status", "-q", "--cluster"]).arg(facts).args(extra);
         c
     };
     let s = secrets_path.to_str().unwrap();
     let mut cmds: Vec<(&str, Command, &[i32])> = vec![
-        ("mk8s-ctl status --secrets --json (x509)", ctl(&["--secrets", s, "--json"]), &[0]),
-        ("mk8s-ctl status --secrets (table)", ctl(&["--secrets", s]), &[0]),
-        ("mk8s-ctl status --json (no plans)", ctl(&["--json"]), &[0]),
+        ("mk8s-ctl status --secrets --json (x509)", ctl(&facts_path, &["--secrets", s, "--json"]), &[0]),
+        ("mk8s-ctl status --secrets (x509, table)", ctl(&facts_path, &["--secrets", s]), &[0]),
+        ("mk8s-ctl status --secrets --json (token)", ctl(&token_path, &["--secrets", s, "--json"]), &[3]),
+        ("mk8s-ctl status --json (no plans)", ctl(&facts_path, &["--json"]), &[0]),
         (
             "kubectl get nodes -o json",
             {
