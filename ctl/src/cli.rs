@@ -189,14 +189,3 @@ async fn approve(cli: &Cli, a: &ApproveArgs, io: &mut Io<'_>) -> Result<u8, Outc
     let _ = writeln!(io.stderr, "{} approved, {} denied, {} left alone", t.approved, t.denied, t.ignored);
     Ok(EXIT_OK)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-}
