@@ -12,7 +12,7 @@ use mk8s_testkit::apiserver::Authz;
 use mk8s_testkit::facts::{FactsYaml, Worker};
 use serde_json::{json, Value};
 
-use crate::common::Cluster;
+use crate::common::{rbac, run_with, Cluster};
 
 /// The time the verdicts are reached at (`--as-of`).
 const AS_OF: &str = "2026-12-01T12:00:00Z";
@@ -203,4 +203,22 @@ async fn a_healthy_fleet_exits_zero() {
     assert_eq!(code, 3, "{out}");
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(by_name(&doc)["worker-1"]["problems"], json!(["heartbeat-stale", "serving-expires-soon"]));
+}
+
+/// Under RBAC, `list` on `nodes` (docs/mk8s-ctl.md) is all `status` needs; without
+/// it the apiserver refuses and the command exits 2.
+#[tokio::test]
+async fn the_documented_rbac_is_enough_and_needed() {
+    let c = Cluster::start(Authz::RbacNode, &[Worker::new("worker-4").address("10.0.0.14")]);
+    fleet(&c).await;
+    let kubeconfig = c.kubeconfig_for("reader", &c.cp.ca.client("mk8s-status", &[]));
+    let args = ["status", "--cluster", c.facts.to_str().unwrap(), "--json", "--as-of", AS_OF];
+    let (code, _, err) = run_with(&kubeconfig, &args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot list Nodes") && err.contains("forbidden"), "{err}");
+    rbac::bind(&c, "mk8s-status", &rbac::status_rules()).await;
+    let (code, out, err) = run_with(&kubeconfig, &args);
+    assert_eq!(code, 3, "{err}");
+    let (_, admin, _) = c.run(&args);
+    assert_eq!(out, admin, "the same report as the admin's");
 }

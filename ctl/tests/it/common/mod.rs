@@ -3,6 +3,8 @@
 //! real binary.
 #![allow(dead_code)]
 
+pub mod rbac;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
