@@ -190,10 +190,15 @@ pub fn assess(
             worker_status(facts, &w.name, address, expected, by_name.get(w.name.as_str()).copied(), as_of)
         })
         .collect();
-    let known = |name: &str| facts.worker(name).is_some() || facts.control_plane.iter().any(|c| c.name == name);
+    let known: std::collections::BTreeSet<&str> = facts
+        .workers
+        .iter()
+        .map(|w| w.name.as_str())
+        .chain(facts.control_plane.iter().map(|c| c.name.as_str()))
+        .collect();
     let unknown_nodes: Vec<NodeSummary> = by_name
         .iter()
-        .filter(|(name, _)| !known(name))
+        .filter(|(name, _)| !known.contains(*name))
         .map(|(name, node)| NodeSummary {
             name: name.to_string(),
             ready: ready_condition(node).map(|c| c.status.clone()),
@@ -306,8 +311,8 @@ fn minor_of(version: &str) -> Option<(u32, u32)> {
 }
 
 fn expiry(c: Credential, value: String, as_of: OffsetDateTime, problems: &mut Vec<Problem>) -> Expiry {
-    let days_left = OffsetDateTime::parse(&value, &Rfc3339).ok().map(|t| (t - as_of).whole_days());
     let at = OffsetDateTime::parse(&value, &Rfc3339).ok();
+    let days_left = at.map(|t| (t - as_of).whole_days());
     match at {
         None => problems.push(Problem::BadAnnotation(c.annotation())),
         Some(t) if t <= as_of => problems.push(Problem::Expired(c)),
