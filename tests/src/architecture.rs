@@ -11,7 +11,7 @@ pub const MAX_FN_LINES: usize = 80;
 
 /// The crates' source directories.
 pub fn source_dirs() -> Vec<PathBuf> {
-    ["generator/src", "bootstrap/src", "tests/src"].iter().map(|d| crate::workspace().join(d)).collect()
+    ["generator/src", "bootstrap/src", "ctl/src", "tests/src"].iter().map(|d| crate::workspace().join(d)).collect()
 }
 
 /// Every `.rs` file under `dir`, sorted.
@@ -241,6 +241,20 @@ mod tests {
             }
         }
         assert!(long.is_empty(), "split these, or say why above them with `// long-fn:`:\n{}", long.join("\n"));
+    }
+
+    /// A new workspace member is checked too: every `members` entry of the
+    /// workspace manifest has its `src` among [`source_dirs`].
+    #[test]
+    fn every_workspace_crate_is_checked() {
+        let manifest = std::fs::read_to_string(crate::workspace().join("Cargo.toml")).unwrap();
+        let line = manifest.lines().find(|l| l.trim_start().starts_with("members")).expect("a members line");
+        let members: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        assert!(members.len() >= 4, "{line}");
+        let dirs = source_dirs();
+        for m in members {
+            assert!(dirs.contains(&crate::workspace().join(m).join("src")), "{m}/src is not in source_dirs()");
+        }
     }
 
     #[test]

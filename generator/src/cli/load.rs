@@ -76,7 +76,8 @@ pub(super) fn closest_names(wanted: &str, names: &[&str]) -> String {
 }
 
 /// Load the secrets; with `auth: x509`, also the CA key, checked against the CA.
-pub(super) fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
+/// Also `mk8s-ctl`'s: it renders plans from the same secrets, checked the same way.
+pub fn load_secrets(path: &Path, facts: &Facts, common: &CommonArgs, io: &mut Io) -> Result<Secrets, Failure> {
     let text = read(path, "secrets file")?;
     let base = path.parent().unwrap_or(Path::new("."));
     // Never show the secrets file's lines: problems are rendered without source.

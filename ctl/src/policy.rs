@@ -1,0 +1,253 @@
+//! Which kubelet serving-certificate requests `mk8s-ctl approve` approves: a pure
+//! function of the request and the facts, so every rule is tested without a
+//! cluster.
+//!
+//! A pending `kubernetes.io/kubelet-serving` request is approved only when all of
+//! these hold, checked in this order (the first that fails is the reason given):
+//! 1. the requester (`spec.username`, set by the apiserver from the credential
+//!    that filed it) is `system:node:N` and in the group `system:nodes`;
+//! 2. N is a worker in the facts, not retired;
+//! 3. the request is one PEM `CERTIFICATE REQUEST` (its signature was checked by
+//!    the apiserver on create: k8s.io/kubernetes v1.34.4
+//!    `pkg/apis/certificates/validation/validation.go`, `CheckSignature`);
+//! 4. its subject is exactly `CN=system:node:N, O=system:nodes`, the template the
+//!    kubelet uses (v1.34.4 `pkg/kubelet/certificate/kubelet.go`,
+//!    `newGetTemplateFn`);
+//! 5. it asks for at least one name, every DNS name is N and every IP address is
+//!    N's `address` in the facts, and nothing else (no e-mail, URI or other name);
+//! 6. its usages are exactly a set a kubelet asks for: `digital signature, key
+//!    encipherment, server auth` (every kubelet before 1.27, whatever its key,
+//!    and 1.27+ with an RSA key), or, for a key that is not RSA, `digital
+//!    signature, server auth` (1.27+: client-go v0.34.4
+//!    `util/certificate/certificate_manager.go`, `DefaultKubeletServingGetUsages`;
+//!    the kubelet makes ECDSA P-256 keys, `generateCSR`; the change is
+//!    kubernetes/kubernetes#111660 for #109077). The controller-manager's signer
+//!    takes either set (v1.34.4 `pkg/apis/certificates/helpers.go`,
+//!    `ValidateKubeletServingCSR`).
+//!
+//! Every other request for that signer from a `system:node:` requester is
+//! denied; requests from anyone else, and for any other signer, are left alone.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use mk8s_gen::model::{Facts, Worker};
+use serde::Serialize;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{OID_PKCS1_RSAENCRYPTION, OID_X509_COMMON_NAME, OID_X509_ORGANIZATION_NAME};
+use x509_parser::prelude::FromDer;
+
+/// The signer whose requests this policy decides.
+pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
+/// The requester prefix of a node's identity (the Node authorizer's).
+pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The group every node identity carries.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// A 1.27+ kubelet's serving usages for a key that is not RSA (its own ECDSA one).
+pub const SERVING_USAGES: &[&str] = &["digital signature", "server auth"];
+/// The serving usages of every kubelet before 1.27, and of 1.27+ with an RSA key.
+pub const SERVING_USAGES_ENCIPHERMENT: &[&str] = &["digital signature", "key encipherment", "server auth"];
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Approve,
+    Deny,
+    /// Not ours to decide (another signer, or not a node's request).
+    Ignore,
+}
+
+/// Why, in a word (the condition's `reason`) and in a sentence (its `message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// CamelCase, as Kubernetes condition reasons are.
+    pub reason: &'static str,
+    pub message: String,
+    /// The worker the request is for, when the requester names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl Decision {
+    fn ignore(reason: &'static str, message: String) -> Decision {
+        Decision { verdict: Verdict::Ignore, reason, message, node: None }
+    }
+
+    fn deny(node: &str, reason: &'static str, message: String) -> Decision {
+        Decision { verdict: Verdict::Deny, reason, message, node: Some(node.to_string()) }
+    }
+}
+
+/// Retired workers: the facts have no way to say so yet. When they do (the
+/// retire command of the day-2 design records it), this is the one place that
+/// reads it, and a retired worker's renewals are denied with `RetiredNode`.
+pub fn is_retired(_facts: &Facts, _worker: &Worker) -> bool {
+    false
+}
+
+/// True when no one has approved, denied or failed the request yet.
+pub fn is_pending(csr: &CertificateSigningRequest) -> bool {
+    let conditions = csr.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let decided = conditions.iter().any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"));
+    let issued = csr.status.as_ref().is_some_and(|s| s.certificate.is_some());
+    !decided && !issued
+}
+
+/// Decide one request against the facts.
+pub fn decide(csr: &CertificateSigningRequest, facts: &Facts) -> Decision {
+    let spec = &csr.spec;
+    if spec.signer_name != KUBELET_SERVING {
+        return Decision::ignore("OtherSigner", format!("signer {} is not {KUBELET_SERVING}", spec.signer_name));
+    }
+    let username = spec.username.as_deref().unwrap_or_default();
+    let Some(node) = username.strip_prefix(NODE_USER_PREFIX) else {
+        return Decision::ignore("NotANode", format!("requester {username:?} is not a node identity"));
+    };
+    let groups = spec.groups.as_deref().unwrap_or_default();
+    if !groups.iter().any(|g| g == NODES_GROUP) {
+        let msg = format!("requester {username} is not in the group {NODES_GROUP} (groups: {groups:?})");
+        return Decision::deny(node, "NotInNodesGroup", msg);
+    }
+    let Some(worker) = facts.worker(node) else {
+        let msg = format!("{node} is not a worker in the facts of cluster {}", facts.name);
+        return Decision::deny(node, "UnknownNode", msg);
+    };
+    if is_retired(facts, worker) {
+        return Decision::deny(node, "RetiredNode", format!("{node} is retired"));
+    }
+    match check_request(&spec.request.0, worker) {
+        Err((reason, message)) => Decision::deny(node, reason, message),
+        Ok(key_is_rsa) => match check_usages(spec.usages.as_deref().unwrap_or_default(), key_is_rsa) {
+            Err(message) => Decision::deny(node, "WrongUsages", message),
+            Ok(()) => Decision {
+                verdict: Verdict::Approve,
+                reason: "WorkerServingCertificate",
+                message: format!("serving certificate for worker {node}: subject, names and usages as the facts say"),
+                node: Some(node.to_string()),
+            },
+        },
+    }
+}
+
+/// The names a request asks for.
+#[derive(Debug, Default)]
+struct Names {
+    dns: Vec<String>,
+    ips: Vec<IpAddr>,
+    /// Anything else (e-mail, URI, other name), as text for the message.
+    other: Vec<String>,
+}
+
+/// Parse the PEM request and check its subject and names; `Ok(true)` for an RSA
+/// key. `Err((reason, message))` otherwise.
+fn check_request(pem: &[u8], worker: &Worker) -> Result<bool, (&'static str, String)> {
+    let bad = |m: String| ("BadRequest", m);
+    let (rest, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| bad(format!("not PEM: {e}")))?;
+    if pem.label != "CERTIFICATE REQUEST" || x509_parser::pem::parse_x509_pem(rest).is_ok() {
+        return Err(bad(format!("not one PEM CERTIFICATE REQUEST (found {:?})", pem.label)));
+    }
+    let (_, req) = x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+        .map_err(|e| bad(format!("not a certificate request: {e}")))?;
+    let info = &req.certification_request_info;
+    check_subject(&info.subject, &worker.name)?;
+    let names = requested_names(&req).map_err(bad)?;
+    check_names(&names, worker)?;
+    Ok(info.subject_pki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION)
+}
+
+/// Exactly `CN=system:node:N` and `O=system:nodes`, one each, nothing else.
+fn check_subject(subject: &x509_parser::x509::X509Name<'_>, node: &str) -> Result<(), (&'static str, String)> {
+    let mut cn = Vec::new();
+    let mut o = Vec::new();
+    let mut other = 0;
+    for attr in subject.iter_attributes() {
+        let value = attr.as_str().unwrap_or("<not a string>").to_string();
+        if attr.attr_type() == &OID_X509_COMMON_NAME {
+            cn.push(value);
+        } else if attr.attr_type() == &OID_X509_ORGANIZATION_NAME {
+            o.push(value);
+        } else {
+            other += 1;
+        }
+    }
+    let want_cn = format!("{NODE_USER_PREFIX}{node}");
+    if cn != [want_cn.as_str()] || o != [NODES_GROUP] || other != 0 {
+        let msg = format!("subject is {subject}, not CN={want_cn}, O={NODES_GROUP}");
+        return Err(("WrongSubject", msg));
+    }
+    Ok(())
+}
+
+fn requested_names(req: &x509_parser::certification_request::X509CertificationRequest<'_>) -> Result<Names, String> {
+    let mut names = Names::default();
+    for ext in req.requested_extensions().into_iter().flatten() {
+        match ext {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(d) => names.dns.push(d.to_string()),
+                        GeneralName::IPAddress(b) => match ip_from_bytes(b) {
+                            Some(ip) => names.ips.push(ip),
+                            None => names.other.push(format!("IP address of {} bytes", b.len())),
+                        },
+                        other => names.other.push(format!("{other:?}")),
+                    }
+                }
+            }
+            ParsedExtension::ParseError { error } => return Err(format!("an extension does not parse: {error}")),
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Every name is the worker's name or its address, and there is at least one.
+fn check_names(names: &Names, worker: &Worker) -> Result<(), (&'static str, String)> {
+    if !names.other.is_empty() {
+        return Err(("ForeignSAN", format!("names other than DNS and IP: {}", names.other.join(", "))));
+    }
+    if names.dns.is_empty() && names.ips.is_empty() {
+        return Err(("NoSAN", "no subject alternative name (a serving certificate needs one)".into()));
+    }
+    let foreign: Vec<String> = (names.dns.iter().filter(|d| **d != worker.name).cloned())
+        .chain(names.ips.iter().filter(|ip| Some(**ip) != worker.address).map(|ip| ip.to_string()))
+        .collect();
+    if !foreign.is_empty() {
+        let allowed = match worker.address {
+            Some(a) => format!("{} and {a}", worker.name),
+            None => format!("{} only (the facts give no address)", worker.name),
+        };
+        return Err((
+            "ForeignSAN",
+            format!("names not of worker {}: {}; allowed: {allowed}", worker.name, foreign.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// The usages, as a set and none repeated, are one a kubelet asks for with this key.
+fn check_usages(usages: &[String], key_is_rsa: bool) -> Result<(), String> {
+    let got: BTreeSet<&str> = usages.iter().map(String::as_str).collect();
+    let is = |want: &[&str]| got.len() == usages.len() && got == want.iter().copied().collect();
+    if is(SERVING_USAGES_ENCIPHERMENT) || (!key_is_rsa && is(SERVING_USAGES)) {
+        return Ok(());
+    }
+    let allowed = if key_is_rsa {
+        format!("{SERVING_USAGES_ENCIPHERMENT:?} for an RSA key")
+    } else {
+        format!("{SERVING_USAGES:?} or {SERVING_USAGES_ENCIPHERMENT:?}")
+    };
+    Err(format!("usages {usages:?}; a kubelet's serving request asks for exactly {allowed}"))
+}
