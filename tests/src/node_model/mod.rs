@@ -235,7 +235,10 @@ impl Model {
         let path = self.dir.join("model.json");
         let mut state: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         state["hostname"] = name.into();
-        fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+        // Atomically, as the model's own writes: its daemons may be reading it.
+        let tmp = self.dir.join("model.json.hostname");
+        fs::write(&tmp, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+        fs::rename(&tmp, &path).unwrap();
         write_kernel_hostname(&self.root, name);
     }
 

@@ -60,7 +60,12 @@ impl Ctx {
 
     pub(super) fn set_state(&mut self, key: &str, v: Value) {
         self.state[key] = v;
-        let _ = fs::write(self.dir.join("model.json"), serde_json::to_string_pretty(&self.state).unwrap());
+        // Atomically: a daemon starting at this moment reads model.json whole or
+        // not at all (a truncated read killed it before it logged a line).
+        let tmp = self.dir.join(format!("model.json.{}", std::process::id()));
+        if fs::write(&tmp, serde_json::to_string_pretty(&self.state).unwrap()).is_ok() {
+            let _ = fs::rename(&tmp, self.dir.join("model.json"));
+        }
     }
 
     pub(super) fn snap_data(&self, rel: &str) -> PathBuf {
