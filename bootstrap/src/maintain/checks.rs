@@ -162,16 +162,48 @@ fn repair_balancer_files(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
     Ok(())
 }
 
+/// `get_traefik_port()`'s answer when the template does not say.
+const TRAEFIK_TEMPLATE_DEFAULT_PORT: u16 = 16443;
+
+/// The server the kubeconfigs name: the plan's; with `auth: microk8s-join` the one
+/// MicroK8s's join wrote them for, its own proxy on the port of the snap's
+/// traefik template (`get_traefik_port()`, 1.30:scripts/cluster/join.py), which
+/// the plan only predicts (16443 unless the node's template says otherwise).
+fn expected_server(cx: &Cx) -> String {
+    if cx.plan.join.is_none() {
+        return cx.plan.apiserver.url.clone();
+    }
+    let template = fs::read_to_string(cx.node.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
+    let port = traefik_template_port(&template).unwrap_or(TRAEFIK_TEMPLATE_DEFAULT_PORT);
+    format!("https://127.0.0.1:{port}")
+}
+
+/// `entryPoints.apiserver.address` of the snap's traefik template (`":16443"`),
+/// read as MicroK8s reads it; None when the template does not say.
+fn traefik_template_port(template: &str) -> Option<u16> {
+    let mut in_apiserver = false;
+    for line in template.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_suffix(':') {
+            in_apiserver = name == "apiserver";
+        } else if in_apiserver {
+            if let Some(v) = trimmed.strip_prefix("address:") {
+                return v.trim().trim_matches('"').trim_matches('\'').trim_start_matches(':').parse().ok();
+            }
+        }
+    }
+    None
+}
+
 fn kubeconfig_server(cx: &Cx) -> Vec<String> {
+    let expected = expected_server(cx);
     let mut out = Vec::new();
     for rel in KUBECONFIGS {
         match servers(cx.node, rel) {
             Ok(s) if s.is_empty() => out.push(format!("{rel} names no server")),
-            Ok(s) => out.extend(
-                s.iter()
-                    .filter(|s| *s != &cx.plan.apiserver.url)
-                    .map(|s| format!("{rel}: server {s}, not {}", cx.plan.apiserver.url)),
-            ),
+            Ok(s) => {
+                out.extend(s.iter().filter(|s| **s != expected).map(|s| format!("{rel}: server {s}, not {expected}")))
+            }
             Err(e) => out.push(e),
         }
     }
@@ -179,10 +211,11 @@ fn kubeconfig_server(cx: &Cx) -> Vec<String> {
 }
 
 fn repair_kubeconfig_server(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
+    let expected = expected_server(cx);
     for rel in KUBECONFIGS {
-        if set_servers(cx.node, rel, &cx.plan.apiserver.url)? {
+        if set_servers(cx.node, rel, &expected)? {
             fx.worker = true;
-            fx.changed.push(format!("{rel}: server set back to {}", cx.plan.apiserver.url));
+            fx.changed.push(format!("{rel}: server set back to {expected}"));
         }
     }
     Ok(())
@@ -219,4 +252,21 @@ fn repair_refresh_hook(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
 fn expiry(cx: &Cx) -> Vec<String> {
     let e: Expiries = expiries(cx.node);
     e.near(cx.now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::traefik_template_port;
+
+    #[test]
+    fn the_traefik_templates_port_is_read_as_microk8s_reads_it() {
+        // 1.30:microk8s-resources/default-args/traefik/traefik-template.yaml
+        let snap = "entryPoints:\n  apiserver:\n    address: \":16443\"\nproviders:\n  file:\n    filename: ${SNAP_DATA}/args/traefik/provider.yaml\n    watch: true\n";
+        assert_eq!(traefik_template_port(snap), Some(16443));
+        assert_eq!(traefik_template_port(&snap.replace("16443", "26443")), Some(26443));
+        assert_eq!(traefik_template_port("entryPoints:\n  apiserver:\n    address: ':7443'\n"), Some(7443));
+        // Another entry point's address is not the apiserver's.
+        assert_eq!(traefik_template_port("entryPoints:\n  web:\n    address: \":80\"\n"), None);
+        assert_eq!(traefik_template_port(""), None);
+    }
 }

@@ -16,7 +16,7 @@ use crate::api::Api;
 use crate::clock::rfc3339;
 use crate::fs::write_atomic;
 use crate::node::Node;
-use crate::phases::kubeconfig::{kubeconfig_credential, KUBELET};
+use crate::phases::kubeconfig::{kubeconfig_credential, kubeconfig_server, KUBELET};
 use crate::plan::{sha256_hex, Credential, JoinPlan};
 use crate::retry::Failure;
 
@@ -108,10 +108,16 @@ pub fn not_joined(plan: &JoinPlan) -> Verdict {
 }
 
 /// Patch the Node's annotations with the kubelet's credential, through the
-/// plan's apiserver URL (the node-local balancer).
+/// plan's apiserver URL (the node-local balancer); with `auth: microk8s-join`
+/// through the server the join wrote in the kubelet's kubeconfig, as the join
+/// itself waits for the Node (G4).
 pub fn patch_node(node: &Node, plan: &JoinPlan, verdict: &Verdict) -> Result<(), Failure> {
     let cred = kubeconfig_credential(node, KUBELET).map_err(Failure::Retry)?;
-    let api = Api::for_node(&plan.ca.pem, &plan.node.name, &plan.apiserver.url, &cred, "kubelet")?;
+    let url = match plan.join {
+        Some(_) => kubeconfig_server(node, KUBELET).map_err(Failure::Retry)?,
+        None => plan.apiserver.url.clone(),
+    };
+    let api = Api::for_node(&plan.ca.pem, &plan.node.name, &url, &cred, "kubelet")?;
     api.patch_node(&verdict.patch())
 }
 

@@ -121,11 +121,13 @@ impl Ctx {
         }
     }
 
-    /// 1.30:DA/traefik/traefik-template.yaml, provider-template.yaml.
+    /// 1.30:DA/traefik/traefik-template.yaml, provider-template.yaml; the
+    /// template's port is the node's own (16443 real, where the snap's proxy
+    /// listens and what the join's `get_traefik_port()` reads).
     pub(super) fn lay_out_traefik_args(&self) {
         self.write_args(
             "traefik/traefik-template.yaml",
-            "entryPoints:\n  apiserver:\n    address: \":16443\"\nproviders:\n  file:\n    filename: ${SNAP_DATA}/args/traefik/provider.yaml\n    watch: true\n",
+            &format!("entryPoints:\n  apiserver:\n    address: \":{}\"\nproviders:\n  file:\n    filename: ${{SNAP_DATA}}/args/traefik/provider.yaml\n    watch: true\n", self.n("apiserverPort")),
         );
         self.write_args("traefik/provider-template.yaml", "tcp:\n  routers:\n    Router-1:\n      rule: \"HostSNI(`*`)\"\n      service: \"kube-apiserver\"\n      tls:\n        passthrough: true\n  services:\n    kube-apiserver:\n      loadBalancer:\n        servers:\n# APISERVERS\n");
     }

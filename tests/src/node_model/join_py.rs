@@ -301,7 +301,7 @@ impl Ctx {
     /// 1.27:microk8s-resources/client-x509.config.template). Each of `users` is
     /// (file, user, (certificate, key)), the paths relative to `$SNAP_DATA`.
     fn write_worker_kubeconfigs(&self, j: &Joined, users: [(&str, &str, &(String, String)); 2]) {
-        let port = self.n("apiserverPort");
+        let port = self.traefik_port();
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         for (file, user, (crt, key)) in users {
             let user_part = if self.row.join_writes_x509 {
@@ -316,6 +316,14 @@ impl Ctx {
             let text = format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n  name: microk8s-cluster\ncontexts:\n- context:\n    cluster: microk8s-cluster\n    user: {user}\n  name: microk8s\ncurrent-context: microk8s\nkind: Config\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{user_part}", b64(j.ca()));
             self.write_secret(&format!("credentials/{file}"), &text);
         }
+    }
+
+    /// `get_traefik_port()` (J30): `entryPoints.apiserver.address` of the snap's
+    /// traefik template, 16443 when it does not say.
+    fn traefik_port(&self) -> String {
+        let text = fs::read_to_string(self.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_default();
+        v["entryPoints"]["apiserver"]["address"].as_str().map(|a| a.replace(':', "")).unwrap_or_else(|| "16443".into())
     }
 
     /// MicroK8s's proxy to the control plane, pointed at the server joined
