@@ -33,6 +33,8 @@ pub const PACKAGES: &[&str] = &[
     "python3-cffi-backend",
     "haproxy",
     "iproute2",
+    // The real kube-proxy's (iptables-nft, as Debian's default).
+    "iptables",
     "ca-certificates",
     "procps",
 ];
@@ -180,6 +182,17 @@ impl Netns {
         Netns { name: name.to_string(), path: PathBuf::from("/run/netns").join(name) }
     }
 
+    /// Give the namespace an address that is not loopback (a /32 on a bridge of
+    /// its own), for a control plane the way a cluster has it: the `kubernetes`
+    /// Service's endpoints refuse loopback addresses, and kube-proxy programs only
+    /// a Service that has endpoints.
+    pub fn add_address(&self, address: &str) {
+        let ip = require("ip");
+        let _ = Command::new(&ip).args(["-n", &self.name, "link", "add", "mk8s-cp", "type", "bridge"]).status();
+        run(Command::new(&ip).args(["-n", &self.name, "link", "set", "mk8s-cp", "up"]));
+        run(Command::new(&ip).args(["-n", &self.name, "addr", "add", &format!("{address}/32"), "dev", "mk8s-cp"]));
+    }
+
     /// Run `f` on a thread inside the namespace: sockets it opens (listeners, and
     /// the threads it spawns) live there.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -260,6 +273,10 @@ impl Machine {
             .arg("-D")
             .arg(&self.root)
             .arg(format!("--network-namespace-path={}", self.netns.display()))
+            // The node's root administers its own network (kube-proxy's iptables),
+            // as on a worker VM; nspawn keeps CAP_NET_ADMIN only when asked. The
+            // namespace is the container's alone.
+            .arg("--capability=CAP_NET_ADMIN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -37,8 +37,9 @@ use crate::common;
 
 /// The apiserver port (MicroK8s's own): the namespace is the node's alone.
 const PORT: u16 = 16443;
-/// The control plane's address inside the namespace.
-const CP_IP: &str = "127.0.0.2";
+/// The control plane's address inside the namespace: not loopback, so that the
+/// `kubernetes` Service has endpoints for kube-proxy to program.
+const CP_IP: &str = "10.213.0.2";
 const STAMP: &str = "/var/lib/mk8s-worker/joined";
 const BOOT_BUDGET: Duration = Duration::from_secs(150);
 
@@ -126,6 +127,7 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     let image = boot::debian_root();
     let tmp = tempfile::Builder::new().prefix("mk8s-boot-").tempdir_in("/var/tmp").unwrap();
     let netns = Netns::new(&format!("mk8s-{name}-{}", std::process::id()));
+    netns.add_address(CP_IP);
     let ca = Arc::new(Ca::new("10.152.183.1"));
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let minor = node_model::minor_of(channel);
@@ -171,6 +173,7 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     config.node_ip = node_ip.to_string();
     config.hostname = name.to_string();
     config.kubelet_port = 10250;
+    config.real_kube_proxy = Some(mk8s_testkit::upstream::bin("kube-proxy"));
     let view = node_model::install_in_root(&machine.root, &config);
     Node { machine, cp, netns, view, name: name.to_string(), node_ip: node_ip.to_string(), lb, _tmp: tmp }
 }
@@ -218,13 +221,16 @@ fn control_plane(
 /// the container's journal.
 fn story(m: &Machine, view: &NodeView) -> String {
     format!(
-        "console (tail):\n{}\nstatus.json:\n{}\nsnap calls:\n{}\nmodel events (tail):\n{}\nkubelet: {:?}\nkube-proxy: {:?}\njournal (tail):\n{}",
+        "console (tail):\n{}\nstatus.json:\n{}\nsnap calls:\n{}\nmodel events (tail):\n{}\nkubelet: {:?}\nkube-proxy (tail):\n{}\njournal (tail):\n{}",
         m.console().lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
         fs::read_to_string(m.path("/var/lib/mk8s-worker/status.json")).unwrap_or_default(),
         view.calls().join("\n"),
         view.events().iter().rev().take(40).rev().cloned().collect::<Vec<_>>().join("\n"),
         view.kubelet(),
-        view.kube_proxy(),
+        {
+            let text = fs::read_to_string(view.dir.join("logs/kube-proxy.out")).unwrap_or_default();
+            text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        },
         m.journal(&[], 150)
     )
 }
@@ -301,10 +307,32 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        let end = Instant::now() + Duration::from_secs(30);
-        while self.view.kube_proxy().is_none_or(|v| v["ok"] != true) {
-            assert!(Instant::now() < end, "{what}: kube-proxy cannot reach the apiserver\n{}", self.story());
-            std::thread::sleep(Duration::from_millis(250));
+        // The real kube-proxy, with our credential through our balancer, read the
+        // cluster's Services and EndpointSlices and programmed them.
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let nat = self.netns.run(|| {
+                std::process::Command::new(mk8s_testkit::tools::require("iptables-save"))
+                    .args(["-t", "nat"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default()
+            });
+            let programmed = nat.lines().any(|l| {
+                l.starts_with("-A KUBE-SERVICES")
+                    && l.contains("10.152.183.1/32")
+                    && l.contains("default/kubernetes:https")
+            });
+            if programmed {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "{what}: kube-proxy did not program the kubernetes Service:\n{nat}\nEndpointSlices:\n{}\n{}",
+                String::from_utf8_lossy(&self.kubectl(&["get", "endpointslices,svc", "-A", "-o", "wide"]).stdout),
+                self.story()
+            );
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 

@@ -102,6 +102,11 @@ pub struct ModelConfig {
     pub proxy_refresh: Duration,
     /// Run the real kubelet and containerd on the worker ([`RealPrograms`]).
     pub real: Option<RealPrograms>,
+    /// The real kube-proxy, run with `args/kube-proxy` where kubelite (or the
+    /// 1.20 proxy daemon) runs the model's; it owns the iptables of the node's
+    /// network namespace, so only the boot tier, whose container has its own,
+    /// sets it ([`install_in_root`] copies it into the root).
+    pub real_kube_proxy: Option<PathBuf>,
 }
 
 /// The worker's daemons as the real programs: kubelite in worker mode runs the real
@@ -145,6 +150,7 @@ impl ModelConfig {
             launcher_tick: Duration::from_millis(500),
             proxy_refresh: Duration::from_secs(1),
             real: None,
+            real_kube_proxy: None,
         }
     }
 }
@@ -354,6 +360,8 @@ pub const IN_ROOT_BIN: &str = "/usr/local/lib/mk8s-node-model/mk8s-node-model";
 
 /// The model's state directory inside a node's root.
 pub const IN_ROOT_STATE: &str = "/var/lib/mk8s-node-model";
+/// Where [`install_in_root`] puts the real kube-proxy.
+pub const IN_ROOT_KUBE_PROXY: &str = "/usr/local/lib/mk8s-node-model/kube-proxy";
 
 /// The model installed into a bootable root (the real boot tier): the binary, its
 /// state (`"systemd": true`, root `/`) and `/usr/bin/snap` and `/usr/bin/snapctl`
@@ -373,6 +381,12 @@ pub fn install_in_root(root: &Path, config: &ModelConfig) -> NodeView {
     let mut state = initial_state(config, "/", IN_ROOT_BIN);
     // The real systemd runs the units (the boot tier).
     state["systemd"] = json!(true);
+    if let Some(program) = &config.real_kube_proxy {
+        let p = under(IN_ROOT_KUBE_PROXY);
+        fs::copy(program, &p).expect("copy kube-proxy into the root");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        state["realKubeProxy"] = json!(IN_ROOT_KUBE_PROXY);
+    }
     fs::write(dir.join("model.json"), serde_json::to_string_pretty(&state).unwrap()).unwrap();
     for tool in ["snap", "snapctl"] {
         let p = under(&format!("/usr/bin/{tool}"));
@@ -407,6 +421,7 @@ fn initial_state(config: &ModelConfig, root: &str, bin: &str) -> Value {
         "root": root,
         "bin": bin,
         "launchConfig": Value::Null,
+        "realKubeProxy": config.real_kube_proxy.as_ref().map(|p| p.display().to_string()),
     })
 }
 

@@ -1,4 +1,4 @@
-//! kube-proxy.
+//! kube-proxy: the model's, or the real program.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::kubeconfig::load_kubeconfig;
-use super::write_status;
+use super::{spawn_real, write_status};
 use crate::node_model::state::Ctx;
 
 /// kube-proxy: loads `--kubeconfig` from `args/kube-proxy` and reads its Node
@@ -32,4 +32,67 @@ pub(in crate::node_model) fn kube_proxy(ctx: Arc<Ctx>) {
             std::thread::sleep(Duration::from_secs(1));
         }
     });
+}
+
+/// kube-proxy as kubelite (or 1.20's proxy daemon) starts it: the real program
+/// when the state names one, else the model's. A real kube-proxy that exits takes
+/// its daemon with it, as a kube-proxy failure ends kubelite, and the unit's
+/// restart condition starts it again.
+pub(in crate::node_model) fn start_kube_proxy(ctx: &Arc<Ctx>, unit: &str) {
+    let Some(program) = ctx.state["realKubeProxy"].as_str().map(str::to_string) else {
+        return kube_proxy(ctx.clone());
+    };
+    let text = std::fs::read_to_string(ctx.snap_data("args/kube-proxy")).unwrap_or_default();
+    let args = real_kube_proxy_args(&text, |v| ctx.expand(v));
+    ctx.event(&format!("kube-proxy: the real kube-proxy {}", args.join(" ")));
+    let Some(mut child) = spawn_real(ctx, "kube-proxy", std::process::Command::new(program).args(&args)) else {
+        return;
+    };
+    let (ctx, unit) = (ctx.clone(), unit.to_string());
+    std::thread::spawn(move || {
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        ctx.event(&format!("{unit}: kube-proxy exited ({status}); the daemon exits with it"));
+        if !ctx.systemd() {
+            ctx.spawn_daemon(&unit, true);
+        }
+        std::process::exit(1);
+    });
+}
+
+/// Flags that leave the machine's sysctls as they are. kube-proxy otherwise sets
+/// `nf_conntrack_max` and the conntrack hash size, which Linux lets only the
+/// machine's initial network namespace write (kubernetes v1.34.4
+/// cmd/kube-proxy/app/conntrack.go `SetMax`, citing nf_conntrack_core.c), the
+/// conntrack TCP timeouts (`setupConntrack`) and, for NodePorts on localhost,
+/// `route_localnet` (pkg/proxy/iptables/proxier.go); systemd-nspawn mounts the
+/// boot tier's container's `/proc/sys` read-only, where a worker VM lets root
+/// write them. Each leaves its sysctl as it is (the last by not offering
+/// NodePorts on localhost, which the worker of a MicroK8s cluster does not need).
+const SYSCTLS_AS_THEY_ARE: &[&str] = &[
+    "--conntrack-max-per-core=0",
+    "--conntrack-tcp-timeout-established=0s",
+    "--conntrack-tcp-timeout-close-wait=0s",
+    "--iptables-localhost-nodeports=false",
+];
+
+/// kube-proxy's command line from `args/kube-proxy` as the wrapper passes it
+/// (shell word splitting, `${SNAP_DATA}`/`${SNAP_COMMON}` expanded), lines the
+/// pinned release rejects dropped, and [`SYSCTLS_AS_THEY_ARE`] last.
+pub fn real_kube_proxy_args(text: &str, expand: impl Fn(&str) -> String) -> Vec<String> {
+    let mut args: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("--"))
+        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
+        .filter(|l| {
+            let flag = crate::microk8s_args::flag_name(l);
+            SYSCTLS_AS_THEY_ARE.iter().all(|d| !d.starts_with(&format!("{flag}=")))
+        })
+        .map(|l| match crate::microk8s_args::split_arg(l) {
+            (k, Some(v)) => format!("{k}={}", expand(&v)),
+            (k, None) => k,
+        })
+        .collect();
+    args.extend(SYSCTLS_AS_THEY_ARE.iter().map(|d| d.to_string()));
+    args
 }

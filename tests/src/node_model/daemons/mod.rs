@@ -20,7 +20,7 @@ pub(super) mod proxy;
 
 use containerd::real_containerd;
 use control_plane::control_plane;
-use kube_proxy::kube_proxy;
+use kube_proxy::start_kube_proxy;
 use kubelet::{kubelet, real_kubelet};
 use proxy::tcp_proxy;
 
@@ -187,7 +187,7 @@ fn run(ctx: &Arc<Ctx>, unit: &str, name: &str, decision: Decision) -> i32 {
         }
         Decision::KubeProxy => {
             ctx.event(&format!("{unit}: running kube-proxy"));
-            kube_proxy(ctx.clone());
+            start_kube_proxy(ctx, unit);
             park()
         }
         Decision::Proxy => {
@@ -225,7 +225,7 @@ fn kubelite(ctx: &Arc<Ctx>, unit: &str, cp: bool) -> i32 {
         kubelet(ctx.clone());
         None
     };
-    kube_proxy(ctx.clone());
+    start_kube_proxy(ctx, unit);
     if let Some(child) = real {
         return exits_with(ctx, unit, child);
     }
