@@ -20,6 +20,7 @@ pub mod run;
 pub mod status;
 pub mod system;
 pub mod text;
+pub mod undo;
 
 /// The old name of [`certs`], which holds more than the pin; the tests use it.
 pub use certs as pin;

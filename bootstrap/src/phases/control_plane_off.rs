@@ -5,13 +5,20 @@
 use super::cx::{PhaseCx, StepError, StepResult};
 use crate::fs::write_atomic;
 use crate::plan::JoinPlan;
+use crate::undo;
 
 pub const NAME: &str = "control-plane-off";
 
 pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
+    // kubelite's wrapper writes `--start-control-plane=false` into args/kubelite
+    // once it starts under clustered.lock (1.30 microk8s-resources/wrappers/
+    // run-kubelite-with-args L11-26): a consequence of our lock, kept for `leave`.
+    undo::keep(cx.node(), "args/kubelite")?;
     for lock in &plan.microk8s.locks {
-        let p = cx.node().snap_data(&format!("var/lock/{lock}"));
+        let rel = format!("var/lock/{lock}");
+        let p = cx.node().snap_data(&rel);
         if !p.exists() {
+            undo::keep(cx.node(), &rel)?;
             write_atomic(&p, b"", 0o600)?;
             cx.log(NAME, &format!("created var/lock/{lock}"));
         }
