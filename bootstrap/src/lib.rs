@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod fs;
+pub mod leave;
 pub mod node;
 pub mod phases;
 pub mod plan;

@@ -26,10 +26,10 @@ use mk8s_testkit::pki::Ca;
 
 use crate::common;
 
-const NODE: &str = "worker-1";
+pub(crate) const NODE: &str = "worker-1";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Lb {
+pub(crate) enum Lb {
     /// mk8s-bootstrap's own balancer (`kind: builtin`, the default).
     Builtin,
     Traefik,
@@ -65,7 +65,7 @@ impl Lb {
 
 /// What varies besides the channel and the balancer.
 #[derive(Clone, Copy, Default)]
-struct Variant {
+pub(crate) struct Variant {
     /// `auth: x509` on a control plane that also reads tokens.
     x509: bool,
     /// `microk8s enable rbac`: `--authorization-mode=RBAC,Node`
@@ -75,12 +75,16 @@ struct Variant {
     no_hosts: bool,
 }
 
-struct World {
-    model: Model,
-    sim: SimApiserver,
-    root: PathBuf,
-    port: u16,
-    lb: Lb,
+pub(crate) struct World {
+    pub(crate) model: Model,
+    pub(crate) sim: SimApiserver,
+    pub(crate) root: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) lb: Lb,
+    /// The machine before the user-data: the image (the balancer's program when
+    /// the image has it, the directories a system with snapd has) as
+    /// [`common::tree`] sees it.
+    pub(crate) image: common::Tree,
     _tmp: tempfile::TempDir,
 }
 
@@ -90,7 +94,7 @@ fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
     world_with(channel, upgraded, lb, node_ip, Variant::default())
 }
 
-fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
+pub(crate) fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ca = Arc::new(Ca::new("node-model-cluster-ca"));
@@ -121,7 +125,10 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
         }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    common::boot(&root, &out);
+    // The image: what a system with snapd has, and the balancer's program.
+    for d in common::IMAGE_DIRS {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
@@ -130,7 +137,9 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
     let model = Model::new(&tmp.path().join("model"), &root, config);
-    let w = World { model, sim, root, port, lb, _tmp: tmp };
+    let image = common::tree(&root);
+    common::boot(&root, &out);
+    let w = World { model, sim, root, port, lb, image, _tmp: tmp };
     // Short deadlines and retries for tests.
     common::edit_plan(&w.root, |plan| {
         plan.timing.ready_deadline_secs = 20;
@@ -141,12 +150,12 @@ fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) 
 }
 
 impl World {
-    fn run(&self) -> (i32, String) {
+    pub(crate) fn run(&self) -> (i32, String) {
         common::run_bootstrap(&self.root, &self.model, None)
     }
 
     /// Everything the model recorded, for failure messages.
-    fn story(&self) -> String {
+    pub(crate) fn story(&self) -> String {
         let logs = self.model.dir.join("logs");
         let traefik = fs::read_to_string(logs.join("mk8s-traefik.service.out")).unwrap_or_default();
         format!(
@@ -161,7 +170,7 @@ impl World {
 
     /// 1.27+: the cluster-agent applied the launch configuration the install hook
     /// used (ours, `/etc/microk8s.yaml`) and does not retry anything.
-    fn assert_launcher_settles(&self) {
+    pub(crate) fn assert_launcher_settles(&self) {
         assert_eq!(self.model.state()["launchConfig"], "/etc/microk8s.yaml", "{}", self.story());
         // The launcher ticks every 500 ms; a loaded 2-core machine (CI runs the
         // suites in parallel) has missed 5 s.
@@ -179,7 +188,7 @@ impl World {
     }
 
     /// The Node is Ready with a heartbeat at or after `since` (within 10 s).
-    fn wait_heartbeat(&self, since: SystemTime, what: &str) {
+    pub(crate) fn wait_heartbeat(&self, since: SystemTime, what: &str) {
         // lastHeartbeatTime has second precision.
         let since = SystemTime::UNIX_EPOCH
             + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
@@ -203,7 +212,7 @@ impl World {
 
     /// Nothing answers on the apiserver port with the node-local CA's certificate,
     /// and (node-local LB) the balancer on the port reaches the cluster.
-    fn assert_worker(&self, what: &str) {
+    pub(crate) fn assert_worker(&self, what: &str) {
         // A kubelite restarted by a refresh or a reboot needs a moment to settle.
         let end = Instant::now() + Duration::from_secs(10);
         while let Some(addr) = self.model.local_control_plane() {
