@@ -27,11 +27,18 @@ pub fn installed_from(list: &str) -> Installed {
     }
 }
 
+/// `snap list microk8s`; None (a failed step) when snapd does not answer: a
+/// snapd that is down is no evidence that MicroK8s is gone.
 fn installed(cx: &mut Leave) -> Option<Installed> {
     match cx.node.snap(&["list", "microk8s"]) {
         Ok(r) if r.ok => Some(installed_from(&r.output)),
-        // snapd: "error: no matching snaps installed", exit 1.
-        Ok(_) => Some(Installed::No),
+        // snapd's answer for a snap that is not installed, exit 1 (cmd/snapd/cli/cmd_list.go
+        // `ErrNoMatchingSnaps`; translated outside the C locale systemd gives units).
+        Ok(r) if r.output.contains("no matching snaps installed") => Some(Installed::No),
+        Ok(r) => {
+            cx.fail(format!("snap list microk8s: {}", r.output));
+            None
+        }
         Err(e) => {
             cx.fail(format!("snap list microk8s: {e}"));
             None

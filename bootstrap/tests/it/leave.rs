@@ -246,3 +246,62 @@ fn killed_before_every_command_and_rerun_converges() {
     // systemctl stop, disable, daemon-reload; snap list, stop --disable, disable.
     assert_eq!(kills, 6, "the wrappers did not interrupt the agent before each command");
 }
+
+/// A snapd that does not answer is no evidence that MicroK8s is gone: the step
+/// fails (exit 75), the plan and the journal stay, and a rerun finishes.
+#[test]
+fn a_failed_step_keeps_the_plan_and_the_journal_for_the_rerun() {
+    let w = world("1.26/stable", Lb::Traefik, "127.0.0.130");
+    let want = fresh_install(&w);
+    join(&w);
+    let down = w.root.parent().unwrap().join("snapd-down");
+    write_script(&down, "#!/bin/sh\necho 'error: cannot communicate with server: connection refused' >&2\nexit 1\n");
+    let out = std::process::Command::new(common::BIN)
+        .arg("leave")
+        .arg("--root")
+        .arg(&w.root)
+        .arg("--systemctl")
+        .arg(&w.model.systemctl)
+        .arg("--snap")
+        .arg(&down)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(75), "{stdout}");
+    assert!(stdout.contains("1 step(s) failed") && stdout.contains("cannot communicate with server"), "{stdout}");
+    assert!(w.root.join(PLAN_PATH.trim_start_matches('/')).exists(), "the plan is kept for the rerun");
+    assert!(w.root.join("var/lib/mk8s-worker/undo").is_dir(), "the journal is kept for the rerun");
+    let (out, _) = leave(&w, false);
+    assert!(out.contains("snap stop --disable"), "{out}");
+    assert_tree(&w, &want, "after the rerun");
+    assert_nothing_of_the_worker(&w, "after the rerun");
+}
+
+/// A worker joined by an agent that kept no journal: the plan's files go, the
+/// install hook's kubeconfigs come back from `.backup`, our lines leave the args
+/// files; what cannot be told stays or goes as documented: the locks and
+/// args/kubelite stay, flags ours replaced are not back, and the serving
+/// certificate the plan installed over the install hook's is removed.
+#[test]
+fn a_worker_joined_without_the_journal_is_undone_from_the_plan() {
+    let w = world("1.30/stable", Lb::Builtin, "127.0.0.131");
+    let want = fresh_install(&w);
+    join(&w);
+    fs::remove_dir_all(w.root.join("var/lib/mk8s-worker/undo")).unwrap();
+    let (out, _) = leave(&w, false);
+    assert!(out.contains("(no journal: from the plan)"), "{out}");
+    let diff = common::tree_diff(&want, &common::tree(&w.root));
+    let data = SNAP_DATA.trim_start_matches('/');
+    let allowed = |line: &str| {
+        ["var/lock/", "args/kubelite", "args/kubelet", "args/kube-proxy", "certs/kubelet.crt", "certs/kubelet.key"]
+            .iter()
+            .any(|p| line.contains(&format!("{data}/{p}")))
+    };
+    assert!(diff.iter().all(|l| allowed(l)), "more than the documented leftovers:\n{}", diff.join("\n"));
+    for f in ["credentials/kubelet.config", "credentials/proxy.config"] {
+        assert_eq!(want.get(&format!("{data}/{f}")), common::tree(&w.root).get(&format!("{data}/{f}")), "{f}");
+    }
+    let kubelet = fs::read_to_string(w.root.join(data).join("args/kubelet")).unwrap();
+    assert!(!kubelet.contains("--hostname-override"), "our lines are out of args/kubelet:\n{kubelet}");
+    assert_nothing_of_the_worker(&w, "after leave without a journal");
+}
