@@ -10,7 +10,7 @@ use crate::fs::write_atomic;
 use crate::node::SNAP_DATA;
 use crate::phases::finish::CAPI_STAMP;
 use crate::plan::{JoinPlan, LoadBalancerSpec, BOOTSTRAP_PATH, PLAN_PATH};
-use crate::status::STATE_DIR;
+use crate::status::{STAMP_FILE, STATE_DIR};
 use crate::undo::{self, UNDO_DIR};
 
 /// Where the user-data stages our files (the plan, credentials, balancer files).
@@ -28,7 +28,9 @@ pub fn restore_snap_data(cx: &mut Leave) {
         return;
     }
     if !cx.node.path(UNDO_DIR).exists() {
-        if let Some(plan) = cx.plan.clone() {
+        // The join records before its first change of the snap's data: without a
+        // journal and without a completed join, nothing there is ours.
+        if let (Some(plan), true) = (cx.plan.clone(), cx.node.path(STAMP_FILE).exists()) {
             without_journal(cx, &plan);
         }
         return;
@@ -50,9 +52,9 @@ pub fn restore_snap_data(cx: &mut Leave) {
     }
 }
 
-/// No journal (a join by an agent older than it): the install hook's kubeconfigs
-/// back from `.backup`, the plan's other files removed, the plan's lines taken out
-/// of the args files. The locks stay: whether the snap or the join made them is
+/// No journal, a completed join (by an agent older than the journal): the install
+/// hook's kubeconfigs back from `.backup` (removed when there is none), the plan's
+/// other files removed, the plan's lines taken out of the args files. The locks stay: whether the snap or the join made them is
 /// not known, and they only keep a control plane off.
 fn without_journal(cx: &mut Leave, plan: &JoinPlan) {
     for f in &plan.install {

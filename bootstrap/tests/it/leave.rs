@@ -305,3 +305,15 @@ fn a_worker_joined_without_the_journal_is_undone_from_the_plan() {
     assert!(!kubelet.contains("--hostname-override"), "our lines are out of args/kubelet:\n{kubelet}");
     assert_nothing_of_the_worker(&w, "after leave without a journal");
 }
+
+/// Retired before its join ever ran (MicroK8s installed, the user-data written,
+/// the agent never started): the snap's files are not ours to touch, ours go.
+#[test]
+fn a_machine_whose_join_never_ran_keeps_the_snaps_files() {
+    let w = world("1.30/stable", Lb::Builtin, "127.0.0.132");
+    let want = fresh_install(&w);
+    let (out, _) = leave(&w, false);
+    assert!(!out.contains("$SNAP_DATA"), "{out}");
+    assert_tree(&w, &want, "after leave");
+    assert_nothing_of_the_worker(&w, "after leave");
+}
