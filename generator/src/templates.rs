@@ -28,6 +28,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("microk8s.yaml", include_str!("../../templates/microk8s.yaml.j2")),
     ("check-control-plane.sh", include_str!("../../templates/check-control-plane.sh.j2")),
     ("register-join-tokens.sh", include_str!("../../templates/register-join-tokens.sh.j2")),
+    ("apply-day2.sh", include_str!("../../templates/apply-day2.sh.j2")),
+    ("node-client-rotation.yaml", include_str!("../../templates/node-client-rotation.yaml.j2")),
     // Included by every script: --help, --dry-run, and nothing else.
     ("script-args.sh", include_str!("../../templates/script-args.sh.j2")),
     ("authz-mode.sh", include_str!("../../templates/authz-mode.sh.j2")),

@@ -40,3 +40,21 @@ pub fn kubeconfig_credential(node: &Node, rel: &str) -> Result<Credential, Strin
         _ => Err(format!("{rel} holds no client certificate (not written by the join yet?)")),
     }
 }
+
+/// The server of a kubeconfig the join wrote (`$SNAP_DATA/REL`): MicroK8s's own
+/// proxy on the port of the snap's traefik template, which is not the control
+/// plane's when that is not 16443 (G4; `create_worker_kubeconfigs`,
+/// 1.30:microk8s-resources/actions/common/utils.sh L620-640).
+pub fn kubeconfig_server(node: &Node, rel: &str) -> Result<String, String> {
+    let text = fs::read_to_string(node.snap_data(rel)).map_err(|e| format!("cannot read {rel}: {e}"))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("server:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .find(|v| v.starts_with("https://"))
+        .ok_or_else(|| format!("{rel} names no https server (not written by the join yet?)"))
+}
+
+/// The server and credential the join wrote for the kubelet.
+pub fn joined_kubelet(node: &Node) -> Result<(String, Credential), String> {
+    Ok((kubeconfig_server(node, KUBELET)?, kubeconfig_credential(node, KUBELET)?))
+}

@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use super::cx::{fatal, PhaseCx, StepError, StepResult};
-use super::kubeconfig::{kubeconfig_credential, KUBELET};
+use super::kubeconfig::joined_kubelet;
 use crate::phases::retry::retry;
 use crate::plan::JoinPlan;
 
@@ -29,8 +29,8 @@ pub fn run(cx: &mut dyn PhaseCx, phase: &str, plan: &JoinPlan) -> StepResult {
             }
         }
     }
-    let cred = kubeconfig_credential(&node, KUBELET).map_err(StepError::Retryable)?;
-    let api = cx.apiserver(plan, &plan.apiserver.url, &cred, "kubelet").map_err(fatal)?;
+    let (url, cred) = joined_kubelet(&node).map_err(StepError::Retryable)?;
+    let api = cx.apiserver(plan, &url, &cred, "kubelet").map_err(fatal)?;
     reapply(cx, phase, plan, api.as_ref(), "kubelite restarted by the join")
 }
 
@@ -135,6 +135,7 @@ mod tests {
 
     use super::*;
     use crate::phases::fake::{self, FakeCx};
+    use crate::phases::kubeconfig::KUBELET;
     use crate::plan::Credential;
     use crate::retry::Failure;
 
@@ -146,7 +147,7 @@ mod tests {
         let cx = FakeCx::new(Duration::from_secs(5));
         cx.snap_file(
             KUBELET,
-            "users:\n- name: kubelet\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
+            "clusters:\n- cluster:\n    server: https://127.0.0.1:16443\nusers:\n- name: kubelet\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
         );
         let mut plan = fake::plan();
         plan.kubelet_args = vec![

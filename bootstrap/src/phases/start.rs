@@ -2,7 +2,7 @@
 //! Ready, with a heartbeat from the kubelet this run started.
 
 use super::cx::{fatal, PhaseCx, StepError, StepResult};
-use super::kubeconfig::{kubeconfig_credential, KUBELET};
+use super::kubeconfig::joined_kubelet;
 use crate::api::NodeState;
 use crate::clock::{rfc3339, unix_now};
 use crate::phases::retry::retry;
@@ -25,13 +25,13 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         }
     }
     cx.log(NAME, &format!("started {}", plan.microk8s.start_services.join(", ")));
-    let cred = if plan.join.is_some() {
-        // The credential the join wrote (x509: data embedded on 1.28+, file paths before).
-        kubeconfig_credential(&node, KUBELET).map_err(StepError::Retryable)?
-    } else {
-        plan.credentials.kubelet.clone()
+    // Joined: the server and credential the join wrote (x509: data embedded on
+    // 1.28+, file paths before).
+    let (url, cred) = match plan.join {
+        Some(_) => joined_kubelet(&node).map_err(StepError::Retryable)?,
+        None => (plan.apiserver.url.clone(), plan.credentials.kubelet.clone()),
     };
-    let api = cx.apiserver(plan, &plan.apiserver.url, &cred, "kubelet").map_err(fatal)?;
+    let api = cx.apiserver(plan, &url, &cred, "kubelet").map_err(fatal)?;
     retry(cx, NAME, plan, |_| match api.node()? {
         NodeState::Ready(Some(beat)) if beat >= since => Ok(()),
         NodeState::Ready(Some(beat)) => Err(Failure::Retry(format!(
@@ -67,6 +67,7 @@ mod tests {
 
     use super::*;
     use crate::phases::fake::{self, FakeCx};
+    use crate::phases::kubeconfig::KUBELET;
     use crate::plan::{Credential, JoinSpec};
 
     #[test]
@@ -139,17 +140,22 @@ mod tests {
     }
 
     #[test]
-    fn a_joined_node_is_watched_with_the_joins_credential_and_a_failed_restart_stops_the_phase() {
+    fn a_joined_node_is_watched_with_the_joins_server_and_credential_and_a_failed_restart_stops_the_phase() {
         let mut cx = FakeCx::new(Duration::from_secs(5));
         let mut plan = fake::plan();
         plan.join = Some(JoinSpec { agents: vec!["10.0.0.1:25000".into()] });
         let Err(StepError::Retryable(m)) = run(&mut cx, &plan) else { panic!("no kubeconfig yet") };
         assert!(m.starts_with("cannot read credentials/kubelet.config"), "{m}");
-        cx.snap_file(KUBELET, "client-certificate-data: Q0VSVA==\nclient-key-data: S0VZ\n");
+        // MicroK8s's proxy on its template's port, not the plan's (G4).
+        plan.apiserver.url = "https://127.0.0.1:6443".into();
+        let kubeconfig =
+            "    server: https://127.0.0.1:16443\nclient-certificate-data: Q0VSVA==\nclient-key-data: S0VZ\n";
+        cx.snap_file(KUBELET, kubeconfig);
         cx.api.borrow_mut().states = [Ok(NodeState::Ready(Some(unix_now() + 3600)))].into();
         assert_eq!(run(&mut cx, &plan), Ok(()));
         let cert = Credential::ClientCertificate { cert_pem: "CERT".into(), key_pem: "KEY".into() };
         assert_eq!(cx.api.borrow().clients, [("kubelet", cert)]);
+        assert_eq!(cx.api.borrow().urls, ["https://127.0.0.1:16443"]);
 
         let unit = &plan.microk8s.start_services[1];
         cx.fail_systemctl(&format!("restart {unit}"));

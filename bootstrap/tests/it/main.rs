@@ -20,4 +20,5 @@ mod node_model;
 mod real_apiserver;
 mod real_balance;
 mod real_boot;
+mod real_rotation;
 mod scenarios;

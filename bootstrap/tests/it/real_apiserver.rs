@@ -186,7 +186,7 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
 
 /// How the worker authenticates.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Auth {
+pub(crate) enum Auth {
     Token,
     X509,
     /// MicroK8s's own worker join (the cluster-agent stays modelled: the Go module
@@ -207,7 +207,7 @@ impl Auth {
 
 /// The node-local balancer (`Join` takes MicroK8s's own).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Lb {
+pub(crate) enum Lb {
     Traefik,
     Haproxy,
     Own,
@@ -233,21 +233,21 @@ impl Lb {
     }
 }
 
-struct Peers {
+pub(crate) struct Peers {
     // Dropped first: the real kubelet's processes, mounts and cgroup go first.
     _host: Option<mk8s_testkit::upstream::RealNodeHost>,
     // Then the apiservers, before their addresses go.
-    cp: ControlPlane,
+    pub(crate) cp: ControlPlane,
     agents: Vec<mk8s_testkit::cluster_agent::SimClusterAgent>,
-    model: mk8s_testkit::node_model::Model,
-    root: std::path::PathBuf,
+    pub(crate) model: mk8s_testkit::node_model::Model,
+    pub(crate) root: std::path::PathBuf,
     kubectl: std::path::PathBuf,
     real_kubelet: bool,
     _tmp: tempfile::TempDir,
     _addresses: mk8s_testkit::upstream::PeerAddresses,
 }
 
-const NODE: &str = "worker-1";
+pub(crate) const NODE: &str = "worker-1";
 /// The first line the image built by `scripts/build-upstream` prints (`/pause loop`).
 const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
 
@@ -255,6 +255,33 @@ const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
 /// kubelet and containerd, on an address of [`mk8s_testkit::upstream::PeerAddresses`]
 /// (the kubelet refuses a loopback node IP).
 fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>) -> Peers {
+    peers_with(channel, auth, lb, authz, node_ip, &Setup::default())
+}
+
+/// A step of the operator's on the running control plane, with the bundle's directory.
+pub(crate) type Operator = dyn Fn(&ControlPlane, &std::path::Path);
+
+/// What a scenario changes in [`peers`]' world.
+#[derive(Default)]
+pub(crate) struct Setup<'a> {
+    /// The facts passed through it last.
+    pub(crate) facts: Option<&'a dyn Fn(FactsYaml) -> FactsYaml>,
+    /// Run as the operator once the control plane is up, before the worker boots
+    /// (the bundle's directory given).
+    pub(crate) started: Option<&'a Operator>,
+    /// The port of the worker's own snap (its apiserver and, once joined,
+    /// MicroK8s's proxy: 16443 on a real node), when not the control plane's.
+    pub(crate) worker_port: Option<u16>,
+}
+
+pub(crate) fn peers_with(
+    channel: &str,
+    auth: Auth,
+    lb: Lb,
+    authz: Authz,
+    node_ip: Option<&str>,
+    setup: &Setup,
+) -> Peers {
     use mk8s_gen::render::{self, Delivery};
 
     let real_kubelet = node_ip.is_none();
@@ -274,6 +301,10 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     let facts = auth.facts(facts).port(port);
     let facts = options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
     let facts = lb.facts(facts).worker(Worker::new(NODE).address(&node_ip).label("example.com/tier", "gpu"));
+    let facts = match setup.facts {
+        Some(edit) => edit(facts),
+        None => facts,
+    };
     let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), tmp.path(), &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if auth == Auth::Token {
@@ -291,6 +322,9 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     let agents = operator_side(&cp, &bundle, channel, auth, authz);
     cp.start_all();
     cp.start_controller_manager();
+    if let Some(started) = setup.started {
+        started(&cp, &bundle);
+    }
 
     // The worker: the generated user-data, as cloud-init writes it.
     let root = tmp.path().join("root");
@@ -298,7 +332,8 @@ fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>)
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
-    let model = worker_model(channel, port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
+    let worker_port = setup.worker_port.unwrap_or(port);
+    let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
     common::edit_plan(&root, |plan| {
         plan.timing.ready_deadline_secs = 60;
         plan.timing.retry_initial_ms = 100;
@@ -399,11 +434,11 @@ fn worker_model(
 }
 
 impl Peers {
-    fn run(&self) -> (i32, String) {
+    pub(crate) fn run(&self) -> (i32, String) {
         common::run_bootstrap(&self.root, &self.model, Some(&self.model.microk8s))
     }
 
-    fn story(&self) -> String {
+    pub(crate) fn story(&self) -> String {
         let tail = |name: &str| {
             let text = std::fs::read_to_string(self.model.dir.join("logs").join(name)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
@@ -422,7 +457,7 @@ impl Peers {
     }
 
     /// `kubectl ARGS` as the cluster's admin, through a running apiserver.
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> std::process::Output {
         let i = self.cp.apiservers.iter().position(|a| a.running()).expect("an apiserver runs");
         std::process::Command::new(&self.kubectl)
             .arg("--kubeconfig")
@@ -434,13 +469,13 @@ impl Peers {
     }
 
     /// The Node, as the real apiserver has it.
-    fn node(&self) -> Option<serde_json::Value> {
+    pub(crate) fn node(&self) -> Option<serde_json::Value> {
         let o = self.kubectl(&["get", "node", NODE, "-o", "json"]);
         o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
     }
 
     /// Ready with a heartbeat at or after `since`.
-    fn wait_heartbeat(&self, since: std::time::SystemTime, what: &str) {
+    pub(crate) fn wait_heartbeat(&self, since: std::time::SystemTime, what: &str) {
         use std::time::{Duration, Instant, SystemTime};
         let since = SystemTime::UNIX_EPOCH
             + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
@@ -637,4 +672,25 @@ fn real_kubelet_v1_20_token_traefik() {
 #[test]
 fn real_kubelet_v1_30_join() {
     real_scenario("1.30/stable", Auth::Join, Lb::Own, None);
+}
+
+/// G4: apiservers on a port other than 16443. MicroK8s's join points the worker at
+/// its own proxy on the port of the snap's traefik template (16443 on a real node,
+/// a port of the worker's own here), whatever the control plane's port; the
+/// bootstrap waits for the Node there, through the kubeconfig the join wrote. Before
+/// it waited on the control plane's port and never saw the Node.
+#[test]
+fn real_v1_30_join_with_another_apiserver_port() {
+    let worker_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        let setup = Setup { worker_port: Some(worker_port), ..Setup::default() };
+        let w = peers_with("1.30/stable", Auth::Join, Lb::Own, authz, Some("127.0.0.47"), &setup);
+        assert_ne!(w.cp.options.port, worker_port);
+        let started = std::time::SystemTime::now();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "{authz:?}: the join failed:\n{log}\n{}", w.story());
+        w.wait_heartbeat(started, &format!("{authz:?}: after the join"));
+        let kubelet = w.model.kubelet().unwrap_or_default();
+        assert_eq!(kubelet["server"], format!("https://127.0.0.1:{worker_port}"), "{authz:?}");
+    }
 }

@@ -5,8 +5,10 @@
 //! enables mk8s-bootstrap.service (the static musl build, embedded); the node's
 //! `snap` is the MicroK8s node model, whose `snap install` writes real
 //! `snap.microk8s.daemon-*` units that the container's systemd runs; the balancer
-//! is the real traefik or HAProxy under our confined unit. The cluster is the
-//! simulated apiserver, listening inside the container's network namespace.
+//! is the real traefik or HAProxy under our confined unit. The cluster is the real
+//! kube-apiserver and kube-controller-manager with MicroK8s's default args for the
+//! channel (`mk8s_testkit::upstream`), started inside the container's network
+//! namespace after the operator ran the bundle's hosts-entries.sh there.
 //!
 //! Each scenario boots to the completion stamp, checks the node is a worker (Node
 //! Ready with fresh heartbeats, no local control plane, the balancer reaching the
@@ -23,18 +25,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mk8s_gen::render::{self, Delivery};
-use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
+use mk8s_testkit::apiserver::Authz;
 use mk8s_testkit::boot::{self, Machine, Netns};
 use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, ModelConfig, NodeView};
 use mk8s_testkit::pki::Ca;
+use mk8s_testkit::upstream::{ControlPlane, Options};
 use mk8s_testkit::workspace;
 
 use crate::common;
 
 /// The apiserver port (MicroK8s's own): the namespace is the node's alone.
 const PORT: u16 = 16443;
-/// The simulated control plane's address inside the namespace.
+/// The control plane's address inside the namespace.
 const CP_IP: &str = "127.0.0.2";
 const STAMP: &str = "/var/lib/mk8s-worker/joined";
 const BOOT_BUDGET: Duration = Duration::from_secs(150);
@@ -106,7 +109,7 @@ fn traefik_binary() -> PathBuf {
 struct Node {
     // Dropped in this order: the container, then the cluster, then the namespace.
     machine: Machine,
-    sim: SimApiserver,
+    cp: ControlPlane,
     netns: Netns,
     view: NodeView,
     name: String,
@@ -123,17 +126,10 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     let image = boot::debian_root();
     let tmp = tempfile::Builder::new().prefix("mk8s-boot-").tempdir_in("/var/tmp").unwrap();
     let netns = Netns::new(&format!("mk8s-{name}-{}", std::process::id()));
-    let ca = Arc::new(Ca::new("real-boot-cluster-ca"));
-    let sim = {
-        let ca = ca.clone();
-        netns.run(move || SimApiserver::start_at(ca, format!("{CP_IP}:{PORT}").parse().unwrap(), ""))
-    };
-    sim.set_authz(Authz::AlwaysAllow);
-    let client = KubeletClient::for_channel(channel, false);
-    let by_hostname = client.preferred[0] == "Hostname";
-    sim.set_kubelet_client(client);
+    let ca = Arc::new(Ca::new("10.152.183.1"));
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let x509 = node_model::minor_of(channel) >= 28;
+    let minor = node_model::minor_of(channel);
+    let x509 = minor >= 28;
     let facts = FactsYaml::new("boot").channel(channel).ca_file("ca.crt");
     let facts = if x509 { facts.auth_x509("2026-01-01", 3650) } else { facts };
     let facts = facts.port(PORT).control_plane("cp-1", CP_IP);
@@ -145,15 +141,7 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     let facts_yaml = facts.worker(Worker::new(name).address(node_ip)).yaml();
     let (facts, secrets) = common::facts_and_secrets(&facts_yaml, tmp.path(), &ca.key_pem);
     let worker = facts.worker(name).unwrap();
-    if by_hostname {
-        // The control plane resolves worker names through the bundle's hosts-entries.sh.
-        for (host, ip) in common::control_plane_hosts(&facts, &secrets, tmp.path()) {
-            sim.add_host(&host, &ip);
-        }
-    }
-    if !x509 {
-        sim.set_tokens(&mk8s_gen::auth::token::token_lines(&facts, &secrets, worker));
-    }
+    let cp = control_plane(&netns, minor, (&facts, &secrets), tmp.path(), ca);
     let out = render::render_node(&facts, &secrets, worker, &Delivery::embedded(&musl_bootstrap())).unwrap();
     let user_data = match shape {
         Shape::Plain => mk8s_gen::output::cloud_config::cloud_config(&out).into_bytes(),
@@ -184,7 +172,46 @@ fn node_shaped(name: &str, channel: &str, lb: Lb, node_ip: &str, shape: Shape) -
     config.hostname = name.to_string();
     config.kubelet_port = 10250;
     let view = node_model::install_in_root(&machine.root, &config);
-    Node { machine, sim, netns, view, name: name.to_string(), node_ip: node_ip.to_string(), lb, _tmp: tmp }
+    Node { machine, cp, netns, view, name: name.to_string(), node_ip: node_ip.to_string(), lb, _tmp: tmp }
+}
+
+/// The cluster, inside the node's namespace: one real kube-apiserver with
+/// MicroK8s's default args for the channel (MicroK8s's `AlwaysAllow`; the worker's
+/// token lines where the version reads `known_tokens.csv`), after the operator ran
+/// the bundle's hosts-entries.sh on it; then kube-controller-manager.
+fn control_plane(
+    netns: &Netns,
+    minor: u32,
+    (facts, secrets): (&mk8s_gen::model::Facts, &mk8s_gen::secrets::Secrets),
+    dir: &Path,
+    ca: Arc<Ca>,
+) -> ControlPlane {
+    let mut options = Options::new(minor, Authz::AlwaysAllow);
+    options.ips = vec![CP_IP.into()];
+    options.port = PORT;
+    options.ca = Some(ca);
+    if !common::is_x509(facts) {
+        let workers: Vec<_> = facts.workers.iter().collect();
+        options.known_tokens =
+            workers.iter().map(|w| mk8s_gen::auth::token::token_lines(facts, secrets, w)).collect::<String>();
+    }
+    let bundle = dir.join("bundle");
+    let workers: Vec<_> = facts.workers.iter().collect();
+    mk8s_gen::controlplane::write_bundle(facts, secrets, &workers, &bundle).unwrap();
+    netns.run(move || {
+        let mut cp = ControlPlane::new(options);
+        let a = &cp.apiservers[0];
+        let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+            .arg(bundle.join("hosts-entries.sh"))
+            .env("SNAP_DATA", &a.snap_data)
+            .env("MK8S_HOSTS_FILE", &a.hosts)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "hosts-entries.sh: {}", String::from_utf8_lossy(&o.stderr));
+        cp.start_all();
+        cp.start_controller_manager();
+        cp
+    })
 }
 
 /// Everything that explains a failure: the bootstrap's status, the model's story,
@@ -222,7 +249,7 @@ impl Node {
             + Duration::from_secs(since.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            let node = self.sim.node(&self.name);
+            let node = self.node();
             let fresh = node
                 .as_ref()
                 .and_then(|n| {
@@ -258,7 +285,9 @@ impl Node {
         let lb = format!("127.0.0.1:{PORT}").parse().unwrap();
         let end = Instant::now() + Duration::from_secs(30);
         loop {
-            let (ca, want) = (self.sim.ca.clone(), self.sim.cert_der.clone());
+            let ca = self.cp.ca.clone();
+            let server = fs::read_to_string(self.cp.apiservers[0].snap_data.join("certs/server.crt")).unwrap();
+            let want = mk8s_bootstrap::certs::pem_to_der(&server).unwrap().to_vec();
             let r = self.netns.run(move || mk8s_testkit::tls::https_get(lb, "/readyz", Some(&ca), None));
             match r {
                 // Anonymous: 401 from an AlwaysAllow apiserver, 200 from RBAC,Node.
@@ -384,16 +413,60 @@ impl Node {
         }
     }
 
-    /// `kubectl logs` of a pod on the worker: the control plane dials the kubelet
-    /// as its version does.
+    /// The Node, as the real apiserver has it.
+    fn node(&self) -> Option<serde_json::Value> {
+        let (status, body) = self.netns.run(|| self.cp.admin_get(&format!("/api/v1/nodes/{}", self.name)));
+        (status == 200).then(|| serde_json::from_str(&body).unwrap())
+    }
+
+    /// `kubectl ARGS` as the cluster's admin, inside the namespace.
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        let kubeconfig = self.cp.admin_kubeconfig(0);
+        self.netns.run(|| {
+            std::process::Command::new(mk8s_testkit::tools::require("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--request-timeout=10s")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    }
+
+    /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
+    /// kubelet as that version's args say (by name through the hosts entries, or by
+    /// InternalIP, verifying its serving certificate on 1.28+).
     fn assert_logs(&self) {
-        let end = Instant::now() + Duration::from_secs(20);
+        // The pod needs the namespace's `default` ServiceAccount, which the real
+        // kube-controller-manager creates.
+        let end = Instant::now() + Duration::from_secs(60);
+        while !self.kubectl(&["get", "serviceaccount", "default"]).status.success() {
+            assert!(Instant::now() < end, "no default ServiceAccount:\n{}", self.cp.controller_manager_log());
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if !self.kubectl(&["get", "pod", "probe"]).status.success() {
+            let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
+                "spec": {"nodeName": self.name, "hostNetwork": true, "automountServiceAccountToken": false,
+                         "tolerations": [{"operator": "Exists"}],
+                         "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "imagePullPolicy": "Never"}]}});
+            let file = self._tmp.path().join("probe.json");
+            fs::write(&file, pod.to_string()).unwrap();
+            let o = self.kubectl(&["create", "-f", file.to_str().unwrap()]);
+            assert!(o.status.success(), "create the probe pod: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let end = Instant::now() + Duration::from_secs(30);
         loop {
-            let logs = self.netns.run(|| self.sim.logs_from(&self.name));
-            match logs {
-                Ok(body) if body == node_model::LOG_BODY => return,
-                other => assert!(Instant::now() < end, "kubectl logs from the worker: {other:?}\n{}", self.story()),
+            let o = self.kubectl(&["logs", "probe", "-c", "c"]);
+            if o.status.success() && o.stdout == node_model::LOG_BODY.as_bytes() {
+                return;
             }
+            assert!(
+                Instant::now() < end,
+                "kubectl logs from the worker through the real apiserver: {:?} {}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                self.story()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }

@@ -13,6 +13,14 @@ use crate::templates;
 
 pub struct MicroK8sJoin;
 
+/// The port MicroK8s's own proxy listens on after a worker join: the snap's
+/// `args/traefik/traefik-template.yaml` (`address: ":16443"`,
+/// 1.30:microk8s-resources/default-args/traefik/traefik-template.yaml), which the
+/// join writes into the kubeconfigs as `127.0.0.1:<that port>`
+/// (`create_worker_kubeconfigs`, 1.30:microk8s-resources/actions/common/utils.sh
+/// L620-640; `get_traefik_port()`, 1.27:scripts/wrappers/join.py).
+pub const PROXY_PORT: u16 = 16443;
+
 impl AuthMode for MicroK8sJoin {
     fn name(&self) -> &'static str {
         "microk8s-join"
@@ -72,7 +80,10 @@ impl AuthMode for MicroK8sJoin {
     }
 
     fn joined(&self, facts: &Facts) -> Option<Joined> {
-        let listen = host_port("127.0.0.1", facts.apiserver_port);
+        // MicroK8s's proxy listens where the snap's traefik template says, on every
+        // address, whatever port the control plane's apiservers use (only the
+        // provider's servers get the control plane's `apiport`); G4.
+        let listen = format!(":{PROXY_PORT}");
         let agents = facts
             .control_plane
             .iter()

@@ -107,6 +107,10 @@ pub trait AuthMode: Sync {
     fn cross_check(&self, cx: &CrossCx, report: &mut Report) {
         let _ = (cx, report);
     }
+    /// Lines the mode adds to the kubelet's arguments.
+    fn kubelet_args(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// `workers[].generation` changes this mode's credentials.
     fn uses_worker_generation(&self) -> bool {
         false

@@ -10,6 +10,7 @@ use crate::model::{without_address, Auth, Facts, Worker};
 use crate::pki::{CaCert, Identity, Validity};
 use crate::report::Report;
 use crate::secrets::Secrets;
+use crate::templates;
 use crate::values::{quote_value, required};
 
 pub struct X509;
@@ -71,15 +72,48 @@ impl AuthMode for X509 {
              (CN=system:node:NAME, O=system:nodes for kubelet; CN=system:kube-proxy for kube-proxy).\n\
              The control plane needs no change to admit new workers, but run check-control-plane.sh\n\
              on each control-plane node: with MicroK8s's default --authorization-mode=AlwaysAllow\n\
-             every worker credential is cluster-admin (enable the rbac addon).\n"
+             every worker credential is cluster-admin (enable the rbac addon).\n\
+             The kubelets renew their client certificates through the cluster (CSRs that\n\
+             kube-controller-manager approves and signs): under RBAC,Node run apply-day2.sh once,\n\
+             on one control-plane node, or they expire unrenewed.\n"
                 .to_string(),
             0o644,
         );
-        Ok(vec![readme, super::check_script(facts)?])
+        let cluster = serde_json::json!({ "cluster": facts.name });
+        let rotation = templates::render("node-client-rotation.yaml", &cluster)?;
+        let apply = templates::render("apply-day2.sh", &cluster)?;
+        Ok(vec![
+            readme,
+            super::check_script(facts)?,
+            ("node-client-rotation.yaml", rotation, 0o644),
+            ("apply-day2.sh", apply, 0o755),
+        ])
+    }
+
+    /// The kubelet renews its client certificate itself: the one issued here is
+    /// its first (kubernetes v1.34.4 cmd/kubelet/app/server.go
+    /// `buildClientCertificateManager`: the kubeconfig's embedded pair seeds an
+    /// empty store and is rotated at once through a
+    /// `kube-apiserver-client-kubelet` CSR, which kube-controller-manager's
+    /// csrapproving approves for a node's own name (`selfnodeclient`) and its
+    /// csrsigning signs with MicroK8s's `--cluster-signing-*` files). Its store
+    /// moves out of `${SNAP_DATA}`, which names a snap revision: the store's
+    /// `kubelet-client-current.pem` is an absolute symlink (client-go v0.34.4
+    /// util/certificate/certificate_store.go `updateSymlink`), which would point
+    /// into a revision snapd removes two refreshes later. The serving pair stays
+    /// where this mode installs it, now named, since `--cert-dir` no longer
+    /// leads to it.
+    fn kubelet_args(&self) -> &'static [&'static str] {
+        &[
+            "--rotate-certificates",
+            "--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki",
+            "--tls-cert-file=${SNAP_DATA}/certs/kubelet.crt",
+            "--tls-private-key-file=${SNAP_DATA}/certs/kubelet.key",
+        ]
     }
 
     fn operator_steps(&self) -> &'static str {
-        "check-control-plane.sh and hosts-entries.sh"
+        "check-control-plane.sh and hosts-entries.sh (and apply-day2.sh once, on any one)"
     }
 
     fn needs_ca_key(&self) -> bool {
@@ -109,28 +143,19 @@ fn check_client_certs(
     report: &mut Report,
 ) -> Option<Validity> {
     let base = "$.cluster.client-certificates";
-    let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }`; it is fixed so the output is reproducible, move it forward to rotate";
+    let help = "give the first day the certificates are valid, e.g. `client-certificates: { not-before: 2026-11-01 }` (or a UTC time, 2026-11-01T08:00:00Z); it is fixed so the output is reproducible, move it forward to rotate";
     let Some(raw) = raw else {
         report.error(base, "`auth: x509` needs `client-certificates.not-before`", help);
         return None;
     };
     let nb = required(raw.not_before.as_ref(), &format!("{base}.not-before"), report)?;
-    let parsed = nb.split('-').map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>();
-    let date = match parsed.as_deref() {
-        Some([y, m, d])
-            if nb.len() == 10
-                && (2000..=2999).contains(y)
-                && (1..=12).contains(m)
-                && (1..=31).contains(d)
-                && time::Date::from_calendar_date(*y as i32, time::Month::try_from(*m as u8).ok()?, *d as u8)
-                    .is_ok() =>
-        {
-            (*y as i32, *m as u8, *d as u8)
-        }
-        _ => {
-            report.error(format!("{base}.not-before"), format!("{} is not a date YYYY-MM-DD", quote_value(nb)), help);
-            return None;
-        }
+    let Some(start) = not_before(nb) else {
+        report.error(
+            format!("{base}.not-before"),
+            format!("{} is not a date YYYY-MM-DD or a UTC time YYYY-MM-DDTHH:MM:SSZ", quote_value(nb)),
+            help,
+        );
+        return None;
     };
     let days = match raw.validity_days {
         None => DEFAULT_VALIDITY_DAYS,
@@ -151,10 +176,6 @@ fn check_client_certs(
             "nodes stop authenticating then; use a longer validity unless you rotate that often",
         );
     }
-    let start = time::Date::from_calendar_date(date.0, time::Month::try_from(date.1).ok()?, date.2)
-        .ok()?
-        .midnight()
-        .assume_utc();
     let end = start + time::Duration::days(i64::from(days));
     if let Some(ca) = ca {
         if end.unix_timestamp() > ca.not_after {
@@ -165,5 +186,32 @@ fn check_client_certs(
             );
         }
     }
-    Some(Validity { not_before: date, days })
+    Some(Validity { not_before: start, days })
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ`, in years 2000-2999.
+fn not_before(s: &str) -> Option<time::OffsetDateTime> {
+    let (date, clock) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
+        None => (s, None),
+    };
+    let num = |p: &str| (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().ok())?;
+    let ymd: Vec<u32> = date.split('-').map(num).collect::<Option<_>>()?;
+    let &[y, m, d] = ymd.as_slice() else { return None };
+    if date.len() != 10 || !(2000..=2999).contains(&y) {
+        return None;
+    }
+    let date = time::Date::from_calendar_date(y as i32, time::Month::try_from(m as u8).ok()?, d as u8).ok()?;
+    let time = match clock {
+        None => time::Time::MIDNIGHT,
+        Some(c) => {
+            let hms: Vec<u32> = c.split(':').map(num).collect::<Option<_>>()?;
+            let &[h, mi, se] = hms.as_slice() else { return None };
+            if c.len() != 8 {
+                return None;
+            }
+            time::Time::from_hms(h as u8, mi as u8, se as u8).ok()?
+        }
+    };
+    Some(date.with_time(time).assume_utc())
 }

@@ -118,8 +118,7 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
                 .collect();
         }
     }
-    let (y, m, d) = v.not_before;
-    params.not_before = rcgen::date_time_ymd(y, m, d);
+    params.not_before = v.not_before;
     params.not_after = params.not_before + time::Duration::days(i64::from(v.days)) + spread(signer, node, v);
     let mut serial = seed.derive(serial_purpose, cluster, identity, node, 0)[..16].to_vec();
     serial[0] &= 0x7f; // positive

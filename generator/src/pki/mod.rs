@@ -28,7 +28,7 @@ impl Identity {
 /// Validity of issued certificates, from the facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
-    /// (year, month, day), midnight UTC.
-    pub not_before: (i32, u8, u8),
+    /// The first instant, UTC: a day's midnight, or the time the facts give.
+    pub not_before: time::OffsetDateTime,
     pub days: u32,
 }

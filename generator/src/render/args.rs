@@ -36,6 +36,7 @@ pub fn kubelet(facts: &Facts, worker: &Worker, joins: bool) -> Vec<String> {
     if let Some(ip) = worker.address {
         kubelet_args.push(format!("--node-ip={ip}"));
     }
+    kubelet_args.extend(crate::auth::of(&facts.auth).kubelet_args().iter().map(|l| l.to_string()));
     kubelet_args.extend(worker.kubelet_args.iter().cloned());
     kubelet_args
 }

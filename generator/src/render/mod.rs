@@ -63,11 +63,12 @@ pub struct NodeOutput {
 /// The URL kubelet and kube-proxy use: MicroK8s's own proxy when the mode joins
 /// through it, else the balancer's.
 pub fn server_url(facts: &Facts) -> String {
-    let listen = host_port("127.0.0.1", facts.apiserver_port);
     if crate::auth::of(&facts.auth).joined(facts).is_some() {
-        // What the join writes into the kubeconfigs: the local proxy.
-        return format!("https://{listen}");
+        // What the join writes into the kubeconfigs: the local proxy, on the port
+        // of the snap's template, not the control plane's (G4).
+        return format!("https://{}", host_port("127.0.0.1", crate::auth::microk8s_join::PROXY_PORT));
     }
+    let listen = host_port("127.0.0.1", facts.apiserver_port);
     crate::balancer::of(&facts.load_balancer).server_url(&facts.load_balancer, &listen)
 }
 

@@ -249,6 +249,17 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
         assert_eq!((crt["mode"].as_u64(), crt["secret"].as_bool()), (Some(0o644), Some(false)));
         assert_eq!((key["mode"].as_u64(), key["secret"].as_bool()), (Some(0o600), Some(true)));
         assert_eq!(crt["staged"], "/etc/mk8s-worker/kubelet.crt");
+        // The kubelet is told where that pair is, since its --cert-dir moves out of
+        // the revisioned ${SNAP_DATA} for the client certificates it rotates.
+        assert_eq!(
+            kubelet_flags(&plan, &["--tls-cert-file", "--tls-private-key-file", "--cert-dir"]),
+            [
+                "--tls-cert-file=${SNAP_DATA}/certs/kubelet.crt",
+                "--tls-private-key-file=${SNAP_DATA}/certs/kubelet.key",
+                "--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki",
+            ]
+        );
+        assert_eq!(kubelet_flags(&plan, &["--rotate-certificates"]), ["--rotate-certificates"]);
 
         let der = der_of(&cert_pem);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
@@ -304,7 +315,23 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
             assert!(ok.status.success(), "the worker's address verifies: {}", String::from_utf8_lossy(&ok.stdout));
         }
     }
-    // Token auth issues none (there is no CA key).
+    // Token auth issues none (there is no CA key), and leaves the kubelet's
+    // certificate flags to MicroK8s's defaults.
     let seed = workspace().join("fixtures/seed/expected/worker-1.stdout");
     assert!(write_file(&seed, "/etc/mk8s-worker/kubelet.crt").is_none());
+    let (plan, _) = write_file(&seed, "/etc/mk8s-worker/plan.json").unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let flags = ["--tls-cert-file", "--tls-private-key-file", "--cert-dir", "--rotate-certificates"];
+    assert!(kubelet_flags(&plan, &flags).is_empty());
+}
+
+/// The plan's kubelet lines that set one of `flags`, in the plan's order.
+fn kubelet_flags(plan: &serde_json::Value, flags: &[&str]) -> Vec<String> {
+    let lines = plan["kubeletArgs"].as_array().expect("kubeletArgs");
+    let lines = lines.iter().filter_map(|l| l.as_str());
+    let mut out: Vec<String> = Vec::new();
+    for f in flags {
+        out.extend(lines.clone().filter(|l| l.split('=').next() == Some(*f)).map(str::to_string));
+    }
+    out
 }

@@ -14,6 +14,7 @@ mod budgets;
 mod cli;
 mod control_plane_script;
 mod csr_alt_names;
+mod day2_script;
 mod failover;
 mod fetch_script;
 mod fleet;

@@ -22,6 +22,7 @@ impl Ctx {
         // Every branch lower-cases the hostname for node identities
         // (1.22:snap/hooks/install:L40; 1.30:US:L1090).
         let hostname = self.s("hostname").to_lowercase();
+        self.link_revision(self.revision());
         for d in ["args", "certs", "credentials", "var/lock", "var/kubernetes/backend"] {
             fs::create_dir_all(self.snap_data(d)).unwrap();
         }

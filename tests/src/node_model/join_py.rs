@@ -292,7 +292,9 @@ impl Ctx {
         Ok(())
     }
 
-    /// Kubeconfigs to the local proxy, 127.0.0.1:<apiserver port> (16443 real):
+    /// Kubeconfigs to the local proxy, 127.0.0.1:<the node's own port>, which
+    /// stands for the snap's traefik template port (16443 real), not the control
+    /// plane's `apiport` (`get_traefik_port()`, J27; G4):
     /// 1.28+ create_worker_kubeconfigs, data embedded, CA ca.remote.crt
     /// (J30:L774-778; 1.30:US:L620-640); 1.24-1.27 create_x509_kubeconfig, CA data
     /// embedded, certificate and key by path (J27:L367-395;

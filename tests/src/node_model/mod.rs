@@ -53,6 +53,7 @@ mod daemons;
 mod install_hook;
 mod join_py;
 mod launcher;
+mod revisions;
 mod snap_lifecycle;
 mod snapd;
 mod state;

@@ -127,7 +127,7 @@ impl Ctx {
         for u in self.snap_units() {
             let _ = fs::remove_file(self.dir.join("disabled").join(&u));
         }
-        for key in ["snapDisabled", "refreshHeld", "lastActiveDisabled"] {
+        for key in ["snapDisabled", "refreshHeld", "lastActiveDisabled", "revision"] {
             self.set_state(key, serde_json::Value::Null);
         }
     }

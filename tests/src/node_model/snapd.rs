@@ -19,7 +19,12 @@ impl Ctx {
                     // Notes: "disabled" before "classic" (snapd cmd/snapd/cli/notes.go `String`).
                     let notes = if self.snap_disabled() { "disabled,classic" } else { "classic" };
                     println!("Name      Version  Rev   Tracking       Publisher   Notes");
-                    println!("microk8s  v1.{}.0  1234  {}  canonical✓  {notes}", self.minor, self.s("channel"));
+                    println!(
+                        "microk8s  v1.{}.0  {}  {}  canonical✓  {notes}",
+                        self.minor,
+                        self.revision(),
+                        self.s("channel")
+                    );
                     0
                 } else {
                     eprintln!("error: no matching snaps installed");
@@ -144,7 +149,8 @@ impl Ctx {
     }
 
     /// `snap refresh` to a new revision of the same channel: snapd stops every
-    /// service, links the new revision and starts the services that were enabled
+    /// service, copies the data to the new revision and links it (see
+    /// `revisions.rs`), and starts the services that were enabled
     /// (disabled ones are re-disabled: snapd `LastActiveDisabledServices`, F5); the
     /// configure hook then re-copies `args/traefik` and `args/apiserver-proxy` if
     /// they were deleted (1.26:snap/hooks/configure:L163-174; 1.30:L168-179) and runs
@@ -162,6 +168,7 @@ impl Ctx {
         for u in &units {
             self.stop(u);
         }
+        self.next_revision();
         if self.row.proxy_is_apiserver_proxy {
             if !self.snap_data("args/traefik").exists() {
                 self.lay_out_traefik_args();

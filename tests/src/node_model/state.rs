@@ -87,7 +87,8 @@ impl Ctx {
 
     /// Expand `${SNAP_DATA}`, `$SNAP_DATA`, `${SNAP_COMMON}` to paths under the root.
     pub(super) fn expand(&self, s: &str) -> String {
-        let sd = self.root.join(SNAP_DATA).display().to_string();
+        // The revisioned path, as snapd sets `SNAP_DATA`, not `current`.
+        let sd = self.revision_dir(self.revision()).display().to_string();
         let sc = self.root.join(SNAP_COMMON).display().to_string();
         s.replace("${SNAP_DATA}", &sd).replace("$SNAP_DATA", &sd).replace("${SNAP_COMMON}", &sc)
     }

@@ -37,6 +37,22 @@ pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
 
 /// The serving endpoint, on its own thread for the life of the process.
 fn serve(ctx: &Arc<Ctx>, args: &BTreeMap<String, String>, name: &str, node_ip: &str, port: u64) {
+    // Named files, when given, are the serving pair, and nothing is generated
+    // (`InitializeTLS`: only when both flags are empty does the kubelet look in,
+    // and write to, --cert-dir; a named pair it cannot load stops the real
+    // kubelet; the model records it and serves nothing).
+    let named = (args.get("--tls-cert-file"), args.get("--tls-private-key-file"));
+    if let (Some(crt), Some(key)) = named {
+        let leaf = match (fs::read_to_string(crt), fs::read_to_string(key)) {
+            (Ok(c), Ok(k)) => Leaf::from_pem(&c, &k),
+            _ => None,
+        };
+        let Some(leaf) = leaf else {
+            ctx.event(&format!("kubelet: cannot load the serving pair {crt} {key}"));
+            return;
+        };
+        return serve_with(ctx, leaf, node_ip, port);
+    }
     let cert_dir = PathBuf::from(args.get("--cert-dir").cloned().unwrap_or_default());
     let (crt, key) = (cert_dir.join("kubelet.crt"), cert_dir.join("kubelet.key"));
     let leaf = match (fs::read_to_string(&crt), fs::read_to_string(&key)) {
@@ -52,6 +68,10 @@ fn serve(ctx: &Arc<Ctx>, args: &BTreeMap<String, String>, name: &str, node_ip: &
         let _ = fs::write(&key, &l.key_pem);
         l
     });
+    serve_with(ctx, leaf, node_ip, port);
+}
+
+fn serve_with(ctx: &Arc<Ctx>, leaf: Leaf, node_ip: &str, port: u64) {
     let handler: Handler = Arc::new(|req: &Request| {
         if req.method == "GET" && req.path.starts_with("/containerLogs/") {
             Response::text(200, LOG_BODY)

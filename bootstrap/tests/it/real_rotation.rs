@@ -1,0 +1,223 @@
+//! Day 2, against the real control plane: an `auth: x509` worker's kubelet client
+//! certificate outlives the one `mk8s-gen` issued. The real kubelet (with
+//! `--rotate-certificates` and its store under `${SNAP_COMMON}`), the real
+//! kube-apiserver and the real kube-controller-manager (MicroK8s 1.34's default
+//! args: csrapproving, and csrsigning with the cluster CA) renew it through a
+//! `kube-apiserver-client-kubelet` CSR; the node model refreshes the snap as
+//! snapd does (revisioned `$SNAP_DATA`, two revisions retained).
+//!
+//! Proven: the Node stays Ready past the first certificate's `notAfter`; two
+//! refreshes later the rotated certificate still loads (no second CSR); MicroK8s's
+//! own `--cert-dir=${SNAP_DATA}/certs` strands it after two refreshes (the control);
+//! under RBAC,Node the bundle's `apply-day2.sh` is what lets the renewal through,
+//! and without it the CSR stays pending.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mk8s_bootstrap::certs::Cert;
+use mk8s_testkit::apiserver::Authz;
+use mk8s_testkit::facts::FactsYaml;
+use mk8s_testkit::upstream::ControlPlane;
+
+use crate::common;
+use crate::real_apiserver::{peers_with, Auth, Lb, Peers, Setup, NODE};
+
+const CHANNEL: &str = "1.34/stable";
+const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// Where the plan moves the kubelet's certificate store.
+const STORE: &str = "var/snap/microk8s/common/var/lib/kubelet/pki";
+/// MicroK8s's own `--cert-dir` (`default-args/kubelet`), through `current`.
+const DEFAULT_STORE: &str = "var/snap/microk8s/current/certs";
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// `not-before` for certificates of `NODE` in cluster `real` valid for one day
+/// that expire `lead` from now: the day, less the node's validity spread (which
+/// `mk8s-gen` derives from the seed, the cluster and the node).
+fn expiring_in(lead: Duration) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mk8s_testkit::pki::Ca::new("10.152.183.1");
+    std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts = FactsYaml::new("real").channel(CHANNEL).ca_file("ca.crt").auth_x509("2026-01-01", 1);
+    let facts = facts.control_plane("cp-0", "127.0.0.2").lb_haproxy().worker(NODE);
+    let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), dir.path(), &ca.key_pem);
+    let signer = secrets.signer(&facts.ca, &facts.name).unwrap();
+    // 2026-01-01T00:00:00Z.
+    let day = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let v = mk8s_gen::pki::Validity { not_before: day, days: 1 };
+    let issued = mk8s_gen::pki::issue(&signer, mk8s_gen::pki::Identity::Kubelet, NODE, v).unwrap();
+    let spread = Cert::from_pem(&issued.cert_pem).unwrap().not_after - (day.unix_timestamp() + 86_400);
+    let at = time::OffsetDateTime::from_unix_timestamp(now() + lead.as_secs() as i64 - 86_400 - spread).unwrap();
+    let (y, mo, d) = (at.year(), at.month() as u8, at.day());
+    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z", at.hour(), at.minute(), at.second())
+}
+
+/// The certificate a kubelet's store holds as current (its `-current.pem`).
+fn store_cert(root: &Path, store: &str) -> Option<Cert> {
+    let text = std::fs::read_to_string(root.join(store).join("kubelet-client-current.pem")).ok()?;
+    Cert::from_pem(&text)
+}
+
+/// The client certificate `mk8s-gen` issued, from the installed kubeconfig.
+fn issued_cert(root: &Path) -> Cert {
+    use base64::Engine as _;
+    let path = root.join("var/snap/microk8s/current/credentials/kubelet.config");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let k: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let b64 = k["users"][0]["user"]["client-certificate-data"].as_str().expect("embedded");
+    let pem = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    Cert::from_pem(&String::from_utf8(pem).unwrap()).unwrap()
+}
+
+/// The node's renewal CSRs: (approved, has a certificate).
+fn node_csrs(w: &Peers) -> Vec<(bool, bool)> {
+    let o = w.kubectl(&["get", "csr", "-o", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let user = format!("system:node:{NODE}");
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["spec"]["username"] == user.as_str() && c["spec"]["signerName"] == KUBELET_SIGNER)
+        .map(|c| {
+            let conds = c["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let approved = conds.iter().any(|k| k["type"] == "Approved" && k["status"] == "True");
+            (approved, c["status"]["certificate"].as_str().is_some_and(|s| !s.is_empty()))
+        })
+        .collect()
+}
+
+/// Wait until the store's current certificate is one the cluster signed (not
+/// `issued`, from the cluster CA, about a year long); returns it.
+fn wait_rotated(w: &Peers, store: &str, issued: &Cert, what: &str) -> Cert {
+    let ca = Cert::from_pem(&w.cp.ca.cert_pem).unwrap();
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(c) = store_cert(&w.root, store) {
+            if c.tbs != issued.tbs {
+                assert!(c.signed_by(&ca), "{what}: the rotated certificate is not from the cluster CA");
+                assert!(c.not_after > now() + 300 * 86_400, "{what}: not kube-controller-manager's year");
+                assert_eq!(c.common_name.as_deref(), Some("system:node:worker-1"), "{what}");
+                return c;
+            }
+        }
+        assert!(Instant::now() < end, "{what}: never rotated: CSRs {:?}\n{}", node_csrs(w), w.story());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn wait_csrs(w: &Peers, n: usize, what: &str) {
+    let end = Instant::now() + Duration::from_secs(90);
+    while node_csrs(w).len() < n {
+        assert!(Instant::now() < end, "{what}: {} CSR(s), want {n}\n{}", node_csrs(w).len(), w.story());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The bundle's apply-day2.sh, run by the operator on control-plane node 0 with
+/// the real kubectl as MicroK8s's.
+fn apply_day2(cp: &ControlPlane, bundle: &Path) {
+    let kubectl = mk8s_testkit::tools::require("kubectl");
+    let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
+        .arg(bundle.join("apply-day2.sh"))
+        .env("SNAP_DATA", &cp.apiservers[0].snap_data)
+        .env("MK8S_KUBECTL", format!("{} --kubeconfig {}", kubectl.display(), cp.admin_kubeconfig(0).display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "apply-day2.sh: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn joined(w: &Peers, what: &str) {
+    let started = SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{what}: the join failed:\n{log}\n{}", w.story());
+    w.wait_heartbeat(started, what);
+}
+
+/// Two snap refreshes, each followed by a fresh heartbeat.
+fn refresh_twice(w: &Peers, what: &str) {
+    for i in 1..=2 {
+        let at = SystemTime::now();
+        w.model.refresh();
+        w.wait_heartbeat(at, &format!("{what}: after refresh {i}"));
+    }
+}
+
+#[test]
+fn x509_nodes_stay_ready_past_their_first_certificate_and_two_refreshes() {
+    let nb = expiring_in(Duration::from_secs(100));
+    let expiring = |f: FactsYaml| f.auth_x509(&nb, 1);
+    let setup = Setup { facts: Some(&expiring), ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &setup);
+    joined(&w, "AlwaysAllow");
+    let issued = issued_cert(&w.root);
+    assert!(issued.not_after > now() && issued.not_after < now() + 100, "the test's certificate: {}", issued.not_after);
+    let rotated = wait_rotated(&w, STORE, &issued, "AlwaysAllow");
+    assert_eq!(node_csrs(&w), [(true, true)]);
+
+    // Past the first certificate's notAfter: still heartbeating, so on the rotated one.
+    while now() <= issued.not_after + 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    w.wait_heartbeat(SystemTime::now(), "after the first certificate expired");
+
+    refresh_twice(&w, "AlwaysAllow");
+    let after = store_cert(&w.root, STORE).expect("the store survives refreshes");
+    assert_eq!(after.tbs, rotated.tbs, "the kubelet fell back to its first certificate and renewed again");
+    assert_eq!(node_csrs(&w).len(), 1, "a second renewal: the store did not load");
+}
+
+/// The control: with MicroK8s's own `--cert-dir=${SNAP_DATA}/certs` the store's
+/// absolute link points into the revision snapd removes at the second refresh; the
+/// kubelet falls back to the kubeconfig's certificate and files a second CSR (with
+/// that certificate expired, the node would be lost).
+#[test]
+fn the_default_cert_dir_strands_the_rotated_certificate_after_two_refreshes() {
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &Setup::default());
+    common::edit_plan(&w.root, |plan| plan.kubelet_args.retain(|l| !l.starts_with("--cert-dir=")));
+    joined(&w, "default cert-dir");
+    let issued = issued_cert(&w.root);
+    wait_rotated(&w, DEFAULT_STORE, &issued, "default cert-dir");
+    let at = SystemTime::now();
+    w.model.refresh();
+    w.wait_heartbeat(at, "default cert-dir: after refresh 1");
+    assert_eq!(node_csrs(&w).len(), 1, "one refresh: the link still resolves through the retained revision");
+    let at = SystemTime::now();
+    w.model.refresh();
+    w.wait_heartbeat(at, "default cert-dir: after refresh 2");
+    wait_csrs(&w, 2, "default cert-dir: after refresh 2, the stranded store");
+    let link = w.root.join(DEFAULT_STORE).join("kubelet-client-current.pem");
+    let target = std::fs::read_link(&link).unwrap();
+    assert!(target.is_absolute(), "the kubelet's link is absolute: {}", target.display());
+}
+
+#[test]
+fn under_rbac_the_bundles_binding_lets_the_renewal_through() {
+    let setup = Setup { started: Some(&apply_day2), ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &setup);
+    joined(&w, "RBAC,Node with apply-day2.sh");
+    let issued = issued_cert(&w.root);
+    wait_rotated(&w, STORE, &issued, "RBAC,Node with apply-day2.sh");
+    refresh_twice(&w, "RBAC,Node with apply-day2.sh");
+    assert_eq!(node_csrs(&w).len(), 1);
+}
+
+#[test]
+fn under_rbac_without_the_binding_the_renewal_stays_pending() {
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::RbacNode, None, &Setup::default());
+    joined(&w, "RBAC,Node without apply-day2.sh");
+    wait_csrs(&w, 1, "RBAC,Node without apply-day2.sh");
+    // kube-controller-manager looked at it (it does at once) and left it pending.
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        assert_eq!(node_csrs(&w), [(false, false)], "approved without the binding");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let issued = issued_cert(&w.root);
+    let current = store_cert(&w.root, STORE).expect("the store holds the first certificate");
+    assert_eq!(current.tbs, issued.tbs, "the kubelet keeps the certificate it has");
+}
