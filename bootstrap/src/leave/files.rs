@@ -21,6 +21,29 @@ pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
 /// the agent to [`BOOTSTRAP_PATH`].
 pub const FETCH_DIR: &str = "/usr/local/lib/mk8s-worker";
 
+/// `$SNAP_COMMON` as the node sees it (the same directory in every revision).
+pub const SNAP_COMMON: &str = "/var/snap/microk8s/common";
+/// Where an `auth: x509` kubelet keeps its rotated client certificates: the
+/// plan's `--cert-dir=${SNAP_COMMON}/...` (MicroK8s's own is `${SNAP_DATA}/certs`),
+/// this one when the plan is gone.
+pub const ROTATED_STORE: &str = "var/lib/kubelet/pki";
+
+/// The kubelet's rotated client certificates and keys, which exist only because
+/// our `--cert-dir` line sent the kubelet there.
+pub fn remove_rotated_store(cx: &mut Leave) {
+    let rel = match &cx.plan {
+        Some(p) => p.kubelet_args.iter().find_map(|l| l.strip_prefix("--cert-dir=${SNAP_COMMON}/")).map(str::to_string),
+        None => Some(ROTATED_STORE.to_string()),
+    };
+    let Some(rel) = rel.filter(|r| !r.split('/').any(|c| c.is_empty() || c == "." || c == "..")) else { return };
+    let dir = format!("{SNAP_COMMON}/{rel}");
+    match remove_tree(&cx.node.path(&dir)) {
+        Ok(true) => cx.did(format!("removed {dir}/ (the kubelet's rotated client certificates)")),
+        Ok(false) => {}
+        Err(e) => cx.fail(format!("cannot remove {dir}/: {e}")),
+    }
+}
+
 /// The snap's data directory as the snap left it: every journal record put back.
 /// A node joined before the journal existed gets the best the plan allows.
 pub fn restore_snap_data(cx: &mut Leave) {

@@ -62,6 +62,7 @@ impl<'a> Leave<'a> {
         let snap = snap::stop(self);
         if !self.purge && matches!(snap, Some(Installed::Active | Installed::Disabled)) {
             files::restore_snap_data(self);
+            files::remove_rotated_store(self);
             // An active snap was stopped above; a disabled one stays as it is.
             if snap == Some(Installed::Active) && self.failed.is_empty() {
                 snap::disable(self);
