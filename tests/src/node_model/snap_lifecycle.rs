@@ -57,6 +57,12 @@ impl Ctx {
                 }
                 0
             }
+            ["refresh", rest @ ..] if self.snap_disabled() && !rest.iter().any(|a| a.ends_with("hold")) => {
+                // overlord/snapstate/storehelpers.go: disabled snaps are skipped,
+                // and one named is refused.
+                eprintln!("error: cannot refresh \"microk8s\": refreshing disabled snap \"microk8s\" not supported");
+                1
+            }
             _ => return None,
         };
         Some(code)

@@ -72,12 +72,6 @@ impl Ctx {
                 self.set_state("refreshHeld", serde_json::json!(false));
                 0
             }
-            ["refresh", ..] if self.snap_disabled() => {
-                // overlord/snapstate/storehelpers.go: disabled snaps are skipped,
-                // and one named is refused.
-                eprintln!("error: cannot refresh \"microk8s\": refreshing disabled snap \"microk8s\" not supported");
-                1
-            }
             ["refresh", flag, ..] if flag.starts_with("--") => {
                 eprintln!("mk8s-node-model: snap refresh {flag} is not modelled");
                 1
