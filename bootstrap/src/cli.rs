@@ -1,11 +1,13 @@
 //! Command line. Parsed by hand: the binary is embedded in user-data, and a full
-//! argument parser costs more bytes than these flags are worth. Two modes: the
-//! join (no subcommand) and `balance`, the node-local apiserver balancer.
+//! argument parser costs more bytes than these flags are worth. Three modes: the
+//! join (no subcommand), `balance`, the node-local apiserver balancer, and
+//! `leave`, which undoes the join on a worker being retired.
 
 use std::time::Duration;
 
 use crate::balance::config::{duration, Tuning};
 use crate::balance::Args as BalanceArgs;
+use crate::leave::Args as LeaveArgs;
 use crate::node::Node;
 use crate::plan::PLAN_PATH;
 
@@ -21,6 +23,9 @@ Usage: mk8s-bootstrap [--plan FILE] [--root DIR] [--systemctl PROG] [--snap PROG
        mk8s-bootstrap maintain [--repair] [options]
                       check (and repair) a joined worker against its plan
                       (mk8s-bootstrap maintain --help)
+       mk8s-bootstrap leave [--purge] [--root DIR] [--systemctl PROG] [--snap PROG]
+                      undo the join on a worker being retired (its own
+                      options: mk8s-bootstrap leave --help)
 
 Options:
   --plan FILE       the JoinPlan (default /etc/mk8s-worker/plan.json, under --root)
@@ -123,6 +128,38 @@ Exit codes:
 A node that has not joined with this plan is not checked (exit 0).
 ";
 
+pub const LEAVE_HELP: &str = "\
+mk8s-bootstrap leave: undo, on a worker being retired, what the join did. Run it
+instead of `microk8s leave`, which takes these workers for control planes.
+
+Usage: mk8s-bootstrap leave [--purge] [--root DIR] [--systemctl PROG] [--snap PROG]
+
+It stops, disables and removes our units (the maintain timer and service,
+mk8s-bootstrap.service and the balancer's), stops and disables MicroK8s's services (snap stop --disable),
+puts the files of the snap's data directory the join changed back as the snap
+had them (the undo journal in /var/lib/mk8s-worker/undo; without it, from the
+plan), disables the snap (snap disable: no service, hook or refresh until
+`snap enable microk8s`), and removes our files: /etc/mk8s-worker/ (the plan),
+/etc/microk8s.yaml, /var/lib/mk8s-worker/, the Cluster API stamp, our
+post-refresh hook, a balancer or agent we downloaded. The plan may be gone: the well-known paths still say what
+to undo. It never runs MicroK8s's leave, dqlite or the cluster-agent, and never
+talks to the apiserver: the Node object and this worker's credentials are
+retired from the control plane by the operator (docs/day2.md).
+
+Options:
+  --purge           also remove MicroK8s and all its data (snap remove --purge
+                    microk8s: no snapshot is kept)
+  --root DIR        resolve every node path under DIR (default /)
+  --systemctl PROG  program used as systemctl (default systemctl)
+  --snap PROG       program used as snap (default snap)
+  -h, --help        this text (nothing is changed)
+
+Exit codes:
+  0   left, or nothing of ours was here (a second run changes nothing)
+  75  a step failed; the others were done: run it again
+  64  usage error
+";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     Run { node: NodeArgs, plan: String },
@@ -132,6 +169,8 @@ pub enum Parsed {
     BalanceHelp,
     Maintain { node: NodeArgs, plan: String, repair: bool },
     MaintainHelp,
+    Leave { node: NodeArgs, args: LeaveArgs },
+    LeaveHelp,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -157,15 +196,21 @@ impl NodeArgs {
     }
 }
 
+impl Default for NodeArgs {
+    fn default() -> Self {
+        NodeArgs {
+            root: "/".into(),
+            systemctl: "systemctl".into(),
+            snap: "snap".into(),
+            curl: "curl".into(),
+            tar: "tar".into(),
+            microk8s: "/snap/bin/microk8s".into(),
+        }
+    }
+}
+
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut node = NodeArgs {
-        root: "/".into(),
-        systemctl: "systemctl".into(),
-        snap: "snap".into(),
-        curl: "curl".into(),
-        tar: "tar".into(),
-        microk8s: "/snap/bin/microk8s".into(),
-    };
+    let mut node = NodeArgs::default();
     let mut plan = PLAN_PATH.to_string();
     let mut it = args.into_iter().peekable();
     if it.peek().is_some_and(|a| a == "balance") {
@@ -175,6 +220,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     if it.peek().is_some_and(|a| a == "maintain") {
         it.next();
         return parse_maintain(it, node, plan);
+    }
+    if it.peek().is_some_and(|a| a == "leave") {
+        it.next();
+        return parse_leave(it);
     }
     while let Some(a) = it.next() {
         let (flag, inline) = split_flag(&a);
@@ -219,6 +268,32 @@ fn parse_maintain(
         *slot = value_of(&flag, inline, &mut it)?;
     }
     Ok(Parsed::Maintain { node, plan, repair })
+}
+
+/// `leave [--purge] [--root DIR] [--systemctl PROG] [--snap PROG]`; `--help`
+/// anywhere wins, so it never does the real thing.
+fn parse_leave(it: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let args: Vec<String> = it.collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Parsed::LeaveHelp);
+    }
+    let (mut node, mut purge) = (NodeArgs::default(), false);
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = split_flag(&a);
+        let slot = match flag.as_str() {
+            "--purge" if inline.is_none() => {
+                purge = true;
+                continue;
+            }
+            "--root" => &mut node.root,
+            "--systemctl" => &mut node.systemctl,
+            "--snap" => &mut node.snap,
+            other => return Err(format!("unknown argument {other:?} to leave (see leave --help)")),
+        };
+        *slot = value_of(&flag, inline, &mut it)?;
+    }
+    Ok(Parsed::Leave { node, args: LeaveArgs { purge } })
 }
 
 /// `--flag=value` as (`--flag`, Some(value)); anything else as itself.
@@ -401,6 +476,33 @@ mod tests {
             assert!(MAINTAIN_HELP.contains(check.name), "{} is documented", check.name);
         }
         assert!(HELP.contains("maintain --help"));
+    }
+
+    #[test]
+    fn leave_flags() {
+        let Parsed::Leave { node, args } = p(&["leave"]).unwrap() else { panic!() };
+        assert_eq!((node.root.as_str(), node.snap.as_str(), args.purge), ("/", "snap", false));
+        let Parsed::Leave { node, args } =
+            p(&["leave", "--purge", "--root", "/r", "--systemctl=/s/systemctl", "--snap", "/s/snap"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (node.root.as_str(), node.systemctl.as_str(), node.snap.as_str()),
+            ("/r", "/s/systemctl", "/s/snap")
+        );
+        assert!(args.purge);
+        // --help wins wherever it is, even after flags that would act.
+        assert_eq!(p(&["leave", "--purge", "--help"]).unwrap(), Parsed::LeaveHelp);
+        assert_eq!(p(&["leave", "--bogus", "-h"]).unwrap(), Parsed::LeaveHelp);
+        assert!(p(&["leave", "--plan", "p"]).unwrap_err().contains("unknown argument \"--plan\" to leave"));
+        assert!(p(&["leave", "--purge=yes"]).unwrap_err().contains("unknown argument"));
+        assert!(p(&["leave", "--root"]).unwrap_err().contains("needs a value"));
+        assert!(p(&["--root", "/r", "leave"]).unwrap_err().contains("unknown argument \"leave\""));
+        for needle in ["--purge", "75", "64", "microk8s leave", "snap disable", "docs/day2.md"] {
+            assert!(LEAVE_HELP.contains(needle), "{needle}");
+        }
+        assert!(HELP.contains("mk8s-bootstrap leave"));
     }
 
     #[test]

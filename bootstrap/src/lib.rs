@@ -13,6 +13,7 @@ pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod fs;
+pub mod leave;
 pub mod maintain;
 pub mod node;
 pub mod phases;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod status;
 pub mod system;
 pub mod text;
+pub mod undo;
 
 /// The old name of [`certs`], which holds more than the pin; the tests use it.
 pub use certs as pin;

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use mk8s_bootstrap::balance;
-use mk8s_bootstrap::cli::{self, Parsed, BALANCE_HELP, HELP, MAINTAIN_HELP};
+use mk8s_bootstrap::cli::{self, Parsed, BALANCE_HELP, HELP, LEAVE_HELP, MAINTAIN_HELP};
+use mk8s_bootstrap::leave::Leave;
 use mk8s_bootstrap::run::Runner;
 
 fn main() -> ExitCode {
@@ -21,6 +22,16 @@ fn main() -> ExitCode {
         }
         Ok(Parsed::Maintain { node, plan, repair }) => {
             let exit = mk8s_bootstrap::maintain::run(&node.node(), &plan, repair, &mut std::io::stderr());
+            ExitCode::from(exit as u8)
+        }
+        Ok(Parsed::LeaveHelp) => {
+            print!("{LEAVE_HELP}");
+            ExitCode::SUCCESS
+        }
+        Ok(Parsed::Leave { node, args }) => {
+            let node = node.node();
+            let mut stderr = std::io::stderr();
+            let exit = Leave::new(&node, &args, &mut stderr).run(&mut std::io::stdout());
             ExitCode::from(exit as u8)
         }
         Ok(Parsed::Version) => {

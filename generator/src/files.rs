@@ -33,3 +33,26 @@ pub enum FileContent {
     /// Shared by every node of a fleet: cloned by reference.
     GzipBase64(std::sync::Arc<String>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mk8s-bootstrap leave` finds what the user-data wrote by these names even
+    /// when the plan is gone: they must be the ones written here.
+    #[test]
+    fn leave_knows_every_unit_and_directory_we_write() {
+        use mk8s_bootstrap::leave::{files, units};
+        assert_eq!(units::BOOTSTRAP_UNIT, BOOTSTRAP_UNIT);
+        assert_eq!(units::UNIT_DIR, UNIT_DIR);
+        for unit in [crate::balancer::builtin::BALANCE_UNIT, TRAEFIK_UNIT, HAPROXY_UNIT] {
+            assert!(units::BALANCER_UNITS.contains(&unit), "{unit}");
+        }
+        assert_eq!(files::STAGE_DIR, STAGE_DIR);
+        assert!(
+            TRAEFIK_DIR.starts_with(files::STAGE_DIR) && crate::balancer::builtin::BALANCE_DIR.starts_with(STAGE_DIR)
+        );
+        assert_eq!(files::LAUNCH_CONFIG, LAUNCH_CONFIG);
+        assert_eq!(Some(files::FETCH_DIR), FETCH_SCRIPT.rsplit_once('/').map(|(d, _)| d));
+    }
+}

@@ -9,7 +9,8 @@
 //! the cache and a reboot is a second boot of the same overlay.
 //!
 //! Needs root, `debootstrap`, `systemd-nspawn` (systemd-container), `ip`
-//! (iproute2) and `journalctl` (systemd): a missing tool fails the test.
+//! (iproute2), `journalctl` (systemd) and, to run a command inside a machine,
+//! `nsenter` (util-linux): a missing tool fails the test.
 
 use std::fs;
 use std::io::Write;
@@ -321,6 +322,45 @@ impl Machine {
             std::thread::sleep(Duration::from_millis(200));
         }
         started.elapsed()
+    }
+
+    /// Run a command inside the running container, as root with its mount, pid,
+    /// network, UTS and IPC namespaces and its root (`nsenter` into its init: the
+    /// machine is not registered with machined, so no `machinectl shell`): its
+    /// `systemctl` talks to the container's systemd. None while it is not running.
+    pub fn exec(&mut self, args: &[&str]) -> Option<std::process::Output> {
+        let pid = self.init_pid()?;
+        Command::new(require("nsenter"))
+            .args(["--target", &pid.to_string(), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd"])
+            .arg("--")
+            .args(args)
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    /// The container's PID 1 as the host sees it: the descendant of nspawn whose
+    /// `NSpid` ends in 1.
+    fn init_pid(&mut self) -> Option<u32> {
+        if !self.running() {
+            return None;
+        }
+        let mut todo = vec![self.child.as_ref()?.id()];
+        while let Some(pid) = todo.pop() {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("");
+            let ids: Vec<&str> = nspid.split_whitespace().collect();
+            if ids.len() > 1 && ids.last() == Some(&"1") {
+                return Some(pid);
+            }
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+            for t in tasks.flatten() {
+                let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                todo.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+            }
+        }
+        None
     }
 
     /// What nspawn printed during the last boot.

@@ -6,10 +6,15 @@ use super::cx::{PhaseCx, StepError, StepResult};
 use crate::fs::write_atomic;
 use crate::node::Node;
 use crate::plan::JoinPlan;
+use crate::undo;
 
 pub const NAME: &str = "control-plane-off";
 
 pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
+    // kubelite's wrapper writes `--start-control-plane=false` into args/kubelite
+    // once it starts under clustered.lock (1.30 microk8s-resources/wrappers/
+    // run-kubelite-with-args L11-26): a consequence of our lock, kept for `leave`.
+    undo::keep(cx.node(), "args/kubelite")?;
     for lock in create_locks(cx.node(), plan)? {
         cx.log(NAME, &format!("created var/lock/{lock}"));
     }
@@ -33,7 +38,10 @@ pub fn missing_locks<'p>(node: &Node, plan: &'p JoinPlan) -> Vec<&'p str> {
 pub fn create_locks<'p>(node: &Node, plan: &'p JoinPlan) -> std::io::Result<Vec<&'p str>> {
     let missing = missing_locks(node, plan);
     for lock in &missing {
-        write_atomic(&node.snap_data(&format!("var/lock/{lock}")), b"", 0o600)?;
+        let rel = format!("var/lock/{lock}");
+        // The lock's absence is journalled first, for `leave`.
+        undo::keep(node, &rel)?;
+        write_atomic(&node.snap_data(&rel), b"", 0o600)?;
     }
     Ok(missing)
 }

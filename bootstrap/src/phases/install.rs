@@ -8,6 +8,7 @@ use crate::fs::write_atomic;
 use crate::node::Node;
 use crate::plan::JoinPlan;
 use crate::text::merge_args;
+use crate::undo;
 
 pub const NAME: &str = "install";
 
@@ -21,7 +22,8 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
             // Cleaned up after an earlier install; preflight checked the target.
             Err(_) => continue,
         };
-        keep_original(&target, &f.target, &data)?;
+        undo::keep(&node, &f.target)?;
+        keep_original(&node, &f.target)?;
         if write_atomic(&target, &data, f.mode)? {
             changed += 1;
         }
@@ -39,27 +41,25 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
 /// 1.24-1.27 scripts/wrappers/join.py): `microk8s leave` on a node it takes for a
 /// worker restores them from there (1.27 scripts/wrappers/leave.py L35-64), and
 /// without them it stops half-way with the node's own CA and args already reset
-/// (G3). A backup already there is never replaced: it is the node's original; and
-/// a file that is already ours (a rerun after a kill) is not the hook's.
-fn keep_original(target: &std::path::Path, rel: &str, ours: &[u8]) -> std::io::Result<()> {
+/// (G3). The content is the undo journal's record, taken before the join's first
+/// write: after a killed run the file in place may already be ours, and ours is
+/// not the node's original. A backup already there is never replaced.
+fn keep_original(node: &Node, rel: &str) -> std::io::Result<()> {
     if !matches!(rel, "credentials/kubelet.config" | "credentials/proxy.config") {
         return Ok(());
     }
-    let backup =
-        target.with_file_name(format!("{}.backup", target.file_name().and_then(|n| n.to_str()).unwrap_or_default()));
+    let backup_rel = format!("{rel}.backup");
+    let backup = node.snap_data(&backup_rel);
     if backup.exists() {
         return Ok(());
     }
-    match fs::read(target) {
-        Ok(original) if original == ours => Ok(()),
-        Ok(original) => {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(target).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
+    match undo::original(node, rel)? {
+        Some(undo::Original::Present(original, mode)) => {
+            undo::keep(node, &backup_rel)?;
             write_atomic(&backup, &original, mode).map(|_| ())
         }
-        // Nothing to keep: not written by an install hook (yet).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        // Nothing to keep: no install hook wrote it.
+        _ => Ok(()),
     }
 }
 
@@ -71,6 +71,7 @@ pub fn apply_args(node: &Node, plan: &JoinPlan) -> std::io::Result<usize> {
         let p = node.snap_data(file);
         let existing = fs::read_to_string(&p).unwrap_or_default();
         if let Some(text) = merge_args(&existing, args) {
+            undo::keep(node, file)?;
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&p).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o660);
             write_atomic(&p, text.as_bytes(), mode)?;

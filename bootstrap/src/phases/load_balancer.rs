@@ -14,6 +14,7 @@ use crate::node::Node;
 use crate::phases::retry::retry;
 use crate::plan::{Credential, JoinPlan, LoadBalancerSpec};
 use crate::retry::Failure;
+use crate::undo;
 
 pub const NAME: &str = "load-balancer";
 
@@ -78,8 +79,11 @@ fn start(cx: &mut dyn PhaseCx, plan: &JoinPlan, unit: &str) -> StepResult {
             // and `inspect` read the lock to tell a worker (1.30
             // scripts/wrappers/common/cluster/utils.py `is_node_dqlite_worker`).
             install::run(cx, plan)?;
+            // What the proxy's wrapper renders from our template, kept for `leave`.
+            undo::keep(&node, "args/traefik/traefik.yaml")?;
             let lock = node.snap_data("var/lock/no-apiserver-proxy");
             if lock.exists() {
+                undo::keep(&node, "var/lock/no-apiserver-proxy")?;
                 fs::remove_file(&lock)?;
                 cx.log(NAME, "removed var/lock/no-apiserver-proxy");
             }

@@ -14,6 +14,7 @@ mod common;
 
 mod balance;
 mod launch_config;
+mod leave;
 mod maintain;
 mod native_join;
 mod node_model;

@@ -50,6 +50,8 @@ struct World {
     token: String,
     /// The user-data of another worker of the facts, [`OTHER`].
     other_user_data: String,
+    /// The machine before the user-data ([`common::tree`]).
+    image: common::Tree,
     tmp: tempfile::TempDir,
 }
 
@@ -116,15 +118,19 @@ fn world_with(
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let other = render::render_node(&facts, &secrets, facts.worker(OTHER).unwrap(), &Delivery::Preinstalled).unwrap();
     let other_user_data = mk8s_gen::output::cloud_config::cloud_config(&other);
-    common::boot(&root, &out);
+    for d in common::IMAGE_DIRS {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
     let mut config = ModelConfig::new(channel, port);
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
     let model = Model::new(&tmp.path().join("model"), &root, config);
+    let image = common::tree(&root);
+    common::boot(&root, &out);
     let p = root.join(PLAN_PATH.trim_start_matches('/'));
     let plan = JoinPlan::from_json(&fs::read_to_string(&p).unwrap()).unwrap();
     let Credential::JoinToken { token } = plan.credentials.kubelet.clone() else { panic!("a join token") };
-    let w = World { channel: channel.into(), model, cps, ca, root, bundle, token, other_user_data, tmp };
+    let w = World { channel: channel.into(), model, cps, ca, root, bundle, token, other_user_data, image, tmp };
     w.shorten_plan();
     for cp in &w.cps {
         let o = w.register(cp);
@@ -261,6 +267,17 @@ fn zero_touch(channel: &str, cp_ip: &str, node_ip: &str) {
     let (code, log) = w.run();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("already joined"), "{log}");
+
+    // Retired: `leave --purge` leaves the image, and the name the user-data gave
+    // the machine; never through `microk8s leave`.
+    w.model.clear_calls();
+    let (code, out, err) = common::run_leave(&w.root, &w.model, &["--purge"]);
+    assert_eq!(code, 0, "{out}\n{err}\n{}", w.story());
+    assert!(w.model.calls().iter().all(|c| !c.starts_with("microk8s")), "{:?}", w.model.calls());
+    let diff = common::tree_diff(&w.image, &common::tree(&w.root));
+    assert!(diff.len() == 1 && diff[0].starts_with("extra etc/hostname "), "{}", diff.join("\n"));
+    assert_eq!(w.model.running_units(), Vec::<String>::new(), "{}", w.story());
+    assert_eq!(w.model.enabled_units(), Vec::<String>::new(), "{}", w.story());
 }
 
 fn rustls_pemfile_der(pem: &str) -> Vec<u8> {

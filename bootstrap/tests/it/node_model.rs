@@ -81,6 +81,10 @@ pub(crate) struct World {
     pub(crate) root: PathBuf,
     pub(crate) port: u16,
     pub(crate) lb: Lb,
+    /// The machine before the user-data: the image (the balancer's program when
+    /// the image has it, the directories a system with snapd has) as
+    /// [`common::tree`] sees it.
+    pub(crate) image: common::Tree,
     _tmp: tempfile::TempDir,
 }
 
@@ -121,7 +125,10 @@ pub(crate) fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v
         }
     }
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
-    common::boot(&root, &out);
+    // The image: what a system with snapd has, and the balancer's program.
+    for d in common::IMAGE_DIRS {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
@@ -130,7 +137,9 @@ pub(crate) fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
     let model = Model::new(&tmp.path().join("model"), &root, config);
-    let w = World { model, sim, root, port, lb, _tmp: tmp };
+    let image = common::tree(&root);
+    common::boot(&root, &out);
+    let w = World { model, sim, root, port, lb, image, _tmp: tmp };
     // Short deadlines and retries for tests.
     common::edit_plan(&w.root, |plan| {
         plan.timing.ready_deadline_secs = 20;
@@ -161,7 +170,7 @@ impl World {
 
     /// 1.27+: the cluster-agent applied the launch configuration the install hook
     /// used (ours, `/etc/microk8s.yaml`) and does not retry anything.
-    fn assert_launcher_settles(&self) {
+    pub(crate) fn assert_launcher_settles(&self) {
         assert_eq!(self.model.state()["launchConfig"], "/etc/microk8s.yaml", "{}", self.story());
         // The launcher ticks every 500 ms; a loaded 2-core machine (CI runs the
         // suites in parallel) has missed 5 s.

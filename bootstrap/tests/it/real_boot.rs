@@ -579,7 +579,7 @@ fn v1_34_x509_haproxy_multipart() {
 
 /// The static agent travels in user-data (embedded, gzipped) or is fetched at
 /// boot: its size is a budget. 2.5 MiB, with the join, the balancer and
-/// `maintain` (2.09 MiB with `maintain`, 2.04 MiB before it).
+/// `maintain` and `leave` (2.09 MiB with `maintain`, 2.04 MiB before it).
 const AGENT_BUDGET: usize = 5 * 1024 * 1024 / 2;
 
 #[test]
@@ -587,4 +587,73 @@ fn the_static_agent_stays_under_its_size_budget() {
     let bin = musl_bootstrap();
     assert!(bin.len() < AGENT_BUDGET, "the static mk8s-bootstrap is {} bytes, over {AGENT_BUDGET}", bin.len());
     assert!(bin.starts_with(b"\x7fELF"));
+}
+
+impl Node {
+    /// A command inside the running container (its systemd, its root).
+    fn exec(&mut self, args: &[&str]) -> std::process::Output {
+        match self.machine.exec(args) {
+            Some(o) => o,
+            None => panic!("{}: cannot run {args:?}: the container is not running\n{}", self.name, self.story()),
+        }
+    }
+
+    /// Under the container's systemd: none of our units and no unit of the snap
+    /// is enabled, active or even there, nothing listens on the apiserver port.
+    fn assert_left(&mut self, what: &str) {
+        for unit in ["mk8s-bootstrap.service", "mk8s-balance.service", "snap.microk8s.daemon-kubelite.service"] {
+            let o = self.exec(&["systemctl", "is-enabled", unit]);
+            let said = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert!(!o.status.success(), "{what}: {unit} is {said}\n{}", self.story());
+            let o = self.exec(&["systemctl", "is-active", unit]);
+            assert!(!o.status.success(), "{what}: {unit} is active\n{}", self.story());
+        }
+        // No unit file left: ours removed, the snap's removed by `snap disable`
+        // (an inactive unit is garbage-collected, so list-units would not tell).
+        let o = self.exec(&["systemctl", "list-unit-files", "--no-legend", "snap.microk8s.*", "mk8s-*"]);
+        let files = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(files.trim().is_empty(), "{what}: unit files left:\n{files}\n{}", self.story());
+        let lb: std::net::SocketAddr = format!("127.0.0.1:{PORT}").parse().unwrap();
+        let open = self.netns.run(move || std::net::TcpStream::connect_timeout(&lb, Duration::from_secs(1)).is_ok());
+        assert!(!open, "{what}: something listens on {lb}\n{}", self.story());
+    }
+}
+
+/// `mk8s-bootstrap leave` on a booted worker, under the real systemd: our units
+/// stopped, disabled and removed, MicroK8s's stopped and disabled and the snap
+/// disabled (the model's snapd, which writes and removes real units); after a
+/// reboot nothing of the worker starts again.
+#[test]
+fn v1_30_x509_default_balancer_leaves() {
+    let mut n = node("worker-150", "1.30/stable", Lb::Default, "127.0.0.16");
+    let t = n.boot_to_stamp();
+    eprintln!("{}: first boot to the completion stamp in {:.1}s", n.name, t.as_secs_f64());
+    n.wait_heartbeat(SystemTime::now() - Duration::from_secs(1), "after the first boot");
+    n.assert_worker("after the first boot");
+    let o = n.exec(&["/usr/local/bin/mk8s-bootstrap", "leave"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "leave: {out}\n{err}\n{}", n.story());
+    assert!(out.contains("stopped, disabled and removed mk8s-balance.service"), "{out}");
+    n.assert_left("after leave");
+    for gone in ["/etc/mk8s-worker", "/var/lib/mk8s-worker", "/etc/systemd/system/mk8s-balance.service"] {
+        assert!(!n.machine.path(gone).exists(), "{gone} is still there");
+    }
+    // An embedded agent cannot be told from a baked one on the node: it stays.
+    assert!(n.machine.path("/usr/local/bin/mk8s-bootstrap").exists());
+    let o = n.exec(&["/usr/local/bin/mk8s-bootstrap", "leave"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to undo"), "{o:?}");
+
+    n.power_off();
+    let rebooted = SystemTime::now();
+    n.machine.boot();
+    // The boot is over when cloud-init's final stage is (it runs at every boot).
+    let finished = n.machine.path("/var/lib/cloud/data/result.json");
+    let end = Instant::now() + Duration::from_secs(90);
+    while fs::metadata(&finished).and_then(|m| m.modified()).map_or(true, |t| t < rebooted) {
+        assert!(Instant::now() < end, "the second boot did not finish\n{}", n.story());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    n.assert_left("after a reboot");
+    assert!(!n.machine.path("/var/lib/mk8s-worker").exists(), "the join ran again at boot");
+    n.power_off();
 }

@@ -221,3 +221,20 @@ fn under_rbac_without_the_binding_the_renewal_stays_pending() {
     let current = store_cert(&w.root, STORE).expect("the store holds the first certificate");
     assert_eq!(current.tbs, issued.tbs, "the kubelet keeps the certificate it has");
 }
+
+/// Retired after a rotation: `leave` (MicroK8s kept) removes the store the real
+/// kubelet filled because our `--cert-dir` sent it there (a rotated key is a
+/// credential), and nothing of the worker runs.
+#[test]
+fn leave_removes_the_rotated_store() {
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &Setup::default());
+    joined(&w, "AlwaysAllow");
+    let issued = issued_cert(&w.root);
+    wait_rotated(&w, STORE, &issued, "AlwaysAllow");
+    let (code, out, err) = common::run_leave(&w.root, &w.model, &[]);
+    assert_eq!(code, 0, "{out}\n{err}\n{}", w.story());
+    assert!(out.contains("the kubelet's rotated client certificates"), "{out}");
+    assert!(!w.root.join(STORE).exists(), "the rotated store is still there");
+    assert_eq!(w.model.running_units(), Vec::<String>::new(), "{}", w.story());
+    assert_eq!(w.model.enabled_units(), Vec::<String>::new(), "{}", w.story());
+}

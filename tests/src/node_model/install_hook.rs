@@ -23,6 +23,9 @@ impl Ctx {
         // (1.22:snap/hooks/install:L40; 1.30:US:L1090).
         let hostname = self.s("hostname").to_lowercase();
         self.link_revision(self.revision());
+        // snapd makes the common data directory before the hook runs
+        // (snapd overlord/snapstate/backend/copydata.go `CopySnapData`).
+        fs::create_dir_all(self.root.join(SNAP_COMMON)).unwrap();
         for d in ["args", "certs", "credentials", "var/lock", "var/kubernetes/backend"] {
             fs::create_dir_all(self.snap_data(d)).unwrap();
         }
@@ -36,6 +39,9 @@ impl Ctx {
         if self.row.launch_config {
             self.lay_out_launch_config();
         }
+        if self.minor >= 25 {
+            self.copy_default_hooks();
+        }
         self.event(&format!("installed microk8s {} ({:?})", self.s("channel"), range));
         if self.systemd() {
             self.write_snap_units();
@@ -43,6 +49,33 @@ impl Ctx {
         // snapd starts every service of the snap after the install hook.
         for unit in self.snap_units() {
             self.start(&unit);
+        }
+    }
+
+    /// `cp -r --preserve=mode ${SNAP}/default-hooks ${SNAP_COMMON}/hooks` (1.25
+    /// snap/hooks/install L97, 1.30 L109): the files of
+    /// `microk8s-resources/default-hooks/` (1.25-1.28; 1.29+ has
+    /// `reconcile.d/10-pods-restart` instead of the two `10-cni-restart*`), their
+    /// content a stand-in (the model runs no lifecycle hook). `cp -r` into a `hooks/`
+    /// that exists copies the tree *into* it, as `hooks/default-hooks/`.
+    fn copy_default_hooks(&self) {
+        let common = self.root.join(SNAP_COMMON);
+        let hooks = common.join("hooks");
+        let dest = if hooks.exists() { hooks.join("default-hooks") } else { hooks };
+        let reconcile: &[&str] = if self.minor >= 29 {
+            &["reconcile.d/10-pods-restart"]
+        } else {
+            &["reconcile.d/10-cni-restart", "reconcile.d/10-cni-restart-cilium"]
+        };
+        let files = ["post-refresh.d/30-helm", "reconcile.d/90-calico-apply", "remove.d/10-cni-link"]
+            .into_iter()
+            .chain(["remove.d/10-cni-link-cilium", "remove.d/20-cni-netns", "remove.d/90-containers"])
+            .chain(reconcile.iter().copied());
+        for f in files {
+            let p = dest.join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, format!("#!/bin/bash\n# MicroK8s's default hook {f} (a stand-in)\n")).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
 

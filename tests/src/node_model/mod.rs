@@ -54,6 +54,7 @@ mod install_hook;
 mod join_py;
 mod launcher;
 mod revisions;
+mod snap_lifecycle;
 mod snapd;
 mod state;
 mod systemd;
@@ -296,6 +297,37 @@ impl Model {
 
     pub fn running(&self, unit: &str) -> bool {
         self.ctx().running(unit).is_some()
+    }
+
+    /// Every unit with a live process, the snap's and ours.
+    pub fn running_units(&self) -> Vec<String> {
+        let ctx = self.ctx();
+        let mut units: Vec<String> = ctx.pid_units().into_iter().filter(|u| ctx.running(u).is_some()).collect();
+        units.sort();
+        units
+    }
+
+    /// Every unit systemd would start at boot: the snap's that are enabled (none
+    /// while the snap is disabled or removed) and ours that are enabled.
+    pub fn enabled_units(&self) -> Vec<String> {
+        let ctx = self.ctx();
+        let mut units: Vec<String> = Vec::new();
+        if ctx.installed() {
+            units.extend(ctx.snap_units().into_iter().filter(|u| ctx.known(u) && ctx.enabled(u)));
+        }
+        if let Ok(d) = fs::read_dir(self.dir.join("enabled")) {
+            units.extend(d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()));
+        }
+        units.sort();
+        units
+    }
+
+    /// `snap ARGS` on this node, as the bootstrap would run it: (ok, output).
+    pub fn snap_cmd(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(&self.snap).args(args).stdin(Stdio::null()).output().expect("the model's snap runs");
+        let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
     }
 
     /// The model's state file (channel, ports, which launch configuration, ...).

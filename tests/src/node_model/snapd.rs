@@ -10,12 +10,17 @@ use super::SNAP_DATA;
 impl Ctx {
     pub(super) fn snap(&mut self, args: &[String]) -> i32 {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Some(code) = self.lifecycle(&a) {
+            return code;
+        }
         match a.as_slice() {
             ["list", ..] => {
                 if self.installed() {
+                    // Notes: "disabled" before "classic" (snapd cmd/snapd/cli/notes.go `String`).
+                    let notes = if self.snap_disabled() { "disabled,classic" } else { "classic" };
                     println!("Name      Version  Rev   Tracking       Publisher   Notes");
                     println!(
-                        "microk8s  v1.{}.0  {}  {}  canonical✓  classic",
+                        "microk8s  v1.{}.0  {}  {}  canonical✓  {notes}",
                         self.minor,
                         self.revision(),
                         self.s("channel")
@@ -147,6 +152,11 @@ impl Ctx {
     /// (1.25:configure:L642; 1.26:L648; 1.27:L675; 1.28:L538; 1.30:L552; 1.34:L568),
     /// which starts it even when disabled. Our own units are not the snap's: untouched.
     pub(super) fn refresh(&mut self) {
+        if self.snap_disabled() {
+            // snapd skips disabled snaps in (auto-)refreshes (storehelpers.go, above).
+            self.event("snap refresh microk8s: skipped, the snap is disabled");
+            return;
+        }
         self.event("snap refresh microk8s");
         let units = self.snap_units();
         for u in &units {
@@ -176,7 +186,7 @@ impl Ctx {
         for u in self.pid_units() {
             self.kill(&u);
         }
-        let mut units = if self.installed() { self.snap_units() } else { Vec::new() };
+        let mut units = if self.installed() && !self.snap_disabled() { self.snap_units() } else { Vec::new() };
         if let Ok(d) = fs::read_dir(self.dir.join("enabled")) {
             units.extend(d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()));
         }

@@ -42,7 +42,8 @@ impl Ctx {
 
     pub(super) fn known(&self, unit: &str) -> bool {
         if unit.starts_with(SNAP_PREFIX) {
-            self.installed() && self.snap_units().iter().any(|u| u == unit)
+            // A disabled snap's units are gone (unlink-snap removes them).
+            self.installed() && !self.snap_disabled() && self.snap_units().iter().any(|u| u == unit)
         } else {
             self.own_unit_file(unit).exists()
         }
@@ -83,7 +84,7 @@ impl Ctx {
         }
     }
 
-    fn set_enabled(&self, unit: &str, on: bool) {
+    pub(super) fn set_enabled(&self, unit: &str, on: bool) {
         if self.systemd() {
             systemctl_quiet(&[if on { "enable" } else { "disable" }, "--quiet", unit]);
             return;

@@ -162,3 +162,48 @@ fn a_1_20_node_has_separate_daemons_and_token_credentials() {
     until("kubelet.crt written", &m, || sd(&m, "certs/kubelet.crt").exists());
     assert!(m.calls()[0].starts_with("snap install microk8s --classic --channel 1.20/stable"));
 }
+
+/// snapd's `snap stop --disable`, `disable`, `enable` and `remove [--purge]`
+/// (`tests/src/node_model/snap_lifecycle.rs` cites each): a disabled snap has no
+/// service units and is not refreshed; `enable` keeps the services that were
+/// disabled disabled; `remove` takes `/var/snap/microk8s` whole and keeps a
+/// snapshot unless `--purge`.
+#[test]
+fn snapd_disables_and_removes_microk8s_as_snapd_does() {
+    let tmp = Tmp::new();
+    let m = model(tmp.path(), "1.30/stable", "127.0.0.129");
+    install(&m);
+    let kubelite = "snap.microk8s.daemon-kubelite.service";
+    until("kubelite runs after the install", &m, || m.running(kubelite));
+    assert_eq!(run(&m.snap, &["stop", "--disable", "microk8s"]).0, 0);
+    assert_eq!(m.running_units(), Vec::<String>::new());
+    assert_eq!(m.enabled_units(), Vec::<String>::new());
+    assert_eq!(run(&m.snap, &["disable", "microk8s"]).0, 0);
+    assert!(m.snap_cmd(&["list", "microk8s"]).1.contains("disabled,classic"));
+    let (code, err) = run(&m.systemctl, &["start", kubelite]);
+    assert_eq!(code, 5, "a disabled snap's units are gone: {err}");
+    let (code, err) = run(&m.snap, &["refresh", "microk8s"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("refreshing disabled snap \"microk8s\" not supported"), "{err}");
+    m.refresh();
+    m.reboot();
+    assert_eq!(m.running_units(), Vec::<String>::new(), "{}", m.events().join("\n"));
+    // Enabled again: the services disabled before `snap disable` stay disabled.
+    assert_eq!(run(&m.snap, &["enable", "microk8s"]).0, 0);
+    assert_eq!(m.running_units(), Vec::<String>::new());
+    assert_eq!(run(&m.systemctl, &["enable", "--now", kubelite]).0, 0);
+    until("kubelite runs once enabled", &m, || m.running(kubelite));
+    // remove without --purge: data gone, a snapshot kept.
+    assert_eq!(run(&m.snap, &["remove", "microk8s"]).0, 0);
+    assert!(!m.root.join("var/snap/microk8s").exists());
+    let snapshots: Vec<_> = fs::read_dir(m.root.join("var/lib/snapd/snapshots")).unwrap().collect();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(m.running_units(), Vec::<String>::new());
+    let (code, err) = run(&m.snap, &["remove", "--purge", "microk8s"]);
+    assert_eq!((code, err.trim()), (0, "snap \"microk8s\" is not installed"));
+    // remove --purge: no snapshot.
+    install(&m);
+    assert_eq!(run(&m.snap, &["remove", "--purge", "microk8s"]).0, 0);
+    assert!(!m.root.join("var/snap/microk8s").exists());
+    assert_eq!(fs::read_dir(m.root.join("var/lib/snapd/snapshots")).unwrap().count(), 1);
+}

@@ -10,6 +10,55 @@ use base64::Engine as _;
 use mk8s_bootstrap::plan::{JoinPlan, PLAN_PATH};
 use mk8s_testkit::node_model::{write_script, Model};
 
+/// Directories every image with systemd and snapd has (`/var/snap` is snapd's),
+/// made before a test node boots, so a tree compared with the image's does not
+/// count them as the worker's.
+pub const IMAGE_DIRS: &[&str] = &["etc/systemd/system", "run", "usr/local/bin", "var/lib", "var/snap"];
+
+/// A node's file tree: path under the root -> what is there (`dir MODE`,
+/// `file MODE SHA256`, `link TARGET`).
+pub type Tree = std::collections::BTreeMap<String, String>;
+
+/// Every directory, file and symlink under `root`, with modes and content hashes.
+pub fn tree(root: &Path) -> Tree {
+    use sha2::Digest as _;
+    let mut out = Tree::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let what = if meta.file_type().is_symlink() {
+                format!("link {}", fs::read_link(&p).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(p.clone());
+                format!("dir {mode:o}")
+            } else {
+                format!("file {mode:o} {}", hex::encode(sha2::Sha256::digest(fs::read(&p).unwrap())))
+            };
+            out.insert(rel, what);
+        }
+    }
+    out
+}
+
+/// What differs between two trees, one line per path (empty: the same).
+pub fn tree_diff(want: &Tree, got: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, w) in want {
+        match got.get(p) {
+            None => out.push(format!("missing {p} ({w})")),
+            Some(g) if g != w => out.push(format!("changed {p}: want {w}, got {g}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(got.iter().filter(|(p, _)| !want.contains_key(*p)).map(|(p, g)| format!("extra {p} ({g})")));
+    out
+}
+
 /// The bootstrap under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_mk8s-bootstrap");
 
@@ -78,6 +127,24 @@ pub fn run_bootstrap(root: &Path, model: &Model, microk8s: Option<&Path>) -> (i3
     }
     let out = c.arg("--curl").arg("/bin/false").output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// `mk8s-bootstrap leave EXTRA...` on the node rooted at `root`, with the model's
+/// `snap` and `systemctl`: (exit code, stdout, stderr).
+pub fn run_leave(root: &Path, model: &Model, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("leave")
+        .arg("--root")
+        .arg(root)
+        .arg("--systemctl")
+        .arg(&model.systemctl)
+        .arg("--snap")
+        .arg(&model.snap)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// The plan on the node rooted at `root`, changed by `f` (shorter timings for
