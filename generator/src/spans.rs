@@ -72,9 +72,10 @@ impl SpanMap {
     }
 }
 
-/// A block mapping has no token of its own: it starts at its first key.
+/// A block mapping has no token of its own: it starts at its first key (or at an
+/// anchor or tag on the line before it).
 fn is_block_map(n: &Node) -> bool {
-    matches!(&n.kind, Kind::Map(entries) if entries.first().is_some_and(|e| e.key_pos == n.pos))
+    matches!(&n.kind, Kind::Map(entries) if entries.first().is_some_and(|e| e.key_pos == n.pos || e.key_pos.line != n.pos.line))
 }
 
 enum Seg {
@@ -147,6 +148,18 @@ mod tests {
         assert_eq!(m.value("$.cluster.control-plane[0].labels"), Some(Pos { line: 4, col: 7 }));
         assert_eq!(m.value("$.nothing"), Some(Pos { line: 1, col: 1 }));
         assert_eq!(m.value("$.cluster.control-plane[5].name"), Some(Pos { line: 4, col: 5 }));
+    }
+
+    /// Where yaml-rust2's marks (the second parser this map was built from before)
+    /// put the caret a token off: an empty value at the next line's key, a block
+    /// mapping after the colon of its first key.
+    #[test]
+    fn carets_land_on_the_token_not_next_to_it() {
+        let m = SpanMap::build("cluster:\n  name: c\nworkers:\n  - name:\n    address: 10.0.0.1\n");
+        assert_eq!(m.value("$.workers[0].name"), Some(Pos { line: 4, col: 5 }), "the empty value's key");
+        assert_eq!(m.value("$.workers[0].labels"), Some(Pos { line: 4, col: 5 }), "the item's first key");
+        assert_eq!(m.value("$.cluster.ca"), Some(Pos { line: 1, col: 1 }), "the key of the mapping");
+        assert_eq!(m.value("$"), Some(Pos { line: 1, col: 1 }));
     }
 
     #[test]

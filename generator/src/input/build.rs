@@ -139,6 +139,11 @@ impl Builder {
             Body::Seq(items) => items.push(node),
             Body::Map { entries, key, index } => match key.take() {
                 Some((k, key_pos)) => {
+                    // An empty value has no token: point at its key.
+                    let mut node = node;
+                    if matches!(&node.kind, Kind::Scalar(s) if s.plain && s.text.is_empty()) {
+                        node.pos = key_pos;
+                    }
                     if entries.len() >= INDEX_FROM {
                         if entries.len() == INDEX_FROM {
                             index.extend(entries.iter().enumerate().map(|(i, e)| (e.key.clone(), i)));

@@ -141,3 +141,137 @@ pub fn from_str_all<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>
 pub fn null() -> Node {
     Node { pos: Pos { line: 1, col: 1 }, kind: Kind::Scalar(Scalar { text: String::new(), plain: true }) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct T {
+        name: String,
+        #[serde(default)]
+        n: Option<i64>,
+        #[serde(default)]
+        list: Vec<String>,
+        #[serde(default)]
+        on: Option<bool>,
+    }
+
+    fn refused(text: &str) -> SyntaxError {
+        parse(text).expect_err("must be refused")
+    }
+
+    #[test]
+    fn strings_stay_as_written_and_numbers_resolve_by_the_core_schema() {
+        let t: T = from_str("name: 0644\nn: 0x10\nlist: [on, 1e3, ~, '7']\non: true\n").unwrap();
+        assert_eq!(
+            t,
+            T {
+                name: "0644".into(),
+                n: Some(16),
+                list: vec!["on".into(), "1e3".into(), "~".into(), "7".into()],
+                on: Some(true)
+            }
+        );
+        let empty: T = from_str("name: x\nn:\nlist:\n").unwrap();
+        assert_eq!((empty.n, empty.list.len()), (None, 0));
+        for (n, why) in [
+            ("'24'", "invalid type: string \"24\""),
+            ("1.5", "invalid type: floating point"),
+            ("1e3", "floating point"),
+            ("yes", "string \"yes\""),
+        ] {
+            let e = from_str::<T>(&format!("name: x\nn: {n}\n")).unwrap_err().to_string();
+            assert!(e.contains(why), "{n}: {e}");
+        }
+        assert!(from_str::<T>("name: x\nn: 99999999999999999999\n").is_err());
+        assert!(from_str::<T>("name: x\ncolour: red\n").unwrap_err().to_string().starts_with("unknown field `colour`"));
+    }
+
+    #[test]
+    fn every_node_has_its_position() {
+        let n = parse("a:\n  - x\n  - { b: 'y', c: }\n").unwrap().unwrap();
+        let Kind::Map(top) = &n.kind else { panic!() };
+        assert_eq!((top[0].key_pos, n.pos), (Pos { line: 1, col: 1 }, Pos { line: 1, col: 1 }));
+        let items = top[0].value.items().unwrap();
+        assert_eq!(top[0].value.pos, Pos { line: 2, col: 3 });
+        assert_eq!(items[0].pos, Pos { line: 2, col: 5 });
+        assert_eq!(items[1].pos, Pos { line: 3, col: 5 });
+        let Kind::Map(inner) = &items[1].kind else { panic!() };
+        assert_eq!((inner[0].key_pos, inner[0].value.pos), (Pos { line: 3, col: 7 }, Pos { line: 3, col: 10 }));
+        // An empty value has no token of its own: it sits at its key.
+        assert_eq!((inner[1].key_pos, inner[1].value.pos), (Pos { line: 3, col: 15 }, Pos { line: 3, col: 15 }));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_the_second() {
+        let e = refused("a: 1\nb: 2\na: 3\n");
+        assert_eq!(e.pos, Pos { line: 3, col: 1 });
+        assert!(e.message.contains("duplicate key `a` (first at line 1 column 1)"), "{}", e.message);
+        // Large mappings look keys up in an index: the same answer.
+        let mut big: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        big.push_str("k33: again\n");
+        assert_eq!(refused(&big).pos, Pos { line: 41, col: 1 });
+        assert!(refused("{ x: 1, \"x\": 2 }").message.contains("duplicate key `x`"));
+    }
+
+    #[test]
+    fn merge_keys_complex_keys_and_foreign_tags_are_refused() {
+        assert!(refused("d: &d { a: 1 }\ne:\n  <<: *d\n").message.contains("merge keys"));
+        assert_eq!(refused("d: &d { a: 1 }\ne:\n  <<: *d\n").pos, Pos { line: 3, col: 3 });
+        assert!(parse("\"<<\": 1\n").is_ok(), "a quoted << is an ordinary key");
+        assert!(refused("? [a]\n: 1\n").message.contains("mapping key must be"));
+        assert!(refused("a: !custom x\n").message.contains("tag `!custom`"));
+        assert!(refused("a: !!binary eA==\n").message.contains("tag `!!binary`"));
+        let t: T = from_str("name: !!str 7\nn: !!int 7\n").unwrap();
+        assert_eq!((t.name.as_str(), t.n), ("7", Some(7)));
+    }
+
+    #[test]
+    fn aliases_are_copies_at_the_alias() {
+        let text = "name: &n w1\nlist: [&x a, *x, *n]\n";
+        let t: T = from_str(text).unwrap();
+        assert_eq!(t.list, ["a", "a", "w1"]);
+        let n = parse(text).unwrap().unwrap();
+        assert_eq!(n.get("list").unwrap().items().unwrap()[2].pos, Pos { line: 2, col: 18 });
+    }
+
+    #[test]
+    fn hostile_documents_are_refused_without_a_hang() {
+        // Billion laughs: 10^9 values from nine lines.
+        let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for (p, c) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            laughs.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{p}"); 10].join(", ")));
+        }
+        let start = std::time::Instant::now();
+        assert!(refused(&laughs).message.contains("aliases expand this document"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // Nesting: block and flow.
+        let block: String = (0..200).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+        assert!(refused(&block).message.contains(&format!("nested more than {MAX_DEPTH} levels")));
+        let flow = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&flow).is_err());
+        let flow_maps = format!("a: {}{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        assert!(parse(&flow_maps).is_err());
+        // Size.
+        let huge = format!("a: {}\n", "x".repeat(MAX_INPUT_BYTES));
+        assert!(refused(&huge).message.contains("at most 64 MiB"));
+        // An alias into the collection it is part of.
+        assert!(parse("a: &a [*a]\n").is_err());
+    }
+
+    #[test]
+    fn documents_and_syntax_errors() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("# only a comment\n").unwrap(), None);
+        assert!(parse("---\n").unwrap().unwrap().is_null());
+        let e = refused("a: 1\n---\nb: 2\n");
+        assert!(e.message.contains("more than one YAML document"));
+        assert_eq!(parse_all("a: 1\n---\nb: 2\n").unwrap().len(), 2);
+        let e = refused("a: [1, 2\nb: 3\n");
+        assert!(e.message.starts_with("not valid YAML: "), "{}", e.message);
+        assert!(e.pos.line >= 1);
+    }
+}
