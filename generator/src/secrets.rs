@@ -309,4 +309,23 @@ mod tests {
         let r = Secrets::parse("token-seed: [c2VjcmV0]\nextra: 1\n").unwrap_err();
         assert!(!format!("{r:?}").contains("c2VjcmV0"));
     }
+
+    #[test]
+    fn secrets_problems_are_located_without_their_values() {
+        let head = "api-version: mk8s-worker/v1\nkind: Secrets\ntoken-seed: c2VjcmV0LXNlY3JldC1zZWNyZXQ=\n";
+        for (tail, what, at) in [
+            ("token-sed: c2VjcmV0\n", "it has an unknown key", (4, 1)),
+            ("token-seed: c2VjcmV0\n", "it is not valid YAML", (4, 1)),
+            ("ca-key: [c2VjcmV0]\n", "it is not a secrets file", (4, 9)),
+        ] {
+            let r = Secrets::parse(&format!("{head}{tail}")).unwrap_err();
+            let p = &r.problems[0];
+            assert_eq!(
+                (p.message.as_str(), p.line, p.column),
+                (format!("cannot read the secrets file: {what}").as_str(), Some(at.0), Some(at.1)),
+                "{tail}"
+            );
+            assert!(!format!("{r:?}").contains("c2Vj"), "{tail}");
+        }
+    }
 }
