@@ -66,6 +66,7 @@ impl Builder {
             Event::Scalar(text, style, anchor, tag) => {
                 self.nodes += 1;
                 let plain = style == ScalarStyle::Plain && scalar_tag(tag.as_deref(), pos)?;
+                let pos = if anchor != 0 || tag.is_some() { scalar_text_pos(&text, style, span) } else { pos };
                 let node = Node { pos, kind: Kind::Scalar(Scalar { text: text.into_owned(), plain }) };
                 self.complete(node, anchor)?;
             }
@@ -197,6 +198,17 @@ fn scalar_tag(tag: Option<&Tag>, pos: Pos) -> Result<bool, SyntaxError> {
             _ => Err(unsupported_tag(t, pos)),
         },
         Some(t) => Err(unsupported_tag(t, pos)),
+    }
+}
+
+/// Where a scalar's text starts when an anchor or tag comes before it: for a
+/// plain scalar on one line, its length before its end; else the node's start.
+fn scalar_text_pos(text: &str, style: ScalarStyle, span: Span) -> Pos {
+    let len = text.chars().count();
+    if style == ScalarStyle::Plain && span.start.line() == span.end.line() && span.end.col() >= len {
+        Pos { line: span.end.line(), col: span.end.col() - len + 1 }
+    } else {
+        pos_of(span)
     }
 }
 

@@ -227,6 +227,13 @@ mod tests {
         assert!(refused("a: !!binary eA==\n").message.contains("tag `!!binary`"));
         let t: T = from_str("name: !!str 7\nn: !!int 7\n").unwrap();
         assert_eq!((t.name.as_str(), t.n), ("7", Some(7)));
+        // A value with a tag or an anchor is located at its text.
+        let n = parse("name: &n w1\nn: !!int  7 # seven\nq: !!str 'x'\nf: { g: &g h }\n").unwrap().unwrap();
+        let at = |k: &str| n.get(k).map(|v| v.pos);
+        assert_eq!(at("name"), Some(Pos { line: 1, col: 10 }));
+        assert_eq!(at("n"), Some(Pos { line: 2, col: 11 }));
+        assert_eq!(at("q"), Some(Pos { line: 3, col: 4 }), "quoted: at the tag");
+        assert_eq!(n.get("f").and_then(|f| f.get("g")).map(|v| v.pos), Some(Pos { line: 4, col: 12 }));
     }
 
     #[test]
