@@ -18,7 +18,7 @@ pub(super) fn documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
             format!("the file is {} MiB; at most {} MiB of YAML is read", text.len() >> 20, MAX_INPUT_BYTES >> 20),
         ));
     }
-    let mut b = Builder::default();
+    let mut b = Builder { text, ..Builder::default() };
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             let m = e.marker();
@@ -49,7 +49,10 @@ enum Body {
 }
 
 #[derive(Default)]
-struct Builder {
+struct Builder<'t> {
+    text: &'t str,
+    /// Byte offset of each line, computed when first needed.
+    lines: Vec<usize>,
     stack: Vec<Open>,
     anchors: HashMap<usize, Node>,
     docs: Vec<Node>,
@@ -58,7 +61,7 @@ struct Builder {
     copied: usize,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn event(&mut self, event: Event, span: Span) -> Result<(), SyntaxError> {
         let pos = pos_of(span);
         match event {
@@ -77,11 +80,17 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(open) = self.stack.pop() {
+                    let mut pos = open.pos;
                     let kind = match open.body {
-                        Body::Seq(items) => Kind::Seq(items),
+                        Body::Seq(items) => {
+                            if items.first().is_some_and(|i| i.pos == pos) {
+                                pos = self.dash_before(pos);
+                            }
+                            Kind::Seq(items)
+                        }
                         Body::Map { entries, .. } => Kind::Map(entries),
                     };
-                    self.complete(Node { pos: open.pos, kind }, open.anchor)?;
+                    self.complete(Node { pos, kind }, open.anchor)?;
                 }
             }
             Event::Alias(id) => {
@@ -105,6 +114,23 @@ impl Builder {
         self.nodes += 1;
         self.stack.push(Open { pos, anchor, body });
         Ok(())
+    }
+
+    /// A block sequence at its parent's indentation (`key:` then `- item` below
+    /// it) starts, in saphyr-parser's spans, at its first item: its token is the
+    /// `-` before that.
+    fn dash_before(&mut self, pos: Pos) -> Pos {
+        if self.lines.is_empty() {
+            self.lines = std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        }
+        let Some(start) = pos.line.checked_sub(1).and_then(|l| self.lines.get(l)).copied() else { return pos };
+        let line = self.text[start..].split('\n').next().unwrap_or("");
+        let before: Vec<char> = line.chars().take(pos.col.saturating_sub(1)).collect();
+        let dash = before.iter().rposition(|c| !matches!(c, ' ' | '\t'));
+        match dash {
+            Some(i) if before[i] == '-' => Pos { line: pos.line, col: i + 1 },
+            _ => pos,
+        }
     }
 
     /// A copy of the anchored node, within the alias budget.

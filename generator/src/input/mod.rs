@@ -201,6 +201,11 @@ mod tests {
         assert_eq!(items[1].pos, Pos { line: 3, col: 5 });
         let Kind::Map(inner) = &items[1].kind else { panic!() };
         assert_eq!((inner[0].key_pos, inner[0].value.pos), (Pos { line: 3, col: 7 }, Pos { line: 3, col: 10 }));
+        // A sequence at its key's indentation: at its first `-`.
+        let n = parse("a:\n- x\n-   y\nb: [c]\n").unwrap().unwrap();
+        assert_eq!(n.get("a").map(|a| a.pos), Some(Pos { line: 2, col: 1 }));
+        assert_eq!(n.get("a").and_then(|a| a.items()).map(|i| i[1].pos), Some(Pos { line: 3, col: 5 }));
+        assert_eq!(n.get("b").map(|b| b.pos), Some(Pos { line: 4, col: 4 }));
         // An empty value has no token of its own: it sits at its key.
         assert_eq!((inner[1].key_pos, inner[1].value.pos), (Pos { line: 3, col: 15 }, Pos { line: 3, col: 15 }));
     }
