@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::input::{self, Kind, Node};
 use crate::report::Report;
 use crate::spans::SpanMap;
 
@@ -208,87 +209,81 @@ pub const MAX_SCHEMA_PROBLEMS: usize = 256;
 
 /// Parse facts text. Required keys are checked by `validate`, so a missing key does
 /// not hide other problems. Every unknown key is reported; a value of the wrong type
-/// is reported and dropped so the rest is still parsed. Only bad YAML syntax stops
-/// everything. Returns the raw facts (when the YAML parsed) and the problems so far.
-pub fn parse(text: &str, spans: &SpanMap) -> (Option<RawFacts>, Report) {
-    // The common case, a well-formed file, in one pass.
-    if let Ok(raw) = serde_yaml::from_str::<RawFacts>(text) {
-        return (Some(raw), Report::default());
-    }
+/// is reported and dropped so the rest is still parsed. Only YAML the reader refuses
+/// (bad syntax, duplicate keys, hostile nesting or aliases) stops everything.
+/// Returns the raw facts (when the YAML parsed), the problems so far, and the
+/// parsed document that locates them.
+pub fn parse(text: &str) -> (Option<RawFacts>, Report, SpanMap) {
     let mut report = Report::default();
-    let mut value: serde_yaml::Value = match serde_yaml::from_str(text) {
-        Ok(serde_yaml::Value::Null) => serde_yaml::Value::Mapping(Default::default()),
-        Ok(v) => v,
+    let root = match input::parse(text) {
+        Ok(root) => root.unwrap_or_else(empty_mapping),
         Err(e) => {
-            report.error(
-                "$",
-                format!("not valid YAML: {}", strip_location(&e.to_string())),
-                "fix the YAML syntax at the position shown",
-            );
-            if let Some(loc) = e.location() {
-                report.problems[0].line = Some(loc.line());
-                report.problems[0].column = Some(loc.column());
-            }
-            return (None, report);
+            report.error("$", e.message, "fix the YAML at the position shown");
+            report.problems[0].line = Some(e.pos.line);
+            report.problems[0].column = Some(e.pos.col);
+            return (None, report, SpanMap::default());
         }
     };
-    // Each round either succeeds, or records one problem and removes its key.
-    let mut raw = None;
-    let mut rounds = 0;
-    while rounds < MAX_SCHEMA_PROBLEMS {
-        rounds += 1;
-        match serde_path_to_error::deserialize::<_, RawFacts>(value.clone()) {
-            Ok(r) => {
-                raw = Some(r);
-                break;
-            }
-            Err(e) => {
-                let path = to_json_path(&e.path().to_string());
-                let msg = e.inner().to_string();
-                let (parent, key) = match path.rfind('.') {
-                    Some(i) if !path[i + 1..].contains('[') => (path[..i].to_string(), path[i + 1..].to_string()),
-                    _ => (path.clone(), String::new()),
-                };
-                if let Some(unknown) = unknown_field(&msg) {
-                    // serde_path_to_error's path already ends with the unknown key.
-                    report.error_at_key(
-                        path.clone(),
-                        format!("unknown key `{unknown}`"),
-                        &format!("remove it, or check its spelling: {}", expected_list(&msg)),
-                    );
-                } else {
-                    report.error(path.clone(), describe_serde_error(&msg), "see docs/cluster-facts.md for the schema");
-                }
-                if key.is_empty() || !remove_key(&mut value, &parent, &key) {
-                    break;
-                }
-                if rounds == MAX_SCHEMA_PROBLEMS {
-                    report.error(
-                        "$",
-                        format!("and more: the first {MAX_SCHEMA_PROBLEMS} schema problems are shown, the rest were not checked"),
-                        "fix these and run again",
-                    );
-                }
-            }
-        }
-    }
-    report.locate(spans);
-    (raw, report)
+    let root = if root.is_null() { empty_mapping() } else { root };
+    // The common case, a well-formed file, in one pass over the tree.
+    let raw = match input::from_node::<RawFacts>(&root) {
+        Ok(raw) => Some(raw),
+        Err(_) => schema_problems(root.clone(), &mut report),
+    };
+    let spans = SpanMap::new(Some(root));
+    report.locate(&spans);
+    (raw, report, spans)
 }
 
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+fn empty_mapping() -> Node {
+    Node { kind: Kind::Map(Vec::new()), ..input::null() }
+}
+
+/// Each round either succeeds, or records one problem and removes its key from
+/// `work` (a copy: the document itself keeps every key for locating them).
+fn schema_problems(mut work: Node, report: &mut Report) -> Option<RawFacts> {
+    for round in 1..=MAX_SCHEMA_PROBLEMS {
+        let e = match serde_path_to_error::deserialize::<_, RawFacts>(&work) {
+            Ok(r) => return Some(r),
+            Err(e) => e,
+        };
+        let path = to_json_path(&e.path().to_string());
+        let msg = e.inner().to_string();
+        let (parent, key) = match path.rfind('.') {
+            Some(i) if !path[i + 1..].contains('[') => (path[..i].to_string(), path[i + 1..].to_string()),
+            _ => (path.clone(), String::new()),
+        };
+        if let Some(unknown) = unknown_field(&msg) {
+            // serde_path_to_error's path already ends with the unknown key.
+            report.error_at_key(
+                path.clone(),
+                format!("unknown key `{unknown}`"),
+                &format!("remove it, or check its spelling: {}", expected_list(&msg)),
+            );
+        } else {
+            report.error(path.clone(), describe_serde_error(&msg), "see docs/cluster-facts.md for the schema");
+        }
+        if key.is_empty() || !remove_key(&mut work, &parent, &key) {
+            return None;
+        }
+        if round == MAX_SCHEMA_PROBLEMS {
+            report.error(
+                "$",
+                format!(
+                    "and more: the first {MAX_SCHEMA_PROBLEMS} schema problems are shown, the rest were not checked"
+                ),
+                "fix these and run again",
+            );
+        }
     }
+    None
 }
 
 fn describe_serde_error(msg: &str) -> String {
-    let msg = strip_location(msg);
     if let Some(rest) = msg.strip_prefix("missing field ") {
         return format!("required key {rest} is missing");
     }
-    msg
+    msg.to_string()
 }
 
 fn unknown_field(msg: &str) -> Option<String> {
@@ -298,7 +293,7 @@ fn unknown_field(msg: &str) -> Option<String> {
 
 fn expected_list(msg: &str) -> String {
     match msg.find("expected ") {
-        Some(i) => strip_location(&msg[i..]),
+        Some(i) => msg[i..].to_string(),
         None => "this mapping takes no other keys".into(),
     }
 }
@@ -313,24 +308,27 @@ fn to_json_path(p: &str) -> String {
 }
 
 /// Remove `key` from the mapping at `path` (a path produced by `to_json_path`).
-fn remove_key(root: &mut serde_yaml::Value, path: &str, key: &str) -> bool {
+fn remove_key(root: &mut Node, path: &str, key: &str) -> bool {
     let mut cur = root;
     let rest = path.strip_prefix('$').unwrap_or(path);
     for seg in split_path(rest) {
-        cur = match seg {
-            Seg::Key(k) => match cur.get_mut(k.as_str()) {
-                Some(v) => v,
-                None => return false,
-            },
-            Seg::Index(i) => match cur.get_mut(i) {
-                Some(v) => v,
-                None => return false,
-            },
+        let next = match (&mut cur.kind, seg) {
+            (Kind::Map(entries), Seg::Key(k)) => entries.iter_mut().find(|e| e.key == k).map(|e| &mut e.value),
+            (Kind::Seq(items), Seg::Index(i)) => items.get_mut(i),
+            _ => None,
         };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
     }
-    match cur.as_mapping_mut() {
-        Some(m) => m.remove(key).is_some(),
-        None => false,
+    match &mut cur.kind {
+        Kind::Map(entries) => {
+            let before = entries.len();
+            entries.retain(|e| e.key != key);
+            entries.len() < before
+        }
+        _ => false,
     }
 }
 
@@ -363,9 +361,9 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<RawFacts, Report> {
-        match parse(text, &SpanMap::build(text)) {
-            (Some(raw), r) if !r.has_errors() => Ok(raw),
-            (_, r) => Err(r),
+        match parse(text) {
+            (Some(raw), r, _) if !r.has_errors() => Ok(raw),
+            (_, r, _) => Err(r),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod controlplane;
 pub mod facts;
 pub mod files;
 pub mod fleet;
+pub mod input;
 pub mod model;
 pub mod output;
 pub mod pki;
@@ -51,8 +52,7 @@ impl Loaded {
 /// use. `base_dir` resolves relative paths in the facts (`ca.cert-file`). Problems
 /// added later are located by calling `report.locate(&spans)` again.
 pub fn load(text: &str, base_dir: &Path) -> Loaded {
-    let spans = spans::SpanMap::build(text);
-    let (raw, mut report) = facts::parse(text, &spans);
+    let (raw, mut report, spans) = facts::parse(text);
     let facts = raw.and_then(|raw| check::validate(&raw, base_dir, &mut report));
     report.locate(&spans);
     Loaded { facts, report, spans }

@@ -79,24 +79,16 @@ impl Secrets {
     /// Parse a secrets file. Problems never quote the file's content.
     pub fn parse(text: &str) -> Result<Secrets, Report> {
         let mut r = Report::default();
-        let raw: RawSecrets = match serde_yaml::from_str(text) {
+        let raw: RawSecrets = match read_raw(text) {
             Ok(raw) => raw,
-            Err(e) => {
-                // serde_yaml messages can quote values; keep only the kind of problem.
-                let what = if e.to_string().contains("unknown field") {
-                    "it has an unknown key"
-                } else {
-                    "it is not a secrets file"
-                };
+            Err((what, pos)) => {
                 r.error(
                     "$",
                     format!("cannot read the secrets file: {what}"),
                     "create one with `mk8s-gen secrets init --out FILE`",
                 );
-                if let Some(loc) = e.location() {
-                    r.problems[0].line = Some(loc.line());
-                    r.problems[0].column = Some(loc.column());
-                }
+                r.problems[0].line = pos.map(|p| p.line);
+                r.problems[0].column = pos.map(|p| p.col);
                 return Err(r);
             }
         };
@@ -161,10 +153,7 @@ impl Secrets {
             ca_key_file: ca_key_file.map(str::to_string),
             ca_key: None,
         };
-        format!(
-            "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
-            serde_yaml::to_string(&raw).expect("serializes")
-        )
+        format!("# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}", to_yaml(&raw))
     }
 
     /// The token for one identity on one node of one cluster.
@@ -226,15 +215,37 @@ fn has_key(text: &str, key: &str) -> bool {
 pub fn with_ca_key_file(text: &str, ca_key_file: &str) -> Result<String, String> {
     Secrets::parse(text)
         .map_err(|r| r.problems.first().map_or_else(|| "it is not a secrets file".into(), |p| p.message.clone()))?;
-    let mut raw: RawSecrets = serde_yaml::from_str(text).map_err(|_| "it is not a secrets file".to_string())?;
+    let mut raw = read_raw(text).map_err(|_| "it is not a secrets file".to_string())?;
     if raw.ca_key.is_some() {
         return Err("it already holds the CA key inline (`ca-key`); remove that first".into());
     }
     raw.ca_key_file = Some(ca_key_file.to_string());
-    Ok(format!(
-        "# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}",
-        serde_yaml::to_string(&raw).expect("serializes")
-    ))
+    Ok(format!("# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}", to_yaml(&raw)))
+}
+
+/// The raw secrets, or what is wrong and where, in words that never quote the
+/// file's content (serde's messages can quote values).
+fn read_raw(text: &str) -> Result<RawSecrets, (&'static str, Option<crate::input::Pos>)> {
+    let root = match crate::input::parse(text) {
+        Ok(root) => root.unwrap_or_else(crate::input::null),
+        Err(e) => return Err(("it is not valid YAML", Some(e.pos))),
+    };
+    serde_path_to_error::deserialize(&root).map_err(|e| {
+        let what = if e.inner().to_string().starts_with("unknown field") {
+            "it has an unknown key"
+        } else {
+            "it is not a secrets file"
+        };
+        let at = crate::spans::SpanMap::new(Some(root.clone()));
+        let path = format!("$.{}", e.path());
+        (what, if what == "it has an unknown key" { at.key(&path) } else { at.value(&path) })
+    })
+}
+
+/// A secrets file's YAML (field order kept, values quoted where YAML 1.1 would
+/// misread them).
+fn to_yaml(raw: &RawSecrets) -> String {
+    crate::yaml::to_string(&serde_json::to_value(raw).unwrap_or_default())
 }
 
 /// `mk8s-gen secrets init --out FILE`: 0600 from the first byte, never overwrites.
@@ -297,5 +308,24 @@ mod tests {
         assert!(!text.contains("c2VjcmV0"), "{text}");
         let r = Secrets::parse("token-seed: [c2VjcmV0]\nextra: 1\n").unwrap_err();
         assert!(!format!("{r:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn secrets_problems_are_located_without_their_values() {
+        let head = "api-version: mk8s-worker/v1\nkind: Secrets\ntoken-seed: c2VjcmV0LXNlY3JldC1zZWNyZXQ=\n";
+        for (tail, what, at) in [
+            ("token-sed: c2VjcmV0\n", "it has an unknown key", (4, 1)),
+            ("token-seed: c2VjcmV0\n", "it is not valid YAML", (4, 1)),
+            ("ca-key: [c2VjcmV0]\n", "it is not a secrets file", (4, 9)),
+        ] {
+            let r = Secrets::parse(&format!("{head}{tail}")).unwrap_err();
+            let p = &r.problems[0];
+            assert_eq!(
+                (p.message.as_str(), p.line, p.column),
+                (format!("cannot read the secrets file: {what}").as_str(), Some(at.0), Some(at.1)),
+                "{tail}"
+            );
+            assert!(!format!("{r:?}").contains("c2Vj"), "{tail}");
+        }
     }
 }

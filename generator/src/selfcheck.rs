@@ -23,7 +23,7 @@ pub struct LaunchConfiguration {
 /// enables an addon.
 pub fn launch_configuration(text: &str) -> anyhow::Result<()> {
     let c: LaunchConfiguration =
-        serde_yaml::from_str(text).context("internal error: generated microk8s.yaml does not parse back")?;
+        crate::input::from_str(text).context("internal error: generated microk8s.yaml does not parse back")?;
     ensure!(c.version == "0.1.0", "internal error: launch configuration version {}", c.version);
     ensure!(!text.contains("\n---"), "internal error: launch configuration has more than one document");
     Ok(())
@@ -49,10 +49,8 @@ pub fn launch_configuration_join(text: &str, url: &str) -> anyhow::Result<()> {
         url: String,
         worker: bool,
     }
-    let parts: Vec<Part> = serde_yaml::Deserializer::from_str(text)
-        .map(Part::deserialize)
-        .collect::<Result<_, _>>()
-        .context("internal error: the launch configuration does not parse back")?;
+    let parts: Vec<Part> =
+        crate::input::from_str_all(text).context("internal error: the launch configuration does not parse back")?;
     ensure!(parts.len() == 2, "internal error: the launch configuration has {} parts", parts.len());
     ensure!(parts.iter().all(|p| p.version == "0.1.0"), "internal error: launch configuration version");
     let j = parts[0].join.as_ref().context("internal error: part 1 has no join")?;
@@ -110,7 +108,7 @@ pub struct KubeContext {
 
 pub fn kubeconfig(text: &str, server: &str, ca_b64: &str, user: &str) -> anyhow::Result<()> {
     let k: Kubeconfig =
-        serde_yaml::from_str(text).context("internal error: generated kubeconfig does not parse back")?;
+        crate::input::from_str(text).context("internal error: generated kubeconfig does not parse back")?;
     ensure!(k.api_version == "v1" && k.kind == "Config", "internal error: kubeconfig header");
     let [c] = k.clusters.as_slice() else { bail!("internal error: kubeconfig must have one cluster") };
     let [u] = k.users.as_slice() else { bail!("internal error: kubeconfig must have one user") };

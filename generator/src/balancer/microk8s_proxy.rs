@@ -154,9 +154,9 @@ pub struct ProxyLoadBalancer {
 /// own structs (`config_traefik.go`, `config_provider.go`): it reads the listen
 /// address and `tcp.services.kube-apiserver.loadBalancer.servers`.
 pub fn parse_back(provider: &str, template: &str, listen: &str, servers: &[String]) -> anyhow::Result<()> {
-    let p: ProxyProvider =
-        serde_yaml::from_str(provider).context("internal error: apiserver-proxy provider.yaml does not parse back")?;
-    let t: ProxyTraefikConfiguration = serde_yaml::from_str(template)
+    let p: ProxyProvider = crate::input::from_str(provider)
+        .context("internal error: apiserver-proxy provider.yaml does not parse back")?;
+    let t: ProxyTraefikConfiguration = crate::input::from_str(template)
         .context("internal error: apiserver-proxy traefik-template.yaml does not parse back")?;
     let got: Vec<_> = p.tcp.services.apiserver.load_balancer.servers.iter().map(|s| s.address.clone()).collect();
     ensure!(got == servers, "internal error: apiserver-proxy servers differ from the control plane");

@@ -264,9 +264,9 @@ pub fn parse_back(
     servers: &[String],
 ) -> anyhow::Result<()> {
     let s: TraefikStatic =
-        serde_yaml::from_str(static_cfg).context("internal error: generated traefik.yaml does not parse back")?;
+        crate::input::from_str(static_cfg).context("internal error: generated traefik.yaml does not parse back")?;
     let d: TraefikDynamic =
-        serde_yaml::from_str(provider).context("internal error: generated provider.yaml does not parse back")?;
+        crate::input::from_str(provider).context("internal error: generated provider.yaml does not parse back")?;
     ensure!(!s.global.check_new_version && !s.global.send_anonymous_usage, "internal error: traefik would phone home");
     ensure!(
         s.providers.file.filename == provider_path,
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn the_seed_mis_nesting_is_refused() {
         let seed = include_str!("../../../fixtures/seed-original/provider.yaml");
-        let err = serde_yaml::from_str::<TraefikDynamic>(seed).err().expect("seed provider must not parse");
+        let err = crate::input::from_str::<TraefikDynamic>(seed).err().expect("seed provider must not parse");
         assert!(err.to_string().contains("routers"), "{err}");
     }
 }

@@ -21,14 +21,14 @@ pub fn check_extra(extra: &str, ours: &NodeOutput) -> Result<(), Vec<String>> {
         problems.push("it must be a cloud-config document starting with `#cloud-config`".to_string());
         return Err(problems);
     }
-    let doc: serde_yaml::Value = match serde_yaml::from_str(extra) {
-        Ok(v) => v,
-        Err(e) => return Err(vec![format!("it is not valid YAML: {e}")]),
+    let doc = match crate::input::parse(extra) {
+        Ok(v) => v.unwrap_or_else(crate::input::null),
+        Err(e) => return Err(vec![format!("it cannot be read: {e}")]),
     };
-    if !doc.is_mapping() && !doc.is_null() {
+    if !matches!(doc.kind, crate::input::Kind::Map(_)) && !doc.is_null() {
         return Err(vec!["its top level must be a mapping".into()]);
     }
-    if let Some(files) = doc.get("write_files").and_then(|w| w.as_sequence()) {
+    if let Some(files) = doc.get("write_files").and_then(|w| w.items()) {
         // Compared as cloud-init writes them: `//`, `/./` and `/../` resolved, and
         // whether the entry is deferred (`defer: true`, written in the final stage)
         // or not, it lands on the same file.
