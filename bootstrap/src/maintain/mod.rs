@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::node::Node;
 use crate::plan::JoinPlan;
+use crate::retry::Failure;
 use crate::status::{stamp_text, STAMP_FILE};
 use checks::{Cx, Effects, CHECKS};
 
@@ -153,8 +154,25 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
         log(out, &format!("drift: {}: {}", r.name, r.problems.join("; ")));
     }
     let verdict = report::Verdict::new(&cx, &bytes, results);
-    let delivered = report::patch_node(node, &plan, &verdict);
+    let delivered = deliver(node, &plan, &verdict, out);
     let exit = report::finish(node, verdict, delivered, out);
     log(out, &format!("exit {}", exit as i32));
     exit
+}
+
+/// Attempts at the report before a run gives up with 75 (the timer's next run
+/// tries again), and the pause before each retry: a connection a balancer drops
+/// once (a backend that just went, the balancer restarted by a repair) is no
+/// reason for the unit to fail.
+const REPORT_PAUSES: [std::time::Duration; 2] = [std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)];
+
+fn deliver(node: &Node, plan: &JoinPlan, verdict: &report::Verdict, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut result = report::patch_node(node, plan, verdict);
+    for pause in REPORT_PAUSES {
+        let Err(Failure::Retry(e)) = &result else { break };
+        log(out, &format!("the report did not get through ({e}); trying again in {}s", pause.as_secs()));
+        std::thread::sleep(pause);
+        result = report::patch_node(node, plan, verdict);
+    }
+    result
 }

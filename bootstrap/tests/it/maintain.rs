@@ -227,6 +227,32 @@ fn a_node_that_has_not_joined_is_left_alone() {
     assert_eq!(code, 78, "{log}");
 }
 
+/// The report's first connection is dropped without an answer (as traefik does
+/// with a backend that just went away): the run tries again a second later and
+/// reports, rather than failing the unit until the next timer run.
+#[test]
+fn a_dropped_connection_is_tried_again() {
+    let (mut w, _) = joined("1.30/stable", Lb::External, "127.0.0.69", Variant::default());
+    let addr: std::net::SocketAddr = w.sim.url().trim_start_matches("https://").parse().unwrap();
+    w.sim.stop();
+    let dropper = std::net::TcpListener::bind(addr).unwrap();
+    let mut c = Command::new(BIN);
+    c.arg("maintain").arg("--repair").arg("--root").arg(&w.root);
+    c.arg("--systemctl").arg(&w.model.systemctl).arg("--snap").arg(&w.model.snap);
+    let child = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // One connection accepted and closed before a byte is answered, then the
+    // apiserver is back on its address.
+    drop(dropper.accept().unwrap());
+    drop(dropper);
+    w.sim.restart();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("the report did not get through"), "{log}");
+    let st = status(&w);
+    assert!(st["reported"].as_str().unwrap().starts_with("annotations patched"), "{st:#}");
+}
+
 /// No drift, but the apiserver cannot be reached: retryable (75), the verdict
 /// still in the status file.
 #[test]
