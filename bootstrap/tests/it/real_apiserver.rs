@@ -734,6 +734,21 @@ fn real_kubelet_v1_30_join() {
     real_scenario("1.30/stable", Auth::Join, Lb::Own, None);
 }
 
+#[test]
+fn real_kubelet_v1_22_token_haproxy() {
+    real_scenario("1.22/stable", Auth::Token, Lb::Haproxy, None);
+}
+
+#[test]
+fn real_kubelet_v1_26_join() {
+    real_scenario("1.26/stable", Auth::Join, Lb::Own, None);
+}
+
+#[test]
+fn real_kubelet_v1_28_x509_traefik() {
+    real_scenario("1.28/stable", Auth::X509, Lb::Traefik, None);
+}
+
 /// G4: apiservers on a port other than 16443. MicroK8s's join points the worker at
 /// its own proxy on the port of the snap's traefik template (16443 on a real node,
 /// a port of the worker's own here), whatever the control plane's port; the

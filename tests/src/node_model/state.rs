@@ -236,7 +236,7 @@ impl Ctx {
         crate::tools::require(base).display().to_string()
     }
 
-    fn map_paths_in(&self, text: &str) -> String {
+    pub(in crate::node_model) fn map_paths_in(&self, text: &str) -> String {
         let mut out = String::new();
         let mut word = String::new();
         let flush = |word: &mut String, out: &mut String| {

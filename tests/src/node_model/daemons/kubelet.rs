@@ -215,7 +215,22 @@ pub fn real_kubelet_args(ctx_text: &str, expand: impl Fn(&str) -> String, real: 
 pub(super) fn real_kubelet(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
     let real = &ctx.state["real"];
     let text = fs::read_to_string(ctx.snap_data("args/kubelet")).unwrap_or_default();
-    let args = real_kubelet_args(&text, |v| ctx.expand(v), real, ctx.n("kubeletPort"));
+    let mut args = real_kubelet_args(&text, |v| ctx.expand(v), real, ctx.n("kubeletPort"));
+    // A kubeconfig naming its certificate by the node's absolute path (1.24-1.27
+    // `create_x509_kubeconfig`: /var/snap/microk8s/current/certs/kubelet.crt) is
+    // read by the host's kubelet from a copy with those paths under the root.
+    for a in args.iter_mut().filter(|a| a.starts_with("--kubeconfig=")) {
+        let path = a["--kubeconfig=".len()..].to_string();
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let mapped = ctx.map_paths_in(&text);
+        if mapped != text {
+            let dest = ctx.dir.join("relocated").join("kubelet.kubeconfig");
+            let _ = fs::create_dir_all(dest.parent().unwrap());
+            if fs::write(&dest, mapped).is_ok() {
+                *a = format!("--kubeconfig={}", dest.display());
+            }
+        }
+    }
     ctx.event(&format!("kubelet: the real kubelet {}", args.join(" ")));
     spawn_real(ctx, "kubelet", Command::new(real["kubelet"].as_str().unwrap_or("kubelet")).args(&args))
 }
