@@ -244,8 +244,13 @@ impl Auth {
 /// The node-local balancer (`Join` takes MicroK8s's own).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Lb {
+    /// `kind: builtin`, the default: the agent's own balancer.
+    Builtin,
     Traefik,
     Haproxy,
+    /// `kind: microk8s-proxy`: the snap's apiserver-proxy (the node model's).
+    Microk8sProxy,
+    /// MicroK8s's own, as its join configures it (`auth: microk8s-join`).
     Own,
 }
 
@@ -253,8 +258,10 @@ impl Lb {
     /// The facts' `load-balancer` (none for `Own`).
     fn facts(self, facts: FactsYaml) -> FactsYaml {
         match self {
+            Lb::Builtin => facts.lb_builtin().health_check("1s", "500ms"),
             Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
             Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
+            Lb::Microk8sProxy => facts.lb_microk8s_proxy(),
             Lb::Own => facts,
         }
     }
@@ -262,9 +269,10 @@ impl Lb {
     /// The kind whose real program the node has at its plan's path.
     fn program(self) -> Option<&'static str> {
         match self {
+            Lb::Builtin => Some("builtin"),
             Lb::Traefik => Some("traefik"),
             Lb::Haproxy => Some("haproxy"),
-            Lb::Own => None,
+            Lb::Microk8sProxy | Lb::Own => None,
         }
     }
 }
@@ -713,6 +721,31 @@ fn real_v1_30_join() {
 #[test]
 fn real_v1_34_x509_haproxy() {
     real_scenario("1.34/stable", Auth::X509, Lb::Haproxy, Some("127.0.0.46"));
+}
+
+/// The default balancer (`kind: builtin`) in front of three real apiservers, from
+/// the oldest channel to the newest, tokens and certificates.
+#[test]
+fn real_v1_20_token_builtin() {
+    real_scenario("1.20/stable", Auth::Token, Lb::Builtin, Some("127.0.0.48"));
+}
+
+#[test]
+fn real_v1_30_x509_builtin() {
+    real_scenario("1.30/stable", Auth::X509, Lb::Builtin, Some("127.0.0.49"));
+}
+
+/// MicroK8s's own apiserver-proxy as the node-local balancer (`kind:
+/// microk8s-proxy`), its server list refreshed from the real `kubernetes`
+/// Endpoints (EndpointSlices on 1.34).
+#[test]
+fn real_v1_26_token_microk8s_proxy() {
+    real_scenario("1.26/stable", Auth::Token, Lb::Microk8sProxy, Some("127.0.0.50"));
+}
+
+#[test]
+fn real_v1_34_x509_microk8s_proxy() {
+    real_scenario("1.34/stable", Auth::X509, Lb::Microk8sProxy, Some("127.0.0.52"));
 }
 
 /// The real kubelet: with Debian's containerd, runc and a sandbox image built here,
