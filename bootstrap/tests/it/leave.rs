@@ -66,9 +66,7 @@ fn join(w: &World) {
     let (code, log) = w.run();
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
     w.assert_worker("after the join");
-    if node_model::minor_of(w.model.state()["channel"].as_str().unwrap_or_default()) >= 27 {
-        w.assert_launcher_settles();
-    }
+    common::assert_joined_model(&w.model, &w.root, true, "after the join", &|| w.story());
 }
 
 fn leave(w: &World, purge: bool) -> (String, String) {

@@ -654,6 +654,7 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         w.wait_heartbeat(started, &what("after the join"));
         let node = w.node().unwrap();
         assert_eq!(node["metadata"]["labels"]["example.com/tier"], "gpu", "{}", what("labels"));
+        common::assert_joined_model(&w.model, &w.root, auth != Auth::Join, &what("after the join"), &|| w.story());
         w.assert_logs(&what("after the join"));
 
         if auth == Auth::Join {

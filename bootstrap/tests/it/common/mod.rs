@@ -209,3 +209,42 @@ pub fn control_plane_hosts(
     }
     pairs
 }
+
+/// What the node model shows of a worker the join just made, beside what the
+/// cluster shows: automatic refreshes held (`refresh: hold`, the default); the
+/// install hook's kubeconfigs kept as `.backup`, as MicroK8s's own join keeps them
+/// (`microk8s leave` restores them from there, G3; `backups`: not when MicroK8s's
+/// join wrote the kubeconfigs itself); on 1.27+ our launch configuration applied
+/// by the cluster-agent and nothing retried; no local control plane answering.
+pub fn assert_joined_model(model: &Model, root: &Path, backups: bool, what: &str, story: &dyn Fn() -> String) {
+    use std::time::{Duration, Instant};
+    assert_eq!(model.state()["refreshHeld"], true, "{what}: refreshes not held\n{}", story());
+    if backups {
+        let creds = root.join(mk8s_testkit::node_model::SNAP_DATA.trim_start_matches('/')).join("credentials");
+        for f in ["kubelet.config", "proxy.config"] {
+            let original = fs::read_to_string(creds.join(format!("{f}.backup"))).unwrap_or_default();
+            let ours = fs::read_to_string(creds.join(f)).unwrap_or_default();
+            assert!(!original.is_empty() && original != ours, "{what}: {f}.backup: {original:?}\n{}", story());
+        }
+    }
+    if mk8s_testkit::node_model::minor_of(model.state()["channel"].as_str().unwrap_or("")) >= 27 {
+        assert_eq!(model.state()["launchConfig"], "/etc/microk8s.yaml", "{what}\n{}", story());
+        // The launcher ticks every 500 ms; a loaded 2-core machine (CI runs the
+        // suites in parallel) has missed 5 s.
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let l = model.launcher().unwrap_or_default();
+            assert_eq!(l["failures"].as_u64().unwrap_or(0), 0, "{what}: the launcher keeps failing: {l}\n{}", story());
+            if l["applied"].as_array().is_some_and(|a| a.iter().any(|f| f == "install.yaml")) {
+                break;
+            }
+            assert!(Instant::now() < end, "{what}: the launch configuration was never applied: {l}\n{}", story());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(10);
+    while let Some(addr) = model.local_control_plane() {
+        assert!(Instant::now() < end, "{what}: a local control plane answers on {addr}\n{}", story());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
