@@ -154,6 +154,24 @@ impl Apiserver {
     pub fn running(&self) -> bool {
         self.guard.is_some()
     }
+
+    /// The operator runs the control-plane bundle's hosts-entries.sh on this
+    /// node: the real script with the real bash, on this node's `$SNAP_DATA` and
+    /// `/etc/hosts`.
+    pub fn run_hosts_entries(&self, bundle: &Path) {
+        let o = Command::new(crate::tools::require("bash"))
+            .arg(bundle.join("hosts-entries.sh"))
+            .env("SNAP_DATA", &self.snap_data)
+            .env("MK8S_HOSTS_FILE", &self.hosts)
+            .output()
+            .expect("run bash");
+        assert!(
+            o.status.success(),
+            "hosts-entries.sh on {}: {}",
+            self.snap_data.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 /// etcd and N kube-apiservers sharing it, with one cluster CA.

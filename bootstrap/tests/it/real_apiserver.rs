@@ -402,13 +402,7 @@ fn operator_side(
 ) -> Vec<mk8s_testkit::cluster_agent::SimClusterAgent> {
     let mut agents = Vec::new();
     for (i, a) in cp.apiservers.iter().enumerate() {
-        let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
-            .arg(bundle.join("hosts-entries.sh"))
-            .env("SNAP_DATA", &a.snap_data)
-            .env("MK8S_HOSTS_FILE", &a.hosts)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "hosts-entries.sh on cp-{i}: {}", String::from_utf8_lossy(&o.stderr));
+        a.run_hosts_entries(bundle);
         if auth == Auth::Join {
             agents.push(join_agent(cp, i, bundle, channel, authz));
         }

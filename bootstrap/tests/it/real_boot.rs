@@ -203,14 +203,7 @@ fn control_plane(
     mk8s_gen::controlplane::write_bundle(facts, secrets, &workers, &bundle).unwrap();
     netns.run(move || {
         let mut cp = ControlPlane::new(options);
-        let a = &cp.apiservers[0];
-        let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
-            .arg(bundle.join("hosts-entries.sh"))
-            .env("SNAP_DATA", &a.snap_data)
-            .env("MK8S_HOSTS_FILE", &a.hosts)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "hosts-entries.sh: {}", String::from_utf8_lossy(&o.stderr));
+        cp.apiservers[0].run_hosts_entries(&bundle);
         cp.start_all();
         cp.start_controller_manager();
         cp
