@@ -80,6 +80,35 @@ fn apply(out: &Path, j: &Journal) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What would make a rename or removal of the commit fail, found before the journal
+/// is written: a target that is a directory, a parent that is not one. A journal
+/// that cannot be applied would fail every later run, which applies it first.
+fn check_commit(out: &Path, j: &Journal) -> anyhow::Result<()> {
+    let manifest = "manifest.json".to_string();
+    let targets = j.renames.iter().map(|(_, to)| to).chain(&j.removals).chain(std::iter::once(&manifest));
+    let mut problems = Vec::new();
+    for t in targets {
+        let p = out.join(t);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => problems.push(format!("{} is a directory", p.display())),
+            _ => {}
+        }
+        if let Some(parent) = p.parent() {
+            if !parent.is_dir() {
+                problems.push(format!("{} is not a directory", parent.display()));
+            }
+        }
+    }
+    problems.dedup();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "cannot commit into {} (nothing was changed): {}",
+        out.display(),
+        problems.join("; ")
+    );
+    Ok(())
+}
+
 /// Finish the commit of a run killed after writing its journal; true if there was one.
 fn finish_commit(out: &Path) -> anyhow::Result<bool> {
     let path = out.join(STAGING).join(JOURNAL);
@@ -246,6 +275,12 @@ pub fn run(facts: &Facts, secrets: &Secrets, delivery: &Delivery, opts: &Options
     journal.manifest = serde_json::to_string_pretty(&manifest)? + "\n";
     if opts.sync && !journal.renames.is_empty() {
         sync_filesystem(&staging)?;
+    }
+    if let Err(e) = check_commit(&opts.out, &journal) {
+        // Nothing was journalled or renamed: the output stays as it was, and no
+        // later run inherits a commit that cannot be finished.
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
     }
     write_atomic(&staging.join(JOURNAL), &serde_json::to_vec(&journal)?, 0o600)?;
     apply(&opts.out, &journal)?;

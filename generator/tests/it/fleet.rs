@@ -661,6 +661,36 @@ fn the_next_run_finishes_an_interrupted_commit() {
     }
 }
 
+/// A commit that would fail half-way (a node's file is a directory now) fails
+/// before anything is renamed or journalled: the older output stays whole and the
+/// next run is not held to a journal it cannot apply. (Before, the run renamed
+/// the nodes before that one, left its journal, and every later run failed on it.)
+#[test]
+fn a_commit_that_cannot_complete_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let facts = big_facts(tmp.path(), 6);
+    let older = tmp.path().join("older.yaml");
+    fs::write(&older, fleet_facts("older", (0..6).map(zoned))).unwrap();
+    let out = tmp.path().join("out");
+    assert!(fleet(&older, &seed_secrets(), &out, &[]).status.success());
+    let blocker = out.join("nodes/w-00003.user-data");
+    fs::remove_file(&blocker).unwrap();
+    fs::create_dir(&blocker).unwrap();
+    fs::write(blocker.join("keep"), "an operator's file").unwrap();
+    let before = tree(&out);
+    let o = fleet(&facts, &seed_secrets(), &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("w-00003.user-data is a directory") && err.contains("nothing was changed"), "{err}");
+    assert!(!out.join(".staging").exists(), "no journal left for the next run");
+    assert_eq!(tree(&out), before, "the older output, whole");
+    // With the obstacle gone, the next run commits as usual.
+    fs::remove_dir_all(&blocker).unwrap();
+    let o = fleet(&facts, &seed_secrets(), &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(check_manifest(&out), 6);
+}
+
 /// `--dry-run` says what a run would write, keep and remove, and touches nothing:
 /// not a missing output directory, not an existing one (files, modes, mtimes).
 #[test]
