@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::node::Node;
 use crate::plan::JoinPlan;
-use crate::retry::Failure;
+use crate::retry::{Backoff, Failure, Jitter, Outcome};
 use crate::status::{stamp_text, STAMP_FILE};
 use checks::{Cx, Effects, CHECKS};
 
@@ -160,19 +160,31 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
     exit
 }
 
-/// Attempts at the report before a run gives up with 75 (the timer's next run
-/// tries again), and the pause before each retry: a connection a balancer drops
-/// once (a backend that just went, the balancer restarted by a repair) is no
-/// reason for the unit to fail.
-const REPORT_PAUSES: [std::time::Duration; 2] = [std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)];
+/// How long a run keeps trying its report before it gives up with 75 (the timer's
+/// next run tries again): a connection a balancer drops once (a backend that just
+/// went, the balancer restarted by a repair) is no reason for the unit to fail.
+const REPORT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn deliver(node: &Node, plan: &JoinPlan, verdict: &report::Verdict, out: &mut dyn Write) -> Result<(), Failure> {
-    let mut result = report::patch_node(node, plan, verdict);
-    for pause in REPORT_PAUSES {
-        let Err(Failure::Retry(e)) = &result else { break };
-        log(out, &format!("the report did not get through ({e}); trying again in {}s", pause.as_secs()));
-        std::thread::sleep(pause);
-        result = report::patch_node(node, plan, verdict);
+    let backoff = Backoff {
+        initial: std::time::Duration::from_secs(1),
+        cap: std::time::Duration::from_secs(2),
+        deadline: std::time::Instant::now() + REPORT_RETRY_FOR,
+    };
+    let outcome = backoff.run(
+        &mut Jitter::from_entropy(),
+        |_| report::patch_node(node, plan, verdict),
+        |attempt, failure, _| {
+            if let Failure::Retry(e) = failure {
+                log(out, &format!("the report did not get through (attempt {attempt}): {e}"));
+            }
+        },
+        std::thread::sleep,
+        std::time::Instant::now,
+    );
+    match outcome {
+        Outcome::Done(()) => Ok(()),
+        Outcome::Fatal(m) => Err(Failure::Fatal(m)),
+        Outcome::TimedOut(m) => Err(Failure::Retry(m)),
     }
-    result
 }
