@@ -212,13 +212,10 @@ impl Ctx {
         }
         let under = self.root.join(path.trim_start_matches('/'));
         match fs::read_to_string(&under) {
+            // A configuration file: a copy with the node paths it names mapped.
             Ok(text) => {
-                // A configuration file: copy it with the node paths it names mapped.
                 let mapped = self.map_paths_in(&text);
-                let dest = self.dir.join("relocated").join(path.trim_start_matches('/'));
-                let _ = fs::create_dir_all(dest.parent().unwrap());
-                let _ = fs::write(&dest, mapped);
-                format!("{prefix}{}", dest.display())
+                format!("{prefix}{}", self.relocated(path.trim_start_matches('/'), &mapped).display())
             }
             Err(_) => format!("{prefix}{}", under.display()),
         }
@@ -234,6 +231,16 @@ impl Ctx {
         }
         let base = Path::new(path).file_name().and_then(|b| b.to_str()).unwrap_or("");
         crate::tools::require(base).display().to_string()
+    }
+
+    /// Where a program of the host reads the node's configuration file `rel`:
+    /// `mapped`, its text with the node paths it names mapped under the root
+    /// ([`Ctx::map_paths_in`]).
+    pub(in crate::node_model) fn relocated(&self, rel: &str, mapped: &str) -> PathBuf {
+        let dest = self.dir.join("relocated").join(rel);
+        let _ = fs::create_dir_all(dest.parent().unwrap());
+        let _ = fs::write(&dest, mapped);
+        dest
     }
 
     pub(in crate::node_model) fn map_paths_in(&self, text: &str) -> String {

@@ -76,23 +76,10 @@ const SYSCTLS_AS_THEY_ARE: &[&str] = &[
 ];
 
 /// kube-proxy's command line from `args/kube-proxy` as the wrapper passes it
-/// (shell word splitting, `${SNAP_DATA}`/`${SNAP_COMMON}` expanded), lines the
-/// pinned release rejects dropped, and [`SYSCTLS_AS_THEY_ARE`] last.
+/// ([`super::wrapper_args`]), with [`SYSCTLS_AS_THEY_ARE`] last.
 pub fn real_kube_proxy_args(text: &str, expand: impl Fn(&str) -> String) -> Vec<String> {
-    let mut args: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("--"))
-        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
-        .filter(|l| {
-            let flag = crate::microk8s_args::flag_name(l);
-            SYSCTLS_AS_THEY_ARE.iter().all(|d| !d.starts_with(&format!("{flag}=")))
-        })
-        .map(|l| match crate::microk8s_args::split_arg(l) {
-            (k, Some(v)) => format!("{k}={}", expand(&v)),
-            (k, None) => k,
-        })
-        .collect();
+    let replaced: Vec<&str> = SYSCTLS_AS_THEY_ARE.iter().filter_map(|d| d.split_once('=')).map(|(k, _)| k).collect();
+    let mut args = super::wrapper_args(text, expand, &replaced);
     args.extend(SYSCTLS_AS_THEY_ARE.iter().map(|d| d.to_string()));
     args
 }

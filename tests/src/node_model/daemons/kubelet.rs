@@ -193,17 +193,7 @@ fn register_and_heartbeat(ctx: &Ctx, node: &NodeSpec, kubeconfig: &str, heartbea
 pub fn real_kubelet_args(ctx_text: &str, expand: impl Fn(&str) -> String, real: &Value, port: u64) -> Vec<String> {
     const OURS: &[&str] =
         &["--port", "--cgroup-root", "--cgroup-driver", "--healthz-port", "--make-iptables-util-chains"];
-    let mut args: Vec<String> = ctx_text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("--"))
-        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
-        .filter(|l| !OURS.contains(&crate::microk8s_args::flag_name(l)))
-        .map(|l| match crate::microk8s_args::split_arg(l) {
-            (k, Some(v)) => format!("{k}={}", expand(&v)),
-            (k, None) => k,
-        })
-        .collect();
+    let mut args = super::wrapper_args(ctx_text, expand, OURS);
     args.push(format!("--cgroup-root=/{}", real["cgroupRoot"].as_str().unwrap_or("mk8s-test")));
     args.push("--cgroup-driver=cgroupfs".into());
     args.push(format!("--port={port}"));
@@ -220,15 +210,11 @@ pub(super) fn real_kubelet(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
     // `create_x509_kubeconfig`: /var/snap/microk8s/current/certs/kubelet.crt) is
     // read by the host's kubelet from a copy with those paths under the root.
     for a in args.iter_mut().filter(|a| a.starts_with("--kubeconfig=")) {
-        let path = a["--kubeconfig=".len()..].to_string();
-        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let path = std::path::PathBuf::from(&a["--kubeconfig=".len()..]);
+        let (Ok(text), Ok(rel)) = (fs::read_to_string(&path), path.strip_prefix(&ctx.root)) else { continue };
         let mapped = ctx.map_paths_in(&text);
         if mapped != text {
-            let dest = ctx.dir.join("relocated").join("kubelet.kubeconfig");
-            let _ = fs::create_dir_all(dest.parent().unwrap());
-            if fs::write(&dest, mapped).is_ok() {
-                *a = format!("--kubeconfig={}", dest.display());
-            }
+            *a = format!("--kubeconfig={}", ctx.relocated(&rel.to_string_lossy(), &mapped).display());
         }
     }
     ctx.event(&format!("kubelet: the real kubelet {}", args.join(" ")));

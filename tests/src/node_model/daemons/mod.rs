@@ -293,6 +293,23 @@ pub(in crate::node_model) fn write_status(ctx: &Ctx, file: &str, v: Value) {
     }
 }
 
+/// A real program's command line from its args file as the snap's wrapper passes
+/// it (shell word splitting and quote removal, `${SNAP_DATA}`/`${SNAP_COMMON}`
+/// expanded by `expand`): lines the pinned release rejects are dropped, and so are
+/// lines setting one of `replaced`, whose values the caller appends.
+fn wrapper_args(text: &str, expand: impl Fn(&str) -> String, replaced: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("--"))
+        .filter(|l| crate::microk8s_args::dropped_by_kube_1_34(l).is_none())
+        .filter(|l| !replaced.contains(&crate::microk8s_args::flag_name(l)))
+        .map(|l| match crate::microk8s_args::split_arg(l) {
+            (k, Some(v)) => format!("{k}={}", expand(&v)),
+            (k, None) => k,
+        })
+        .collect()
+}
+
 /// A real program, in the daemon's process group (stopping the unit kills it),
 /// its output in `logs/NAME.out`.
 fn spawn_real(ctx: &Ctx, name: &str, cmd: &mut Command) -> Option<std::process::Child> {
