@@ -203,16 +203,7 @@ impl World {
     /// Nothing answers on the apiserver port with the node-local CA's certificate,
     /// and (node-local LB) the balancer on the port reaches the cluster.
     pub(crate) fn assert_worker(&self, what: &str) {
-        // A kubelite restarted by a refresh or a reboot needs a moment to settle.
-        let end = Instant::now() + Duration::from_secs(10);
-        while let Some(addr) = self.model.local_control_plane() {
-            assert!(
-                Instant::now() < end,
-                "{what}: a local control plane answers on {addr} with the node-local CA's certificate\n{}",
-                self.story()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        common::assert_no_local_control_plane(&self.model, what, &|| self.story());
         if self.lb != Lb::External {
             let lb = format!("127.0.0.1:{}", self.port).parse().unwrap();
             let end = Instant::now() + Duration::from_secs(10);

@@ -242,9 +242,21 @@ pub fn assert_joined_model(model: &Model, root: &Path, backups: bool, what: &str
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    assert_no_local_control_plane(model, what, story);
+}
+
+/// Nothing answers on the node's apiserver port with the node-local CA's
+/// certificate (within 10 s: a kubelite restarted by a refresh or a reboot needs a
+/// moment to settle).
+pub fn assert_no_local_control_plane(model: &Model, what: &str, story: &dyn Fn() -> String) {
+    use std::time::{Duration, Instant};
     let end = Instant::now() + Duration::from_secs(10);
     while let Some(addr) = model.local_control_plane() {
-        assert!(Instant::now() < end, "{what}: a local control plane answers on {addr}\n{}", story());
+        assert!(
+            Instant::now() < end,
+            "{what}: a local control plane answers on {addr} with the node-local CA's certificate\n{}",
+            story()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
