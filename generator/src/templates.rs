@@ -34,6 +34,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("node-client-rotation.yaml", include_str!("../../templates/node-client-rotation.yaml.j2")),
     // Included by every script: --help, --dry-run, and nothing else.
     ("script-args.sh", include_str!("../../templates/script-args.sh.j2")),
+    // The file helpers of the scripts that rewrite a file (scratch, state, replace).
+    ("script-files.sh", include_str!("../../templates/script-files.sh.j2")),
     ("authz-mode.sh", include_str!("../../templates/authz-mode.sh.j2")),
     // Included by the scripts that need an HA (dqlite) control plane.
     ("ha-cluster.sh", include_str!("../../templates/ha-cluster.sh.j2")),
