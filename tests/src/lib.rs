@@ -12,6 +12,7 @@ pub mod microk8s_args;
 pub mod node_model;
 pub mod pki;
 pub mod proc;
+pub mod real_agent;
 pub mod tls;
 pub mod tools;
 pub mod upstream;

@@ -477,15 +477,22 @@ impl ControlPlane {
     }
 }
 
-/// kube-apiserver in a mount namespace of its own where `a.hosts` is `/etc/hosts`
-/// (`unshare` execs, `sh` execs: the guard's PID is the apiserver's).
+/// `program` (arguments to be added) in a mount namespace of its own where `hosts`
+/// is `/etc/hosts`: what a control-plane node's programs resolve names with
+/// (`unshare` execs, `sh` execs: a guard's PID is the program's).
+pub fn in_hosts_namespace(hosts: &Path, program: &Path) -> Command {
+    let mut cmd = Command::new(crate::tools::require("unshare"));
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+        .arg(hosts)
+        .arg(program);
+    cmd
+}
+
+/// kube-apiserver in its node's hosts namespace ([`in_hosts_namespace`]).
 fn spawn_apiserver(a: &Apiserver) -> Guard {
     let log = fs::OpenOptions::new().create(true).append(true).open(&a.log).expect("apiserver log");
     Guard::spawn(
-        Command::new(crate::tools::require("unshare"))
-            .args(["--mount", "--propagation", "private", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""])
-            .arg(&a.hosts)
-            .arg(bin("kube-apiserver"))
+        in_hosts_namespace(&a.hosts, &bin("kube-apiserver"))
             .args(&a.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -282,7 +282,7 @@ pub(crate) struct Peers {
     _host: Option<mk8s_testkit::upstream::RealNodeHost>,
     // Then the apiservers, before their addresses go.
     pub(crate) cp: ControlPlane,
-    agents: Vec<mk8s_testkit::cluster_agent::SimClusterAgent>,
+    agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
     pub(crate) model: mk8s_testkit::node_model::Model,
     pub(crate) root: std::path::PathBuf,
     kubectl: std::path::PathBuf,
@@ -363,9 +363,12 @@ pub(crate) fn peers_with(
     let bundle = tmp.path().join("bundle");
     let workers: Vec<_> = facts.workers.iter().collect();
     mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
-    let agents = operator_side(&cp, &bundle, channel, auth, authz);
+    for a in &cp.apiservers {
+        a.run_hosts_entries(&bundle);
+    }
     cp.start_all();
     cp.start_controller_manager();
+    let agents = join_agents(&cp, &bundle, channel, auth);
     if let Some(started) = setup.started {
         started(&cp, &bundle);
     }
@@ -390,49 +393,34 @@ pub(crate) fn peers_with(
     Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
 }
 
-/// What the operator runs on every control-plane node before a worker boots: the
-/// bundle's hosts-entries.sh and, for MicroK8s's own join, register-join-tokens.sh
-/// next to that node's cluster-agent (returned, one a node).
-fn operator_side(
+/// For MicroK8s's own join, what the operator runs on every control-plane node
+/// before a worker boots (register-join-tokens.sh) next to that node's real
+/// cluster-agent (returned, one a node); the bundle's hosts-entries.sh ran before
+/// the apiservers started.
+fn join_agents(
     cp: &ControlPlane,
     bundle: &std::path::Path,
     channel: &str,
     auth: Auth,
-    authz: Authz,
-) -> Vec<mk8s_testkit::cluster_agent::SimClusterAgent> {
-    let mut agents = Vec::new();
-    for (i, a) in cp.apiservers.iter().enumerate() {
-        a.run_hosts_entries(bundle);
-        if auth == Auth::Join {
-            agents.push(join_agent(cp, i, bundle, channel, authz));
-        }
+) -> Vec<mk8s_testkit::real_agent::RealClusterAgent> {
+    if auth != Auth::Join {
+        return Vec::new();
     }
-    agents
+    let branch = mk8s_testkit::real_agent::branch_for(channel)
+        .unwrap_or_else(|| panic!("no real cluster-agent for {channel}: vendor its branch"));
+    mk8s_testkit::real_agent::register_control_plane_nodes(cp);
+    (0..cp.apiservers.len()).map(|i| join_agent(cp, i, bundle, branch)).collect()
 }
 
-/// The cluster-agent of control-plane node `i`, with the join tokens the bundle's
-/// register-join-tokens.sh registered there.
+/// The real cluster-agent of control-plane node `i`, with the join tokens the
+/// bundle's register-join-tokens.sh registered there.
 fn join_agent(
     cp: &ControlPlane,
     i: usize,
     bundle: &std::path::Path,
-    channel: &str,
-    authz: Authz,
-) -> mk8s_testkit::cluster_agent::SimClusterAgent {
+    branch: &str,
+) -> mk8s_testkit::real_agent::RealClusterAgent {
     let a = &cp.apiservers[i];
-    let mut cfg = mk8s_testkit::cluster_agent::AgentConfig::new(channel, cp.options.port);
-    cfg.control_plane_nodes = cp.options.ips.clone();
-    cfg.authz_mode = if authz == Authz::RbacNode { "RBAC,Node".into() } else { "AlwaysAllow".into() };
-    let agent =
-        mk8s_testkit::cluster_agent::SimClusterAgent::start(cp.ca.clone(), &cp.options.ips[i], cfg, &a.snap_data);
-    // The agent resolves names as its node does: that node's /etc/hosts.
-    for line in std::fs::read_to_string(&a.hosts).unwrap().lines() {
-        if let Some((ip, name)) = line.split_once(' ') {
-            if name == NODE {
-                agent.add_host(name, ip);
-            }
-        }
-    }
     let o = std::process::Command::new(mk8s_testkit::tools::require("bash"))
         .arg(bundle.join("register-join-tokens.sh"))
         .env("SNAP_DATA", &a.snap_data)
@@ -441,7 +429,7 @@ fn join_agent(
         .unwrap();
     // Exit 7: it cannot list the nodes (no `microk8s` here); it registered.
     assert_eq!(o.status.code(), Some(7), "register-join-tokens.sh: {}", String::from_utf8_lossy(&o.stderr));
-    agent
+    mk8s_testkit::real_agent::RealClusterAgent::start(cp, i, branch)
 }
 
 /// The node model of the worker at `node_ip`; on `host`, with the real kubelet
@@ -559,6 +547,22 @@ impl Peers {
         }
     }
 
+    /// The join went through the real cluster-agent: one agent answered
+    /// `POST /cluster/api/v2.0/join` 200 and signed the kubelet's and kube-proxy's
+    /// certificates (`sign-cert` 200, twice), and created its `no-cert-reissue` lock.
+    fn assert_real_agent_joined(&self, what: &str) {
+        let served: Vec<_> = self
+            .agents
+            .iter()
+            .filter(|a| std::fs::read_to_string(&a.log).unwrap_or_default().contains("POST 200 \"/cluster/api/v2.0/join\""))
+            .collect();
+        let logs = || self.agents.iter().map(|a| a.log_tail()).collect::<Vec<_>>().join("\n---\n");
+        assert_eq!(served.len(), 1, "{what}: one agent answers the join:\n{}", logs());
+        let log = std::fs::read_to_string(&served[0].log).unwrap_or_default();
+        assert_eq!(log.matches("POST 200 \"/cluster/api/v1.0/sign-cert\"").count(), 2, "{what}:\n{log}");
+        assert!(served[0].snap_data.join("var/lock/no-cert-reissue").exists(), "{what}");
+    }
+
     /// MicroK8s's own balancer lists every apiserver: on 1.23-1.24 from the join
     /// (its `control_plane_nodes`), on 1.25+ after the apiserver-proxy's refresh from
     /// the `kubernetes` Endpoints (the join gives it only the node it joined through).
@@ -652,6 +656,7 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         w.assert_logs(&what("after the join"));
 
         if auth == Auth::Join {
+            w.assert_real_agent_joined(&what("the real cluster-agent"));
             w.wait_proxy_knows_every_apiserver(&what("before losing one"));
         }
         // One control-plane node dies: the worker keeps heartbeating through another.
@@ -674,7 +679,6 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         assert_eq!(code, 0, "{}:\n{log}", what("the rerun"));
         assert!(log.contains("already joined"), "{log}");
         assert_eq!(w.model.calls(), Vec::<String>::new(), "{}", what("the rerun touched the node"));
-        assert!(w.agents.iter().all(|a| !a.snap_data.as_os_str().is_empty()));
 
         // `maintain` after the refresh and the reboot: no drift, reported on the
         // Node through the node-local balancer with the kubelet's own credential.
