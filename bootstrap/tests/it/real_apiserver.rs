@@ -445,6 +445,10 @@ fn worker_model(
     let mut config = mk8s_testkit::node_model::ModelConfig::new(channel, port);
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
+    // MicroK8s's own proxy on the worker (1.25+) is the real program where its
+    // branch is vendored.
+    config.real_apiserver_proxy =
+        mk8s_testkit::real_agent::branch_for(channel).map(|b| mk8s_testkit::real_agent::binary(b).0);
     if let Some(h) = host {
         let (pause_tar, pause_ref) = mk8s_testkit::upstream::pause_image();
         config.real = Some(mk8s_testkit::node_model::RealPrograms {
@@ -554,7 +558,9 @@ impl Peers {
         let served: Vec<_> = self
             .agents
             .iter()
-            .filter(|a| std::fs::read_to_string(&a.log).unwrap_or_default().contains("POST 200 \"/cluster/api/v2.0/join\""))
+            .filter(|a| {
+                std::fs::read_to_string(&a.log).unwrap_or_default().contains("POST 200 \"/cluster/api/v2.0/join\"")
+            })
             .collect();
         let logs = || self.agents.iter().map(|a| a.log_tail()).collect::<Vec<_>>().join("\n---\n");
         assert_eq!(served.len(), 1, "{what}: one agent answers the join:\n{}", logs());
@@ -563,16 +569,28 @@ impl Peers {
         assert!(served[0].snap_data.join("var/lock/no-cert-reissue").exists(), "{what}");
     }
 
+    /// MicroK8s's own proxy on the worker is the real `cluster-agent apiserver-proxy`
+    /// of the channel's branch, serving.
+    fn assert_real_apiserver_proxy(&self, what: &str) {
+        let log = std::fs::read_to_string(self.model.dir.join("logs/apiserver-proxy.out")).unwrap_or_default();
+        assert!(log.contains("ready to proxy client requests to"), "{what}:\n{log}\n{}", self.story());
+    }
+
     /// MicroK8s's own balancer lists every apiserver: on 1.23-1.24 from the join
     /// (its `control_plane_nodes`), on 1.25+ after the apiserver-proxy's refresh from
     /// the `kubernetes` Endpoints (the join gives it only the node it joined through).
     fn wait_proxy_knows_every_apiserver(&self, what: &str) {
         use std::time::{Duration, Instant};
         let file = self.root.join(mk8s_testkit::node_model::SNAP_DATA).join("args/traefik/provider.yaml");
-        let end = Instant::now() + Duration::from_secs(30);
+        // The real apiserver-proxy refreshes every 15 s (its minimum).
+        let end = Instant::now() + Duration::from_secs(45);
+        let log = self.model.dir.join("logs/apiserver-proxy.out");
         loop {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             if self.cp.apiservers.iter().all(|a| text.contains(&a.addr.to_string())) {
+                // ... and it was the real program that learned them.
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                assert!(log.contains("updating endpoints"), "{what}: the real apiserver-proxy:\n{log}");
                 return;
             }
             assert!(
@@ -655,6 +673,9 @@ fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
         common::assert_joined_model(&w.model, &w.root, auth != Auth::Join, &what("after the join"), &|| w.story());
         w.assert_logs(&what("after the join"));
 
+        if auth == Auth::Join || lb == Lb::Microk8sProxy {
+            w.assert_real_apiserver_proxy(&what("MicroK8s's own proxy"));
+        }
         if auth == Auth::Join {
             w.assert_real_agent_joined(&what("the real cluster-agent"));
             w.wait_proxy_knows_every_apiserver(&what("before losing one"));

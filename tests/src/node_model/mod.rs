@@ -108,6 +108,10 @@ pub struct ModelConfig {
     /// network namespace, so only the boot tier, whose container has its own,
     /// sets it ([`install_in_root`] copies it into the root).
     pub real_kube_proxy: Option<PathBuf>,
+    /// The real cluster-agent of the channel's branch ([`crate::real_agent`]), run
+    /// as `cluster-agent apiserver-proxy` where the snap runs MicroK8s's own proxy
+    /// on a worker (1.25+), instead of the model's.
+    pub real_apiserver_proxy: Option<PathBuf>,
 }
 
 /// The worker's daemons as the real programs: kubelite in worker mode runs the real
@@ -152,6 +156,7 @@ impl ModelConfig {
             proxy_refresh: Duration::from_secs(1),
             real: None,
             real_kube_proxy: None,
+            real_apiserver_proxy: None,
         }
     }
 }
@@ -454,6 +459,7 @@ fn initial_state(config: &ModelConfig, root: &str, bin: &str) -> Value {
         "bin": bin,
         "launchConfig": Value::Null,
         "realKubeProxy": config.real_kube_proxy.as_ref().map(|p| p.display().to_string()),
+        "realApiserverProxy": config.real_apiserver_proxy.as_ref().map(|p| p.display().to_string()),
     })
 }
 

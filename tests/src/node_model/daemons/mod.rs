@@ -191,6 +191,11 @@ fn run(ctx: &Arc<Ctx>, unit: &str, name: &str, decision: Decision) -> i32 {
             park()
         }
         Decision::Proxy => {
+            if name == "apiserver-proxy" {
+                if let Some(child) = proxy::real_apiserver_proxy(ctx) {
+                    return exits_with(ctx, unit, child);
+                }
+            }
             ctx.event(&format!("{unit}: proxying the apiserver port"));
             tcp_proxy(ctx, name == "apiserver-proxy");
             park()
@@ -312,7 +317,7 @@ fn wrapper_args(text: &str, expand: impl Fn(&str) -> String, replaced: &[&str]) 
 
 /// A real program, in the daemon's process group (stopping the unit kills it),
 /// its output in `logs/NAME.out`.
-fn spawn_real(ctx: &Ctx, name: &str, cmd: &mut Command) -> Option<std::process::Child> {
+pub(super) fn spawn_real(ctx: &Ctx, name: &str, cmd: &mut Command) -> Option<std::process::Child> {
     let _ = fs::create_dir_all(ctx.dir.join("logs"));
     let out = fs::OpenOptions::new().create(true).append(true).open(ctx.dir.join("logs").join(format!("{name}.out")));
     let out = match out {

@@ -87,6 +87,45 @@ fn refresh_endpoints(ctx: &Ctx) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The real apiserver-proxy (1.25+), when the state names the cluster-agent
+/// program: the wrapper's steps (`MK 1.30:microk8s-resources/wrappers/run-apiserver-proxy-with-args`):
+/// `traefik.yaml` from `traefik-template.yaml` with `${SNAP}`/`${SNAP_DATA}`
+/// substituted, then `cluster-agent apiserver-proxy` with the lines of
+/// `args/apiserver-proxy`. Two changes, each because the control planes share
+/// this machine: the entry point `:PORT` is bound on 127.0.0.1 (the apiservers hold
+/// PORT on their own addresses, so the wildcard address cannot be bound), and
+/// `--refresh-interval` is the program's minimum, 15 s, instead of the default 30 s.
+/// A kubeconfig naming files by the node's absolute paths is read from a copy
+/// with those paths under the root, as for the kubelet.
+pub(super) fn real_apiserver_proxy(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
+    let program = ctx.state["realApiserverProxy"].as_str()?.to_string();
+    let snap = ctx.expand("${SNAP_DATA}");
+    let template = fs::read_to_string(ctx.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
+    let port = ctx.n("apiserverPort");
+    let config = template
+        .replace("${SNAP_DATA}", &snap)
+        .replace(&format!("\":{port}\""), &format!("\"127.0.0.1:{port}\""));
+    let _ = fs::write(ctx.snap_data("args/traefik/traefik.yaml"), config);
+    let text = fs::read_to_string(ctx.snap_data("args/apiserver-proxy")).unwrap_or_default();
+    let mut args: Vec<String> = text.split_whitespace().map(|w| ctx.expand(w.trim_matches('"'))).collect();
+    for i in 0..args.len().saturating_sub(1) {
+        match args[i].as_str() {
+            "--refresh-interval" => args[i + 1] = "15s".into(),
+            "--kubeconfig" => {
+                let path = std::path::PathBuf::from(&args[i + 1]);
+                let (Ok(text), Ok(rel)) = (fs::read_to_string(&path), path.strip_prefix(&ctx.root)) else { continue };
+                let mapped = ctx.map_paths_in(&text);
+                if mapped != text {
+                    args[i + 1] = ctx.relocated(&rel.to_string_lossy(), &mapped).display().to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    ctx.event(&format!("apiserver-proxy: the real cluster-agent apiserver-proxy {}", args.join(" ")));
+    super::spawn_real(ctx, "apiserver-proxy", std::process::Command::new(program).arg("apiserver-proxy").args(&args))
+}
+
 pub(super) fn tcp_proxy(ctx: &Arc<Ctx>, refreshes: bool) {
     let parse = |list: &[String]| -> Vec<SocketAddr> { list.iter().filter_map(|a| a.parse().ok()).collect() };
     let servers = Arc::new(Mutex::new(parse(&provider_servers(ctx))));
