@@ -2,6 +2,13 @@
 //! worker join's server side is modelled (canonical/microk8s-cluster-agent, cited
 //! as `CA BRANCH:path:lines`; canonical/microk8s as `MK BRANCH:path:lines`).
 //!
+//! Where it is still used, and why: the real agent ([`crate::real_agent`]) runs in
+//! the real-peer tier on 1.26, 1.30 and 1.34; this model serves the node-model
+//! scenarios of every other channel (1.23-1.25, 1.27-1.29, 1.31-1.33: branches not
+//! vendored) and fault injection (an agent stopped and restarted mid-join, every
+//! request recorded to show what a join sent). `tests/tests/it/agent_differential.rs`
+//! sends it and the real agents the same requests and holds it to their answers.
+//!
 //! What is real: TLS with a `server.crt` signed by the cluster CA (the agent
 //! serves the node's `certs/server.crt`, `MK 1.30:microk8s-resources/default-args/cluster-agent:L1-4`,
 //! signed by `certs/ca.crt`/`ca.key` in `gen_server_cert`,
@@ -108,16 +115,7 @@ impl AgentConfig {
             bind_port: "25000".into(),
             apiport,
             authz_mode: "AlwaysAllow".into(),
-            // The branch's default-args/kubelet verbatim, plus the two lines the dns
-            // addon adds (`microk8s enable dns`, in MicroK8s's default launch
-            // configuration): a control plane's args/kubelet unless its operator
-            // changed it.
-            kubelet_args: crate::microk8s_args::for_minor(crate::node_model::minor_of(channel))
-                .kubelet
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .chain(["--cluster-domain=cluster.local\n".into(), "--cluster-dns=10.152.183.10\n".into()])
-                .collect(),
+            kubelet_args: crate::microk8s_args::control_plane_kubelet_args(crate::node_model::minor_of(channel)),
             cluster_cidr: "10.1.0.0/16".into(),
             control_plane_nodes: Vec::new(),
         }

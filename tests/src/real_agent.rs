@@ -158,12 +158,7 @@ fn lay_out(cp: &ControlPlane, i: usize, ip: &str) {
         "--bind {ip}:{PORT}\n--keyfile \"${{SNAP_DATA}}/certs/server.key\"\n--certfile \"${{SNAP_DATA}}/certs/server.crt\"\n--timeout 240\n"
     );
     fs::write(sd.join("args/cluster-agent"), agent_args).expect("args/cluster-agent");
-    let kubelet: String = defaults
-        .kubelet
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .chain(["--cluster-domain=cluster.local\n".into(), "--cluster-dns=10.152.183.10\n".into()])
-        .collect();
+    let kubelet = crate::microk8s_args::control_plane_kubelet_args(cp.options.minor);
     fs::write(sd.join("args/kubelet"), kubelet).expect("args/kubelet");
     let proxy: String = defaults.kube_proxy.iter().map(|l| format!("{l}\n")).collect();
     fs::write(sd.join("args/kube-proxy"), proxy).expect("args/kube-proxy");

@@ -291,6 +291,26 @@ pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &
     args
 }
 
+/// `args/kube-apiserver` as the node's snap has it: the arguments the apiserver
+/// runs with, but the datastore lines the branch's default args have (k8s-dqlite's
+/// socket, or `--storage-backend=dqlite`) in place of this machine's etcd. What
+/// reads the file on a control-plane node sees a MicroK8s datastore: the 1.28+
+/// cluster-agent joins through dqlite when `--etcd-servers` names the kine socket
+/// and refuses a joining node that cannot handle a custom etcd otherwise
+/// (`CA 1.30:pkg/api/v2/join.go:L128-145`).
+fn args_file(options: &Options, args: &[String]) -> String {
+    const DATASTORE: &[&str] =
+        &["--etcd-servers", "--storage-backend", "--storage-dir", "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"];
+    let defaults = crate::microk8s_args::for_minor(options.minor).kube_apiserver;
+    let datastore = defaults.iter().filter(|l| DATASTORE.contains(&crate::microk8s_args::flag_name(l)));
+    args.iter()
+        .filter(|a| !DATASTORE.contains(&crate::microk8s_args::flag_name(a)))
+        .map(String::as_str)
+        .chain(datastore.copied())
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Addresses that are not loopback, for control-plane nodes the way a cluster has
 /// them (the `kubernetes` Endpoints refuse loopback addresses): /32s on a bridge
 /// `mk8s-peers` of this machine (created when missing; a dummy link is not
@@ -369,7 +389,7 @@ impl ControlPlane {
             // An HA (dqlite) control plane, as every MicroK8s install since 1.19.
             fs::write(snap_data.join("var/lock/ha-cluster"), "").expect("ha-cluster");
             let args = apiserver_args(&options, ip, &snap_data, &etcd.url);
-            fs::write(snap_data.join("args/kube-apiserver"), args.join("\n") + "\n").expect("args");
+            fs::write(snap_data.join("args/kube-apiserver"), args_file(&options, &args)).expect("args");
             let hosts = dir.path().join(format!("cp{i}/hosts"));
             fs::write(&hosts, &machine_hosts).expect("hosts");
             let log = dir.path().join(format!("cp{i}/kube-apiserver.log"));
