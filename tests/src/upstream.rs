@@ -105,6 +105,9 @@ pub struct Options {
     /// The cluster CA (a new one when `None`): facts made before the control
     /// plane starts name it.
     pub ca: Option<Arc<Ca>>,
+    /// More addresses in every apiserver's serving certificate (an external load
+    /// balancer's, as an operator adds it to `certs/csr.conf.template`).
+    pub extra_sans: Vec<String>,
 }
 
 impl Options {
@@ -121,6 +124,7 @@ impl Options {
                 .expect("a free port on 127.0.0.2"),
             known_tokens: String::new(),
             ca: None,
+            extra_sans: Vec::new(),
         }
     }
 }
@@ -188,7 +192,7 @@ pub struct ControlPlane {
 
 /// Lay out the certificates and credentials the default args name, under one
 /// node's `$SNAP_DATA` (file names as MicroK8s's `utils.sh` makes them).
-fn lay_out(snap_data: &Path, ca: &Ca, ip: &str, sa_key: &str, known_tokens: &str) {
+fn lay_out(snap_data: &Path, ca: &Ca, ip: &str, sa_key: &str, options: &Options) {
     let certs = snap_data.join("certs");
     let creds = snap_data.join("credentials");
     fs::create_dir_all(&certs).expect("certs");
@@ -197,14 +201,9 @@ fn lay_out(snap_data: &Path, ca: &Ca, ip: &str, sa_key: &str, known_tokens: &str
         fs::write(&p, text).expect("write");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).expect("chmod");
     };
-    let server = ca.server_and_client(&[
-        "127.0.0.1",
-        "10.152.183.1",
-        ip,
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-    ]);
+    let mut sans = vec!["127.0.0.1", "10.152.183.1", ip, "kubernetes", "kubernetes.default", "kubernetes.default.svc"];
+    sans.extend(options.extra_sans.iter().map(String::as_str));
+    let server = ca.server_and_client(&sans);
     for (name, leaf) in [
         ("server", &server),
         ("front-proxy-client", &ca.client("front-proxy-client", &[])),
@@ -217,7 +216,7 @@ fn lay_out(snap_data: &Path, ca: &Ca, ip: &str, sa_key: &str, known_tokens: &str
     secret(certs.join("ca.key"), &ca.key_pem);
     fs::write(certs.join("front-proxy-ca.crt"), &ca.cert_pem).expect("front-proxy-ca");
     secret(certs.join("serviceaccount.key"), sa_key);
-    secret(creds.join("known_tokens.csv"), known_tokens);
+    secret(creds.join("known_tokens.csv"), &options.known_tokens);
     fs::write(creds.join("basic_auth.csv"), "").expect("basic_auth");
     // 1.28+: `--admission-control-config-file=${SNAP_DATA}/args/admission-control-config-file.yaml`,
     // EventRateLimit, as the snap's default-args files of those names
@@ -384,7 +383,7 @@ impl ControlPlane {
         let mut apiservers = Vec::new();
         for (i, ip) in options.ips.iter().enumerate() {
             let snap_data = dir.path().join(format!("cp{i}/snap_data"));
-            lay_out(&snap_data, &ca, ip, &sa_key, &options.known_tokens);
+            lay_out(&snap_data, &ca, ip, &sa_key, &options);
             fs::create_dir_all(snap_data.join("var/lock")).expect("var/lock");
             // An HA (dqlite) control plane, as every MicroK8s install since 1.19.
             fs::write(snap_data.join("var/lock/ha-cluster"), "").expect("ha-cluster");

@@ -1,26 +1,16 @@
-//! Bootstrap scenarios against the model of a MicroK8s node
-//! (`mk8s_testkit::node_model`): the real `mk8s-bootstrap` binary, the files of a
-//! real `mk8s-gen` user-data written as cloud-init would, the node's `snap` and
-//! `systemctl` answered by the model (which starts real listeners: a local
-//! control plane, the kubelet, our own traefik unit), and the simulated apiserver
-//! as the cluster's control plane.
+//! The world of the `leave` scenarios (`leave.rs`): the model of a MicroK8s node
+//! (`mk8s_testkit::node_model`) booted with a real `mk8s-gen` user-data, the real
+//! `mk8s-bootstrap`, and the simulated apiserver as the control plane.
 //!
-//! Each scenario asserts what an operator cares about: the join exits 0; the Node
-//! is Ready with a fresh heartbeat; nothing answers on the apiserver port with the
-//! node-local CA's certificate; the node is still a worker after a snap refresh
-//! and after a reboot; and `kubectl logs` works the way that version's control
-//! plane reaches the kubelet. (1.22 with traefik timed out before kubelite was
-//! stopped ahead of the balancer; 1.30/1.34 fresh failed `kubectl logs` before
-//! `auth: x509` issued a serving certificate from the cluster CA.)
-//!
-//! A channel and kind the real-peer tier runs (`real_apiserver.rs`, `real_v1_*`:
-//! the same checks, plus the loss of an apiserver and `maintain`, on the real
-//! kube-apiserver with AlwaysAllow and RBAC,Node) is not repeated here. What stays
-//! on the simulated apiserver (held to the real one's answers by
-//! `real_apiserver::the_simulated_apiserver_answers_as_the_real_one`) is the rest
-//! of the matrix: `kind: external` (the real tier has no external balancer to
-//! stand for), the releases and kinds between its rows, and the upgraded 1.30
-//! node's kubelet dialing.
+//! The join scenarios that used to run here (every channel with traefik, HAProxy,
+//! the built-in balancer and an external balancer, upgraded 1.30, a control plane
+//! without hosts entries, MicroK8s's default launch configuration) run against the
+//! real control plane in `real_apiserver.rs`. What stays on the simulated apiserver
+//! is `leave`: its subject is the node (what the join changed, put back, under
+//! kills at every command), it sends the apiserver nothing, and its scenarios run
+//! the join first many times over, where the real control plane would cost a
+//! minute each; the simulated apiserver is held to the real one's answers by
+//! `real_apiserver::the_simulated_apiserver_answers_as_the_real_one`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -99,10 +89,6 @@ pub(crate) struct World {
 
 /// A cluster whose control plane is the simulator on 127.0.0.2, and a worker
 /// (node address `node_ip`) booted with the generated user-data.
-fn world(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) -> World {
-    world_with(channel, upgraded, lb, node_ip, Variant::default())
-}
-
 pub(crate) fn world_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
@@ -226,161 +212,4 @@ impl World {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-fn scenario(channel: &str, upgraded: bool, lb: Lb, node_ip: &str) {
-    scenario_with(channel, upgraded, lb, node_ip, Variant::default())
-}
-
-fn scenario_with(channel: &str, upgraded: bool, lb: Lb, node_ip: &str, v: Variant) {
-    let w = world_with(channel, upgraded, lb, node_ip, v);
-    let started = SystemTime::now();
-    let (code, log) = w.run();
-    assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
-    w.wait_heartbeat(started, "after the join");
-    w.assert_worker("after the join");
-    common::assert_joined_model(&w.model, &w.root, true, "after the join", &|| w.story());
-
-    let refreshed = SystemTime::now();
-    w.model.refresh();
-    w.assert_worker("after a snap refresh");
-    w.wait_heartbeat(refreshed, "after a snap refresh");
-
-    let rebooted = SystemTime::now();
-    w.model.reboot();
-    w.assert_worker("after a reboot");
-    w.wait_heartbeat(rebooted, "after a reboot");
-
-    // `kubectl logs` of a pod on the worker, as this control plane dials kubelets.
-    // (A kubelet that has just restarted may not listen yet: retried briefly.)
-    let end = Instant::now() + Duration::from_secs(5);
-    let mut logs = w.sim.logs_from(NODE);
-    while logs.is_err() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(200));
-        logs = w.sim.logs_from(NODE);
-    }
-    assert_eq!(logs.as_deref(), Ok(node_model::LOG_BODY), "kubectl logs from the worker\n{}", w.story());
-
-    // A rerun of the bootstrap (the unit started again) changes nothing.
-    w.model.clear_calls();
-    let (code, log) = w.run();
-    assert_eq!(code, 0, "the rerun failed:\n{log}\n{}", w.story());
-    assert!(log.contains("already joined"), "{log}");
-    assert_eq!(w.model.calls(), Vec::<String>::new(), "the rerun touched the node");
-    w.assert_worker("after a rerun");
-}
-
-#[test]
-fn v1_34_builtin_rbac() {
-    scenario_with("1.34/stable", false, Lb::Builtin, "127.0.0.55", Variant { rbac: true, ..Variant::default() });
-}
-
-#[test]
-fn v1_20_external() {
-    scenario("1.20/stable", false, Lb::External, "127.0.0.12");
-}
-
-#[test]
-fn v1_22_traefik() {
-    scenario("1.22/stable", false, Lb::Traefik, "127.0.0.13");
-}
-
-#[test]
-fn v1_22_external() {
-    scenario("1.22/stable", false, Lb::External, "127.0.0.14");
-}
-
-#[test]
-fn v1_24_traefik() {
-    scenario("1.24/stable", false, Lb::Traefik, "127.0.0.15");
-}
-
-#[test]
-fn v1_24_external() {
-    scenario("1.24/stable", false, Lb::External, "127.0.0.16");
-}
-
-#[test]
-fn v1_26_traefik() {
-    scenario("1.26/stable", false, Lb::Traefik, "127.0.0.17");
-}
-
-#[test]
-fn v1_26_external() {
-    scenario("1.26/stable", false, Lb::External, "127.0.0.18");
-}
-
-#[test]
-fn v1_30_fresh_traefik() {
-    scenario("1.30/stable", false, Lb::Traefik, "127.0.0.19");
-}
-
-#[test]
-fn v1_30_fresh_external() {
-    scenario("1.30/stable", false, Lb::External, "127.0.0.20");
-}
-
-#[test]
-fn v1_30_upgraded_traefik() {
-    scenario("1.30/stable", true, Lb::Traefik, "127.0.0.21");
-}
-
-#[test]
-fn v1_30_upgraded_external() {
-    scenario("1.30/stable", true, Lb::External, "127.0.0.22");
-}
-
-#[test]
-fn v1_34_traefik() {
-    scenario("1.34/stable", false, Lb::Traefik, "127.0.0.23");
-}
-
-#[test]
-fn v1_34_external() {
-    scenario("1.34/stable", false, Lb::External, "127.0.0.24");
-}
-
-/// Without our `/etc/microk8s.yaml` the install hook takes MicroK8s's default
-/// launch configuration (`addons: [dns]`), which the worker's cluster-agent retries
-/// every tick forever once the node is clustered: the model shows it.
-#[test]
-fn without_our_launch_configuration_the_agent_never_settles() {
-    let w = world("1.30/stable", false, Lb::External, "127.0.0.25");
-    fs::remove_file(w.root.join("etc/microk8s.yaml")).unwrap();
-    let (code, log) = w.run();
-    assert_eq!(code, 0, "{log}\n{}", w.story());
-    assert_eq!(w.model.state()["launchConfig"], "$SNAP/microk8s.default.yaml");
-    std::thread::sleep(Duration::from_secs(2));
-    let l = w.model.launcher().unwrap_or_default();
-    assert!(l["failures"].as_u64().unwrap_or(0) >= 2, "{l}");
-    assert!(l["applied"].as_array().is_none_or(|a| a.is_empty()), "{l}");
-    assert!(l["lastError"].as_str().unwrap_or("").contains("acting as a node in a cluster"), "{l}");
-}
-
-#[test]
-fn v1_24_x509_haproxy() {
-    scenario_with("1.24/stable", false, Lb::Haproxy, "127.0.0.26", Variant { x509: true, ..Variant::default() });
-}
-
-#[test]
-fn v1_30_fresh_haproxy_rbac() {
-    scenario_with("1.30/stable", false, Lb::Haproxy, "127.0.0.28", Variant { rbac: true, ..Variant::default() });
-}
-
-#[test]
-fn v1_20_haproxy_rbac() {
-    scenario_with("1.20/stable", false, Lb::Haproxy, "127.0.0.30", Variant { rbac: true, ..Variant::default() });
-}
-
-/// A <=1.27 control plane dials the kubelet by the Node's Hostname address (the
-/// worker's name): without the bundle's hosts entries (or DNS) it cannot resolve
-/// it, and `kubectl logs` fails although the Node is Ready.
-#[test]
-fn a_control_plane_that_cannot_resolve_worker_names_fails_logs() {
-    let w =
-        world_with("1.26/stable", false, Lb::External, "127.0.0.31", Variant { no_hosts: true, ..Variant::default() });
-    let (code, log) = w.run();
-    assert_eq!(code, 0, "{log}\n{}", w.story());
-    let err = w.sim.logs_from(NODE).unwrap_err();
-    assert!(err.contains(&format!("lookup {NODE}: no such host")), "{err}");
 }

@@ -225,8 +225,8 @@ fn the_simulated_apiserver_answers_as_the_real_one() {
 pub(crate) enum Auth {
     Token,
     X509,
-    /// MicroK8s's own worker join (the cluster-agent stays modelled: the Go module
-    /// proxy refuses its module, see tests/upstream/README.md).
+    /// MicroK8s's own worker join, through the real cluster-agent of the channel's
+    /// branch (`mk8s_testkit::real_agent`).
     Join,
 }
 
@@ -248,21 +248,27 @@ pub(crate) enum Lb {
     Builtin,
     Traefik,
     Haproxy,
-    /// `kind: microk8s-proxy`: the snap's apiserver-proxy (the node model's).
+    /// `kind: microk8s-proxy`: the snap's apiserver-proxy (the real program on
+    /// 1.26, 1.30 and 1.34, the node model's on other channels).
     Microk8sProxy,
     /// MicroK8s's own, as its join configures it (`auth: microk8s-join`).
     Own,
+    /// `mode: external`: the operator's balancer in front of the control plane,
+    /// here a real HAProxy on an address of its own ([`external_balancer`]).
+    External,
 }
 
 impl Lb {
-    /// The facts' `load-balancer` (none for `Own`).
-    fn facts(self, facts: FactsYaml) -> FactsYaml {
+    /// The facts' `load-balancer` (none for `Own`); `external`: the address of
+    /// the external balancer, on the control plane's `port`.
+    fn facts(self, facts: FactsYaml, external: &str, port: u16) -> FactsYaml {
         match self {
             Lb::Builtin => facts.lb_builtin().health_check("1s", "500ms"),
             Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
             Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
             Lb::Microk8sProxy => facts.lb_microk8s_proxy(),
             Lb::Own => facts,
+            Lb::External => facts.lb_external(external, port),
         }
     }
 
@@ -272,7 +278,7 @@ impl Lb {
             Lb::Builtin => Some("builtin"),
             Lb::Traefik => Some("traefik"),
             Lb::Haproxy => Some("haproxy"),
-            Lb::Microk8sProxy | Lb::Own => None,
+            Lb::Microk8sProxy | Lb::Own | Lb::External => None,
         }
     }
 }
@@ -280,6 +286,7 @@ impl Lb {
 pub(crate) struct Peers {
     // Dropped first: the real kubelet's processes, mounts and cgroup go first.
     _host: Option<mk8s_testkit::upstream::RealNodeHost>,
+    _external: Option<mk8s_testkit::proc::Guard>,
     // Then the apiservers, before their addresses go.
     pub(crate) cp: ControlPlane,
     agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
@@ -298,14 +305,10 @@ const PAUSE_LOG: &str = "mk8s-pause: a log line\n";
 /// `node_ip`: the worker's address for the node model's kubelet; `None`: the real
 /// kubelet and containerd, on an address of [`mk8s_testkit::upstream::PeerAddresses`]
 /// (the kubelet refuses a loopback node IP).
-fn peers(channel: &str, auth: Auth, lb: Lb, authz: Authz, node_ip: Option<&str>) -> Peers {
-    peers_with(channel, auth, lb, authz, node_ip, &Setup::default())
-}
-
 /// A step of the operator's on the running control plane, with the bundle's directory.
 pub(crate) type Operator = dyn Fn(&ControlPlane, &std::path::Path);
 
-/// What a scenario changes in [`peers`]' world.
+/// What a scenario changes in [`peers_with`]' world.
 #[derive(Default)]
 pub(crate) struct Setup<'a> {
     /// The facts passed through it last.
@@ -316,6 +319,11 @@ pub(crate) struct Setup<'a> {
     /// The port of the worker's own snap (its apiserver and, once joined,
     /// MicroK8s's proxy: 16443 on a real node), when not the control plane's.
     pub(crate) worker_port: Option<u16>,
+    /// The control plane was upgraded from 1.27: it keeps 1.27's default args
+    /// (a refresh does not rewrite `args/`), whatever the worker's channel.
+    pub(crate) upgraded: bool,
+    /// The operator never ran the bundle's hosts-entries.sh.
+    pub(crate) no_hosts: bool,
 }
 
 pub(crate) fn peers_with(
@@ -330,48 +338,15 @@ pub(crate) fn peers_with(
 
     let real_kubelet = node_ip.is_none();
     let tmp = tempfile::tempdir().unwrap();
-    let ca = Arc::new(Ca::new("10.152.183.1"));
-    let mut options = Options::new(mk8s_testkit::node_model::minor_of(channel), authz);
-    options.ca = Some(ca.clone());
     // Addresses a cluster's `kubernetes` Endpoints can hold (not loopback): MicroK8s
-    // 1.25+'s apiserver-proxy learns the control plane from them.
-    let addresses = mk8s_testkit::upstream::PeerAddresses::take(4);
-    options.ips = addresses.ips[..3].to_vec();
+    // 1.25+'s apiserver-proxy learns the control plane from them. Three control
+    // planes, the worker, an external balancer.
+    let addresses = mk8s_testkit::upstream::PeerAddresses::take(5);
     let node_ip = node_ip.unwrap_or(&addresses.ips[3]).to_string();
     let host = real_kubelet.then(|| mk8s_testkit::upstream::RealNodeHost::take(tmp.path()));
-    let port = options.port;
-    std::fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
-    let facts = FactsYaml::new("real").channel(channel).ca_file("ca.crt");
-    let facts = auth.facts(facts).port(port);
-    let facts = options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
-    let facts = lb.facts(facts).worker(Worker::new(NODE).address(&node_ip).label("example.com/tier", "gpu"));
-    let facts = match setup.facts {
-        Some(edit) => edit(facts),
-        None => facts,
-    };
-    let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), tmp.path(), &ca.key_pem);
+    let cluster = cluster(channel, auth, lb, authz, &addresses.ips, &node_ip, setup, tmp.path());
+    let (cp, facts, secrets, agents, external) = cluster;
     let worker = facts.worker(NODE).unwrap();
-    if auth == Auth::Token {
-        // MicroK8s's own lines, then ours (what merge-known-tokens.sh leaves).
-        options.known_tokens = format!(
-            "{ADMIN},admin,admin,\"system:masters\"\n{}",
-            mk8s_gen::auth::token::token_lines(&facts, &secrets, worker)
-        );
-    }
-    let mut cp = ControlPlane::new(options);
-    // The operator's side, on every control-plane node, before any worker boots.
-    let bundle = tmp.path().join("bundle");
-    let workers: Vec<_> = facts.workers.iter().collect();
-    mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
-    for a in &cp.apiservers {
-        a.run_hosts_entries(&bundle);
-    }
-    cp.start_all();
-    cp.start_controller_manager();
-    let agents = join_agents(&cp, &bundle, channel, auth);
-    if let Some(started) = setup.started {
-        started(&cp, &bundle);
-    }
 
     // The worker: the generated user-data, as cloud-init writes it.
     let root = tmp.path().join("root");
@@ -379,8 +354,9 @@ pub(crate) fn peers_with(
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
-    let worker_port = setup.worker_port.unwrap_or(port);
-    let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), &tmp.path().join("model"), &root);
+    let worker_port = setup.worker_port.unwrap_or(cp.options.port);
+    let dir = tmp.path().join("model");
+    let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), setup.upgraded, &dir, &root);
     common::edit_plan(&root, |plan| {
         plan.timing.ready_deadline_secs = 60;
         plan.timing.retry_initial_ms = 100;
@@ -390,7 +366,115 @@ pub(crate) fn peers_with(
         }
     });
     let kubectl = mk8s_testkit::tools::require("kubectl");
-    Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
+    Peers {
+        _host: host,
+        _external: external,
+        cp,
+        agents,
+        model,
+        root,
+        kubectl,
+        real_kubelet,
+        _tmp: tmp,
+        _addresses: addresses,
+    }
+}
+
+type Cluster = (
+    ControlPlane,
+    mk8s_gen::model::Facts,
+    mk8s_gen::secrets::Secrets,
+    Vec<mk8s_testkit::real_agent::RealClusterAgent>,
+    Option<mk8s_testkit::proc::Guard>,
+);
+
+/// The facts of a cluster whose control planes are on `ips[..3]` (the external
+/// balancer on `ips[4]`) and the control plane running, with the operator's side
+/// done on every node before any worker boots.
+#[allow(clippy::too_many_arguments)]
+fn cluster(
+    channel: &str,
+    auth: Auth,
+    lb: Lb,
+    authz: Authz,
+    ips: &[String],
+    node_ip: &str,
+    setup: &Setup,
+    dir: &std::path::Path,
+) -> Cluster {
+    let ca = Arc::new(Ca::new("10.152.183.1"));
+    let minor = if setup.upgraded { 27 } else { mk8s_testkit::node_model::minor_of(channel) };
+    let mut options = Options::new(minor, authz);
+    options.ca = Some(ca.clone());
+    options.ips = ips[..3].to_vec();
+    options.extra_sans = vec![ips[4].clone()];
+    let port = options.port;
+    std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+    let facts = FactsYaml::new("real").channel(channel).ca_file("ca.crt");
+    let facts = auth.facts(facts).port(port);
+    let facts = options.ips.iter().enumerate().fold(facts, |f, (i, ip)| f.control_plane(&format!("cp-{i}"), ip));
+    let facts = lb.facts(facts, &ips[4], port);
+    let facts = facts.worker(Worker::new(NODE).address(node_ip).label("example.com/tier", "gpu"));
+    let facts = match setup.facts {
+        Some(edit) => edit(facts),
+        None => facts,
+    };
+    let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), dir, &ca.key_pem);
+    let worker = facts.worker(NODE).unwrap();
+    if auth == Auth::Token {
+        // MicroK8s's own lines, then ours (what merge-known-tokens.sh leaves).
+        options.known_tokens = format!(
+            "{ADMIN},admin,admin,\"system:masters\"\n{}",
+            mk8s_gen::auth::token::token_lines(&facts, &secrets, worker)
+        );
+    }
+    let mut cp = ControlPlane::new(options);
+    let bundle = dir.join("bundle");
+    let workers: Vec<_> = facts.workers.iter().collect();
+    mk8s_gen::controlplane::write_bundle(&facts, &secrets, &workers, &bundle).unwrap();
+    for a in cp.apiservers.iter().filter(|_| !setup.no_hosts) {
+        a.run_hosts_entries(&bundle);
+    }
+    cp.start_all();
+    cp.start_controller_manager();
+    let agents = join_agents(&cp, &bundle, channel, auth);
+    if let Some(started) = setup.started {
+        started(&cp, &bundle);
+    }
+    let external = (lb == Lb::External).then(|| external_balancer(&cp, &ips[4], dir));
+    (cp, facts, secrets, agents, external)
+}
+
+/// The operator's external balancer: Debian's HAProxy in TCP mode on `ip` and the
+/// control plane's port, in front of every apiserver, each checked by a TCP
+/// connect every second (TLS passes through: the apiservers' certificates carry
+/// `ip`, as an operator adds a balancer's address to `csr.conf.template`).
+fn external_balancer(cp: &ControlPlane, ip: &str, dir: &std::path::Path) -> mk8s_testkit::proc::Guard {
+    let port = cp.options.port;
+    let servers: String = cp
+        .apiservers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("  server cp-{i} {} check inter 1s fall 1 rise 1\n", a.addr))
+        .collect();
+    let config = format!(
+        "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1h\n  timeout server 1h\n\
+         frontend apiserver\n  bind {ip}:{port}\n  default_backend control-plane\n\
+         backend control-plane\n{servers}"
+    );
+    let path = dir.join("external-haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let guard = mk8s_testkit::proc::Guard::spawn(
+        std::process::Command::new(mk8s_testkit::tools::require("haproxy"))
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    assert!(mk8s_testkit::proc::wait_listening(addr, std::time::Duration::from_secs(10)), "the external HAProxy");
+    guard
 }
 
 /// For MicroK8s's own join, what the operator runs on every control-plane node
@@ -439,10 +523,12 @@ fn worker_model(
     port: u16,
     node_ip: &str,
     host: Option<&mk8s_testkit::upstream::RealNodeHost>,
+    upgraded: bool,
     dir: &std::path::Path,
     root: &std::path::Path,
 ) -> mk8s_testkit::node_model::Model {
     let mut config = mk8s_testkit::node_model::ModelConfig::new(channel, port);
+    config.upgraded = upgraded;
     config.node_ip = node_ip.to_string();
     config.hostname = NODE.to_string();
     // MicroK8s's own proxy on the worker (1.25+) is the real program where its
@@ -602,10 +688,8 @@ impl Peers {
         }
     }
 
-    /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
-    /// worker's kubelet the way that version's args say (address type, serving
-    /// certificate verification).
-    fn assert_logs(&self, what: &str) {
+    /// The pod `probe` bound to the worker (created once).
+    fn probe_pod(&self, what: &str) {
         use std::time::{Duration, Instant};
         // The pod needs the namespace's `default` ServiceAccount, which the real
         // kube-controller-manager creates.
@@ -614,23 +698,40 @@ impl Peers {
             assert!(Instant::now() < end, "{what}: no default ServiceAccount:\n{}", self.cp.controller_manager_log());
             std::thread::sleep(Duration::from_millis(500));
         }
-        if self.kubectl(&["get", "pod", "probe"]).status.code() != Some(0) {
-            // On the real kubelet a real container: the image built here, which
-            // prints a log line first, on the host's network (no CNI call).
-            let image = if self.real_kubelet {
-                mk8s_testkit::upstream::pause_image().1
-            } else {
-                "registry.k8s.io/pause:3.10".to_string()
-            };
-            let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
-                "spec": {"nodeName": NODE, "hostNetwork": true, "automountServiceAccountToken": false,
-                         "tolerations": [{"operator": "Exists"}],
-                         "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never", "command": ["/pause", "loop"]}]}});
-            let file = self.cp.dir.path().join("probe.json");
-            std::fs::write(&file, pod.to_string()).unwrap();
-            let o = self.kubectl(&["create", "-f", file.to_str().unwrap()]);
-            assert!(o.status.success(), "{what}: create the probe pod: {}", String::from_utf8_lossy(&o.stderr));
+        if self.kubectl(&["get", "pod", "probe"]).status.code() == Some(0) {
+            return;
         }
+        // On the real kubelet a real container: the image built here, which
+        // prints a log line first, on the host's network (no CNI call).
+        let image = if self.real_kubelet {
+            mk8s_testkit::upstream::pause_image().1
+        } else {
+            "registry.k8s.io/pause:3.10".to_string()
+        };
+        let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
+            "spec": {"nodeName": NODE, "hostNetwork": true, "automountServiceAccountToken": false,
+                     "tolerations": [{"operator": "Exists"}],
+                     "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never", "command": ["/pause", "loop"]}]}});
+        let file = self.cp.dir.path().join("probe.json");
+        std::fs::write(&file, pod.to_string()).unwrap();
+        let o = self.kubectl(&["create", "-f", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{what}: create the probe pod: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// `kubectl logs` of the probe pod, expected to fail: its error.
+    fn logs_error(&self) -> String {
+        self.probe_pod("logs_error");
+        let o = self.kubectl(&["logs", "probe", "-c", "c"]);
+        assert!(!o.status.success(), "kubectl logs worked: {}", String::from_utf8_lossy(&o.stdout));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
+    /// worker's kubelet the way that version's args say (address type, serving
+    /// certificate verification).
+    fn assert_logs(&self, what: &str) {
+        use std::time::{Duration, Instant};
+        self.probe_pod(what);
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let o = self.kubectl(&["logs", "probe", "-c", "c"]);
@@ -660,9 +761,13 @@ impl Peers {
 /// (and when it is back), after a snap refresh and a reboot, and a rerun changes
 /// nothing.
 fn real_scenario(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>) {
+    real_scenario_with(channel, auth, lb, node_ip, &Setup::default())
+}
+
+fn real_scenario_with(channel: &str, auth: Auth, lb: Lb, node_ip: Option<&str>, setup: &Setup) {
     use std::time::SystemTime;
     for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
-        let mut w = peers(channel, auth, lb, authz, node_ip);
+        let mut w = peers_with(channel, auth, lb, authz, node_ip, setup);
         let what = |s: &str| format!("{channel} {auth:?} {lb:?} {authz:?}: {s}");
         let started = SystemTime::now();
         let (code, log) = w.run();
@@ -766,6 +871,132 @@ fn real_v1_26_token_microk8s_proxy() {
 #[test]
 fn real_v1_34_x509_microk8s_proxy() {
     real_scenario("1.34/stable", Auth::X509, Lb::Microk8sProxy, Some("127.0.0.52"));
+}
+
+/// The rest of the matrix, between the rows above: every channel with the
+/// traefik of the original method and with an external balancer (a real HAProxy
+/// of the operator's, `mode: external`), and the kinds the rows above do not
+/// pair with that channel. Fresh 1.28+ control planes read no tokens: x509.
+#[test]
+fn real_v1_20_token_external() {
+    real_scenario("1.20/stable", Auth::Token, Lb::External, Some("127.0.0.12"));
+}
+
+#[test]
+fn real_v1_20_token_haproxy() {
+    real_scenario("1.20/stable", Auth::Token, Lb::Haproxy, Some("127.0.0.30"));
+}
+
+#[test]
+fn real_v1_22_token_traefik() {
+    real_scenario("1.22/stable", Auth::Token, Lb::Traefik, Some("127.0.0.13"));
+}
+
+#[test]
+fn real_v1_22_token_external() {
+    real_scenario("1.22/stable", Auth::Token, Lb::External, Some("127.0.0.14"));
+}
+
+#[test]
+fn real_v1_24_token_traefik() {
+    real_scenario("1.24/stable", Auth::Token, Lb::Traefik, Some("127.0.0.15"));
+}
+
+#[test]
+fn real_v1_24_token_external() {
+    real_scenario("1.24/stable", Auth::Token, Lb::External, Some("127.0.0.16"));
+}
+
+#[test]
+fn real_v1_24_x509_haproxy() {
+    real_scenario("1.24/stable", Auth::X509, Lb::Haproxy, Some("127.0.0.26"));
+}
+
+#[test]
+fn real_v1_26_token_traefik() {
+    real_scenario("1.26/stable", Auth::Token, Lb::Traefik, Some("127.0.0.17"));
+}
+
+#[test]
+fn real_v1_26_token_external() {
+    real_scenario("1.26/stable", Auth::Token, Lb::External, Some("127.0.0.18"));
+}
+
+#[test]
+fn real_v1_30_x509_traefik() {
+    real_scenario("1.30/stable", Auth::X509, Lb::Traefik, Some("127.0.0.19"));
+}
+
+#[test]
+fn real_v1_30_x509_external() {
+    real_scenario("1.30/stable", Auth::X509, Lb::External, Some("127.0.0.20"));
+}
+
+#[test]
+fn real_v1_30_x509_haproxy() {
+    real_scenario("1.30/stable", Auth::X509, Lb::Haproxy, Some("127.0.0.28"));
+}
+
+/// A 1.30 control plane upgraded from 1.27 keeps 1.27's args: tokens, and the
+/// kubelet dialed by its Hostname address first.
+#[test]
+fn real_v1_30_upgraded_token_traefik() {
+    let setup = Setup { upgraded: true, ..Setup::default() };
+    real_scenario_with("1.30/stable", Auth::Token, Lb::Traefik, Some("127.0.0.21"), &setup);
+}
+
+#[test]
+fn real_v1_30_upgraded_token_external() {
+    let setup = Setup { upgraded: true, ..Setup::default() };
+    real_scenario_with("1.30/stable", Auth::Token, Lb::External, Some("127.0.0.22"), &setup);
+}
+
+#[test]
+fn real_v1_34_x509_traefik() {
+    real_scenario("1.34/stable", Auth::X509, Lb::Traefik, Some("127.0.0.23"));
+}
+
+#[test]
+fn real_v1_34_x509_external() {
+    real_scenario("1.34/stable", Auth::X509, Lb::External, Some("127.0.0.24"));
+}
+
+#[test]
+fn real_v1_34_x509_builtin() {
+    real_scenario("1.34/stable", Auth::X509, Lb::Builtin, Some("127.0.0.55"));
+}
+
+/// A <=1.27 control plane dials the kubelet by the Node's Hostname address (the
+/// worker's name): without the bundle's hosts entries (or DNS) the real
+/// apiserver cannot resolve it, and `kubectl logs` fails although the Node is Ready.
+#[test]
+fn a_control_plane_that_cannot_resolve_worker_names_fails_logs() {
+    let setup = Setup { no_hosts: true, ..Setup::default() };
+    let w = peers_with("1.26/stable", Auth::Token, Lb::External, Authz::AlwaysAllow, Some("127.0.0.31"), &setup);
+    let started = std::time::SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    w.wait_heartbeat(started, "after the join");
+    let err = w.logs_error();
+    assert!(err.contains(&format!("lookup {NODE}")), "{err}");
+}
+
+/// Without our `/etc/microk8s.yaml` the install hook takes MicroK8s's default
+/// launch configuration (`addons: [dns]`), which the worker's cluster-agent (the
+/// node model's) retries every tick forever once the node is clustered.
+#[test]
+fn without_our_launch_configuration_the_agent_never_settles() {
+    let w =
+        peers_with("1.30/stable", Auth::X509, Lb::External, Authz::AlwaysAllow, Some("127.0.0.25"), &Setup::default());
+    std::fs::remove_file(w.root.join("etc/microk8s.yaml")).unwrap();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "{log}\n{}", w.story());
+    assert_eq!(w.model.state()["launchConfig"], "$SNAP/microk8s.default.yaml");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let l = w.model.launcher().unwrap_or_default();
+    assert!(l["failures"].as_u64().unwrap_or(0) >= 2, "{l}");
+    assert!(l["applied"].as_array().is_none_or(|a| a.is_empty()), "{l}");
+    assert!(l["lastError"].as_str().unwrap_or("").contains("acting as a node in a cluster"), "{l}");
 }
 
 /// The real kubelet: with Debian's containerd, runc and a sandbox image built here,

@@ -132,7 +132,8 @@ fn differential(channel: &str) {
     let token = format!("{}-kubelet", TOKENS[2]);
     let [(rs, real), (ss, sim)] = p.post(v1, &request(token.clone()));
     assert_eq!((rs, ss), (200, 200), "sign-cert:\n{real}\n{sim}\n{}", p.real.log_tail());
-    let (real, sim) = (cert_facts(real["certificate"].as_str().unwrap()), cert_facts(sim["certificate"].as_str().unwrap()));
+    let (real, sim) =
+        (cert_facts(real["certificate"].as_str().unwrap()), cert_facts(sim["certificate"].as_str().unwrap()));
     assert_eq!(sim, real, "{channel}: the signed certificate, model (left) and real (right)");
     p.same("a certificate token used once", v1, &request(token));
 }

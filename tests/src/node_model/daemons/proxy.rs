@@ -102,9 +102,8 @@ pub(super) fn real_apiserver_proxy(ctx: &Arc<Ctx>) -> Option<std::process::Child
     let snap = ctx.expand("${SNAP_DATA}");
     let template = fs::read_to_string(ctx.snap_data("args/traefik/traefik-template.yaml")).unwrap_or_default();
     let port = ctx.n("apiserverPort");
-    let config = template
-        .replace("${SNAP_DATA}", &snap)
-        .replace(&format!("\":{port}\""), &format!("\"127.0.0.1:{port}\""));
+    let config =
+        template.replace("${SNAP_DATA}", &snap).replace(&format!("\":{port}\""), &format!("\"127.0.0.1:{port}\""));
     let _ = fs::write(ctx.snap_data("args/traefik/traefik.yaml"), config);
     let text = fs::read_to_string(ctx.snap_data("args/apiserver-proxy")).unwrap_or_default();
     let mut args: Vec<String> = text.split_whitespace().map(|w| ctx.expand(w.trim_matches('"'))).collect();
