@@ -285,6 +285,8 @@ pub(crate) struct Peers {
     agents: Vec<mk8s_testkit::cluster_agent::SimClusterAgent>,
     pub(crate) model: mk8s_testkit::node_model::Model,
     pub(crate) root: std::path::PathBuf,
+    /// The facts, as a file (`mk8s-ctl --cluster`).
+    pub(crate) facts_file: std::path::PathBuf,
     kubectl: std::path::PathBuf,
     real_kubelet: bool,
     _tmp: tempfile::TempDir,
@@ -349,6 +351,8 @@ pub(crate) fn peers_with(
         Some(edit) => edit(facts),
         None => facts,
     };
+    let facts_file = tmp.path().join("cluster.yaml");
+    std::fs::write(&facts_file, facts.yaml()).unwrap();
     let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), tmp.path(), &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if auth == Auth::Token {
@@ -387,7 +391,7 @@ pub(crate) fn peers_with(
         }
     });
     let kubectl = mk8s_testkit::tools::require("kubectl");
-    Peers { _host: host, cp, agents, model, root, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
+    Peers { _host: host, cp, agents, model, root, facts_file, kubectl, real_kubelet, _tmp: tmp, _addresses: addresses }
 }
 
 /// What the operator runs on every control-plane node before a worker boots: the
@@ -583,7 +587,7 @@ impl Peers {
     /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
     /// worker's kubelet the way that version's args say (address type, serving
     /// certificate verification).
-    fn assert_logs(&self, what: &str) {
+    pub(crate) fn assert_logs(&self, what: &str) {
         use std::time::{Duration, Instant};
         // The pod needs the namespace's `default` ServiceAccount, which the real
         // kube-controller-manager creates.
