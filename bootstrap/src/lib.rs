@@ -21,6 +21,7 @@ pub mod plan;
 pub mod retry;
 pub mod run;
 pub mod status;
+pub mod store;
 pub mod system;
 pub mod text;
 pub mod undo;

@@ -9,6 +9,8 @@ use std::process::Command;
 
 /// The MicroK8s snap's data directory (`$SNAP_DATA` for revision `current`).
 pub const SNAP_DATA: &str = "/var/snap/microk8s/current";
+/// `$SNAP_COMMON` as the node sees it (the same directory in every revision).
+pub const SNAP_COMMON: &str = "/var/snap/microk8s/common";
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -30,6 +32,18 @@ pub struct CommandOutput {
 }
 
 impl Node {
+    /// The node under `root`, its programs by their usual names (found on `PATH`).
+    pub fn under(root: &std::path::Path) -> Node {
+        Node {
+            root: root.into(),
+            systemctl: "systemctl".into(),
+            snap: "snap".into(),
+            curl: "curl".into(),
+            tar: "tar".into(),
+            microk8s: "microk8s".into(),
+        }
+    }
+
     /// An absolute node path, under the root.
     pub fn path(&self, abs: &str) -> PathBuf {
         self.root.join(abs.trim_start_matches('/'))

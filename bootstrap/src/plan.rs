@@ -178,6 +178,28 @@ pub struct CredentialsSpec {
     /// kube-proxy, so a wrong proxy credential would otherwise go unnoticed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_proxy: Option<Credential>,
+    /// `auth: x509`: the kubelet's first serving certificate and key, which the
+    /// install phase seeds into the kubelet's serving store (`--cert-dir`'s
+    /// `kubelet-server-current.pem`, [`crate::store`]); the kubelet renews it from
+    /// there itself (`--rotate-server-certificates`). Taken out with the other
+    /// credentials once the node joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet_serving: Option<ServingPair>,
+}
+
+/// A certificate and its key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServingPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServingPair {
+    // The key is a secret: never printed, not even in a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServingPair(<redacted>)")
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -479,6 +501,7 @@ impl JoinPlan {
     pub fn stripped(&self) -> JoinPlan {
         let mut p = self.clone();
         p.credentials.kubelet = Credential::Removed;
+        p.credentials.kubelet_serving = None;
         if p.credentials.kube_proxy.is_some() {
             p.credentials.kube_proxy = Some(Credential::Removed);
         }
@@ -523,6 +546,7 @@ mod tests {
             credentials: CredentialsSpec {
                 kubelet: Credential::JoinToken { token: "ab".repeat(32) },
                 kube_proxy: None,
+                kubelet_serving: None,
             },
             install: vec![],
             kubelet_args: vec![],
@@ -566,14 +590,7 @@ mod tests {
     #[test]
     fn a_balancer_of_ours_is_local_and_needs_its_program() {
         let root = tempfile::tempdir().unwrap();
-        let node = Node {
-            root: root.path().into(),
-            systemctl: "systemctl".into(),
-            snap: "snap".into(),
-            curl: "curl".into(),
-            tar: "tar".into(),
-            microk8s: "microk8s".into(),
-        };
+        let node = Node::under(root.path());
         let (unit, listen) = ("mk8s-lb.service".to_string(), "127.0.0.1:16443".to_string());
         let baked = BinarySpec { path: "/usr/local/bin/traefik".into(), fetch: None };
         let traefik = LoadBalancerSpec::Traefik { unit: unit.clone(), listen: listen.clone(), binary: baked.clone() };

@@ -150,21 +150,10 @@ fn files_under(base: &Path) -> io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn node(root: &Path) -> Node {
-        Node {
-            root: root.into(),
-            systemctl: "systemctl".into(),
-            snap: "snap".into(),
-            curl: "curl".into(),
-            tar: "tar".into(),
-            microk8s: "microk8s".into(),
-        }
-    }
-
     #[test]
     fn the_first_state_is_kept_and_put_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let n = node(tmp.path());
+        let n = Node::under(tmp.path());
         write_atomic(&n.snap_data("credentials/kubelet.config"), b"the install hook's", 0o600).unwrap();
         keep(&n, "credentials/kubelet.config").unwrap();
         keep(&n, "var/lock/clustered.lock").unwrap();
@@ -199,7 +188,7 @@ mod tests {
     #[test]
     fn paths_outside_the_snap_data_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let n = node(tmp.path());
+        let n = Node::under(tmp.path());
         for bad in ["", "/etc/passwd", "../x", "args/../../x", "a//b", "./a"] {
             assert!(keep(&n, bad).is_err(), "{bad:?}");
             assert!(restore(&n, bad, &Original::Absent).is_err(), "{bad:?}");

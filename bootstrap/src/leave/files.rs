@@ -21,15 +21,15 @@ pub const LAUNCH_CONFIG: &str = "/etc/microk8s.yaml";
 /// the agent to [`BOOTSTRAP_PATH`].
 pub const FETCH_DIR: &str = "/usr/local/lib/mk8s-worker";
 
-/// `$SNAP_COMMON` as the node sees it (the same directory in every revision).
-pub const SNAP_COMMON: &str = "/var/snap/microk8s/common";
-/// Where an `auth: x509` kubelet keeps its rotated client certificates: the
+pub use crate::node::SNAP_COMMON;
+/// Where an `auth: x509` kubelet keeps the certificates it rotates: the
 /// plan's `--cert-dir=${SNAP_COMMON}/...` (MicroK8s's own is `${SNAP_DATA}/certs`),
 /// this one when the plan is gone.
 pub const ROTATED_STORE: &str = "var/lib/kubelet/pki";
 
-/// The kubelet's rotated client certificates and keys, which exist only because
-/// our `--cert-dir` line sent the kubelet there.
+/// The kubelet's rotated client and serving certificates and keys (and the
+/// serving pair the join seeded), which exist only because our `--cert-dir` line
+/// sent the kubelet there.
 pub fn remove_rotated_store(cx: &mut Leave) {
     let rel = match &cx.plan {
         Some(p) => p.kubelet_args.iter().find_map(|l| l.strip_prefix("--cert-dir=${SNAP_COMMON}/")).map(str::to_string),
@@ -38,9 +38,19 @@ pub fn remove_rotated_store(cx: &mut Leave) {
     let Some(rel) = rel.filter(|r| !r.split('/').any(|c| c.is_empty() || c == "." || c == "..")) else { return };
     let dir = format!("{SNAP_COMMON}/{rel}");
     match remove_tree(&cx.node.path(&dir)) {
-        Ok(true) => cx.did(format!("removed {dir}/ (the kubelet's rotated client certificates)")),
+        Ok(true) => cx.did(format!("removed {dir}/ (the kubelet's rotated client and serving certificates)")),
         Ok(false) => {}
-        Err(e) => cx.fail(format!("cannot remove {dir}/: {e}")),
+        Err(e) => return cx.fail(format!("cannot remove {dir}/: {e}")),
+    }
+    // Its parents, only where that leaves them empty: the join's seed of the
+    // serving pair may have made them before the kubelet ever ran; once it ran,
+    // its `--root-dir` (`${SNAP_COMMON}/var/lib/kubelet`) holds its own files and stays.
+    let mut parent = Path::new(&dir).parent();
+    while let Some(p) = parent.filter(|p| p.starts_with(SNAP_COMMON) && *p != Path::new(SNAP_COMMON)) {
+        if fs::remove_dir(cx.node.path(&p.to_string_lossy())).is_err() {
+            break;
+        }
+        parent = p.parent();
     }
 }
 

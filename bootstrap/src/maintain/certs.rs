@@ -11,9 +11,10 @@
 use std::fs;
 
 use crate::certs::Cert;
-use crate::node::{Node, SNAP_DATA};
+use crate::node::Node;
 use crate::phases::kubeconfig::{kubeconfig_credential, KUBELET};
 use crate::plan::Credential;
+use crate::store;
 use crate::text::arg_value;
 
 /// 30 days, the longest notice.
@@ -66,25 +67,25 @@ fn validity(pem: &str) -> Option<Validity> {
     Cert::from_pem(pem).map(|c| Validity { not_before: c.not_before, not_after: c.not_after })
 }
 
-/// `${SNAP_DATA}` and `${SNAP_COMMON}` of an args value, as node paths.
-fn expand(v: &str) -> String {
-    v.replace("${SNAP_DATA}", SNAP_DATA).replace("${SNAP_COMMON}", "/var/snap/microk8s/common")
-}
-
-/// The kubelet's and kube-proxy's certificates, read where they read them: the
-/// kubelet's `args/kubelet` (`--tls-cert-file`, else `--cert-dir`'s `kubelet.crt`;
-/// with `--rotate-certificates`, `--cert-dir`'s `kubelet-client-current.pem`
-/// before the kubeconfig's), and the kubeconfigs.
+/// The kubelet's and kube-proxy's certificates, read where they read them, from
+/// the kubelet's `args/kubelet`: the serving pair from `--cert-dir`'s
+/// `kubelet-server-current.pem` with `--rotate-server-certificates` (the kubelet
+/// then serves from its store only), else `--tls-cert-file`, else `--cert-dir`'s
+/// `kubelet.crt`; the client pair from `--cert-dir`'s `kubelet-client-current.pem`
+/// with `--rotate-certificates`, before the kubeconfig's; kube-proxy's from its
+/// kubeconfig.
 pub fn expiries(node: &Node) -> Expiries {
     let mut e = Expiries::default();
     let args = fs::read_to_string(node.snap_data("args/kubelet")).unwrap_or_default();
-    let cert_dir = arg_value(&args, "--cert-dir").map(|d| expand(&d)).unwrap_or(format!("{SNAP_DATA}/certs"));
-    let serving = arg_value(&args, "--tls-cert-file").map(|f| expand(&f)).unwrap_or(format!("{cert_dir}/kubelet.crt"));
+    let cert_dir = store::cert_dir(&args);
+    let serving = if store::has_flag(&args, "--rotate-server-certificates") {
+        store::current(&cert_dir, store::SERVING)
+    } else {
+        arg_value(&args, "--tls-cert-file").map(|f| store::expand(&f)).unwrap_or(format!("{cert_dir}/kubelet.crt"))
+    };
     e.serving = file_validity(node, "serving", &serving, &mut e.unreadable);
-    let rotated =
-        args.lines().map(str::trim).any(|l| l == "--rotate-certificates" || l == "--rotate-certificates=true");
-    if rotated {
-        let current = format!("{cert_dir}/kubelet-client-current.pem");
+    if store::has_flag(&args, "--rotate-certificates") {
+        let current = store::current(&cert_dir, store::CLIENT);
         e.client = file_validity(node, "client", &current, &mut e.unreadable);
     }
     if e.client.is_none() {

@@ -42,7 +42,11 @@ pub fn plan() -> JoinPlan {
         },
         ca: CaSpec { pin: crate::certs::pin_of_pem(&pem).unwrap_or_default(), pem },
         apiserver: ApiserverSpec { url: "https://127.0.0.1:16443".into(), endpoints: vec![] },
-        credentials: CredentialsSpec { kubelet: Credential::Token { token: "t0ken".into() }, kube_proxy: None },
+        credentials: CredentialsSpec {
+            kubelet: Credential::Token { token: "t0ken".into() },
+            kube_proxy: None,
+            kubelet_serving: None,
+        },
         install: vec![],
         kubelet_args: vec![],
         kube_proxy_args: vec![],

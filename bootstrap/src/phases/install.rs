@@ -7,6 +7,7 @@ use super::cx::{PhaseCx, StepResult};
 use crate::fs::write_atomic;
 use crate::node::Node;
 use crate::plan::JoinPlan;
+use crate::store;
 use crate::text::merge_args;
 use crate::undo;
 
@@ -29,10 +30,15 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         }
     }
     changed += apply_args(&node, plan)?;
-    cx.log(
-        NAME,
-        &format!("{changed} file(s) installed or updated, {} already in place", plan.install.len() + 2 - changed),
-    );
+    let mut planned = plan.install.len() + 2;
+    if let Some(pair) = &plan.credentials.kubelet_serving {
+        planned += 1;
+        let dir = store::cert_dir(&plan.kubelet_args.join("\n"));
+        if store::seed(&node, &dir, store::SERVING, pair)? {
+            changed += 1;
+        }
+    }
+    cx.log(NAME, &format!("{changed} file(s) installed or updated, {} already in place", planned - changed));
     Ok(())
 }
 

@@ -23,3 +23,4 @@ mod real_balance;
 mod real_boot;
 mod real_rotation;
 mod scenarios;
+mod store;

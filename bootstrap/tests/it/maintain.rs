@@ -200,7 +200,11 @@ fn an_expiry_near_is_found_and_left_to_renewal() {
     let (csr, _) = mk8s_testkit::pki::csr(&format!("system:node:{NODE}"), &["system:nodes"], &[]);
     // `days: 0`: it ends now, a minute after it began.
     let ending = ca.sign_csr(&csr, false, 0).unwrap();
-    fs::write(snap_data(&w, "certs/kubelet.crt"), &ending).unwrap();
+    // The serving pair in use: the store's current one (`auth: x509`, 1.30 fresh,
+    // `--rotate-server-certificates`), written through its link.
+    let current = w.root.join("var/snap/microk8s/common/var/lib/kubelet/pki/kubelet-server-current.pem");
+    assert!(fs::symlink_metadata(&current).unwrap().file_type().is_symlink(), "the join seeded the store");
+    fs::write(&current, &ending).unwrap();
     for repair in [false, true] {
         let (code, log) = maintain(&w, repair);
         assert_eq!((code, drift(&w)), (3, vec!["certificate-expiry".to_string()]), "{log}");

@@ -292,6 +292,8 @@ pub(crate) struct Peers {
     agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
     pub(crate) model: mk8s_testkit::node_model::Model,
     pub(crate) root: std::path::PathBuf,
+    /// The facts, as a file (`mk8s-ctl --cluster`).
+    pub(crate) facts_file: std::path::PathBuf,
     kubectl: std::path::PathBuf,
     real_kubelet: bool,
     _tmp: tempfile::TempDir,
@@ -373,6 +375,7 @@ pub(crate) fn peers_with(
         agents,
         model,
         root,
+        facts_file: tmp.path().join("cluster.yaml"),
         kubectl,
         real_kubelet,
         _tmp: tmp,
@@ -419,6 +422,8 @@ fn cluster(
         Some(edit) => edit(facts),
         None => facts,
     };
+    // The facts as a file, for `mk8s-ctl --cluster`.
+    std::fs::write(dir.join("cluster.yaml"), facts.yaml()).unwrap();
     let (facts, secrets) = common::facts_and_secrets(&facts.yaml(), dir, &ca.key_pem);
     let worker = facts.worker(NODE).unwrap();
     if auth == Auth::Token {
@@ -729,7 +734,7 @@ impl Peers {
     /// `kubectl logs` of a pod bound to the worker: the real apiserver dials the
     /// worker's kubelet the way that version's args say (address type, serving
     /// certificate verification).
-    fn assert_logs(&self, what: &str) {
+    pub(crate) fn assert_logs(&self, what: &str) {
         use std::time::{Duration, Instant};
         self.probe_pod(what);
         let end = Instant::now() + Duration::from_secs(30);

@@ -74,6 +74,19 @@ fn issued_cert(root: &Path) -> Cert {
 
 /// The node's renewal CSRs: (approved, has a certificate).
 fn node_csrs(w: &Peers) -> Vec<(bool, bool)> {
+    node_requests(w, KUBELET_SIGNER).into_iter().map(|c| (c.approved, c.issued)).collect()
+}
+
+/// One of the node's CSRs.
+struct Request {
+    approved: bool,
+    issued: bool,
+    /// The messages of its conditions.
+    messages: Vec<String>,
+}
+
+/// The node's CSRs for `signer`.
+fn node_requests(w: &Peers, signer: &str) -> Vec<Request> {
     let o = w.kubectl(&["get", "csr", "-o", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -82,11 +95,14 @@ fn node_csrs(w: &Peers) -> Vec<(bool, bool)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["spec"]["username"] == user.as_str() && c["spec"]["signerName"] == KUBELET_SIGNER)
+        .filter(|c| c["spec"]["username"] == user.as_str() && c["spec"]["signerName"] == signer)
         .map(|c| {
             let conds = c["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let approved = conds.iter().any(|k| k["type"] == "Approved" && k["status"] == "True");
-            (approved, c["status"]["certificate"].as_str().is_some_and(|s| !s.is_empty()))
+            Request {
+                approved: conds.iter().any(|k| k["type"] == "Approved" && k["status"] == "True"),
+                issued: c["status"]["certificate"].as_str().is_some_and(|s| !s.is_empty()),
+                messages: conds.iter().filter_map(|k| k["message"].as_str().map(str::to_string)).collect(),
+            }
         })
         .collect()
 }
@@ -233,8 +249,133 @@ fn leave_removes_the_rotated_store() {
     wait_rotated(&w, STORE, &issued, "AlwaysAllow");
     let (code, out, err) = common::run_leave(&w.root, &w.model, &[]);
     assert_eq!(code, 0, "{out}\n{err}\n{}", w.story());
-    assert!(out.contains("the kubelet's rotated client certificates"), "{out}");
+    assert!(out.contains("the kubelet's rotated client and serving certificates"), "{out}");
     assert!(!w.root.join(STORE).exists(), "the rotated store is still there");
     assert_eq!(w.model.running_units(), Vec::<String>::new(), "{}", w.story());
     assert_eq!(w.model.enabled_units(), Vec::<String>::new(), "{}", w.story());
+}
+
+const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// `mk8s-ctl approve --watch`, as the operator runs it with the admin's
+/// credential; stopped when dropped.
+struct Approver {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Approver {
+    fn start(w: &Peers) -> Approver {
+        let ctl_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ctl");
+        let ctl = mk8s_testkit::node_model::workspace_binary("mk8s-ctl", "cargo build -p mk8s-ctl", &ctl_dir);
+        let log = w.facts_file.with_file_name("approve.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(ctl)
+            .arg("--kubeconfig")
+            .arg(w.cp.admin_kubeconfig(0))
+            .args(["approve", "--watch", "--cluster"])
+            .arg(&w.facts_file)
+            .arg("--audit")
+            .arg(w.facts_file.with_file_name("audit.jsonl"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Approver { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Approver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The certificate the kubelet serves to a handshake that names no server, as the
+/// apiserver's, dialing the kubelet at its InternalIP.
+fn served_cert(w: &Peers) -> Option<Cert> {
+    let node = w.node()?;
+    let addresses = node["status"]["addresses"].as_array()?;
+    let ip = addresses.iter().find(|a| a["type"] == "InternalIP")?["address"].as_str()?.to_string();
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64()?;
+    let o = std::process::Command::new(mk8s_testkit::tools::require("openssl"))
+        .args(["s_client", "-noservername", "-connect", &format!("{ip}:{port}")])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    Cert::from_pem(&String::from_utf8_lossy(&o.stdout))
+}
+
+/// The serving pairs in the kubelet's store, by the file's name.
+fn store_serving_pairs(root: &Path) -> Vec<(String, Cert)> {
+    let dir = root.join(STORE);
+    let mut out: Vec<(String, Cert)> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let stamped = name.starts_with("kubelet-server-2") && name.ends_with(".pem");
+            let cert = Cert::from_pem(&std::fs::read_to_string(e.path()).ok()?)?;
+            stamped.then_some((name, cert))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The kubelet's serving certificate outlives the one `mk8s-gen` issued: the join
+/// seeds it into the kubelet's store, the kubelet renews it through a
+/// `kubelet-serving` CSR that `mk8s-ctl approve` approves (the worker's own name
+/// and address) and kube-controller-manager signs, and serves the renewed one to
+/// the apiserver, which verifies it (`--kubelet-certificate-authority`, 1.28+):
+/// `kubectl logs` works past the first certificate's end.
+#[test]
+fn x509_serving_certificates_renew_through_mk8s_ctl_approve() {
+    let nb = expiring_in(Duration::from_secs(100));
+    let expiring = |f: FactsYaml| f.auth_x509(&nb, 1);
+    let setup = Setup { facts: Some(&expiring), ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &setup);
+    let approver = Approver::start(&w);
+    joined(&w, "serving");
+    let ca = Cert::from_pem(&w.cp.ca.cert_pem).unwrap();
+    let seeded: Vec<Cert> =
+        store_serving_pairs(&w.root).into_iter().map(|(_, c)| c).filter(|c| c.not_after < now() + 100).collect();
+    assert_eq!(seeded.len(), 1, "the join seeded the store with the issued pair: {:?}", store_serving_pairs(&w.root));
+    let seeded = &seeded[0];
+    assert!(seeded.not_after > now() - 5, "the test's certificate: {}", seeded.not_after);
+    let end = Instant::now() + Duration::from_secs(90);
+    let renewed = loop {
+        if let Some(c) = served_cert(&w).filter(|c| c.tbs != seeded.tbs) {
+            break c;
+        }
+        let csrs = node_requests(&w, SERVING_SIGNER).iter().map(|c| (c.approved, c.issued)).collect::<Vec<_>>();
+        assert!(
+            Instant::now() < end,
+            "never served a renewed certificate: CSRs {csrs:?}\n{}\n{}",
+            approver.log(),
+            w.story()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(renewed.signed_by(&ca), "the renewed serving certificate is not from the cluster CA");
+    assert!(renewed.not_after > now() + 300 * 86_400, "not kube-controller-manager's year: {}", renewed.not_after);
+    assert_eq!(renewed.common_name.as_deref(), Some("system:node:worker-1"));
+    let requests = node_requests(&w, SERVING_SIGNER);
+    assert_eq!(requests.len(), 1, "one renewal");
+    assert!(requests[0].approved && requests[0].issued);
+    assert!(requests[0].messages.iter().any(|m| m.starts_with("mk8s-ctl: ")), "{:?}", requests[0].messages);
+
+    // Past the first certificate's notAfter: the apiserver still reaches the kubelet.
+    while now() <= seeded.not_after + 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    w.assert_logs("after the first serving certificate expired");
+    let served = served_cert(&w).expect("the kubelet serves");
+    assert_eq!(served.tbs, renewed.tbs, "the served certificate changed again");
 }

@@ -76,7 +76,12 @@ impl AuthMode for MicroK8sJoin {
     /// The join writes the CA and both kubeconfigs itself: nothing is staged.
     fn credentials(&self, _: &Auth, cx: &NodeCx) -> anyhow::Result<NodeCredentials> {
         let token = cx.secrets.join_token(&cx.facts.name, &cx.worker.name, cx.worker.generation);
-        Ok(NodeCredentials { staged: Vec::new(), kubelet: Credential::JoinToken { token }, kube_proxy: None })
+        Ok(NodeCredentials {
+            staged: Vec::new(),
+            kubelet: Credential::JoinToken { token },
+            kube_proxy: None,
+            kubelet_serving: None,
+        })
     }
 
     fn joined(&self, facts: &Facts) -> Option<Joined> {

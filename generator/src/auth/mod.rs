@@ -9,7 +9,7 @@ pub mod x509;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
-use mk8s_bootstrap::plan::{Credential, JoinSpec, LoadBalancerSpec};
+use mk8s_bootstrap::plan::{Credential, JoinSpec, LoadBalancerSpec, ServingPair};
 use serde::Serialize;
 
 use crate::facts::RawCluster;
@@ -72,6 +72,8 @@ pub struct NodeCredentials {
     pub kubelet: Credential,
     /// `None`: kube-proxy's credential comes from elsewhere (MicroK8s's join).
     pub kube_proxy: Option<Credential>,
+    /// The kubelet's first serving pair, seeded into its serving store.
+    pub kubelet_serving: Option<ServingPair>,
 }
 
 /// What MicroK8s's own join brings a worker, for a mode that uses it.

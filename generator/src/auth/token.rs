@@ -52,7 +52,7 @@ impl AuthMode for Token {
         let token = |identity| Credential::Token { token: cx.secrets.token(&cx.facts.name, identity, &cx.worker.name) };
         let (kubelet, kube_proxy) = (token(Identity::Kubelet), token(Identity::KubeProxy));
         let staged = kubeconfigs(cx, &kubelet, &kube_proxy)?;
-        Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy) })
+        Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy), kubelet_serving: None })
     }
 
     fn bundle(&self, facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> anyhow::Result<Vec<BundleFile>> {

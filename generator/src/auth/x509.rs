@@ -1,9 +1,9 @@
 //! `auth: x509`: client certificates (and the kubelet's serving certificate)
 //! issued here with the cluster CA's key.
 
-use mk8s_bootstrap::plan::Credential;
+use mk8s_bootstrap::plan::{Credential, ServingPair};
 
-use super::{kubeconfigs, AuthMode, BundleFile, CheckCx, CrossCx, NodeCredentials, NodeCx, Staged};
+use super::{kubeconfigs, AuthMode, BundleFile, CheckCx, CrossCx, NodeCredentials, NodeCx};
 use crate::facts::{RawClientCertificates, RawCluster};
 use crate::model::release::KUBELET_VERIFIED;
 use crate::model::{without_address, Auth, Facts, Worker};
@@ -40,29 +40,16 @@ impl AuthMode for X509 {
                 .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))
         };
         let (kubelet, kube_proxy) = (cert(Identity::Kubelet)?, cert(Identity::KubeProxy)?);
-        let mut staged = kubeconfigs(cx, &kubelet, &kube_proxy)?;
-        // The kubelet's serving certificate, signed by the cluster CA, where the
-        // kubelet reads it (`--cert-dir=${SNAP_DATA}/certs` in every branch's
-        // default-args/kubelet, no --tls-cert-file): fresh 1.28+ apiservers verify it
-        // (`--kubelet-certificate-authority`). Harmless before 1.28, which do not.
+        let staged = kubeconfigs(cx, &kubelet, &kube_proxy)?;
+        // The kubelet's first serving certificate, signed by the cluster CA with the
+        // node's name and address (fresh 1.28+ apiservers verify it:
+        // `--kubelet-certificate-authority`; harmless before 1.28), seeded into the
+        // kubelet's serving store, from which it renews it (`kubelet_args`).
         let addresses: Vec<_> = cx.worker.address.into_iter().collect();
         let serving = crate::pki::issue_serving(&signer, node, &addresses, validity)
             .map_err(|e| anyhow::anyhow!("cannot issue the kubelet serving certificate for {node}: {e}"))?;
-        staged.push(Staged {
-            name: "kubelet.crt",
-            target: "certs/kubelet.crt",
-            mode: 0o644,
-            secret: false,
-            text: serving.cert_pem,
-        });
-        staged.push(Staged {
-            name: "kubelet.key",
-            target: "certs/kubelet.key",
-            mode: 0o600,
-            secret: true,
-            text: serving.key_pem,
-        });
-        Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy) })
+        let serving = ServingPair { cert_pem: serving.cert_pem, key_pem: serving.key_pem };
+        Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy), kubelet_serving: Some(serving) })
     }
 
     fn bundle(&self, facts: &Facts, _: &Secrets, _: &[&Worker]) -> anyhow::Result<Vec<BundleFile>> {
@@ -75,7 +62,9 @@ impl AuthMode for X509 {
              every worker credential is cluster-admin (enable the rbac addon).\n\
              The kubelets renew their client certificates through the cluster (CSRs that\n\
              kube-controller-manager approves and signs): under RBAC,Node run apply-day2.sh once,\n\
-             on one control-plane node, or they expire unrenewed.\n"
+             on one control-plane node, or they expire unrenewed. Their serving certificates\n\
+             renew through kubelet-serving CSRs that nothing in Kubernetes approves: keep\n\
+             `mk8s-ctl approve --watch` running against the cluster (docs/mk8s-ctl.md).\n"
                 .to_string(),
             0o644,
         );
@@ -100,16 +89,21 @@ impl AuthMode for X509 {
     /// moves out of `${SNAP_DATA}`, which names a snap revision: the store's
     /// `kubelet-client-current.pem` is an absolute symlink (client-go v0.34.4
     /// util/certificate/certificate_store.go `updateSymlink`), which would point
-    /// into a revision snapd removes two refreshes later. The serving pair stays
-    /// where this mode installs it, now named, since `--cert-dir` no longer
-    /// leads to it.
+    /// into a revision snapd removes two refreshes later.
+    ///
+    /// It renews its serving certificate too (`kubelet-serving` CSRs, which
+    /// `mk8s-ctl approve` decides), from the same store, where the join seeds the
+    /// one issued here (`kubelet-server-current.pem`). No `--tls-cert-file`: with
+    /// a named file the kubelet's server holds that file as its static
+    /// certificate (v1.34.4 `pkg/kubelet/server/server.go`,
+    /// `ListenAndServeTLS(CertFile, ...)`), and Go's TLS server asks the rotating
+    /// `GetCertificate` (`pkg/kubelet/kubelet.go`) only for a handshake that names
+    /// a server, which the apiserver's, dialing the kubelet by IP, does not.
+    /// Without one, and with `--rotate-server-certificates`, `InitializeTLS`
+    /// (`cmd/kubelet/app/server.go`) names no file and every handshake gets the
+    /// store's current certificate.
     fn kubelet_args(&self) -> &'static [&'static str] {
-        &[
-            "--rotate-certificates",
-            "--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki",
-            "--tls-cert-file=${SNAP_DATA}/certs/kubelet.crt",
-            "--tls-private-key-file=${SNAP_DATA}/certs/kubelet.key",
-        ]
+        &["--rotate-certificates", "--rotate-server-certificates", "--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki"]
     }
 
     fn operator_steps(&self) -> &'static str {

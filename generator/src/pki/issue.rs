@@ -57,8 +57,8 @@ pub fn issue(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity) -
     sign(signer, identity, node, v, Usage::Client)
 }
 
-/// Issue the kubelet's serving certificate for one node (`certs/kubelet.crt`, which
-/// the kubelet serves from `--cert-dir=${SNAP_DATA}/certs`): `CN=system:node:NAME`,
+/// Issue the kubelet's first serving certificate for one node (seeded into the
+/// kubelet's serving store, which it renews from: `auth::x509`): `CN=system:node:NAME`,
 /// `O=system:nodes`, extended key usage server auth, SANs the node name and every
 /// address given. Its key and serial are derived apart from the client
 /// certificate's (another purpose in the derivation).

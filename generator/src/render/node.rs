@@ -36,7 +36,11 @@ pub fn render_node_with(
         microk8s: microk8s_spec(facts, joined),
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints: cluster.endpoints.clone() },
-        credentials: CredentialsSpec { kubelet: creds.kubelet, kube_proxy: creds.kube_proxy },
+        credentials: CredentialsSpec {
+            kubelet: creds.kubelet,
+            kube_proxy: creds.kube_proxy,
+            kubelet_serving: creds.kubelet_serving,
+        },
         install,
         kubelet_args: args::kubelet(facts, worker, joined.is_some()),
         kube_proxy_args: args::kube_proxy(facts, worker, joined.is_some()),

@@ -223,10 +223,12 @@ fn der_of(pem: &str) -> Vec<u8> {
 }
 
 /// With `auth: x509` every worker gets a kubelet serving certificate from the
-/// cluster CA, installed where the kubelet reads it (`certs/kubelet.crt`,
-/// `--cert-dir`), with the node name and the worker's address as SANs: what a fresh
-/// MicroK8s 1.28+ apiserver (`--kubelet-certificate-authority`) checks when it dials
-/// the kubelet by InternalIP.
+/// cluster CA, with the node name and the worker's address as SANs: what a fresh
+/// MicroK8s 1.28+ apiserver (`--kubelet-certificate-authority`) checks when it
+/// dials the kubelet by InternalIP. The plan carries it as the first pair of the
+/// kubelet's serving store (the join seeds it there; the kubelet renews it,
+/// `--rotate-server-certificates`), names no serving file (a named file would be
+/// served for ever), and stages no copy.
 #[test]
 fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
     use x509_parser::extensions::GeneralName;
@@ -236,32 +238,24 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
     {
         let fx = workspace().join("fixtures").join(fixture);
         let ud = fx.join(format!("expected/{node}.stdout"));
-        let (cert_pem, cert_mode) = write_file(&ud, "/etc/mk8s-worker/kubelet.crt").expect("serving certificate");
-        let (key_pem, key_mode) = write_file(&ud, "/etc/mk8s-worker/kubelet.key").expect("serving key");
-        assert_eq!((cert_mode.as_str(), key_mode.as_str()), ("0644", "0600"));
-        // The plan installs them as certs/kubelet.{crt,key}; the key is a secret.
-        let (plan, _) = write_file(&ud, "/etc/mk8s-worker/plan.json").unwrap();
+        assert!(write_file(&ud, "/etc/mk8s-worker/kubelet.crt").is_none(), "no staged copy");
+        let (plan, plan_mode) = write_file(&ud, "/etc/mk8s-worker/plan.json").unwrap();
+        assert_eq!(plan_mode, "0600", "the plan holds the key until the join strips it");
         let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
-        let install = plan["install"].as_array().unwrap();
-        let entry = |target: &str| install.iter().find(|e| e["target"] == target).unwrap().clone();
-        let crt = entry("certs/kubelet.crt");
-        let key = entry("certs/kubelet.key");
-        assert_eq!((crt["mode"].as_u64(), crt["secret"].as_bool()), (Some(0o644), Some(false)));
-        assert_eq!((key["mode"].as_u64(), key["secret"].as_bool()), (Some(0o600), Some(true)));
-        assert_eq!(crt["staged"], "/etc/mk8s-worker/kubelet.crt");
-        // The kubelet is told where that pair is, since its --cert-dir moves out of
-        // the revisioned ${SNAP_DATA} for the client certificates it rotates.
+        let pair = &plan["credentials"]["kubeletServing"];
+        let (cert_pem, key_pem) = (pair["certPem"].as_str().unwrap(), pair["keyPem"].as_str().unwrap());
+        assert!(plan["install"].as_array().unwrap().iter().all(|e| e["target"] != "certs/kubelet.crt"));
+        // The kubelet serves from its store in the moved --cert-dir, and renews.
         assert_eq!(
             kubelet_flags(&plan, &["--tls-cert-file", "--tls-private-key-file", "--cert-dir"]),
-            [
-                "--tls-cert-file=${SNAP_DATA}/certs/kubelet.crt",
-                "--tls-private-key-file=${SNAP_DATA}/certs/kubelet.key",
-                "--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki",
-            ]
+            ["--cert-dir=${SNAP_COMMON}/var/lib/kubelet/pki"]
         );
-        assert_eq!(kubelet_flags(&plan, &["--rotate-certificates"]), ["--rotate-certificates"]);
+        assert_eq!(
+            kubelet_flags(&plan, &["--rotate-certificates", "--rotate-server-certificates"]),
+            ["--rotate-certificates", "--rotate-server-certificates"]
+        );
 
-        let der = der_of(&cert_pem);
+        let der = der_of(cert_pem);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let ca_der = der_of(&fs::read_to_string(fx.join("ca.crt")).unwrap());
         let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
@@ -288,7 +282,7 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
 
         // openssl: a valid TLS server certificate of the CA, and the key is its key.
         let cert_path = dir.path().join(format!("{fixture}-{node}.crt"));
-        fs::write(&cert_path, &cert_pem).unwrap();
+        fs::write(&cert_path, cert_pem).unwrap();
         let ok = Command::new(tools::require("openssl"))
             .args(["verify", "-CAfile"])
             .arg(fx.join("ca.crt"))
@@ -298,7 +292,7 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
             .unwrap();
         assert!(ok.status.success(), "{}{}", String::from_utf8_lossy(&ok.stdout), String::from_utf8_lossy(&ok.stderr));
         let key_path = dir.path().join(format!("{fixture}-{node}.key"));
-        fs::write(&key_path, &key_pem).unwrap();
+        fs::write(&key_path, key_pem).unwrap();
         assert_eq!(
             openssl(&["pkey", "-pubout", "-in"], &key_path),
             openssl(&["x509", "-noout", "-pubkey", "-in"], &cert_path)
@@ -321,8 +315,15 @@ fn the_kubelet_serving_certificate_is_signed_by_the_cluster_ca() {
     assert!(write_file(&seed, "/etc/mk8s-worker/kubelet.crt").is_none());
     let (plan, _) = write_file(&seed, "/etc/mk8s-worker/plan.json").unwrap();
     let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
-    let flags = ["--tls-cert-file", "--tls-private-key-file", "--cert-dir", "--rotate-certificates"];
+    let flags = [
+        "--tls-cert-file",
+        "--tls-private-key-file",
+        "--cert-dir",
+        "--rotate-certificates",
+        "--rotate-server-certificates",
+    ];
     assert!(kubelet_flags(&plan, &flags).is_empty());
+    assert!(plan["credentials"].get("kubeletServing").is_none());
 }
 
 /// The plan's kubelet lines that set one of `flags`, in the plan's order.

@@ -19,7 +19,8 @@ use crate::tls::{server_config, Handler, Request, Response, TlsServer};
 /// The kubelet: reads `args/kubelet` at start; registers its Node through the
 /// kubeconfig's server (the node-local load balancer, or the local control plane
 /// at install time) and heartbeats `Ready` with `lastHeartbeatTime`; serves its
-/// own TLS endpoint with `cert-dir/kubelet.crt` if present, else a self-signed
+/// own TLS endpoint with `--cert-dir`'s `kubelet-server-current.pem` under
+/// `--rotate-server-certificates`, else `cert-dir/kubelet.crt` if present, else a self-signed
 /// certificate it writes there (kubernetes cmd/kubelet/app/server.go
 /// `InitializeTLS`: `kubelet.crt`/`kubelet.key` in `--cert-dir`, generated only
 /// when they cannot be read).
@@ -42,6 +43,18 @@ fn serve(ctx: &Arc<Ctx>, args: &BTreeMap<String, String>, name: &str, node_ip: &
     // and write to, --cert-dir; a named pair it cannot load stops the real
     // kubelet; the model records it and serves nothing).
     let named = (args.get("--tls-cert-file"), args.get("--tls-private-key-file"));
+    let cert_dir = PathBuf::from(args.get("--cert-dir").cloned().unwrap_or_default());
+    if args.get("--rotate-server-certificates").is_some_and(|v| v.is_empty() || v == "true") && named.0.is_none() {
+        // The serving store only (`InitializeTLS` names no file; the store's
+        // `kubelet-server-current.pem` holds certificate and key). The model
+        // renews nothing: a missing pair is recorded, and nothing is served.
+        let pair = cert_dir.join("kubelet-server-current.pem");
+        let Some(leaf) = fs::read_to_string(&pair).ok().and_then(|t| Leaf::from_pem(&t, &t)) else {
+            ctx.event(&format!("kubelet: no serving pair in {}", pair.display()));
+            return;
+        };
+        return serve_with(ctx, leaf, node_ip, port);
+    }
     if let (Some(crt), Some(key)) = named {
         let leaf = match (fs::read_to_string(crt), fs::read_to_string(key)) {
             (Ok(c), Ok(k)) => Leaf::from_pem(&c, &k),
@@ -53,7 +66,6 @@ fn serve(ctx: &Arc<Ctx>, args: &BTreeMap<String, String>, name: &str, node_ip: &
         };
         return serve_with(ctx, leaf, node_ip, port);
     }
-    let cert_dir = PathBuf::from(args.get("--cert-dir").cloned().unwrap_or_default());
     let (crt, key) = (cert_dir.join("kubelet.crt"), cert_dir.join("kubelet.key"));
     let leaf = match (fs::read_to_string(&crt), fs::read_to_string(&key)) {
         (Ok(c), Ok(k)) => Leaf::from_pem(&c, &k),
