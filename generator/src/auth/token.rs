@@ -59,10 +59,11 @@ impl AuthMode for Token {
         // An empty bundle merges nothing and only invites mistakes on a root shell
         // of a control plane; the script refuses one too.
         anyhow::ensure!(
-            !workers.is_empty(),
+            !workers.is_empty() || !facts.retired.is_empty(),
             "the facts list no workers: there are no token lines to give the control plane"
         );
         let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
+        let retired: String = facts.retired.iter().map(|r| retired_lines(&r.name)).collect();
         let script = templates::render(
             "merge-known-tokens.sh",
             serde_json::json!({
@@ -71,7 +72,11 @@ impl AuthMode for Token {
                 "apiserver_port": facts.apiserver_port,
             }),
         )?;
-        Ok(vec![("known-tokens.csv", csv, 0o600), ("merge-known-tokens.sh", script, 0o755)])
+        Ok(vec![
+            ("known-tokens.csv", csv, 0o600),
+            ("retired-known-tokens.txt", retired, 0o644),
+            ("merge-known-tokens.sh", script, 0o755),
+        ])
     }
 
     fn operator_steps(&self) -> &'static str {
@@ -90,6 +95,16 @@ pub fn uid(identity: Identity, node: &str) -> String {
         Identity::Kubelet => format!("mk8s-kubelet-{node}"),
         Identity::KubeProxy => format!("mk8s-kube-proxy-{node}"),
     }
+}
+
+/// What follows the token in a retired worker's two lines (as [`token_lines`]
+/// writes them): `merge-known-tokens.sh` removes exactly the lines that end so.
+pub fn retired_lines(node: &str) -> String {
+    format!(
+        "system:kube-proxy,{}\nsystem:node:{node},{},\"system:nodes\"\n",
+        uid(Identity::KubeProxy, node),
+        uid(Identity::Kubelet, node)
+    )
 }
 
 /// The two lines for one worker, in the seed's format:
