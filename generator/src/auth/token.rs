@@ -83,6 +83,14 @@ impl AuthMode for Token {
         "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
     }
 
+    fn retire_steps(&self) -> &'static str {
+        "the worker's token lines stay valid until every apiserver has restarted without them: \
+         regenerate the bundle (mk8s-gen control-plane) and run merge-known-tokens.sh on each \
+         control-plane node, one node at a time (it removes the retired worker's two lines, only \
+         those, restarts the apiserver and waits for /readyz); until then the denylist refuses \
+         the kubelet token's writes, not kube-proxy's (every worker's kube-proxy is system:kube-proxy)"
+    }
+
     fn bundle_needs_workers(&self) -> bool {
         true
     }
