@@ -16,6 +16,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE_IO: u8 = 2;
 pub const EXIT_ATTENTION: u8 = 3;
+pub const EXIT_STOPPED: u8 = 4;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -24,12 +25,16 @@ Exit codes:
   2  usage, I/O or API error (the kubeconfig, the cluster, the audit log)
   3  status only: something needs attention (a worker not joined, not Ready, at
      another version, with another plan, drift or a certificate ending within 30
-     days; or a Node the facts do not know)
+     days; a Node the facts do not know; a retired worker's Node still there)
+  4  retire only: stopped before deleting the Node (pods that need --force or
+     --delete-emptydir-data, a disruption budget that held an eviction back past
+     --timeout, evicted pods still running); run it again
 
 Examples:
   mk8s-ctl status --cluster cluster.yaml --secrets secrets.yaml
   mk8s-ctl status --cluster cluster.yaml --json
-  mk8s-ctl approve --cluster cluster.yaml --watch --audit /var/log/mk8s-approve.jsonl";
+  mk8s-ctl approve --cluster cluster.yaml --watch --audit /var/log/mk8s-approve.jsonl
+  mk8s-ctl retire --cluster cluster.yaml --node worker-7 --dry-run";
 
 /// The operator's online tool for a fleet of worker-only MicroK8s nodes.
 #[derive(Debug, Parser)]
@@ -54,6 +59,37 @@ pub enum Command {
     /// whose names are theirs; deny every other from a node; leave the rest.
     #[command(after_help = AFTER_HELP, override_usage = "mk8s-ctl approve --cluster FILE [--once | --watch] [--dry-run] --audit FILE [OPTIONS]")]
     Approve(ApproveArgs),
+    /// Take a worker the facts mark `retired: true` out of the cluster: cordon,
+    /// drain through the Eviction API (disruption budgets honoured), delete the
+    /// Node, refuse its identity's writes (1.30+), and print what revokes its
+    /// credentials on the control plane. Needs nothing of the machine.
+    #[command(after_help = AFTER_HELP, override_usage = "mk8s-ctl retire --cluster FILE --node NAME [--dry-run] [--timeout 10m] [--force] [--delete-emptydir-data] [OPTIONS]")]
+    Retire(RetireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The worker to retire; the facts must mark it `retired: true`.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Print what would be done; every write is a server-side dry run (so missing
+    /// permissions and disruption budgets show) and nothing is waited for.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long a disruption budget may hold an eviction back, and evicted pods be
+    /// waited for, before it stops (exit 4) with the Node cordoned, not deleted:
+    /// e.g. 90s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Also evict pods no controller manages (kubectl drain's --force): nothing
+    /// recreates them.
+    #[arg(long)]
+    pub force: bool,
+    /// Also evict pods with emptyDir volumes: their data is deleted.
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +128,20 @@ pub struct ApproveArgs {
     pub audit: Option<PathBuf>,
 }
 
+/// `90s`, `10m`, `1h` (a whole number and one unit).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    let n: u64 =
+        s[..s.len() - unit.len()].parse().map_err(|_| format!("{s:?} is not a duration such as 90s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?} is not a duration such as 90s, 10m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2027-01-01T00:00:00Z"))
 }
@@ -105,6 +155,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
     let result = match &cli.command {
         Command::Status(a) => runtime.block_on(status(&cli, a, io)),
         Command::Approve(a) => runtime.block_on(approve(&cli, a, io)),
+        Command::Retire(a) => runtime.block_on(retire(&cli, a, io)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -188,4 +239,43 @@ async fn approve(cli: &Cli, a: &ApproveArgs, io: &mut Io<'_>) -> Result<u8, Outc
     let t = &approver.tally;
     let _ = writeln!(io.stderr, "{} approved, {} denied, {} left alone", t.approved, t.denied, t.ignored);
     Ok(EXIT_OK)
+}
+
+async fn retire(cli: &Cli, a: &RetireArgs, io: &mut Io<'_>) -> Result<u8, Outcome> {
+    let facts = load_facts(&a.common, io, |facts, report| marked_retired(facts, &a.node, report))?;
+    let client = crate::client::connect_without_retries(cli.kubeconfig.as_deref()).await?;
+    let settings = crate::retire::Settings {
+        node: a.node.clone(),
+        dry_run: a.dry_run,
+        force: a.force,
+        delete_emptydir_data: a.delete_emptydir_data,
+        timeout: a.timeout,
+    };
+    match crate::retire::retire(&client, &facts, &settings, io.stdout).await? {
+        crate::retire::Ended::Retired => Ok(EXIT_OK),
+        crate::retire::Ended::Stopped(why) => {
+            let _ = writeln!(io.stderr, "stopped: {why}; run it again once that is resolved");
+            Ok(EXIT_STOPPED)
+        }
+    }
+}
+
+/// The facts decide what is retired: the node must be marked so first, which
+/// keeps every later bundle and approval consistent with what retire did.
+fn marked_retired(facts: &mk8s_gen::model::Facts, node: &str, report: &mut mk8s_gen::report::Report) {
+    if facts.retired(node).is_some() {
+        return;
+    }
+    let what = if facts.worker(node).is_some() {
+        format!("worker {node:?} is not marked retired")
+    } else if facts.control_plane.iter().any(|c| c.name == node) {
+        format!("{node:?} is a control-plane node, not a worker")
+    } else {
+        format!("no worker named {node:?}")
+    };
+    report.error(
+        "$.workers",
+        what,
+        "add `retired: true` to the worker's entry in the facts first (so no later bundle registers it and no renewal is approved), then run retire",
+    );
 }

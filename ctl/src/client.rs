@@ -12,7 +12,20 @@ use kube::{Client, Config};
 
 /// A client for the cluster the kubeconfig names.
 pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
+    client(config(kubeconfig).await?)
+}
+
+/// The same, without kube-rs's own retries of 429, 503 and 504 (up to 15, each
+/// as long as the server's `Retry-After`): for a caller whose retries are its
+/// own, such as evictions a disruption budget holds back until `--timeout`.
+pub async fn connect_without_retries(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let mut config = config(kubeconfig).await?;
+    config.default_retry = false;
+    client(config)
+}
+
+async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc =
                 Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
@@ -23,7 +36,10 @@ pub async fn connect(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
         None => Config::infer()
             .await
             .context("no kubeconfig: give --kubeconfig, set KUBECONFIG, or write ~/.kube/config")?,
-    };
+    })
+}
+
+fn client(config: Config) -> anyhow::Result<Client> {
     Client::try_from(config).context("cannot make a Kubernetes client from the kubeconfig")
 }
 

@@ -82,13 +82,6 @@ impl Decision {
     }
 }
 
-/// Retired workers: the facts have no way to say so yet. When they do (the
-/// retire command of the day-2 design records it), this is the one place that
-/// reads it, and a retired worker's renewals are denied with `RetiredNode`.
-pub fn is_retired(_facts: &Facts, _worker: &Worker) -> bool {
-    false
-}
-
 /// True when no one has approved, denied or failed the request yet.
 pub fn is_pending(csr: &CertificateSigningRequest) -> bool {
     let conditions = csr.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
@@ -112,13 +105,14 @@ pub fn decide(csr: &CertificateSigningRequest, facts: &Facts) -> Decision {
         let msg = format!("requester {username} is not in the group {NODES_GROUP} (groups: {groups:?})");
         return Decision::deny(node, "NotInNodesGroup", msg);
     }
+    if let Some(r) = facts.retired(node) {
+        let msg = format!("{node} is retired in the facts of cluster {} ({}.retired)", facts.name, r.path);
+        return Decision::deny(node, "RetiredNode", msg);
+    }
     let Some(worker) = facts.worker(node) else {
         let msg = format!("{node} is not a worker in the facts of cluster {}", facts.name);
         return Decision::deny(node, "UnknownNode", msg);
     };
-    if is_retired(facts, worker) {
-        return Decision::deny(node, "RetiredNode", format!("{node} is retired"));
-    }
     match check_request(&spec.request.0, worker) {
         Err((reason, message)) => Decision::deny(node, reason, message),
         Ok(key_is_rsa) => match check_usages(spec.usages.as_deref().unwrap_or_default(), key_is_rsa) {

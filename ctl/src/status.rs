@@ -39,6 +39,17 @@ pub struct FleetStatus {
     pub workers: Vec<WorkerStatus>,
     /// Nodes that are neither a worker nor a control-plane node in the facts.
     pub unknown_nodes: Vec<NodeSummary>,
+    /// Workers the facts mark `retired: true`: their absence is what is expected.
+    pub retired: Vec<RetiredStatus>,
+}
+
+/// A retired worker of the facts.
+#[derive(Debug, Serialize)]
+pub struct RetiredStatus {
+    pub name: String,
+    /// A Node of this name still exists: the retirement did not finish (run
+    /// `mk8s-ctl retire` again), and needs attention.
+    pub node_exists: bool,
 }
 
 /// One worker of the facts.
@@ -195,6 +206,12 @@ pub fn assess(
         .iter()
         .map(|w| w.name.as_str())
         .chain(facts.control_plane.iter().map(|c| c.name.as_str()))
+        .chain(facts.retired.iter().map(|r| r.name.as_str()))
+        .collect();
+    let retired: Vec<RetiredStatus> = facts
+        .retired
+        .iter()
+        .map(|r| RetiredStatus { name: r.name.clone(), node_exists: by_name.contains_key(r.name.as_str()) })
         .collect();
     let unknown_nodes: Vec<NodeSummary> = by_name
         .iter()
@@ -205,7 +222,9 @@ pub fn assess(
             kubelet_version: kubelet_version(node),
         })
         .collect();
-    let ok = unknown_nodes.is_empty() && workers.iter().all(|w| w.problems.is_empty());
+    let ok = unknown_nodes.is_empty()
+        && workers.iter().all(|w| w.problems.is_empty())
+        && retired.iter().all(|r| !r.node_exists);
     FleetStatus {
         cluster: facts.name.clone(),
         channel: facts.channel.text.clone(),
@@ -214,6 +233,7 @@ pub fn assess(
         ok,
         workers,
         unknown_nodes,
+        retired,
     }
 }
 
@@ -275,7 +295,7 @@ fn worker_status(
     s
 }
 
-fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
+pub fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondition> {
     node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
 }
 
@@ -349,16 +369,37 @@ pub fn table(s: &FleetStatus) -> String {
             let _ = writeln!(out, "  {}  ready={ready}  {}", n.name, n.kubelet_version.as_deref().unwrap_or("-"));
         }
     }
+    retired_rows(s, &mut out);
     let attention = s.workers.iter().filter(|w| !w.problems.is_empty()).count();
     let joined = s.workers.iter().filter(|w| w.joined).count();
     let _ = writeln!(
         out,
-        "\n{} worker(s), {joined} joined, {attention} need attention; {} Node(s) not in the facts{}",
+        "\n{} worker(s), {joined} joined, {attention} need attention; {} Node(s) not in the facts{}{}",
         s.workers.len(),
         s.unknown_nodes.len(),
+        match s.retired.len() {
+            0 => String::new(),
+            n => format!("; {n} retired"),
+        },
         if s.plans_checked { "" } else { "; plans not compared (no --secrets)" }
     );
     out
+}
+
+/// Retired workers: gone as they should be, or a Node still there.
+fn retired_rows(s: &FleetStatus, out: &mut String) {
+    if s.retired.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nRetired workers:");
+    for r in &s.retired {
+        let state = if r.node_exists {
+            "its Node still exists: run `mk8s-ctl retire` for it again"
+        } else {
+            "retired, no Node"
+        };
+        let _ = writeln!(out, "  {}  {state}", r.name);
+    }
 }
 
 fn worker_row(w: &WorkerStatus) -> Vec<String> {

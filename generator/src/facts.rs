@@ -202,6 +202,10 @@ pub struct RawWorker {
     /// Raised to give the worker new join credentials (`auth: microk8s-join`).
     #[serde(default)]
     pub generation: Option<i64>,
+    /// `retired: true`: the worker was taken out of the cluster (`mk8s-ctl
+    /// retire`); no bundle registers it and no user-data is made for it again.
+    #[serde(default)]
+    pub retired: Option<bool>,
 }
 
 /// Schema problems (unknown keys, wrong types) reported before parsing stops.

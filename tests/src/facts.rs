@@ -180,11 +180,20 @@ pub struct Worker {
     kubelet_args: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    retired: bool,
 }
 
 impl Worker {
     pub fn new(name: &str) -> Worker {
-        Worker { name: name.into(), address: None, labels: BTreeMap::new(), kubelet_args: Vec::new(), generation: None }
+        Worker {
+            name: name.into(),
+            address: None,
+            labels: BTreeMap::new(),
+            kubelet_args: Vec::new(),
+            generation: None,
+            retired: false,
+        }
     }
 
     pub fn address(mut self, address: &str) -> Worker {
@@ -205,6 +214,12 @@ impl Worker {
     /// `auth: microk8s-join`: raised for a new join token.
     pub fn generation(mut self, generation: u32) -> Worker {
         self.generation = Some(generation);
+        self
+    }
+
+    /// `retired: true`: taken out of the cluster.
+    pub fn retired(mut self) -> Worker {
+        self.retired = true;
         self
     }
 }

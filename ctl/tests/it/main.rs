@@ -10,4 +10,5 @@ mod common;
 mod approve;
 mod cli;
 mod policy;
+mod retire;
 mod status;

@@ -20,6 +20,7 @@ fn facts() -> (tempfile::TempDir, mk8s_gen::model::Facts) {
         .lb_builtin()
         .worker(Worker::new("worker-1").address("10.0.0.11"))
         .worker("no-address")
+        .worker(Worker::new("worker-7").retired())
         .yaml();
     let facts = mk8s_gen::load(&yaml, dir.path()).valid("facts", &yaml).unwrap();
     (dir, facts)
@@ -117,4 +118,14 @@ fn garbage_is_denied() {
         let d = decide(&csr(&pem, NODE, NODES, SHORT), &facts);
         assert_eq!((&d.verdict, d.reason), (&Verdict::Deny, "BadRequest"), "{what}: {d:?}");
     }
+}
+
+/// A retired worker's own, well-formed request is denied as retired, not as unknown.
+#[test]
+fn a_retired_workers_request_is_denied() {
+    let (_dir, facts) = facts();
+    let pem = openssl_csr("ec", "/CN=system:node:worker-7/O=system:nodes", Some("DNS:worker-7"));
+    let d = decide(&csr(&pem, "system:node:worker-7", NODES, SHORT), &facts);
+    assert_eq!((d.verdict, d.reason), (Verdict::Deny, "RetiredNode"));
+    assert!(d.message.contains("worker-7 is retired") && d.message.contains("$.workers[2].retired"), "{}", d.message);
 }

@@ -166,6 +166,15 @@ impl AuthMode for MicroK8sJoin {
     fn operator_steps(&self) -> &'static str {
         "register-join-tokens.sh, check-control-plane.sh and hosts-entries.sh (and register-join-tokens.sh again once workers joined)"
     }
+
+    fn retire_steps(&self) -> &'static str {
+        "regenerate the bundle (mk8s-gen control-plane) and run register-join-tokens.sh on every \
+         control-plane node: the worker's join token and the certificate-request tokens of its \
+         join are removed. The certificates the cluster-agent signed (3650 days) cannot be \
+         revoked; the denylist refuses the kubelet's writes (1.30+). The worker also holds the \
+         control plane's own callback token (credentials/callback-token.txt), which nothing \
+         revokes short of replacing that control plane's callback-token.txt (docs/day2.md, Retire)"
+    }
 }
 
 /// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.

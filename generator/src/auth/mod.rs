@@ -121,6 +121,9 @@ pub trait AuthMode: Sync {
     fn bundle(&self, facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> anyhow::Result<Vec<BundleFile>>;
     /// Which bundle scripts the operator runs on every control-plane node.
     fn operator_steps(&self) -> &'static str;
+    /// What revokes a retired worker's credentials on the control plane, after
+    /// `mk8s-ctl retire` (which has deleted the Node and denylisted its identity).
+    fn retire_steps(&self) -> &'static str;
     /// The secrets file must hold the cluster CA's key.
     fn needs_ca_key(&self) -> bool {
         false

@@ -59,10 +59,11 @@ impl AuthMode for Token {
         // An empty bundle merges nothing and only invites mistakes on a root shell
         // of a control plane; the script refuses one too.
         anyhow::ensure!(
-            !workers.is_empty(),
+            !workers.is_empty() || !facts.retired.is_empty(),
             "the facts list no workers: there are no token lines to give the control plane"
         );
         let csv: String = workers.iter().map(|w| token_lines(facts, secrets, w)).collect();
+        let retired: String = facts.retired.iter().map(|r| retired_lines(&r.name)).collect();
         let script = templates::render(
             "merge-known-tokens.sh",
             serde_json::json!({
@@ -71,11 +72,23 @@ impl AuthMode for Token {
                 "apiserver_port": facts.apiserver_port,
             }),
         )?;
-        Ok(vec![("known-tokens.csv", csv, 0o600), ("merge-known-tokens.sh", script, 0o755)])
+        Ok(vec![
+            ("known-tokens.csv", csv, 0o600),
+            ("retired-known-tokens.txt", retired, 0o644),
+            ("merge-known-tokens.sh", script, 0o755),
+        ])
     }
 
     fn operator_steps(&self) -> &'static str {
         "merge-known-tokens.sh (one node at a time) and hosts-entries.sh"
+    }
+
+    fn retire_steps(&self) -> &'static str {
+        "the worker's token lines stay valid until every apiserver has restarted without them: \
+         regenerate the bundle (mk8s-gen control-plane) and run merge-known-tokens.sh on each \
+         control-plane node, one node at a time (it removes the retired worker's two lines, only \
+         those, restarts the apiserver and waits for /readyz); until then the denylist refuses \
+         the kubelet token's writes, not kube-proxy's (every worker's kube-proxy is system:kube-proxy)"
     }
 
     fn bundle_needs_workers(&self) -> bool {
@@ -90,6 +103,16 @@ pub fn uid(identity: Identity, node: &str) -> String {
         Identity::Kubelet => format!("mk8s-kubelet-{node}"),
         Identity::KubeProxy => format!("mk8s-kube-proxy-{node}"),
     }
+}
+
+/// What follows the token in a retired worker's two lines (as [`token_lines`]
+/// writes them): `merge-known-tokens.sh` removes exactly the lines that end so.
+pub fn retired_lines(node: &str) -> String {
+    format!(
+        "system:kube-proxy,{}\nsystem:node:{node},{},\"system:nodes\"\n",
+        uid(Identity::KubeProxy, node),
+        uid(Identity::Kubelet, node)
+    )
 }
 
 /// The two lines for one worker, in the seed's format:

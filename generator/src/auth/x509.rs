@@ -110,6 +110,14 @@ impl AuthMode for X509 {
         "check-control-plane.sh and hosts-entries.sh (and apply-day2.sh once, on any one)"
     }
 
+    fn retire_steps(&self) -> &'static str {
+        "certificates cannot be revoked: the kubelet's stays valid until it expires; the denylist \
+         refuses its writes (1.30+), and mk8s-ctl approve and kube-controller-manager issue it no \
+         renewal (the renewal request is a write). kube-proxy's certificate (system:kube-proxy, \
+         shared by every worker) is not denylisted: retire a possibly compromised machine by \
+         rotating the CA, or accept it until expiry"
+    }
+
     fn needs_ca_key(&self) -> bool {
         true
     }

@@ -41,7 +41,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
     let pod_cidr = check_pod_cidr(c.pod_cidr.as_deref().unwrap_or(DEFAULT_POD_CIDR), report);
 
     let ready_deadline_secs = ready_deadline(c.bootstrap.as_ref(), report);
-    let workers = nodes::workers(&raw.workers, auth.as_ref(), &mut seen, report);
+    let (workers, retired) = nodes::workers(&raw.workers, auth.as_ref(), &mut seen, report);
     cross::check(channel.as_ref(), auth.as_ref(), load_balancer.as_ref(), &control_plane, &workers, report);
 
     if report.has_errors() {
@@ -60,6 +60,7 @@ pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<
         pod_cidr_given: c.pod_cidr.is_some(),
         ready_deadline_secs,
         workers,
+        retired,
     })
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::facts::{RawControlPlane, RawWorker};
-use crate::model::{Auth, ControlPlaneNode, Worker};
+use crate::model::{Auth, ControlPlaneNode, Retired, Worker};
 use crate::report::Report;
 use crate::values::{check_ip, check_kubelet_arg, check_label, check_node_name, required, unique, unique_addr};
 
@@ -78,17 +78,39 @@ pub(super) fn control_plane<'a>(
     control_plane
 }
 
-/// `workers`: each checked on its own; a worker without a name is left out.
+/// `workers`: each checked on its own; a worker without a name is left out. The
+/// workers in service, then the retired ones (`retired: true`).
 pub(super) fn workers<'a>(
     raw: &'a [RawWorker],
     auth: Option<&Auth>,
     seen: &mut Seen<'a>,
     report: &mut Report,
-) -> Vec<Worker> {
+) -> (Vec<Worker>, Vec<Retired>) {
     if raw.is_empty() {
         report.warning("$.workers", "no workers are listed", "add `workers: [{ name: worker-1 }]`");
     }
-    raw.iter().enumerate().filter_map(|(i, w)| worker(i, w, auth, seen, report)).collect()
+    let mut retired = Vec::new();
+    let mut workers = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        if w.retired == Some(true) {
+            retired.extend(retired_worker(i, w, seen, report));
+        } else {
+            workers.extend(worker(i, w, auth, seen, report));
+        }
+    }
+    (workers, retired)
+}
+
+/// A retired worker keeps its name (unique among all nodes: a machine joining
+/// under it would be taken for the retired one); its address is free for a new
+/// worker, and nothing else of it is read.
+fn retired_worker<'a>(i: usize, w: &'a RawWorker, seen: &mut Seen<'a>, report: &mut Report) -> Option<Retired> {
+    let base = format!("$.workers[{i}]");
+    let name = required(w.name.as_ref(), &format!("{base}.name"), report)?;
+    if check_node_name(name, &format!("{base}.name"), report) {
+        unique(&mut seen.names, name, format!("{base}.name"), "node name", report);
+    }
+    Some(Retired { name: name.clone(), path: base })
 }
 
 fn worker<'a>(

@@ -15,11 +15,15 @@ pub(super) fn check(a: &CheckArgs, io: &mut Io) -> Result<(), Failure> {
         io,
         &a.common,
         &format!(
-            "{}: ok: cluster {}, {} control-plane node(s), {} worker(s)",
+            "{}: ok: cluster {}, {} control-plane node(s), {} worker(s){}",
             file.display(),
             facts.name,
             facts.control_plane.len(),
-            facts.workers.len()
+            facts.workers.len(),
+            match facts.retired.len() {
+                0 => String::new(),
+                n => format!(" and {n} retired"),
+            }
         ),
     );
     Ok(())

@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) fn control_plane(a: &ControlPlaneArgs, io: &mut Io) -> Result<(), Failure> {
     let facts = load_facts(&a.common, io, |facts, report| {
-        if crate::auth::of(&facts.auth).bundle_needs_workers() && facts.workers.is_empty() {
+        if crate::auth::of(&facts.auth).bundle_needs_workers() && facts.workers.is_empty() && facts.retired.is_empty() {
             report.error(
                 "$.workers",
                 "the facts list no workers: there are no token lines for the control plane",

@@ -55,7 +55,13 @@ pub fn load_facts(common: &CommonArgs, io: &mut Io, extra: impl FnOnce(&Facts, &
 pub(super) fn node_exists(node: Option<&str>) -> impl FnOnce(&Facts, &mut Report) + '_ {
     move |facts, report| {
         if let Some(n) = node {
-            if facts.worker(n).is_none() {
+            if let Some(r) = facts.retired(n) {
+                report.error(
+                    format!("{}.retired", r.path),
+                    format!("worker {n:?} is retired: no user-data or launch configuration is made for it"),
+                    "a machine that replaces it joins under a new name (a new entry in `workers`); to bring this one back, remove `retired: true` and delete its name from the cluster's retired-nodes denylist (docs/day2.md, Retire)",
+                );
+            } else if facts.worker(n).is_none() {
                 let names: Vec<&str> = facts.workers.iter().map(|w| w.name.as_str()).collect();
                 report.error("$.workers", format!("no worker named {n:?}"), &closest_names(n, &names));
             }

@@ -39,7 +39,19 @@ pub struct Facts {
     /// `pod-cidr` is in the facts (else it is MicroK8s's default).
     pub pod_cidr_given: bool,
     pub ready_deadline_secs: u64,
+    /// The workers in service; retired ones are in [`Facts::retired`] only.
     pub workers: Vec<Worker>,
+    /// Workers marked `retired: true`: never rendered, registered or approved
+    /// again; `mk8s-ctl retire` takes them out of the cluster.
+    pub retired: Vec<Retired>,
+}
+
+/// A worker the facts mark `retired: true`.
+#[derive(Debug, Clone)]
+pub struct Retired {
+    pub name: String,
+    /// Where the facts say so (`$.workers[3]`), for located messages.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +152,14 @@ pub struct Worker {
 }
 
 impl Facts {
+    /// A worker in service (not retired) of this name.
     pub fn worker(&self, name: &str) -> Option<&Worker> {
         self.workers.iter().find(|w| w.name == name)
+    }
+
+    /// The retired worker of this name.
+    pub fn retired(&self, name: &str) -> Option<&Retired> {
+        self.retired.iter().find(|r| r.name == name)
     }
 }
 

@@ -388,3 +388,43 @@ fn help_and_dry_run_neither_merge_nor_restart() {
     );
     assert_eq!(cp.restarts(), 0, "restarted");
 }
+
+/// A retired worker (`fixtures/retired`: worker-2) loses exactly the two lines
+/// mk8s-gen wrote for it; a line someone else wrote under its name, and the lines
+/// of worker-20 (whose name contains `worker-2`), stay; a second run changes nothing.
+#[test]
+fn a_retired_workers_lines_go_and_nothing_else() {
+    let hex = |c: char| c.to_string().repeat(64);
+    let retired = format!(
+        "{},system:kube-proxy,mk8s-kube-proxy-worker-2\n{},system:node:worker-2,mk8s-kubelet-worker-2,\"system:nodes\"\n",
+        hex('a'),
+        hex('b')
+    );
+    let others = format!(
+        "hand-made,system:node:worker-2,mk8s-kubelet-worker-2,\"system:nodes\"\n{},system:node:worker-2,someone-elses,\"system:nodes\"\n{},system:node:worker-20,mk8s-kubelet-worker-20,\"system:nodes\"\n",
+        hex('c'),
+        hex('d')
+    );
+    let cp = ControlPlane::new(&format!("{THEIRS}{retired}{others}"));
+    let bundle = cp.dir.path().join("retired-bundle");
+    let fx = workspace().join("fixtures/retired");
+    let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;
+    assert!(st.success());
+    let ours = fs::read_to_string(bundle.join("known-tokens.csv")).unwrap();
+    assert!(!ours.contains("worker-2,"), "the bundle registers no retired worker: {ours}");
+
+    let o = cp.command(&bundle).arg("--dry-run").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for id in ["mk8s-kube-proxy-worker-2", "mk8s-kubelet-worker-2"] {
+        assert!(text(&o).contains(&format!("remove:  user-id {id}\n")), "{}", text(&o));
+    }
+    assert_eq!(fs::read_to_string(cp.csv()).unwrap(), format!("{THEIRS}{retired}{others}"), "dry run");
+
+    let o = cp.command(&bundle).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(fs::read_to_string(cp.csv()).unwrap(), format!("{THEIRS}{others}{ours}"));
+    assert_eq!(cp.restarts(), 1, "the apiserver reads the file at start only");
+    let o = cp.command(&bundle).output().unwrap();
+    assert!(o.status.success() && text(&o).contains("nothing to do"), "{}", text(&o));
+    assert_eq!(cp.restarts(), 1);
+}
