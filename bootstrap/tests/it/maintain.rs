@@ -1,23 +1,73 @@
-//! `mk8s-bootstrap maintain` on the model of a MicroK8s node (the worlds of
-//! `node_model`): a worker joined by the real binary, then checked, reported on
-//! its Node in the simulated apiserver (AlwaysAllow and RBAC,Node), drifted on
-//! purpose, repaired, and checked again.
+//! `mk8s-bootstrap maintain` on the model of a MicroK8s node: a worker joined by
+//! the real binary against the real control plane (`real_apiserver::peers_with`:
+//! three real kube-apiservers with that version's default args, AlwaysAllow or
+//! RBAC,Node), then checked, reported on its Node, drifted on purpose, repaired,
+//! and checked again.
+//!
+//! Two scenarios stay on the simulated apiserver (`node_model`'s world), because
+//! they inject a fault the real one cannot be made to show: a report whose first
+//! connection is dropped without an answer (a listener that accepts and closes on
+//! the apiserver's address), and an apiserver that is gone for the whole run.
 
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use mk8s_bootstrap::plan::{sha256_hex, JoinPlan, PLAN_PATH, REFRESH_HOOK_PATH};
-use mk8s_testkit::node_model::SNAP_DATA;
+use mk8s_testkit::apiserver::Authz;
+use mk8s_testkit::node_model::{Model, SNAP_DATA};
 use serde_json::Value;
 
 use crate::common::BIN;
 use crate::node_model::{world_with, Lb, Variant, World, NODE};
+use crate::real_apiserver::{self as real, Auth, Peers, Setup};
+
+/// A worker whose join ran, on either control plane.
+trait Joined {
+    fn root(&self) -> &Path;
+    fn model(&self) -> &Model;
+    /// Its Node's annotations.
+    fn annotations(&self) -> Value;
+    /// Still a worker: no local control plane, a fresh heartbeat.
+    fn assert_worker(&self, what: &str);
+}
+
+impl Joined for World {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn model(&self) -> &Model {
+        &self.model
+    }
+    fn annotations(&self) -> Value {
+        self.sim.node(NODE).and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or(Value::Null)
+    }
+    fn assert_worker(&self, what: &str) {
+        World::assert_worker(self, what)
+    }
+}
+
+impl Joined for Peers {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn model(&self) -> &Model {
+        &self.model
+    }
+    fn annotations(&self) -> Value {
+        self.node().and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or(Value::Null)
+    }
+    fn assert_worker(&self, what: &str) {
+        crate::common::assert_no_local_control_plane(&self.model, what, &|| Peers::story(self));
+        self.wait_heartbeat(std::time::SystemTime::now(), what);
+    }
+}
 
 /// `mk8s-bootstrap maintain [--repair]` on the world's node: (exit code, log).
-fn maintain(w: &World, repair: bool) -> (i32, String) {
+fn maintain(w: &dyn Joined, repair: bool) -> (i32, String) {
     let mut c = Command::new(BIN);
-    c.arg("maintain").arg("--root").arg(&w.root).arg("--systemctl").arg(&w.model.systemctl);
-    c.arg("--snap").arg(&w.model.snap);
+    c.arg("maintain").arg("--root").arg(w.root()).arg("--systemctl").arg(&w.model().systemctl);
+    c.arg("--snap").arg(&w.model().snap);
     if repair {
         c.arg("--repair");
     }
@@ -25,43 +75,40 @@ fn maintain(w: &World, repair: bool) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
-fn under(w: &World, abs: &str) -> std::path::PathBuf {
-    w.root.join(abs.trim_start_matches('/'))
+fn under(w: &dyn Joined, abs: &str) -> std::path::PathBuf {
+    w.root().join(abs.trim_start_matches('/'))
 }
 
-fn snap_data(w: &World, rel: &str) -> std::path::PathBuf {
-    w.root.join(SNAP_DATA).join(rel)
+fn snap_data(w: &dyn Joined, rel: &str) -> std::path::PathBuf {
+    w.root().join(SNAP_DATA).join(rel)
 }
 
-fn plan(w: &World) -> JoinPlan {
+fn plan(w: &dyn Joined) -> JoinPlan {
     JoinPlan::from_json(&fs::read_to_string(under(w, PLAN_PATH)).unwrap()).unwrap()
 }
 
-fn status(w: &World) -> Value {
+fn status(w: &dyn Joined) -> Value {
     serde_json::from_str(&fs::read_to_string(under(w, "/var/lib/mk8s-worker/maintain.json")).unwrap()).unwrap()
 }
 
-fn annotations(w: &World) -> Value {
-    w.sim.node(NODE).and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or(Value::Null)
-}
-
-fn drift(w: &World) -> Vec<String> {
+fn drift(w: &dyn Joined) -> Vec<String> {
     status(w)["drift"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect()
 }
 
 /// Commands that change a unit (the model logs every systemctl and snap call).
-fn changes(w: &World) -> Vec<String> {
+fn changes(w: &dyn Joined) -> Vec<String> {
     let mutating = ["start", "stop", "restart", "enable", "disable", "daemon-reload", "refresh", "install"];
-    w.model
+    w.model()
         .calls()
         .into_iter()
         .filter(|c| c.split_whitespace().nth(1).is_some_and(|verb| mutating.contains(&verb)))
         .collect()
 }
 
-/// A worker joined on `channel` with `lb`; the plan's bytes as the join read them.
-fn joined(channel: &str, lb: Lb, ip: &str, v: Variant) -> (World, String) {
-    let w = world_with(channel, false, lb, ip, v);
+/// A worker joined on `channel` with `lb` through the real control plane; the
+/// plan's bytes as the join read them.
+fn joined(channel: &str, auth: Auth, lb: real::Lb, authz: Authz, ip: &str) -> (Peers, String) {
+    let w = real::peers_with(channel, auth, lb, authz, Some(ip), &Setup::default());
     let sha = sha256_hex(&fs::read(under(&w, PLAN_PATH)).unwrap());
     let started = std::time::SystemTime::now();
     let (code, log) = w.run();
@@ -70,15 +117,26 @@ fn joined(channel: &str, lb: Lb, ip: &str, v: Variant) -> (World, String) {
     (w, sha)
 }
 
-fn reports_no_drift(channel: &str, lb: Lb, ip: &str, v: Variant, x509: bool) {
-    let (w, sha) = joined(channel, lb, ip, v);
+/// A worker joined on the simulated apiserver, for the fault-injection scenarios.
+fn joined_on_the_model(channel: &str, lb: Lb, ip: &str) -> World {
+    let w = world_with(channel, false, lb, ip, Variant::default());
+    let started = std::time::SystemTime::now();
+    let (code, log) = w.run();
+    assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
+    w.wait_heartbeat(started, "after the join");
+    w
+}
+
+fn reports_no_drift(channel: &str, auth: Auth, lb: real::Lb, authz: Authz, ip: &str) {
+    let x509 = auth == Auth::X509;
+    let (w, sha) = joined(channel, auth, lb, authz, ip);
     w.model.clear_calls();
     let (code, log) = maintain(&w, false);
     assert_eq!(code, 0, "{log}\n{}", w.story());
     let st = status(&w);
     assert_eq!(st["result"], "clean", "{st:#}");
     assert!(st["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true), "{st:#}");
-    let a = annotations(&w);
+    let a = w.annotations();
     assert_eq!(a["mk8s-worker.io/plan-sha256"], sha.as_str(), "the plan as mk8s-gen wrote it: {a:#}");
     assert_eq!(a["mk8s-worker.io/agent-version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(a["mk8s-worker.io/drift"], "");
@@ -99,26 +157,24 @@ fn reports_no_drift(channel: &str, lb: Lb, ip: &str, v: Variant, x509: bool) {
 
 #[test]
 fn a_joined_x509_worker_reports_no_drift_on_always_allow() {
-    reports_no_drift("1.30/stable", Lb::Builtin, "127.0.0.61", Variant::default(), true);
+    reports_no_drift("1.30/stable", Auth::X509, real::Lb::Builtin, Authz::AlwaysAllow, "127.0.0.61");
 }
 
 #[test]
 fn a_joined_x509_worker_reports_no_drift_on_rbac_node() {
-    let rbac = Variant { rbac: true, ..Variant::default() };
-    reports_no_drift("1.34/stable", Lb::Haproxy, "127.0.0.62", rbac, true);
+    reports_no_drift("1.34/stable", Auth::X509, real::Lb::Haproxy, Authz::RbacNode, "127.0.0.62");
 }
 
 #[test]
 fn a_joined_token_worker_reports_no_drift_and_no_certificate_expiries() {
-    let rbac = Variant { rbac: true, ..Variant::default() };
-    reports_no_drift("1.22/stable", Lb::Traefik, "127.0.0.63", rbac, false);
+    reports_no_drift("1.22/stable", Auth::Token, real::Lb::Traefik, Authz::RbacNode, "127.0.0.63");
 }
 
 /// Each drift a day on a fleet brings, found by its check's name, repaired, and a
 /// second repair changes nothing; a line of the args file that is not ours stays.
 #[test]
 fn each_drift_is_found_by_name_and_repaired_once() {
-    let (w, _) = joined("1.30/stable", Lb::Builtin, "127.0.0.64", Variant::default());
+    let (w, _) = joined("1.30/stable", Auth::X509, real::Lb::Builtin, Authz::AlwaysAllow, "127.0.0.64");
     let p = plan(&w);
     fs::remove_file(snap_data(&w, "var/lock/no-k8s-dqlite")).unwrap();
     let kubelet_args = snap_data(&w, "args/kubelet");
@@ -139,13 +195,13 @@ fn each_drift_is_found_by_name_and_repaired_once() {
     assert_eq!(code, 3, "{log}");
     let want = ["locks", "args", "balancer-files", "kubeconfig-server", "refresh-hook"];
     assert_eq!(drift(&w), want, "{log}");
-    assert_eq!(annotations(&w)["mk8s-worker.io/drift"], want.join(","));
+    assert_eq!(w.annotations()["mk8s-worker.io/drift"], want.join(","));
 
     w.model.clear_calls();
     let (code, log) = maintain(&w, true);
     assert_eq!(code, 0, "{log}\n{}", w.story());
     assert_eq!(drift(&w), Vec::<String>::new());
-    assert_eq!(annotations(&w)["mk8s-worker.io/drift"], "");
+    assert_eq!(w.annotations()["mk8s-worker.io/drift"], "");
     let args = fs::read_to_string(&kubelet_args).unwrap();
     assert!(args.lines().any(|l| l == ours) && !args.contains("changed-by-hand"), "{args}");
     assert!(args.contains("--image-gc-high-threshold=77\n"), "a line not ours is kept: {args}");
@@ -171,7 +227,7 @@ fn each_drift_is_found_by_name_and_repaired_once() {
 /// on the apiserver port), and repaired: the lock, then one kubelite restart.
 #[test]
 fn a_control_plane_started_by_a_refresh_is_found_and_repaired() {
-    let (w, _) = joined("1.30/stable", Lb::External, "127.0.0.65", Variant { rbac: true, ..Variant::default() });
+    let (w, _) = joined("1.30/stable", Auth::X509, real::Lb::External, Authz::RbacNode, "127.0.0.65");
     fs::remove_file(snap_data(&w, "var/lock/clustered.lock")).unwrap();
     w.model.refresh();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -193,7 +249,7 @@ fn a_control_plane_started_by_a_refresh_is_found_and_repaired() {
 /// "repaired" (renewal is not a file we own).
 #[test]
 fn an_expiry_near_is_found_and_left_to_renewal() {
-    let (w, _) = joined("1.30/stable", Lb::Builtin, "127.0.0.66", Variant::default());
+    let (w, _) = joined("1.30/stable", Auth::X509, real::Lb::Builtin, Authz::AlwaysAllow, "127.0.0.66");
     let (code, log) = maintain(&w, false);
     assert_eq!(code, 0, "{log}");
     let ca = mk8s_testkit::pki::Ca::new("another");
@@ -210,7 +266,7 @@ fn an_expiry_near_is_found_and_left_to_renewal() {
         assert_eq!((code, drift(&w)), (3, vec!["certificate-expiry".to_string()]), "{log}");
         assert!(log.contains("the kubelet's serving certificate ends at"), "{log}");
     }
-    let a = annotations(&w);
+    let a = w.annotations();
     assert_eq!(a["mk8s-worker.io/drift"], "certificate-expiry");
     assert_eq!(a["mk8s-worker.io/serving-not-after"], status(&w)["servingNotAfter"]);
 }
@@ -220,7 +276,14 @@ fn an_expiry_near_is_found_and_left_to_renewal() {
 /// refuses it.
 #[test]
 fn a_node_that_has_not_joined_is_left_alone() {
-    let w = world_with("1.30/stable", false, Lb::Builtin, "127.0.0.67", Variant::default());
+    let w = real::peers_with(
+        "1.30/stable",
+        Auth::X509,
+        real::Lb::Builtin,
+        Authz::AlwaysAllow,
+        Some("127.0.0.67"),
+        &Setup::default(),
+    );
     let (code, log) = maintain(&w, true);
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("has not joined with this plan"), "{log}");
@@ -236,7 +299,7 @@ fn a_node_that_has_not_joined_is_left_alone() {
 /// reports, rather than failing the unit until the next timer run.
 #[test]
 fn a_dropped_connection_is_tried_again() {
-    let (mut w, _) = joined("1.30/stable", Lb::External, "127.0.0.69", Variant::default());
+    let mut w = joined_on_the_model("1.30/stable", Lb::External, "127.0.0.69");
     let addr: std::net::SocketAddr = w.sim.url().trim_start_matches("https://").parse().unwrap();
     w.sim.stop();
     let dropper = std::net::TcpListener::bind(addr).unwrap();
@@ -261,7 +324,7 @@ fn a_dropped_connection_is_tried_again() {
 /// still in the status file.
 #[test]
 fn a_report_that_cannot_reach_the_apiserver_is_retryable() {
-    let (mut w, _) = joined("1.30/stable", Lb::External, "127.0.0.68", Variant::default());
+    let mut w = joined_on_the_model("1.30/stable", Lb::External, "127.0.0.68");
     w.sim.stop();
     let (code, log) = maintain(&w, true);
     assert_eq!(code, 75, "{log}");

@@ -32,7 +32,6 @@ pub(crate) enum Lb {
     /// mk8s-bootstrap's own balancer (`kind: builtin`, the default).
     Builtin,
     Traefik,
-    Haproxy,
     /// MicroK8s's own apiserver-proxy (1.25+).
     Microk8sProxy,
     External,
@@ -44,19 +43,17 @@ impl Lb {
         match self {
             Lb::Builtin => facts.lb_builtin().health_check("1s", "500ms"),
             Lb::Traefik => facts.lb_traefik(None).health_check("1s", "500ms"),
-            Lb::Haproxy => facts.lb_haproxy().health_check("1s", "500ms"),
             Lb::Microk8sProxy => facts.lb_microk8s_proxy(),
             Lb::External => facts.lb_external("127.0.0.2", port),
         }
     }
 
     /// The kind whose program the node has (baked into the image: traefik;
-    /// installed by cloud-init's `packages`: haproxy; the agent itself: builtin).
+    /// the agent itself: builtin).
     fn program(self) -> Option<&'static str> {
         match self {
             Lb::Builtin => Some("builtin"),
             Lb::Traefik => Some("traefik"),
-            Lb::Haproxy => Some("haproxy"),
             Lb::Microk8sProxy | Lb::External => None,
         }
     }
