@@ -1,5 +1,10 @@
 //! `mk8s-bootstrap leave` on workers joined on the node model: the real agent, the
-//! files of a real `mk8s-gen` user-data, the model's snapd and systemd.
+//! files of a real `mk8s-gen` user-data, the model's snapd and systemd, and the real
+//! control plane (`real_apiserver::peers_with`: three real kube-apiservers with that
+//! version's default args; on 1.26 the real apiserver-proxy on the worker). The
+//! cases that kill the agent at every command, or break snapd, join forty times
+//! over and stay on the simulated apiserver (held to the real one by a differential
+//! test): `leave` itself sends the apiserver nothing.
 //!
 //! Each case joins a worker, leaves, and proves a clean machine: the root's file
 //! tree (paths, modes, content hashes) is the image's (`--purge`) or that of a
@@ -19,24 +24,34 @@ use std::time::{Duration, Instant};
 use mk8s_bootstrap::plan::PLAN_PATH;
 use mk8s_testkit::node_model::{self, write_script, SNAP_DATA};
 
-use crate::common::{self, Tree};
-use crate::node_model::{world_with, Lb, Variant, World};
+use mk8s_testkit::apiserver::Authz;
 
+use crate::common::{self, Joined, Tree};
+use crate::node_model::{world_with, Lb, Variant, World};
+use crate::real_apiserver::{self as real, Auth, Setup};
+
+/// A worker on the simulated apiserver, for the fault-injection cases.
 fn world(channel: &str, lb: Lb, node_ip: &str) -> World {
     world_with(channel, false, lb, node_ip, Variant::default())
+}
+
+/// A worker before its join, in front of the real control plane (three real
+/// kube-apiservers with that version's default args, AlwaysAllow).
+fn real_world(channel: &str, auth: Auth, lb: real::Lb, node_ip: &str) -> real::Peers {
+    real::peers_with(channel, auth, lb, Authz::AlwaysAllow, Some(node_ip), &Setup::default())
 }
 
 /// `snap install` of the world's channel on the booted machine (as the join's
 /// snap step would), once the snap's daemons have written what they write when
 /// they first start; returns that tree without the user-data's files: what a
 /// machine that never joined would hold with MicroK8s installed.
-fn fresh_install(w: &World) -> Tree {
-    let booted = common::tree(&w.root);
-    let channel = w.model.state()["channel"].as_str().unwrap_or_default().to_string();
-    let (ok, out) = w.model.snap_cmd(&["install", "microk8s", "--classic", "--channel", &channel]);
+fn fresh_install(w: &dyn Joined) -> Tree {
+    let booted = common::tree(w.root());
+    let channel = w.model().state()["channel"].as_str().unwrap_or_default().to_string();
+    let (ok, out) = w.model().snap_cmd(&["install", "microk8s", "--classic", "--channel", &channel]);
     assert!(ok, "snap install: {out}");
     let minor = node_model::minor_of(&channel);
-    let data = w.root.join(SNAP_DATA);
+    let data = w.root().join(SNAP_DATA);
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         // The kubelet's own serving certificate when the install hook made none;
@@ -47,7 +62,7 @@ fn fresh_install(w: &World) -> Tree {
             || fs::read_to_string(data.join("args/kubelite"))
                 .is_ok_and(|t| t.lines().next().is_some_and(|l| l.starts_with("--start-control-plane=")));
         let launcher = minor < 27
-            || w.model
+            || w.model()
                 .launcher()
                 .is_some_and(|l| l["applied"].as_array().is_some_and(|a| a.iter().any(|f| f == "install.yaml")));
         if cert && kubelite && launcher {
@@ -56,42 +71,42 @@ fn fresh_install(w: &World) -> Tree {
         assert!(Instant::now() < end, "the fresh install never settled\n{}", w.story());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut fresh = common::tree(&w.root);
-    let user_data: BTreeSet<&String> = booted.keys().filter(|p| !w.image.contains_key(*p)).collect();
+    let mut fresh = common::tree(w.root());
+    let user_data: BTreeSet<&String> = booted.keys().filter(|p| !w.image().contains_key(*p)).collect();
     fresh.retain(|p, _| !user_data.contains(p));
     fresh
 }
 
-fn join(w: &World) {
+fn join(w: &dyn Joined) {
     let (code, log) = w.run();
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
     w.assert_worker("after the join");
-    common::assert_joined_model(&w.model, &w.root, true, "after the join", &|| w.story());
+    common::assert_joined_model(w.model(), w.root(), true, "after the join", &|| w.story());
 }
 
-fn leave(w: &World, purge: bool) -> (String, String) {
-    let (code, out, err) = common::run_leave(&w.root, &w.model, if purge { &["--purge"] } else { &[] });
+fn leave(w: &dyn Joined, purge: bool) -> (String, String) {
+    let (code, out, err) = common::run_leave(w.root(), w.model(), if purge { &["--purge"] } else { &[] });
     assert_eq!(code, 0, "leave failed:\n{out}\n{err}\n{}", w.story());
     (out, err)
 }
 
-fn assert_tree(w: &World, want: &Tree, what: &str) {
-    let diff = common::tree_diff(want, &common::tree(&w.root));
+fn assert_tree(w: &dyn Joined, want: &Tree, what: &str) {
+    let diff = common::tree_diff(want, &common::tree(w.root()));
     assert!(diff.is_empty(), "{what}: the machine is not clean:\n{}\n{}", diff.join("\n"), w.story());
 }
 
 /// Nothing runs, nothing would start at boot, nothing listens on the balancer's
 /// port, no local control plane.
-fn assert_nothing_of_the_worker(w: &World, what: &str) {
-    assert_eq!(w.model.running_units(), Vec::<String>::new(), "{what}: still running\n{}", w.story());
-    assert_eq!(w.model.enabled_units(), Vec::<String>::new(), "{what}: still enabled\n{}", w.story());
-    let port = format!("127.0.0.1:{}", w.port);
+fn assert_nothing_of_the_worker(w: &dyn Joined, what: &str) {
+    assert_eq!(w.model().running_units(), Vec::<String>::new(), "{what}: still running\n{}", w.story());
+    assert_eq!(w.model().enabled_units(), Vec::<String>::new(), "{what}: still enabled\n{}", w.story());
+    let port = format!("127.0.0.1:{}", w.port());
     assert!(TcpStream::connect(&port).is_err(), "{what}: something listens on {port}\n{}", w.story());
-    assert_eq!(w.model.local_control_plane(), None, "{what}\n{}", w.story());
+    assert_eq!(w.model().local_control_plane(), None, "{what}\n{}", w.story());
 }
 
-fn scenario(channel: &str, lb: Lb, node_ip: &str, purge: bool) {
-    let w = world(channel, lb, node_ip);
+fn scenario(channel: &str, auth: Auth, lb: real::Lb, node_ip: &str, purge: bool) {
+    let w = real_world(channel, auth, lb, node_ip);
     let want = if purge { w.image.clone() } else { fresh_install(&w) };
     join(&w);
     w.model.clear_calls();
@@ -125,39 +140,39 @@ fn scenario(channel: &str, lb: Lb, node_ip: &str, purge: bool) {
 
 #[test]
 fn v1_20_traefik_purge() {
-    scenario("1.20/stable", Lb::Traefik, "127.0.0.120", true);
+    scenario("1.20/stable", Auth::Token, real::Lb::Traefik, "127.0.0.120", true);
 }
 
 #[test]
 fn v1_20_traefik_keep_the_snap() {
-    scenario("1.20/stable", Lb::Traefik, "127.0.0.121", false);
+    scenario("1.20/stable", Auth::Token, real::Lb::Traefik, "127.0.0.121", false);
 }
 
 #[test]
 fn v1_26_microk8s_proxy_purge() {
-    scenario("1.26/stable", Lb::Microk8sProxy, "127.0.0.122", true);
+    scenario("1.26/stable", Auth::Token, real::Lb::Microk8sProxy, "127.0.0.122", true);
 }
 
 #[test]
 fn v1_26_microk8s_proxy_keep_the_snap() {
-    scenario("1.26/stable", Lb::Microk8sProxy, "127.0.0.123", false);
+    scenario("1.26/stable", Auth::Token, real::Lb::Microk8sProxy, "127.0.0.123", false);
 }
 
 #[test]
 fn v1_30_x509_builtin_purge() {
-    scenario("1.30/stable", Lb::Builtin, "127.0.0.124", true);
+    scenario("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.124", true);
 }
 
 #[test]
 fn v1_30_x509_builtin_keep_the_snap() {
-    scenario("1.30/stable", Lb::Builtin, "127.0.0.125", false);
+    scenario("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.125", false);
 }
 
 /// `leave --help` prints and exits 0, whatever else is on the line, and touches
 /// nothing.
 #[test]
 fn help_changes_nothing() {
-    let w = world("1.30/stable", Lb::Builtin, "127.0.0.126");
+    let w = real_world("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.126");
     join(&w);
     let before = common::tree(&w.root);
     w.model.clear_calls();
@@ -175,7 +190,7 @@ fn help_changes_nothing() {
 /// still say what to undo.
 #[test]
 fn without_the_plan_leave_still_cleans_up() {
-    let w = world("1.30/stable", Lb::Builtin, "127.0.0.127");
+    let w = real_world("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.127");
     let want = fresh_install(&w);
     join(&w);
     fs::remove_file(w.root.join(PLAN_PATH.trim_start_matches('/'))).unwrap();

@@ -10,58 +10,16 @@
 //! the apiserver's address), and an apiserver that is gone for the whole run.
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use mk8s_bootstrap::plan::{sha256_hex, JoinPlan, PLAN_PATH, REFRESH_HOOK_PATH};
 use mk8s_testkit::apiserver::Authz;
-use mk8s_testkit::node_model::{Model, SNAP_DATA};
+use mk8s_testkit::node_model::SNAP_DATA;
 use serde_json::Value;
 
-use crate::common::BIN;
+use crate::common::{Joined, BIN};
 use crate::node_model::{world_with, Lb, Variant, World, NODE};
 use crate::real_apiserver::{self as real, Auth, Peers, Setup};
-
-/// A worker whose join ran, on either control plane.
-trait Joined {
-    fn root(&self) -> &Path;
-    fn model(&self) -> &Model;
-    /// Its Node's annotations.
-    fn annotations(&self) -> Value;
-    /// Still a worker: no local control plane, a fresh heartbeat.
-    fn assert_worker(&self, what: &str);
-}
-
-impl Joined for World {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn model(&self) -> &Model {
-        &self.model
-    }
-    fn annotations(&self) -> Value {
-        self.sim.node(NODE).and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or(Value::Null)
-    }
-    fn assert_worker(&self, what: &str) {
-        World::assert_worker(self, what)
-    }
-}
-
-impl Joined for Peers {
-    fn root(&self) -> &Path {
-        &self.root
-    }
-    fn model(&self) -> &Model {
-        &self.model
-    }
-    fn annotations(&self) -> Value {
-        self.node().and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or(Value::Null)
-    }
-    fn assert_worker(&self, what: &str) {
-        crate::common::assert_no_local_control_plane(&self.model, what, &|| Peers::story(self));
-        self.wait_heartbeat(std::time::SystemTime::now(), what);
-    }
-}
 
 /// `mk8s-bootstrap maintain [--repair]` on the world's node: (exit code, log).
 fn maintain(w: &dyn Joined, repair: bool) -> (i32, String) {

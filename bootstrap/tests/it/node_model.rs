@@ -210,3 +210,30 @@ impl World {
         }
     }
 }
+
+impl common::Joined for World {
+    fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+    fn model(&self) -> &Model {
+        &self.model
+    }
+    fn image(&self) -> &common::Tree {
+        &self.image
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn run(&self) -> (i32, String) {
+        World::run(self)
+    }
+    fn story(&self) -> String {
+        World::story(self)
+    }
+    fn annotations(&self) -> serde_json::Value {
+        self.sim.node(NODE).and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or_default()
+    }
+    fn assert_worker(&self, what: &str) {
+        World::assert_worker(self, what)
+    }
+}

@@ -292,6 +292,10 @@ pub(crate) struct Peers {
     agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
     pub(crate) model: mk8s_testkit::node_model::Model,
     pub(crate) root: std::path::PathBuf,
+    /// The machine before the user-data.
+    pub(crate) image: common::Tree,
+    /// The worker's apiserver port (its balancer's).
+    pub(crate) port: u16,
     /// The facts, as a file (`mk8s-ctl --cluster`).
     pub(crate) facts_file: std::path::PathBuf,
     kubectl: std::path::PathBuf,
@@ -350,15 +354,20 @@ pub(crate) fn peers_with(
     let (cp, facts, secrets, agents, external) = cluster;
     let worker = facts.worker(NODE).unwrap();
 
-    // The worker: the generated user-data, as cloud-init writes it.
+    // The worker: an image with snapd, then the generated user-data, as cloud-init
+    // writes it.
     let root = tmp.path().join("root");
-    common::boot(&root, &render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap());
+    for d in common::IMAGE_DIRS {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
     if let Some(kind) = lb.program() {
         common::balancer_program(&root, kind);
     }
     let worker_port = setup.worker_port.unwrap_or(cp.options.port);
     let dir = tmp.path().join("model");
     let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), setup.upgraded, &dir, &root);
+    let image = common::tree(&root);
+    common::boot(&root, &render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap());
     common::edit_plan(&root, |plan| {
         plan.timing.ready_deadline_secs = 60;
         plan.timing.retry_initial_ms = 100;
@@ -375,6 +384,8 @@ pub(crate) fn peers_with(
         agents,
         model,
         root,
+        image,
+        port: worker_port,
         facts_file: tmp.path().join("cluster.yaml"),
         kubectl,
         real_kubelet,
@@ -1125,5 +1136,33 @@ fn real_maintain_report_patches_its_own_node() {
         assert_eq!(other.patch_node(&verdict.patch()), Ok(()), "{authz:?}: patching another Node");
         let got: serde_json::Value = serde_json::from_str(&admin("GET", "/api/v1/nodes/worker-2", None).body).unwrap();
         assert_eq!(got["metadata"]["annotations"]["mk8s-worker.io/drift"], "locks,args", "{authz:?}");
+    }
+}
+
+impl common::Joined for Peers {
+    fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+    fn model(&self) -> &mk8s_testkit::node_model::Model {
+        &self.model
+    }
+    fn image(&self) -> &common::Tree {
+        &self.image
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn run(&self) -> (i32, String) {
+        Peers::run(self)
+    }
+    fn story(&self) -> String {
+        Peers::story(self)
+    }
+    fn annotations(&self) -> serde_json::Value {
+        self.node().and_then(|n| n.pointer("/metadata/annotations").cloned()).unwrap_or_default()
+    }
+    fn assert_worker(&self, what: &str) {
+        common::assert_no_local_control_plane(&self.model, what, &|| Peers::story(self));
+        self.wait_heartbeat(std::time::SystemTime::now(), what);
     }
 }

@@ -15,6 +15,25 @@ use mk8s_testkit::node_model::{write_script, Model};
 /// count them as the worker's.
 pub const IMAGE_DIRS: &[&str] = &["etc/systemd/system", "run", "usr/local/bin", "var/lib", "var/snap"];
 
+/// A worker booted from its user-data on the node model, with the simulated or
+/// the real control plane behind it (`node_model::World`, `real_apiserver::Peers`).
+pub trait Joined {
+    fn root(&self) -> &Path;
+    fn model(&self) -> &Model;
+    /// The machine before the user-data: the image, as [`tree`] sees it.
+    fn image(&self) -> &Tree;
+    /// The port of the node-local balancer (the cluster's apiserver port).
+    fn port(&self) -> u16;
+    /// The bootstrap on the node: (exit code, log).
+    fn run(&self) -> (i32, String);
+    /// Everything the model recorded, for failure messages.
+    fn story(&self) -> String;
+    /// Its Node's annotations.
+    fn annotations(&self) -> serde_json::Value;
+    /// Still a worker: no local control plane, the cluster reachable.
+    fn assert_worker(&self, what: &str);
+}
+
 /// A node's file tree: path under the root -> what is there (`dir MODE`,
 /// `file MODE SHA256`, `link TARGET`).
 pub type Tree = std::collections::BTreeMap<String, String>;
