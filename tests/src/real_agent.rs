@@ -54,7 +54,7 @@ use crate::upstream::ControlPlane;
 
 /// The branches whose agent is vendored and built: a channel `1.X` runs the agent
 /// of branch `1.X`, when there is one.
-pub const BRANCHES: [&str; 3] = ["1.26", "1.30", "1.34"];
+pub const BRANCHES: [&str; 5] = ["1.24", "1.26", "1.27", "1.30", "1.34"];
 
 /// The port of `--bind` in every branch's `default-args/cluster-agent`.
 pub const PORT: u16 = 25000;

@@ -10,7 +10,6 @@
 //! (`IP:25000` as generated) are pointed at them, as the timings are shortened.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -165,8 +164,7 @@ impl World {
         let list: String = cp.sim.node(NODE).map(|_| format!("node/{NODE}\n")).unwrap_or_default();
         fs::write(&nodes, list).unwrap();
         let stub = self.tmp.path().join(format!("microk8s-{}", cp.ip));
-        fs::write(&stub, format!("#!/bin/sh\ncat '{}'\n", nodes.display())).unwrap();
-        fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+        mk8s_testkit::node_model::write_script(&stub, &format!("#!/bin/sh\ncat '{}'\n", nodes.display()));
         Command::new(tools::require("bash"))
             .arg(self.bundle.join("register-join-tokens.sh"))
             .env("SNAP_DATA", &cp.agent.snap_data)
@@ -411,15 +409,13 @@ fn killed(channel: &str, ips: [&str; 4]) {
     let mut kills = 0;
     for (i, delay) in ["0", "0.02", "0.05", "0.1", "0.2", "0.4"].iter().enumerate() {
         let killer = w.tmp.path().join(format!("microk8s-kill-{i}"));
-        fs::write(
+        mk8s_testkit::node_model::write_script(
             &killer,
-            format!(
+            &format!(
                 "#!/bin/sh\n'{}' \"$@\" &\njob=$!\nsleep {delay}\nkill -9 $job 2>/dev/null\nkill -9 $PPID\nexit 137\n",
                 real.display()
             ),
-        )
-        .unwrap();
-        fs::set_permissions(&killer, fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let (code, log) = w.run_with(&killer);
         if code == 0 {
             // An earlier kill came after the join had completed: nothing left to kill.
@@ -440,9 +436,10 @@ fn killed(channel: &str, ips: [&str; 4]) {
     let w = world(channel, &[ips[2]], ips[3], &[]);
     w.cps[0].sim.set_authz(Authz::RbacNode);
     let after = w.tmp.path().join("microk8s-kill-after");
-    fs::write(&after, format!("#!/bin/sh\n'{}' \"$@\"\nkill -9 $PPID\nexit 137\n", w.model.microk8s.display()))
-        .unwrap();
-    fs::set_permissions(&after, fs::Permissions::from_mode(0o755)).unwrap();
+    mk8s_testkit::node_model::write_script(
+        &after,
+        &format!("#!/bin/sh\n'{}' \"$@\"\nkill -9 $PPID\nexit 137\n", w.model.microk8s.display()),
+    );
     let (code, log) = w.run_with(&after);
     assert_eq!(code, -1, "the bootstrap is killed (no exit code), not failed: {log}");
     // The kubelet registers; the control plane prunes the token; the rerun must not need it.

@@ -613,8 +613,10 @@ fn traefik_tarball(dir: &Path) -> String {
     let real = mk8s_testkit::tools::require("traefik");
     let stage = dir.join("release");
     fs::create_dir_all(&stage).unwrap();
-    fs::write(stage.join("traefik"), format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display())).unwrap();
-    fs::set_permissions(stage.join("traefik"), fs::Permissions::from_mode(0o755)).unwrap();
+    mk8s_testkit::node_model::write_script(
+        &stage.join("traefik"),
+        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", real.display()),
+    );
     fs::write(stage.join("LICENSE.md"), "MIT\n").unwrap();
     let tarball = dir.join("traefik_v3_linux_amd64.tar.gz");
     let st = Command::new("tar")

@@ -55,15 +55,10 @@ impl ControlPlane {
         fs::create_dir_all(&bin).unwrap();
         let sc = bin.join("systemctl");
         // Records each call; fails a restart while `fail-restart` exists.
-        fs::write(
-            &sc,
-            format!(
+        mk8s_testkit::node_model::write_script(&sc, &format!(
                 "#!/bin/sh\necho \"$@\" >> '{d}/systemctl.log'\n[ \"$1\" = restart ] && [ -e '{d}/fail-restart' ] && exit 1\nexit 0\n",
                 d = dir.path().display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&sc, fs::Permissions::from_mode(0o755)).unwrap();
+            ));
         let bundle = dir.path().join("bundle");
         let fx = workspace().join("fixtures/seed");
         let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;

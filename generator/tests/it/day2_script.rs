@@ -50,8 +50,10 @@ impl Node {
     fn recorder(&self, code: i32) -> (String, PathBuf) {
         let log = self.dir.path().join("kubectl.calls");
         let bin = self.dir.path().join("kubectl-recorder");
-        fs::write(&bin, format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit {code}\n", log.display())).unwrap();
-        fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        mk8s_testkit::node_model::write_script(
+            &bin,
+            &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit {code}\n", log.display()),
+        );
         (bin.display().to_string(), log)
     }
 }

@@ -413,12 +413,10 @@ impl HeldSync {
     fn new(dir: &Path) -> HeldSync {
         fs::create_dir_all(dir).unwrap();
         let script = dir.join("sync");
-        fs::write(
+        mk8s_testkit::node_model::write_script(
             &script,
             "#!/bin/sh\n: > \"$(dirname \"$0\")/called\"\nexec tail -f /dev/null --pid=\"$PPID\" -s 0.1\n",
-        )
-        .unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        );
         HeldSync { dir: dir.to_path_buf() }
     }
 

@@ -218,16 +218,14 @@ fn a_line_added_by_another_writer_meanwhile_is_not_lost() {
     let bin = node.dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
     let marker = node.dir.path().join("wrote");
-    fs::write(
-        bin.join("sync"),
-        format!(
+    mk8s_testkit::node_model::write_script(
+        &bin.join("sync"),
+        &format!(
             "#!/bin/sh\nif [ ! -e '{m}' ]; then : > '{m}'; echo '10.9.9.9 added-meanwhile' >> '{h}'; fi\nexit 0\n",
             m = marker.display(),
             h = node.hosts.display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(bin.join("sync"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let o = node.command(&node.bundle).env("PATH", &path).output().unwrap();
     assert_eq!(o.status.code(), Some(10), "{}", text(&o));

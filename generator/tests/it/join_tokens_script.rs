@@ -49,15 +49,10 @@ impl Cp {
         fs::write(snap_data.join("args/kube-apiserver"), "--secure-port=16443\n").unwrap();
         fs::write(snap_data.join("var/lock/ha-cluster"), "").unwrap();
         let microk8s = root.join("microk8s");
-        fs::write(
-            &microk8s,
-            format!(
+        mk8s_testkit::node_model::write_script(&microk8s, &format!(
                 "#!/bin/sh\n[ \"$1 $2 $3\" = 'kubectl get nodes' ] || exit 3\nf='{}'\n[ -f \"$f\" ] || exit 1\ncat \"$f\"\n",
                 root.join("nodes").display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&microk8s, fs::Permissions::from_mode(0o755)).unwrap();
+            ));
         fs::write(root.join("nodes"), "node/cp-1\n").unwrap();
         Cp { _dir: dir, root, snap_data, microk8s }
     }

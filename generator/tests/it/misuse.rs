@@ -137,8 +137,10 @@ fn credentials_in_urls_are_refused_and_queries_never_logged() {
     fs::create_dir(&bin).unwrap();
     // A curl that downloads the wrong bytes: the script refuses them and says so.
     let curl = bin.join("curl");
-    fs::write(&curl, "#!/bin/sh\nwhile [ \"$1\" != -o ]; do shift; done\necho wrong > \"$2\"\n").unwrap();
-    fs::set_permissions(&curl, fs::Permissions::from_mode(0o755)).unwrap();
+    mk8s_testkit::node_model::write_script(
+        &curl,
+        "#!/bin/sh\nwhile [ \"$1\" != -o ]; do shift; done\necho wrong > \"$2\"\n",
+    );
     let dest = dir.path().join("mk8s-bootstrap");
     let script = script
         .replace("dest='DEST'", &format!("dest='{}'", dest.display()))

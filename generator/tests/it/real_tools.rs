@@ -481,8 +481,7 @@ fn run_ignition(config: &Path, work: &Path, root: &Path) -> Result<(), String> {
     fs::write(root.join("etc/selinux/config"), "SELINUX=disabled\nSELINUXTYPE=targeted\n").unwrap();
     let bin = work.join("bin");
     fs::create_dir_all(&bin).unwrap();
-    fs::write(bin.join("setfiles"), "#!/bin/sh\ncat >/dev/null\n").unwrap();
-    fs::set_permissions(bin.join("setfiles"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    mk8s_testkit::node_model::write_script(&bin.join("setfiles"), "#!/bin/sh\ncat >/dev/null\n");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     for stage in ["fetch-offline", "files"] {
         let o = Command::new(&ignition)

@@ -1,5 +1,5 @@
 //! The simulated cluster-agent (`mk8s_testkit::cluster_agent`) against the real
-//! one (`mk8s_testkit::real_agent`, MicroK8s 1.26, 1.30 and 1.34): the same
+//! one (`mk8s_testkit::real_agent`, MicroK8s 1.24, 1.26, 1.27, 1.30 and 1.34): the same
 //! requests of a worker join, sent to both from the worker's address, get the
 //! same status and body (every error, and the join's answer field by field), and
 //! the certificates both sign have the same version, subject, issuer and names.
@@ -139,8 +139,18 @@ fn differential(channel: &str) {
 }
 
 #[test]
+fn the_model_of_the_1_24_agent_answers_as_the_real_one() {
+    differential("1.24/stable");
+}
+
+#[test]
 fn the_model_of_the_1_26_agent_answers_as_the_real_one() {
     differential("1.26/stable");
+}
+
+#[test]
+fn the_model_of_the_1_27_agent_answers_as_the_real_one() {
+    differential("1.27/stable");
 }
 
 #[test]
