@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use mk8s_testkit::apiserver::SimApiserver;
 use mk8s_testkit::pki::Ca;
 use mk8s_testkit::{tools, workspace};
 
@@ -24,7 +23,7 @@ struct ControlPlane {
     snap_data: PathBuf,
     bin: PathBuf,
     bundle: PathBuf,
-    _sim: SimApiserver,
+    _apiserver: mk8s_testkit::upstream::ControlPlane,
     readyz: String,
 }
 
@@ -48,9 +47,15 @@ impl ControlPlane {
         fs::set_permissions(&csv, fs::Permissions::from_mode(0o660)).unwrap();
         let ca = Arc::new(Ca::new("cp-script-ca"));
         fs::write(snap_data.join("certs/ca.crt"), &ca.cert_pem).unwrap();
-        // MicroK8s's default AlwaysAllow: /readyz is 401 without a credential, and
-        // the script waits with the admin token of the file it merged into.
-        let sim = SimApiserver::start(ca, "127.0.0.1", existing);
+        // The real kube-apiserver with MicroK8s 1.20's default args and `existing` as
+        // its token file: on its default AlwaysAllow /readyz is 401 without a
+        // credential, and the script waits with the admin token of the file it merged
+        // into. (The recorded systemctl does not restart it.)
+        let mut options = mk8s_testkit::upstream::Options::new(20, mk8s_testkit::apiserver::Authz::AlwaysAllow);
+        options.ips = vec!["127.0.0.2".into()];
+        options.ca = Some(ca);
+        options.known_tokens = existing.to_string();
+        let apiserver = mk8s_testkit::upstream::ControlPlane::start(options);
         let bin = dir.path().join("bin");
         fs::create_dir_all(&bin).unwrap();
         let sc = bin.join("systemctl");
@@ -63,8 +68,8 @@ impl ControlPlane {
         let fx = workspace().join("fixtures/seed");
         let st = common::control_plane_bundle(&fx.join("cluster.yaml"), &fx.join("secrets.yaml"), &bundle).status;
         assert!(st.success());
-        let readyz = format!("{}/readyz", sim.url());
-        ControlPlane { dir, snap_data, bin, bundle, _sim: sim, readyz }
+        let readyz = format!("https://{}/readyz", apiserver.apiservers[0].addr);
+        ControlPlane { dir, snap_data, bin, bundle, _apiserver: apiserver, readyz }
     }
 
     fn csv(&self) -> PathBuf {
