@@ -365,6 +365,14 @@ impl FactsYaml {
         self
     }
 
+    /// The worker named `name` (added before), changed by `edit`.
+    pub fn edit_worker(mut self, name: &str, edit: impl FnOnce(Worker) -> Worker) -> FactsYaml {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.name == name) {
+            *w = edit(w.clone());
+        }
+        self
+    }
+
     /// Every worker of `workers`, in order.
     pub fn workers(mut self, workers: impl IntoIterator<Item = Worker>) -> FactsYaml {
         self.workers.extend(workers);

@@ -289,7 +289,7 @@ pub(crate) struct Peers {
     _external: Option<mk8s_testkit::proc::Guard>,
     // Then the apiservers, before their addresses go.
     pub(crate) cp: ControlPlane,
-    agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
+    pub(crate) agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
     pub(crate) model: mk8s_testkit::node_model::Model,
     pub(crate) root: std::path::PathBuf,
     /// The machine before the user-data.
