@@ -4,8 +4,8 @@
 //!
 //! Where it is still used, and why: the real agent ([`crate::real_agent`]) runs in
 //! the real-peer tier (joins on 1.26 and 1.30; 1.24, 1.27 and 1.34 are vendored
-//! too); this model serves the node-model scenarios of `native_join.rs` and
-//! `launch_config.rs` and the testkit's `microk8s_join.rs`, and fault injection (an agent stopped and restarted mid-join, every
+//! too; `native_join.rs`'s zero-touch joins and `launch_config.rs` use them);
+//! this model serves the testkit's `microk8s_join.rs` and fault injection (an agent stopped and restarted mid-join, every
 //! request recorded to show what a join sent). `tests/tests/it/agent_differential.rs`
 //! sends it and the real agents the same requests and holds it to their answers.
 //!

@@ -135,6 +135,15 @@ impl RealClusterAgent {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// What `microk8s add-node` prints as the check: hex sha256 of the DER of the
+    /// `certs/server.crt` the agent serves.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let pem = fs::read_to_string(self.snap_data.join("certs/server.crt")).expect("server.crt");
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("a PEM certificate");
+        hex::encode(sha2::Sha256::digest(&p.contents))
+    }
+
     /// This node's `credentials/<name>`.
     pub fn credentials(&self, name: &str) -> PathBuf {
         self.snap_data.join("credentials").join(name)

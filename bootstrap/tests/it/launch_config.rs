@@ -4,9 +4,9 @@
 //! node (`mk8s_testkit::node_model`). Its install hook copies the file to
 //! `$SNAP_COMMON/etc/launcher/install.yaml` and pre-inits it; its cluster-agent's
 //! launcher applies it (the join through the model's `microk8s join --worker`,
-//! then the second document's kubelet arguments) against a simulated control
-//! plane: a cluster-agent (`mk8s_testkit::cluster_agent`) on the port the join URL
-//! names, 25000, and an apiserver (`mk8s_testkit::apiserver`).
+//! then the second document's kubelet arguments) against the real control plane:
+//! a kube-apiserver with MicroK8s 1.30's default args and the real 1.30
+//! cluster-agent (`mk8s_testkit::real_agent`) on the port the join URL names, 25000.
 //!
 //! Deviation: the launcher ticks every 200 ms instead of 5 s.
 
@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mk8s_gen::secrets::Secrets;
-use mk8s_testkit::apiserver::{Authz, KubeletClient, SimApiserver};
-use mk8s_testkit::cluster_agent::{AgentConfig, SimClusterAgent};
+use mk8s_testkit::apiserver::Authz;
 use mk8s_testkit::facts::{FactsYaml, Worker};
 use mk8s_testkit::node_model::{self, Model, ModelConfig, SNAP_COMMON, SNAP_DATA};
 use mk8s_testkit::pki::Ca;
+use mk8s_testkit::real_agent::RealClusterAgent;
+use mk8s_testkit::upstream::{ControlPlane, Options, PeerAddresses};
 use mk8s_testkit::workspace;
 
 const NODE: &str = "worker-1";
@@ -29,38 +30,40 @@ const CHANNEL: &str = "1.30/stable";
 
 struct World {
     model: Model,
-    sim: SimApiserver,
-    agent: SimClusterAgent,
+    cp: ControlPlane,
+    agent: RealClusterAgent,
     root: PathBuf,
     token: String,
     config: String,
     _tmp: tempfile::TempDir,
+    _addresses: PeerAddresses,
 }
 
-/// A control plane at `cp_ip` (agent on 25000), a worker at `node_ip` whose
+/// A real control plane (one kube-apiserver with MicroK8s 1.30's default args and
+/// the real 1.30 cluster-agent beside it, on 25000), a worker at `node_ip` whose
 /// `/etc/microk8s.yaml` is the generated launch configuration with `check`
 /// (None: the agent's real server.crt sha256).
-fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
+fn world(node_ip: &str, check: Option<&str>) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let ca = Arc::new(Ca::new("launch-config-cluster-ca"));
-    let port = mk8s_testkit::proc::free_port();
-    let sim = SimApiserver::start_at(ca.clone(), format!("{cp_ip}:{port}").parse().unwrap(), "");
-    sim.set_authz(Authz::AlwaysAllow);
-    sim.set_kubelet_client(KubeletClient::for_channel(CHANNEL, false));
-    let mut cfg = AgentConfig::new(CHANNEL, port);
-    cfg.control_plane_nodes = vec![cp_ip.to_string()];
-    let snap_data = tmp.path().join("cp");
-    let agent = SimClusterAgent::start_on(ca.clone(), cp_ip, 25000, cfg, &snap_data);
-    fs::create_dir_all(snap_data.join("args")).unwrap();
-    fs::write(snap_data.join("args/kube-apiserver"), format!("--secure-port={port}\n")).unwrap();
+    let addresses = PeerAddresses::take(1);
+    let cp_ip = addresses.ips[0].clone();
+    let mut options = Options::new(30, Authz::AlwaysAllow);
+    options.ips = vec![cp_ip.clone()];
+    options.ca = Some(ca.clone());
+    let port = options.port;
+    let mut cp = ControlPlane::new(options);
+    cp.start_all();
+    mk8s_testkit::real_agent::register_control_plane_nodes(&cp);
+    let agent = RealClusterAgent::start(&cp, 0, "1.30");
     fs::write(tmp.path().join("ca.crt"), &ca.cert_pem).unwrap();
     let facts_yaml = FactsYaml::new("launch")
         .channel(CHANNEL)
         .ca_file("ca.crt")
         .auth_join()
         .port(port)
-        .control_plane("cp-0", cp_ip)
+        .control_plane("cp-0", &cp_ip)
         .worker(Worker::new(NODE).address(node_ip).label("example.com/tier", "gpu").kubelet_arg("--max-pods=200"))
         .yaml();
     let facts = mk8s_gen::load(&facts_yaml, tmp.path()).valid("facts", &facts_yaml).unwrap_or_else(|e| panic!("{e}"));
@@ -69,7 +72,7 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     // What the control-plane bundle's register-join-tokens.sh registers (1.27+:
     // persistent tokens).
     let token = secrets.join_token(&facts.name, NODE, 0);
-    agent.add_persistent_token(&token);
+    fs::write(agent.credentials("persistent-cluster-tokens.txt"), format!("{token}\n")).unwrap();
     let check = check.map(str::to_string).unwrap_or_else(|| agent.fingerprint());
     let config = mk8s_gen::output::launch_config::launch_config(&facts, &secrets, worker, &check)
         .expect("a launch configuration");
@@ -80,7 +83,7 @@ fn world(cp_ip: &str, node_ip: &str, check: Option<&str>) -> World {
     mc.hostname = NODE.to_string();
     mc.launcher_tick = Duration::from_millis(200);
     let model = Model::new(&tmp.path().join("model"), &root, mc);
-    World { model, sim, agent, root, token, config, _tmp: tmp }
+    World { model, cp, agent, root, token, config, _tmp: tmp, _addresses: addresses }
 }
 
 impl World {
@@ -90,6 +93,12 @@ impl World {
             .output()
             .unwrap();
         assert!(out.status.success(), "snap install: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The worker's Node, read from the real apiserver with the admin certificate.
+    fn node(&self) -> Option<serde_json::Value> {
+        let (status, body) = self.cp.admin_get(&format!("/api/v1/nodes/{NODE}"));
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
     }
 
     fn launcher_file(&self, name: &str) -> PathBuf {
@@ -114,7 +123,7 @@ impl World {
 
 #[test]
 fn the_launch_configuration_joins_a_1_30_worker_with_its_kubelet_args() {
-    let w = world("127.0.0.111", "127.0.0.112", None);
+    let w = world("127.0.0.112", None);
     assert!(w.config.contains(":25000/"), "the join URL names the agent's port: {}", w.config);
     let started = SystemTime::now();
     w.install();
@@ -159,7 +168,7 @@ fn the_launch_configuration_joins_a_1_30_worker_with_its_kubelet_args() {
         SystemTime::UNIX_EPOCH + Duration::from_secs(started.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs());
     let end = Instant::now() + Duration::from_secs(10);
     let node = loop {
-        let node = w.sim.node(NODE);
+        let node = w.node();
         let fresh = node.as_ref().and_then(|n| {
             let c = n.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
             let t = c["lastHeartbeatTime"].as_str().and_then(node_model::parse_rfc3339)?;
@@ -179,13 +188,14 @@ fn the_launch_configuration_joins_a_1_30_worker_with_its_kubelet_args() {
     // MicroK8s's, on real nodes too (docs/cluster-facts.md); it is not asserted here.
     let labels = &node["metadata"]["labels"];
     assert_eq!(labels["node.kubernetes.io/microk8s-worker"], "microk8s-worker", "{node}");
-    assert!(w.agent.saw(&w.token), "the agent got the join");
+    let log = fs::read_to_string(&w.agent.log).unwrap();
+    assert!(log.contains("POST 200 \"/cluster/api/v2.0/join\""), "the agent answered the join: {log}");
 }
 
 #[test]
 fn a_wrong_check_fails_the_join_and_it_is_retried() {
     let wrong = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let w = world("127.0.0.113", "127.0.0.114", Some(wrong));
+    let w = world("127.0.0.114", Some(wrong));
     assert_ne!(w.agent.fingerprint(), wrong);
     w.install();
     // Several ticks: every one tries the join again and fails.
@@ -201,13 +211,16 @@ fn a_wrong_check_fails_the_join_and_it_is_retried() {
     let launcher = w.model.launcher().unwrap();
     let err = launcher["lastError"].as_str().unwrap_or("");
     assert!(err.contains("failed to apply config part 0: failed to join cluster"), "{launcher}");
-    assert!(err.contains("Could not verify the identity of 127.0.0.113"), "{launcher}");
+    let cp_ip = w.agent.addr.ip().to_string();
+    assert!(err.contains(&format!("Could not verify the identity of {cp_ip}")), "{launcher}");
     let joins = w.model.calls().iter().filter(|c| c.starts_with("cluster-agent: $SNAP/microk8s-join.wrapper")).count();
     assert!(joins >= 3, "one join per tick\n{}", w.story());
     assert!(w.launcher_file("install.yaml").exists(), "the file stays to be retried");
     assert!(!w.launcher_file("install.yaml.applied").exists());
-    assert!(w.sim.node(NODE).is_none(), "nothing joined");
+    assert!(w.node().is_none(), "nothing joined");
     assert!(!w.root.join(SNAP_DATA).join("var/lock/clustered.lock").exists(), "not clustered");
-    assert!(!w.agent.saw(&w.token), "the agent never saw the token");
-    assert!(w.agent.requests().is_empty(), "no request reached the agent: {:?}", w.agent.requests().len());
+    // The join refused the agent after the handshake, before a request: the real
+    // agent logs every request it answers, and answered none.
+    let log = fs::read_to_string(&w.agent.log).unwrap();
+    assert!(!log.contains("/cluster/api/"), "a request reached the agent: {log}");
 }
