@@ -180,6 +180,8 @@ pub struct Worker {
     kubelet_args: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     retired: bool,
 }
@@ -192,6 +194,7 @@ impl Worker {
             labels: BTreeMap::new(),
             kubelet_args: Vec::new(),
             generation: None,
+            epoch: None,
             retired: false,
         }
     }
@@ -214,6 +217,12 @@ impl Worker {
     /// `auth: microk8s-join`: raised for a new join token.
     pub fn generation(mut self, generation: u32) -> Worker {
         self.generation = Some(generation);
+        self
+    }
+
+    /// `epoch`: raised when a new machine replaces this worker under its name.
+    pub fn epoch(mut self, epoch: u32) -> Worker {
+        self.epoch = Some(epoch);
         self
     }
 
