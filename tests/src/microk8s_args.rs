@@ -558,6 +558,19 @@ pub fn dropped_by_kube_1_34(line: &str) -> Option<&'static str> {
     })
 }
 
+/// A control-plane node's `args/kubelet` unless its operator changed it: the
+/// branch's `default-args/kubelet` verbatim, plus the two lines the dns addon adds
+/// (`microk8s enable dns`, in MicroK8s's default launch configuration). What its
+/// cluster-agent sends a joining worker as `kubelet_args`.
+pub fn control_plane_kubelet_args(minor: u32) -> String {
+    for_minor(minor)
+        .kubelet
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .chain(["--cluster-domain=cluster.local\n".into(), "--cluster-dns=10.152.183.10\n".into()])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,17 +660,4 @@ mod tests {
         assert!(dropped_by_kube_1_34("--feature-gates=ListFromCacheSnapshot=false").is_none());
         assert!(dropped_by_kube_1_34("--storage-backend=etcd3").is_none());
     }
-}
-
-/// A control-plane node's `args/kubelet` unless its operator changed it: the
-/// branch's `default-args/kubelet` verbatim, plus the two lines the dns addon adds
-/// (`microk8s enable dns`, in MicroK8s's default launch configuration). What its
-/// cluster-agent sends a joining worker as `kubelet_args`.
-pub fn control_plane_kubelet_args(minor: u32) -> String {
-    for_minor(minor)
-        .kubelet
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .chain(["--cluster-domain=cluster.local\n".into(), "--cluster-dns=10.152.183.10\n".into()])
-        .collect()
 }
