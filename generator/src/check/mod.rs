@@ -244,15 +244,18 @@ mod tests {
         assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
     }
 
+    /// Token facts on 1.27 (no channel warnings) whose `workers:` list is `workers`.
+    fn token_facts_with_workers(workers: &str) -> crate::Loaded {
+        const HEAD: &str = "cluster:\n  name: c\n  microk8s: { channel: 1.27/stable }\n  ca: { cert-file: ca.crt }\n  \
+                            auth: token\n  control-plane:\n    - { name: cp-1, address: 10.0.0.2 }\nworkers:\n";
+        crate::load(&format!("{HEAD}{workers}"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed"))
+    }
+
     #[test]
     fn epoch_defaults_to_1_and_is_bounded_with_its_place() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/microk8s-join");
         let check = |epoch: &str| {
-            let text = format!(
-                "cluster:\n  name: c\n  microk8s: {{ channel: 1.27/stable }}\n  ca: {{ cert-file: ca.crt }}\n  auth: token\n  control-plane:\n    - {{ name: cp-1, address: 10.0.0.2 }}\nworkers:\n  - name: w-0\n  - name: w-1\n    epoch: {epoch}\n"
-            );
-            let crate::Loaded { facts, report, .. } = crate::load(&text, &dir);
-            (facts.map(|f| f.workers.iter().map(|w| w.epoch).collect::<Vec<_>>()), report)
+            let loaded = token_facts_with_workers(&format!("  - name: w-0\n  - name: w-1\n    epoch: {epoch}\n"));
+            (loaded.facts.map(|f| f.workers.iter().map(|w| w.epoch).collect::<Vec<_>>()), loaded.report)
         };
         let (e, r) = check("2");
         assert_eq!(e, Some(vec![1, 2]));
