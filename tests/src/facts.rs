@@ -374,6 +374,12 @@ impl FactsYaml {
         self
     }
 
+    /// The entry of worker `name` (every one of that name) through `edit`.
+    pub fn edit_worker(mut self, name: &str, edit: impl Fn(Worker) -> Worker) -> FactsYaml {
+        self.workers = self.workers.into_iter().map(|w| if w.name == name { edit(w) } else { w }).collect();
+        self
+    }
+
     /// Every worker of `workers`, in order.
     pub fn workers(mut self, workers: impl IntoIterator<Item = Worker>) -> FactsYaml {
         self.workers.extend(workers);

@@ -1,4 +1,4 @@
-//! Replace and retire, the control plane's side, against three real
+//! Replace and retire against three real
 //! kube-apiservers (MicroK8s 1.26's default args: they read `known_tokens.csv`)
 //! on `AlwaysAllow` and `RBAC,Node`: the operator regenerates the bundle from the
 //! edited facts (`epoch: 2` on a replaced worker, `retired: true` on a retired
@@ -6,6 +6,7 @@
 //! `SNAP_DATA` and restarts that node's apiserver, one node at a time. The
 //! script's `systemctl` is a stub that records the restart it asks for; the test
 //! then restarts that apiserver (`ControlPlane::restart`), as systemd would.
+//! Then a whole replacement through the real node agent (`peers_with`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,4 +204,67 @@ fn a_replaced_x509_worker_gets_a_new_key_and_the_old_certificate_stays_valid() {
     assert_eq!((get(&site, &was), get(&site, &now)), (404, 404));
     site.cp.restart(0);
     assert_eq!(get(&site, &was), 404, "a restart revokes no certificate");
+}
+
+// ---------------------------------------------------------------------------
+// A whole replacement through the real node agent (`peers_with`): the worker's
+// facts say `epoch: 2`, the operator merged the regenerated bundle before the new
+// machine boots (the control plane holds only the new machine's token lines), and
+// the Node the old machine left is still there, with its labels and no epoch.
+
+/// The operator's view before the new machine boots: the old machine's Node
+/// (another label, no `example.com/tier`, no epoch annotation), and in token mode
+/// the old machine's kubelet token refused by every apiserver.
+fn stale_node_left(cp: &ControlPlane, auth: crate::real_apiserver::Auth) {
+    use mk8s_testkit::tls::{https_call, Trust};
+    let node = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"worker-1","labels":{"example.com/old":"yes"},"annotations":{"mk8s-worker.io/plan-sha256":"00"}}}"#;
+    let addr = cp.apiservers[0].addr;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let chain = Some((cp.admin.rustls_chain(), cp.admin.rustls_key()));
+    let r = https_call(addr, name, Trust::Roots(cp.ca.rustls_root()), "POST", "/api/v1/nodes", Some(node), None, chain)
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    if auth == crate::real_apiserver::Auth::Token {
+        let text = std::fs::read_to_string(mk8s_testkit::workspace().join("fixtures/seed/secrets.yaml")).unwrap();
+        let old =
+            Secrets::parse(&text).unwrap().token("real", Identity::Kubelet, mk8s_gen::pki::NodeId::first("worker-1"));
+        for a in &cp.apiservers {
+            let got = mk8s_testkit::tls::https_get(a.addr, "/api/v1/nodes/worker-1", Some(&cp.ca), Some(&old)).unwrap();
+            assert_eq!(got.status, 401, "the old machine's token on {}", a.addr);
+        }
+    }
+}
+
+fn a_replacement_joins_under_the_same_name(channel: &str, auth: crate::real_apiserver::Auth, node_ip: &str) {
+    use crate::real_apiserver::{peers_with, Lb, Setup};
+    for authz in AUTHZ {
+        let what = |s: &str| format!("{channel} {auth:?} {authz:?}: {s}");
+        let facts = |f: FactsYaml| f.edit_worker("worker-1", |w| w.epoch(2));
+        let started = move |cp: &ControlPlane, _: &Path| stale_node_left(cp, auth);
+        let setup = Setup { facts: Some(&facts), started: Some(&started), ..Setup::default() };
+        let w = peers_with(channel, auth, Lb::Builtin, authz, Some(node_ip), &setup);
+        let since = std::time::SystemTime::now();
+        let (code, log) = w.run();
+        assert_eq!(code, 0, "{}:\n{log}\n{}", what("the replacement's join"), w.story());
+        assert!(log.contains("left by an earlier machine (epoch 1)"), "{}:\n{log}", what("stale Node"));
+        w.wait_heartbeat(since, &what("after the join"));
+        let node = w.node().unwrap();
+        let labels = &node["metadata"]["labels"];
+        assert_eq!(labels["example.com/tier"], "gpu", "{}: {labels}", what("the facts' label put back"));
+        assert_eq!(labels["example.com/old"], "yes", "{}: {labels}", what("other labels kept"));
+        assert_eq!(node["metadata"]["annotations"]["mk8s-worker.io/epoch"], "2", "{}", what("epoch recorded"));
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(w.root.join("etc/mk8s-worker/plan.json")).unwrap()).unwrap();
+        assert_eq!(plan["node"]["epoch"], 2, "{}", what("the plan's epoch"));
+    }
+}
+
+#[test]
+fn real_replacement_v1_26_token() {
+    a_replacement_joins_under_the_same_name("1.26/stable", crate::real_apiserver::Auth::Token, "127.0.0.147");
+}
+
+#[test]
+fn real_replacement_v1_30_x509() {
+    a_replacement_joins_under_the_same_name("1.30/stable", crate::real_apiserver::Auth::X509, "127.0.0.148");
 }
