@@ -235,14 +235,14 @@ fn stale_node_left(cp: &ControlPlane, auth: crate::real_apiserver::Auth) {
     }
 }
 
-fn a_replacement_joins_under_the_same_name(channel: &str, auth: crate::real_apiserver::Auth, node_ip: &str) {
+fn a_replacement_joins_under_the_same_name(channel: &str, auth: crate::real_apiserver::Auth, node_ip: Option<&str>) {
     use crate::real_apiserver::{peers_with, Lb, Setup};
     for authz in AUTHZ {
         let what = |s: &str| format!("{channel} {auth:?} {authz:?}: {s}");
         let facts = |f: FactsYaml| f.edit_worker("worker-1", |w| w.epoch(2));
         let started = move |cp: &ControlPlane, _: &Path| stale_node_left(cp, auth);
         let setup = Setup { facts: Some(&facts), started: Some(&started), ..Setup::default() };
-        let w = peers_with(channel, auth, Lb::Builtin, authz, Some(node_ip), &setup);
+        let w = peers_with(channel, auth, Lb::Builtin, authz, node_ip, &setup);
         let since = std::time::SystemTime::now();
         let (code, log) = w.run();
         assert_eq!(code, 0, "{}:\n{log}\n{}", what("the replacement's join"), w.story());
@@ -261,10 +261,16 @@ fn a_replacement_joins_under_the_same_name(channel: &str, auth: crate::real_apis
 
 #[test]
 fn real_replacement_v1_26_token() {
-    a_replacement_joins_under_the_same_name("1.26/stable", crate::real_apiserver::Auth::Token, "127.0.0.147");
+    a_replacement_joins_under_the_same_name("1.26/stable", crate::real_apiserver::Auth::Token, Some("127.0.0.147"));
 }
 
 #[test]
 fn real_replacement_v1_30_x509() {
-    a_replacement_joins_under_the_same_name("1.30/stable", crate::real_apiserver::Auth::X509, "127.0.0.148");
+    a_replacement_joins_under_the_same_name("1.30/stable", crate::real_apiserver::Auth::X509, Some("127.0.0.148"));
+}
+
+/// The real kubelet and containerd take over the old machine's Node.
+#[test]
+fn real_kubelet_replacement_v1_34_x509() {
+    a_replacement_joins_under_the_same_name("1.34/stable", crate::real_apiserver::Auth::X509, None);
 }
