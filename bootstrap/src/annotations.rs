@@ -14,7 +14,10 @@
 //!   that credential is not a certificate (a token);
 //! - [`DRIFT`]: the names of the checks that failed, comma-separated in check
 //!   order, empty when the node is still the worker the plan made;
-//! - [`CHECKED_AT`]: when that verdict was reached, RFC 3339 UTC.
+//! - [`CHECKED_AT`]: when that verdict was reached, RFC 3339 UTC;
+//! - [`EPOCH`]: the epoch (`workers[].epoch`, decimal) of the machine that holds
+//!   the Node, written by `mk8s-bootstrap` when it finds a Node of an earlier
+//!   machine of its name; absent means epoch 1.
 
 /// The prefix every key of ours carries.
 pub const PREFIX: &str = "mk8s-worker.io/";
@@ -25,10 +28,11 @@ pub const SERVING_NOT_AFTER: &str = "mk8s-worker.io/serving-not-after";
 pub const PROXY_NOT_AFTER: &str = "mk8s-worker.io/proxy-not-after";
 pub const DRIFT: &str = "mk8s-worker.io/drift";
 pub const CHECKED_AT: &str = "mk8s-worker.io/checked-at";
+pub const EPOCH: &str = "mk8s-worker.io/epoch";
 
 /// Every key, in the order a report lists them.
 pub const ALL: &[&str] =
-    &[PLAN_SHA256, AGENT_VERSION, CLIENT_NOT_AFTER, SERVING_NOT_AFTER, PROXY_NOT_AFTER, DRIFT, CHECKED_AT];
+    &[PLAN_SHA256, AGENT_VERSION, CLIENT_NOT_AFTER, SERVING_NOT_AFTER, PROXY_NOT_AFTER, DRIFT, CHECKED_AT, EPOCH];
 
 #[cfg(test)]
 mod tests {

@@ -80,6 +80,18 @@ pub struct JoinSpec {
 pub struct NodeSpec {
     /// The Kubernetes node name (kubelet registers with it).
     pub name: String,
+    /// The facts' `workers[].epoch`: which machine, of those that held this name,
+    /// this plan is for. Absent (1) in plans of epoch 1, as before epochs existed.
+    #[serde(default = "first_epoch", skip_serializing_if = "is_first_epoch")]
+    pub epoch: u32,
+}
+
+fn first_epoch() -> u32 {
+    1
+}
+
+fn is_first_epoch(epoch: &u32) -> bool {
+    *epoch == 1
 }
 
 /// How MicroK8s behaves on a worker depends on its version; the generator picks the
@@ -530,7 +542,7 @@ mod tests {
             api_version: API_VERSION.into(),
             kind: KIND.into(),
             cluster: "c".into(),
-            node: NodeSpec { name: "w1".into() },
+            node: NodeSpec { name: "w1".into(), epoch: 1 },
             microk8s: MicroK8sSpec {
                 channel: "1.30/stable".into(),
                 flavour: Flavour::KubeliteApiserverProxy,

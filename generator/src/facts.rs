@@ -202,6 +202,9 @@ pub struct RawWorker {
     /// Raised to give the worker new join credentials (`auth: microk8s-join`).
     #[serde(default)]
     pub generation: Option<i64>,
+    /// Raised to give a replacement machine under the same name new secrets.
+    #[serde(default)]
+    pub epoch: Option<i64>,
     /// `retired: true`: the worker was taken out of the cluster (`mk8s-ctl
     /// retire`); no bundle registers it and no user-data is made for it again.
     #[serde(default)]

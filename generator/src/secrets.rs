@@ -1,17 +1,20 @@
 //! The operator's private file: the seed every worker token is derived from.
 //! Kept apart from the facts so the facts can be committed.
 //!
-//! Tokens are `HMAC-SHA256(seed, "mk8s-worker/v1 token" 0 cluster 0 identity 0 node)`,
+//! Tokens are `HMAC-SHA256(seed, "mk8s-worker/v1 token" 0 cluster 0 identity 0 node 0)`,
 //! hex-encoded: deterministic (same inputs, same token, so regenerating user-data does
 //! not change credentials), independent per identity (kubelet and kube-proxy never
-//! share a token) and per cluster, and not reversible to the seed.
+//! share a token) and per cluster, and not reversible to the seed. A node whose
+//! `epoch` is above 1 adds the part `epoch N` 0 after its name, in every per-node
+//! derivation (tokens, join tokens, keys, serials): a replacement machine gets new
+//! secrets, and epoch 1 keeps the ones derived before epochs existed.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::pki::{CaCert, Identity, KeySeed, Signer};
+use crate::pki::{CaCert, Identity, KeySeed, NodeId, Signer};
 use crate::report::Report;
 use crate::util;
 
@@ -49,9 +52,9 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl KeySeed for Secrets {
-    /// 32 bytes for a purpose ("key", "serial"), one identity, one node.
-    fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32] {
-        self.mac(&[&format!("mk8s-worker/v1 {purpose}"), cluster, identity.label(), node], &[counter])
+    /// 32 bytes for a purpose ("key", "serial"), one identity, one node and epoch.
+    fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: NodeId<'_>, counter: u8) -> [u8; 32] {
+        self.node_mac(&[&format!("mk8s-worker/v1 {purpose}"), cluster, identity.label()], node, &[counter])
     }
 }
 
@@ -156,20 +159,31 @@ impl Secrets {
         format!("# mk8s-worker secrets: keep this file private (mode 0600), out of version control.\n{}", to_yaml(&raw))
     }
 
-    /// The token for one identity on one node of one cluster.
-    pub fn token(&self, cluster: &str, identity: Identity, node: &str) -> String {
-        hex::encode(self.mac(&["mk8s-worker/v1 token", cluster, identity.label(), node], &[]))
+    /// The token for one identity on one node (and epoch) of one cluster.
+    pub fn token(&self, cluster: &str, identity: Identity, node: NodeId<'_>) -> String {
+        hex::encode(self.node_mac(&["mk8s-worker/v1 token", cluster, identity.label()], node, &[]))
     }
 
     /// `auth: microk8s-join`: the token a worker joins with, registered on the
     /// control planes' cluster-agents; 64 hex (MicroK8s wants at least 32,
     /// `scripts/wrappers/add_token.py`). `HMAC-SHA256(seed, "mk8s-worker/v1 join-token"
-    /// | cluster | node)`, then for a `generation` above 0 its 4 bytes big-endian:
-    /// never random, so output stays reproducible, and each generation's token is
-    /// new (register-join-tokens.sh never registers a token that was used).
-    pub fn join_token(&self, cluster: &str, node: &str, generation: u32) -> String {
+    /// | cluster | node [| epoch N])`, then for a `generation` above 0 its 4 bytes
+    /// big-endian: never random, so output stays reproducible, and each generation's
+    /// (and epoch's) token is new (register-join-tokens.sh never registers a token
+    /// that was used).
+    pub fn join_token(&self, cluster: &str, node: NodeId<'_>, generation: u32) -> String {
         let suffix = if generation == 0 { Vec::new() } else { generation.to_be_bytes().to_vec() };
-        hex::encode(self.mac(&["mk8s-worker/v1 join-token", cluster, node], &suffix))
+        hex::encode(self.node_mac(&["mk8s-worker/v1 join-token", cluster], node, &suffix))
+    }
+
+    /// [`Self::mac`] over `head`, the node's name and, above epoch 1, `epoch N`.
+    /// Names hold no NUL, so no two (name, epoch) pairs share an input.
+    fn node_mac(&self, head: &[&str], node: NodeId<'_>, suffix: &[u8]) -> [u8; 32] {
+        let epoch = node.epoch_part();
+        let mut parts = head.to_vec();
+        parts.push(node.name);
+        parts.extend(epoch.as_deref());
+        self.mac(&parts, suffix)
     }
 
     /// HMAC-SHA256 of the seed over NUL-terminated parts, then `suffix`.
@@ -262,18 +276,47 @@ mod tests {
         Secrets::parse(&Secrets::text_for_seed(&[seed; 32], None)).unwrap()
     }
 
+    fn w(name: &str) -> NodeId<'_> {
+        NodeId::first(name)
+    }
+
+    #[test]
+    fn epoch_1_derives_what_was_derived_before_epochs_and_each_later_epoch_anew() {
+        let s = secrets(5);
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[5u8; 32]).unwrap();
+        mac.update(b"mk8s-worker/v1 token\0prod\0kubelet\0worker-1\0");
+        assert_eq!(s.token("prod", Identity::Kubelet, w("worker-1")), hex::encode(mac.finalize().into_bytes()));
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[5u8; 32]).unwrap();
+        mac.update(b"mk8s-worker/v1 key\0prod\0kubelet\0worker-1\0\x03");
+        let old: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(s.derive("key", "prod", Identity::Kubelet, w("worker-1"), 3), old);
+        let at = |epoch| NodeId { name: "worker-1", epoch };
+        let tokens: std::collections::BTreeSet<String> =
+            [1, 2, 3, u32::MAX].map(|e| s.token("prod", Identity::Kubelet, at(e))).into_iter().collect();
+        assert_eq!(tokens.len(), 4);
+        let joins: std::collections::BTreeSet<String> =
+            [(1, 0), (2, 0), (1, 2), (2, 2)].map(|(e, g)| s.join_token("prod", at(e), g)).into_iter().collect();
+        assert_eq!(joins.len(), 4);
+        assert_ne!(s.derive("key", "prod", Identity::Kubelet, at(2), 3), old);
+        assert_ne!(
+            s.derive("serial", "prod", Identity::Kubelet, at(2), 0),
+            s.derive("serial", "prod", Identity::Kubelet, at(1), 0)
+        );
+    }
+
     #[test]
     fn tokens_are_deterministic_and_distinct() {
         let s = secrets(7);
-        let t = s.token("prod", Identity::Kubelet, "worker-1");
-        assert_eq!(t, secrets(7).token("prod", Identity::Kubelet, "worker-1"));
+        let t = s.token("prod", Identity::Kubelet, w("worker-1"));
+        assert_eq!(t, secrets(7).token("prod", Identity::Kubelet, w("worker-1")));
         assert_eq!(t.len(), 64);
         assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
         let others = [
-            s.token("prod", Identity::KubeProxy, "worker-1"),
-            s.token("prod", Identity::Kubelet, "worker-2"),
-            s.token("stage", Identity::Kubelet, "worker-1"),
-            secrets(8).token("prod", Identity::Kubelet, "worker-1"),
+            s.token("prod", Identity::KubeProxy, w("worker-1")),
+            s.token("prod", Identity::Kubelet, w("worker-2")),
+            s.token("stage", Identity::Kubelet, w("worker-1")),
+            secrets(8).token("prod", Identity::Kubelet, w("worker-1")),
+            s.token("prod", Identity::Kubelet, NodeId { name: "worker-1", epoch: 2 }),
         ];
         for o in others {
             assert_ne!(o, t);
@@ -287,17 +330,17 @@ mod tests {
         // generations existed stay the same).
         let mut mac = Hmac::<Sha256>::new_from_slice(&[3u8; 32]).unwrap();
         mac.update(b"mk8s-worker/v1 join-token\0prod\0worker-1\0");
-        assert_eq!(s.join_token("prod", "worker-1", 0), hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(s.join_token("prod", w("worker-1"), 0), hex::encode(mac.finalize().into_bytes()));
         let all: std::collections::BTreeSet<String> =
-            [0, 1, 2, 256, u32::MAX].iter().map(|g| s.join_token("prod", "worker-1", *g)).collect();
+            [0, 1, 2, 256, u32::MAX].iter().map(|g| s.join_token("prod", w("worker-1"), *g)).collect();
         assert_eq!(all.len(), 5);
-        assert_ne!(s.join_token("prod", "worker-1", 1), s.join_token("prod", "worker-2", 1));
+        assert_ne!(s.join_token("prod", w("worker-1"), 1), s.join_token("prod", w("worker-2"), 1));
     }
 
     #[test]
     fn the_separator_prevents_ambiguous_concatenation() {
         let s = secrets(1);
-        assert_ne!(s.token("a", Identity::Kubelet, "bc"), s.token("ab", Identity::Kubelet, "c"));
+        assert_ne!(s.token("a", Identity::Kubelet, w("bc")), s.token("ab", Identity::Kubelet, w("c")));
     }
 
     #[test]

@@ -180,6 +180,8 @@ pub struct Worker {
     kubelet_args: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     generation: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     retired: bool,
 }
@@ -192,6 +194,7 @@ impl Worker {
             labels: BTreeMap::new(),
             kubelet_args: Vec::new(),
             generation: None,
+            epoch: None,
             retired: false,
         }
     }
@@ -214,6 +217,12 @@ impl Worker {
     /// `auth: microk8s-join`: raised for a new join token.
     pub fn generation(mut self, generation: u32) -> Worker {
         self.generation = Some(generation);
+        self
+    }
+
+    /// `epoch`: raised when a new machine replaces this worker under its name.
+    pub fn epoch(mut self, epoch: u32) -> Worker {
+        self.epoch = Some(epoch);
         self
     }
 
@@ -365,11 +374,9 @@ impl FactsYaml {
         self
     }
 
-    /// The worker named `name` (added before), changed by `edit`.
-    pub fn edit_worker(mut self, name: &str, edit: impl FnOnce(Worker) -> Worker) -> FactsYaml {
-        if let Some(w) = self.workers.iter_mut().find(|w| w.name == name) {
-            *w = edit(w.clone());
-        }
+    /// The entry of worker `name` (every one of that name) through `edit`.
+    pub fn edit_worker(mut self, name: &str, edit: impl Fn(Worker) -> Worker) -> FactsYaml {
+        self.workers = self.workers.into_iter().map(|w| if w.name == name { edit(w) } else { w }).collect();
         self
     }
 

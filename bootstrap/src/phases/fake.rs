@@ -29,7 +29,7 @@ pub fn plan() -> JoinPlan {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
         cluster: "c".into(),
-        node: NodeSpec { name: "w1".into() },
+        node: NodeSpec { name: "w1".into(), epoch: 1 },
         microk8s: MicroK8sSpec {
             channel: "1.30/stable".into(),
             flavour: Flavour::KubeliteApiserverProxy,

@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod registration;
 pub mod retry;
 pub mod snap;
+pub mod stale;
 pub mod start;
 
 #[cfg(test)]

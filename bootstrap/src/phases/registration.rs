@@ -46,7 +46,19 @@ pub(super) fn reapply(
 ) -> StepResult {
     let existing = retry(cx, phase, plan, |_| api.node_object())?;
     let Some(obj) = existing else { return Ok(()) };
-    let Some(missing) = Missing::of(&obj, &plan.kubelet_args) else { return Ok(()) };
+    patch_missing(cx, phase, plan, api, &obj, why)
+}
+
+/// As [`reapply`], on the Node `obj` already read.
+pub(super) fn patch_missing(
+    cx: &mut dyn PhaseCx,
+    phase: &str,
+    plan: &JoinPlan,
+    api: &dyn crate::api::NodeApi,
+    obj: &Value,
+    why: &str,
+) -> StepResult {
+    let Some(missing) = Missing::of(obj, &plan.kubelet_args) else { return Ok(()) };
     let patch = missing.patch();
     retry(cx, phase, plan, |_| api.patch_node(&patch))?;
     cx.log(

@@ -16,6 +16,15 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     // Evidence from this run: a heartbeat no older than the kubelet we start here.
     // A Node left Ready by a replaced machine of the same name is not.
     let since = unix_now();
+    // Joined: the server and credential the join wrote (x509: data embedded on
+    // 1.28+, file paths before).
+    let (url, cred) = match plan.join {
+        Some(_) => joined_kubelet(&node).map_err(StepError::Retryable)?,
+        None => (plan.apiserver.url.clone(), plan.credentials.kubelet.clone()),
+    };
+    let api = cx.apiserver(plan, &url, &cred, "kubelet").map_err(fatal)?;
+    // A Node of this name that a later machine holds: this one was replaced.
+    super::stale::before_start(cx, NAME, plan, api.as_ref())?;
     for unit in &plan.microk8s.start_services {
         for verb in ["enable", "restart"] {
             let r = node.systemctl(&[verb, unit])?;
@@ -25,13 +34,6 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
         }
     }
     cx.log(NAME, &format!("started {}", plan.microk8s.start_services.join(", ")));
-    // Joined: the server and credential the join wrote (x509: data embedded on
-    // 1.28+, file paths before).
-    let (url, cred) = match plan.join {
-        Some(_) => joined_kubelet(&node).map_err(StepError::Retryable)?,
-        None => (plan.apiserver.url.clone(), plan.credentials.kubelet.clone()),
-    };
-    let api = cx.apiserver(plan, &url, &cred, "kubelet").map_err(fatal)?;
     retry(cx, NAME, plan, |_| match api.node()? {
         NodeState::Ready(Some(beat)) if beat >= since => Ok(()),
         NodeState::Ready(Some(beat)) => Err(Failure::Retry(format!(
@@ -48,11 +50,14 @@ pub fn run(cx: &mut dyn PhaseCx, plan: &JoinPlan) -> StepResult {
     })?;
     cx.log(NAME, &format!("node {} is Ready, with a heartbeat from the kubelet this run started", plan.node.name));
     // A kubelet sets its labels and taints only when it creates the Node: a Node
-    // left by a replaced machine of the same name keeps the old ones. The Node is
-    // Ready: an apiserver that refuses the patch (NodeRestriction) leaves it as it
-    // was, with a warning, and the join stands.
+    // left by a replaced machine of the same name keeps the old ones, in every
+    // auth mode. The Node is Ready: an apiserver that refuses the patch
+    // (NodeRestriction) leaves it as it was, with a warning, and the join stands.
     let why = "a Node of this name existed before this machine";
-    match super::registration::reapply(cx, NAME, plan, api.as_ref(), why) {
+    let Some(obj) = retry(cx, NAME, plan, |_| api.node_object())? else { return Ok(()) };
+    let patched = super::registration::patch_missing(cx, NAME, plan, api.as_ref(), &obj, why)
+        .and_then(|()| super::stale::take_over(cx, NAME, plan, api.as_ref(), &obj));
+    match patched {
         Err(StepError::Fatal(m)) => {
             cx.log(NAME, &format!("warning: {m}: the Node keeps the labels and taints it had"));
             Ok(())
@@ -85,9 +90,9 @@ mod tests {
         let want: Vec<String> = units.iter().flat_map(|u| [format!("enable {u}"), format!("restart {u}")]).collect();
         assert_eq!(cx.systemctl_calls(), want);
         assert_eq!(cx.api.borrow().clients, [("kubelet", plan.credentials.kubelet.clone())]);
-        // Three reads of the Node's state, then one of the object (no Node object:
-        // nothing to patch).
-        assert_eq!(cx.attempts, 4);
+        // One read of the object before the kubelet starts, three of the Node's
+        // state, then one of the object (no Node object: nothing to patch).
+        assert_eq!(cx.attempts, 5);
         assert!(cx.api.borrow().patches.is_empty());
         assert!(cx.failures[0].starts_with("the Node is Ready, but its last heartbeat (1970-01-01T00:00:01Z)"));
         assert_eq!(cx.failures[1], "the node is registered but not Ready: Ready=False (KubeletNotReady)");
@@ -126,6 +131,52 @@ mod tests {
         }));
         assert_eq!(run(&mut cx, &plan), Ok(()));
         assert_eq!(cx.api.borrow().patches.len(), patches);
+    }
+
+    /// A replacement (epoch 2) finds the Node of the machine it replaces (no
+    /// epoch annotation: epoch 1): it goes on, puts our labels back and records
+    /// its epoch; the replaced machine, booting again, refuses before its
+    /// kubelet starts.
+    #[test]
+    fn a_replacement_takes_over_an_earlier_machines_node_and_the_replaced_one_refuses() {
+        let mut cx = FakeCx::new(Duration::from_secs(5));
+        let mut plan = fake::plan();
+        plan.node.epoch = 2;
+        plan.kubelet_args = vec!["--node-labels=tier=gpu".into()];
+        cx.api.borrow_mut().states = [Ok(NodeState::Ready(Some(unix_now() + 3600)))].into();
+        cx.api.borrow_mut().object = Some(serde_json::json!({"metadata": {"labels": {"old": "x"},
+            "annotations": {"mk8s-worker.io/plan-sha256": "0".repeat(64)}}}));
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        assert_eq!(
+            cx.api.borrow().patches,
+            [
+                serde_json::json!({"metadata": {"labels": {"tier": "gpu"}}, "spec": {"taints": []}}),
+                serde_json::json!({"metadata": {"annotations": {"mk8s-worker.io/epoch": "2"}}}),
+            ]
+        );
+        assert!(cx.lines.iter().any(|l| l.contains("left by an earlier machine (epoch 1)")), "{:?}", cx.lines);
+        // The Node now says epoch 2: a rerun patches nothing.
+        cx.api.borrow_mut().object = Some(serde_json::json!({"metadata": {"labels": {"tier": "gpu"},
+            "annotations": {"mk8s-worker.io/epoch": "2"}}}));
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        assert_eq!(cx.api.borrow().patches.len(), 2);
+        // The replaced machine (epoch 1) boots again: refused, nothing started.
+        let calls = cx.systemctl_calls().len();
+        plan.node.epoch = 1;
+        let Err(StepError::Fatal(m)) = run(&mut cx, &plan) else { panic!("a replaced machine must not start") };
+        assert!(m.starts_with("node w1 is held by a later machine (epoch 2"), "{m}");
+        assert_eq!(cx.systemctl_calls().len(), calls, "no unit started");
+        assert_eq!(cx.api.borrow().patches.len(), 2);
+        // An annotation that is not a number is replaced by this machine's epoch.
+        plan.node.epoch = 3;
+        cx.api.borrow_mut().object = Some(
+            serde_json::json!({"metadata": {"labels": {"tier": "gpu"}, "annotations": {"mk8s-worker.io/epoch": "x"}}}),
+        );
+        assert_eq!(run(&mut cx, &plan), Ok(()));
+        assert_eq!(
+            cx.api.borrow().patches[2],
+            serde_json::json!({"metadata": {"annotations": {"mk8s-worker.io/epoch": "3"}}})
+        );
     }
 
     #[test]

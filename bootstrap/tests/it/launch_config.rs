@@ -71,7 +71,7 @@ fn world(node_ip: &str, check: Option<&str>) -> World {
     let worker = facts.worker(NODE).unwrap();
     // What the control-plane bundle's register-join-tokens.sh registers (1.27+:
     // persistent tokens).
-    let token = secrets.join_token(&facts.name, NODE, 0);
+    let token = secrets.join_token(&facts.name, mk8s_gen::pki::NodeId::first(NODE), 0);
     fs::write(agent.credentials("persistent-cluster-tokens.txt"), format!("{token}\n")).unwrap();
     let check = check.map(str::to_string).unwrap_or_else(|| agent.fingerprint());
     let config = mk8s_gen::output::launch_config::launch_config(&facts, &secrets, worker, &check)

@@ -21,6 +21,7 @@ mod node_model;
 mod real_apiserver;
 mod real_balance;
 mod real_boot;
+mod real_replace;
 mod real_rotation;
 mod scenarios;
 mod store;

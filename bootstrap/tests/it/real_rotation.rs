@@ -48,7 +48,8 @@ fn expiring_in(lead: Duration) -> String {
     // 2026-01-01T00:00:00Z.
     let day = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
     let v = mk8s_gen::pki::Validity { not_before: day, days: 1 };
-    let issued = mk8s_gen::pki::issue(&signer, mk8s_gen::pki::Identity::Kubelet, NODE, v).unwrap();
+    let issued =
+        mk8s_gen::pki::issue(&signer, mk8s_gen::pki::Identity::Kubelet, mk8s_gen::pki::NodeId::first(NODE), v).unwrap();
     let spread = Cert::from_pem(&issued.cert_pem).unwrap().not_after - (day.unix_timestamp() + 86_400);
     let at = time::OffsetDateTime::from_unix_timestamp(now() + lead.as_secs() as i64 - 86_400 - spread).unwrap();
     let (y, mo, d) = (at.year(), at.month() as u8, at.day());

@@ -75,7 +75,7 @@ impl AuthMode for MicroK8sJoin {
 
     /// The join writes the CA and both kubeconfigs itself: nothing is staged.
     fn credentials(&self, _: &Auth, cx: &NodeCx) -> anyhow::Result<NodeCredentials> {
-        let token = cx.secrets.join_token(&cx.facts.name, &cx.worker.name, cx.worker.generation);
+        let token = cx.secrets.join_token(&cx.facts.name, cx.worker.id(), cx.worker.generation);
         Ok(NodeCredentials {
             staged: Vec::new(),
             kubelet: Credential::JoinToken { token },
@@ -179,5 +179,5 @@ impl AuthMode for MicroK8sJoin {
 
 /// `auth: microk8s-join`: `NAME TOKEN` lines for `register-join-tokens.sh`.
 pub fn join_token_lines(facts: &Facts, secrets: &Secrets, workers: &[&Worker]) -> String {
-    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, &w.name, w.generation))).collect()
+    workers.iter().map(|w| format!("{} {}\n", w.name, secrets.join_token(&facts.name, w.id(), w.generation))).collect()
 }

@@ -49,7 +49,7 @@ impl AuthMode for Token {
     }
 
     fn credentials(&self, _: &Auth, cx: &NodeCx) -> anyhow::Result<NodeCredentials> {
-        let token = |identity| Credential::Token { token: cx.secrets.token(&cx.facts.name, identity, &cx.worker.name) };
+        let token = |identity| Credential::Token { token: cx.secrets.token(&cx.facts.name, identity, cx.worker.id()) };
         let (kubelet, kube_proxy) = (token(Identity::Kubelet), token(Identity::KubeProxy));
         let staged = kubeconfigs(cx, &kubelet, &kube_proxy)?;
         Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy), kubelet_serving: None })
@@ -120,8 +120,8 @@ pub fn retired_lines(node: &str) -> String {
 /// Every field is validated upstream (hex tokens, RFC 1123 names), so no field can
 /// hold a comma, quote or newline; the assertion keeps it that way.
 pub fn token_lines(facts: &Facts, secrets: &Secrets, w: &Worker) -> String {
-    let proxy = secrets.token(&facts.name, Identity::KubeProxy, &w.name);
-    let kubelet = secrets.token(&facts.name, Identity::Kubelet, &w.name);
+    let proxy = secrets.token(&facts.name, Identity::KubeProxy, w.id());
+    let kubelet = secrets.token(&facts.name, Identity::Kubelet, w.id());
     let lines = format!(
         "{proxy},system:kube-proxy,{}\n{kubelet},system:node:{},{},\"system:nodes\"\n",
         uid(Identity::KubeProxy, &w.name),

@@ -35,7 +35,7 @@ impl AuthMode for X509 {
         let node = cx.worker.name.as_str();
         let signer = cx.secrets.signer(&cx.facts.ca, &cx.facts.name).map_err(anyhow::Error::msg)?;
         let cert = |identity| {
-            crate::pki::issue(&signer, identity, node, validity)
+            crate::pki::issue(&signer, identity, cx.worker.id(), validity)
                 .map(|c| Credential::ClientCertificate { cert_pem: c.cert_pem, key_pem: c.key_pem })
                 .map_err(|e| anyhow::anyhow!("cannot issue the {identity:?} certificate for {node}: {e}"))
         };
@@ -46,7 +46,7 @@ impl AuthMode for X509 {
         // `--kubelet-certificate-authority`; harmless before 1.28), seeded into the
         // kubelet's serving store, from which it renews it (`kubelet_args`).
         let addresses: Vec<_> = cx.worker.address.into_iter().collect();
-        let serving = crate::pki::issue_serving(&signer, node, &addresses, validity)
+        let serving = crate::pki::issue_serving(&signer, cx.worker.id(), &addresses, validity)
             .map_err(|e| anyhow::anyhow!("cannot issue the kubelet serving certificate for {node}: {e}"))?;
         let serving = ServingPair { cert_pem: serving.cert_pem, key_pem: serving.key_pem };
         Ok(NodeCredentials { staged, kubelet, kube_proxy: Some(kube_proxy), kubelet_serving: Some(serving) })

@@ -12,7 +12,7 @@ mod channel;
 mod cross;
 mod nodes;
 use crate::values::*;
-pub use nodes::{MAX_GENERATION, MAX_WORKER_NAME};
+pub use nodes::{MAX_EPOCH, MAX_GENERATION, MAX_WORKER_NAME};
 
 /// Check everything. `base_dir` resolves `ca.cert-file`.
 pub fn validate(raw: &RawFacts, base_dir: &Path, report: &mut Report) -> Option<Facts> {
@@ -242,6 +242,30 @@ mod tests {
         assert_eq!(g, Some(1));
         assert!(!r.has_errors() && r.problems.iter().any(|p| p.path == "$.workers[0].generation"), "{:?}", r.problems);
         assert!(!check("token", "0").1.problems.iter().any(|p| p.path == "$.workers[0].generation"));
+    }
+
+    /// Token facts on 1.27 (no channel warnings) whose `workers:` list is `workers`.
+    fn token_facts_with_workers(workers: &str) -> crate::Loaded {
+        const HEAD: &str = "cluster:\n  name: c\n  microk8s: { channel: 1.27/stable }\n  ca: { cert-file: ca.crt }\n  \
+                            auth: token\n  control-plane:\n    - { name: cp-1, address: 10.0.0.2 }\nworkers:\n";
+        crate::load(&format!("{HEAD}{workers}"), &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed"))
+    }
+
+    #[test]
+    fn epoch_defaults_to_1_and_is_bounded_with_its_place() {
+        let check = |epoch: &str| {
+            let loaded = token_facts_with_workers(&format!("  - name: w-0\n  - name: w-1\n    epoch: {epoch}\n"));
+            (loaded.facts.map(|f| f.workers.iter().map(|w| w.epoch).collect::<Vec<_>>()), loaded.report)
+        };
+        let (e, r) = check("2");
+        assert_eq!(e, Some(vec![1, 2]));
+        assert!(!r.problems.iter().any(|p| p.path.contains("epoch")) && !r.has_errors(), "{:?}", r.problems);
+        for bad in ["0", "-1", "1000001"] {
+            let (_, r) = check(bad);
+            let p = r.problems.iter().find(|p| p.path == "$.workers[1].epoch");
+            assert_eq!(p.map(|p| (p.line, p.column)), Some((Some(11), Some(12))), "{bad}: {:?}", r.problems);
+            assert!(r.has_errors());
+        }
     }
 
     #[test]

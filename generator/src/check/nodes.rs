@@ -10,6 +10,8 @@ use crate::values::{check_ip, check_kubelet_arg, check_label, check_node_name, r
 
 /// The largest `workers[].generation`.
 pub const MAX_GENERATION: i64 = 1_000_000;
+/// The highest `workers[].epoch`.
+pub const MAX_EPOCH: i64 = 1_000_000;
 
 /// `NAME.user-data` (the longer fleet file name) must fit in 255 bytes.
 pub const MAX_WORKER_NAME: usize = 255 - ".user-data".len();
@@ -144,13 +146,32 @@ fn worker<'a>(
         check_kubelet_arg(a, &format!("{base}.kubelet-args[{j}]"), report);
     }
     let generation = generation(w.generation, &base, auth, report);
+    let epoch = epoch(w.epoch, &base, report);
     Some(Worker {
         name: name.clone(),
         generation,
+        epoch,
         address,
         labels: w.labels.clone(),
         kubelet_args: w.kubelet_args.clone(),
     })
+}
+
+/// `epoch:` (1 when absent): the machine's place in the line of machines that
+/// held this name; every auth mode derives the node's secrets from it.
+fn epoch(raw: Option<i64>, base: &str, report: &mut Report) -> u32 {
+    match raw {
+        None => 1,
+        Some(e) if (1..=MAX_EPOCH).contains(&e) => e as u32,
+        Some(e) => {
+            report.error(
+                format!("{base}.epoch"),
+                format!("{e} is out of range"),
+                &format!("use 1 to {MAX_EPOCH}; raise it by one when a new machine replaces this worker (docs/day2.md, Replace)"),
+            );
+            1
+        }
+    }
 }
 
 /// `generation:` (0 when absent), meant for `auth: microk8s-join`.

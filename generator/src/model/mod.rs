@@ -146,9 +146,19 @@ pub struct Worker {
     /// `generation:` (0 when absent): part of the worker's join token, so raising
     /// it gives a replacement machine, or a rejoin, a token no old copy holds.
     pub generation: u32,
+    /// `epoch:` (1 when absent): part of every per-node secret's derivation, so
+    /// raising it gives a replacement machine under the same name a new identity.
+    pub epoch: u32,
     pub address: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
     pub kubelet_args: Vec<String>,
+}
+
+impl Worker {
+    /// The worker's name and epoch, as the secrets' derivations take them.
+    pub fn id(&self) -> crate::pki::NodeId<'_> {
+        crate::pki::NodeId { name: &self.name, epoch: self.epoch }
+    }
 }
 
 impl Facts {

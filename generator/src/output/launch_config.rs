@@ -45,7 +45,7 @@ pub fn launch_config(facts: &Facts, secrets: &Secrets, worker: &Worker, check: &
         .iter()
         .find(|c| c.address.is_ipv4())
         .ok_or_else(|| anyhow::anyhow!("a launch configuration's join URL needs an IPv4 control plane"))?;
-    let token = secrets.join_token(&facts.name, &worker.name, worker.generation);
+    let token = secrets.join_token(&facts.name, worker.id(), worker.generation);
     let url = format!("{}:{}/{token}/{check}", cp.address, CLUSTER_AGENT_PORT);
     let mut kubelet = serde_json::Map::new();
     let mut put = |k: &str, v: String| {

@@ -14,13 +14,13 @@ use rcgen::{
 };
 use rustls_pki_types::CertificateDer;
 
-use crate::pki::{CaCert, CaKey, Identity, Validity};
+use crate::pki::{CaCert, CaKey, Identity, NodeId, Validity};
 
 /// Where node keys and serial numbers come from: a keyed derivation of the purpose,
-/// cluster, identity and node (the secrets' seed), so issuing again gives the same
-/// bytes.
+/// cluster, identity and node with its epoch (the secrets' seed), so issuing again
+/// gives the same bytes, and a new epoch new ones.
 pub trait KeySeed {
-    fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: &str, counter: u8) -> [u8; 32];
+    fn derive(&self, purpose: &str, cluster: &str, identity: Identity, node: NodeId<'_>, counter: u8) -> [u8; 32];
 }
 
 /// What every certificate of one cluster is issued with.
@@ -53,7 +53,7 @@ enum Usage<'a> {
 }
 
 /// Issue the client certificate of one identity on one node.
-pub fn issue(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity) -> Result<Issued, String> {
+pub fn issue(signer: &Signer<'_>, identity: Identity, node: NodeId<'_>, v: Validity) -> Result<Issued, String> {
     sign(signer, identity, node, v, Usage::Client)
 }
 
@@ -72,15 +72,22 @@ pub fn issue(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity) -
 /// on a worker is not the cluster CA.
 pub fn issue_serving(
     signer: &Signer<'_>,
-    node: &str,
+    node: NodeId<'_>,
     addresses: &[std::net::IpAddr],
     v: Validity,
 ) -> Result<Issued, String> {
     sign(signer, Identity::Kubelet, node, v, Usage::Serving { addresses })
 }
 
-fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage: Usage<'_>) -> Result<Issued, String> {
+fn sign(
+    signer: &Signer<'_>,
+    identity: Identity,
+    id: NodeId<'_>,
+    v: Validity,
+    usage: Usage<'_>,
+) -> Result<Issued, String> {
     let Signer { ca, key, seed, cluster } = *signer;
+    let node = id.name;
     // Derivation purposes; the client ones are those of the first release, so client
     // certificates stay byte-identical.
     let (key_purpose, serial_purpose) = match usage {
@@ -89,7 +96,7 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
     };
     let mut counter = 0u8;
     let secret = loop {
-        let bytes = seed.derive(key_purpose, cluster, identity, node, counter);
+        let bytes = seed.derive(key_purpose, cluster, identity, id, counter);
         if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
             break k;
         }
@@ -119,8 +126,8 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
         }
     }
     params.not_before = v.not_before;
-    params.not_after = params.not_before + time::Duration::days(i64::from(v.days)) + spread(signer, node, v);
-    let mut serial = seed.derive(serial_purpose, cluster, identity, node, 0)[..16].to_vec();
+    params.not_after = params.not_before + time::Duration::days(i64::from(v.days)) + spread(signer, id, v);
+    let mut serial = seed.derive(serial_purpose, cluster, identity, id, 0)[..16].to_vec();
     serial[0] &= 0x7f; // positive
     serial[0] |= 0x01; // and never a leading zero byte
     params.serial_number = Some(SerialNumber::from(serial));
@@ -134,9 +141,9 @@ fn sign(signer: &Signer<'_>, identity: Identity, node: &str, v: Validity, usage:
 
 /// How much later than `not-before + validity-days` this node's certificates
 /// expire: up to a tenth of the validity, in whole hours, derived from the seed,
-/// cluster and node (the same for all of a node's certificates), so a fleet's
-/// certificates never all expire in the same hour.
-fn spread(signer: &Signer<'_>, node: &str, v: Validity) -> time::Duration {
+/// cluster and node with its epoch (the same for all of a node's certificates), so
+/// a fleet's certificates never all expire in the same hour.
+fn spread(signer: &Signer<'_>, node: NodeId<'_>, v: Validity) -> time::Duration {
     let hours = u64::from(v.days) * 24 / 10;
     let bytes = signer.seed.derive("validity spread", signer.cluster, Identity::Kubelet, node, 0);
     let mut n = [0u8; 8];

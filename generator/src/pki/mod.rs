@@ -25,6 +25,30 @@ impl Identity {
     }
 }
 
+/// Which machine a per-node secret belongs to: the node's name and its `epoch`
+/// (`workers[].epoch`, 1 when absent). Every per-node derivation (tokens, join
+/// tokens, keys, serials) takes both, so a replacement machine under the same
+/// name gets a new identity once its epoch is raised; epoch 1 derives exactly
+/// what was derived before epochs existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeId<'a> {
+    pub name: &'a str,
+    pub epoch: u32,
+}
+
+impl<'a> NodeId<'a> {
+    /// The first epoch: what every node had before epochs existed.
+    pub fn first(name: &'a str) -> NodeId<'a> {
+        NodeId { name, epoch: 1 }
+    }
+
+    /// The derivation's extra part for this epoch: none for epoch 1 (so its
+    /// secrets stay byte-identical), `epoch N` after it.
+    pub fn epoch_part(self) -> Option<String> {
+        (self.epoch > 1).then(|| format!("epoch {}", self.epoch))
+    }
+}
+
 /// Validity of issued certificates, from the facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {

@@ -32,7 +32,7 @@ pub fn render_node_with(
         api_version: plan::API_VERSION.into(),
         kind: plan::KIND.into(),
         cluster: facts.name.clone(),
-        node: NodeSpec { name: worker.name.clone() },
+        node: NodeSpec { name: worker.name.clone(), epoch: worker.epoch },
         microk8s: microk8s_spec(facts, joined),
         ca: CaSpec { pem: facts.ca.pem.clone(), pin: facts.ca.pin.clone() },
         apiserver: ApiserverSpec { url: server, endpoints: cluster.endpoints.clone() },

@@ -365,3 +365,39 @@ fn kubelet_flags(plan: &serde_json::Value, flags: &[&str]) -> Vec<String> {
     }
     out
 }
+
+/// `fixtures/replaced`: worker-1 at epoch 2. Against the same facts without the
+/// epoch, its token lines (same user-ids: merge-known-tokens.sh replaces the old
+/// machine's) and its join token are new; worker-2's are byte-identical.
+#[test]
+fn a_replaced_workers_bundle_lines_change_and_no_other_workers() {
+    let dir = workspace().join("fixtures/replaced");
+    let secrets = Secrets::parse(&fs::read_to_string(dir.join("secrets.yaml")).unwrap()).unwrap();
+    let lines = |file: &str, epoch: bool| {
+        let text = fs::read_to_string(dir.join(file)).unwrap();
+        let text = if epoch { text } else { text.replace("\n    epoch: 2\n", "\n").replace(", epoch: 2 }", " }") };
+        assert_eq!(text.contains("epoch: 2"), epoch, "{file}");
+        let facts = mk8s_gen::load(&text, &dir).valid("facts", &text).unwrap_or_else(|e| panic!("{e}"));
+        let workers: Vec<_> = facts.workers.iter().collect();
+        let all = match file {
+            "join.yaml" => mk8s_gen::auth::microk8s_join::join_token_lines(&facts, &secrets, &workers),
+            _ => workers.iter().map(|w| mk8s_gen::auth::token::token_lines(&facts, &secrets, w)).collect(),
+        };
+        all.lines().map(|l| (l.contains("worker-1"), l.to_string())).collect::<Vec<_>>()
+    };
+    for file in ["cluster.yaml", "join.yaml"] {
+        let (new, old) = (lines(file, true), lines(file, false));
+        assert_eq!(new.len(), old.len(), "{file}");
+        for ((w1, n), (_, o)) in new.iter().zip(&old) {
+            assert_eq!(n != o, *w1, "{file}: {n} / {o}");
+            // The token changes, never the other columns (the user-id the merge keys on).
+            let rest = |l: &str| {
+                l.split([',', ' '])
+                    .filter(|f| f.len() != 64 || !f.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(rest(n), rest(o), "{file}");
+        }
+    }
+}
