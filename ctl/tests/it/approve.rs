@@ -1,5 +1,5 @@
-//! `mk8s-ctl approve` against the real kube-apiserver: serving-certificate
-//! requests filed by nodes with their own client certificates (the cluster CA's,
+//! `mk8s-ctl approve` against the real kube-apiserver: serving-certificate and
+//! kube-proxy client-certificate requests filed by nodes with their own client certificates (the cluster CA's,
 //! as a kubelet's), decided by the real binary, read back from the API.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,9 @@ use mk8s_testkit::apiserver::Authz;
 use crate::common::{rbac, run_with, Cluster};
 
 const SERVING: &str = "kubernetes.io/kubelet-serving";
+const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 const KUBELET_USAGES: &[&str] = &["digital signature", "server auth"];
+const PROXY_USAGES: &[&str] = &["digital signature", "key encipherment", "client auth"];
 
 /// One request to file: who files it, and what it asks for.
 struct Filing {
@@ -111,12 +113,59 @@ const FILINGS: &[Filing] = &[
         usages: &["digital signature", "client auth"],
         signer: "kubernetes.io/kube-apiserver-client-kubelet",
     },
+    // kube-proxy's client certificate, as `mk8s-bootstrap maintain` files it.
+    Filing {
+        name: "proxy-good",
+        by: Some("worker-1"),
+        cn: "system:kube-proxy",
+        sans: &[],
+        usages: PROXY_USAGES,
+        signer: CLIENT,
+    },
+    // An organisation would be a group (`system:masters` the apiserver itself
+    // refuses on create: the CertificateSubjectRestriction admission plugin).
+    Filing {
+        name: "proxy-nodes-group",
+        by: Some("worker-1"),
+        cn: "system:kube-proxy",
+        sans: &[],
+        usages: PROXY_USAGES,
+        signer: CLIENT,
+    },
+    Filing {
+        name: "proxy-other-cn",
+        by: Some("worker-2"),
+        cn: "system:kube-controller-manager",
+        sans: &[],
+        usages: PROXY_USAGES,
+        signer: CLIENT,
+    },
+    Filing {
+        name: "proxy-unknown",
+        by: Some("stranger"),
+        cn: "system:kube-proxy",
+        sans: &[],
+        usages: PROXY_USAGES,
+        signer: CLIENT,
+    },
+    Filing {
+        name: "proxy-server-auth",
+        by: Some("worker-1"),
+        cn: "system:kube-proxy",
+        sans: &[],
+        usages: &["digital signature", "client auth", "server auth"],
+        signer: CLIENT,
+    },
 ];
 
 /// (condition type, reason) each filing must end with; `None`: left pending.
 fn expected(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
         "good" | "old-kubelet" => Some(("Approved", "WorkerServingCertificate")),
+        "proxy-good" => Some(("Approved", "WorkerKubeProxyCertificate")),
+        "proxy-nodes-group" | "proxy-other-cn" => Some(("Denied", "WrongSubject")),
+        "proxy-unknown" => Some(("Denied", "UnknownNode")),
+        "proxy-server-auth" => Some(("Denied", "WrongUsages")),
         "foreign-san" | "foreign-dns" => Some(("Denied", "ForeignSAN")),
         "unknown-node" => Some(("Denied", "UnknownNode")),
         "not-its-own" => Some(("Denied", "WrongSubject")),
@@ -130,7 +179,11 @@ async fn file(c: &Cluster, f: &Filing) {
         Some(node) => c.node_kubeconfig(node),
         None => c.admin.clone(),
     };
-    let orgs: &[&str] = if f.cn.starts_with("system:node:") { &["system:nodes"] } else { &[] };
+    let orgs: &[&str] = match f.name {
+        "proxy-nodes-group" => &["system:nodes"],
+        _ if f.cn.starts_with("system:node:") => &["system:nodes"],
+        _ => &[],
+    };
     let (pem, _key) = mk8s_testkit::pki::csr(f.cn, orgs, f.sans);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta { name: Some(f.name.into()), ..Default::default() },
@@ -167,7 +220,8 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// On AlwaysAllow and RBAC,Node: the worker's own request is approved, every
+/// On AlwaysAllow and RBAC,Node: the worker's own requests (serving, and
+/// kube-proxy's client certificate) are approved, every
 /// other from a node denied with its reason, the admin's and another signer's
 /// left pending; one audit line per decision; a second run changes nothing.
 #[tokio::test]
@@ -199,7 +253,8 @@ async fn approves_only_what_the_facts_allow() {
             let (t, r) = expected(name).unwrap();
             assert_eq!(l["decision"], if t == "Approved" { "approve" } else { "deny" }, "{l}");
             assert_eq!(l["reason"], r, "{l}");
-            assert_eq!(l["signer"], SERVING, "{l}");
+            let filing = FILINGS.iter().find(|f| f.name == name).unwrap();
+            assert_eq!(l["signer"], filing.signer, "{l}");
             assert!(l["requester"].as_str().unwrap().starts_with("system:node:"), "{l}");
             assert!(!l["uid"].as_str().unwrap().is_empty() && !l["time"].as_str().unwrap().is_empty(), "{l}");
         }
