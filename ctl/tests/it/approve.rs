@@ -30,6 +30,11 @@ struct Filing {
     signer: &'static str,
 }
 
+/// A `kube-apiserver-client` request, without names, filed by node `by`.
+const fn proxy(name: &'static str, by: &'static str, cn: &'static str, usages: &'static [&'static str]) -> Filing {
+    Filing { name, by: Some(by), cn, sans: &[], usages, signer: CLIENT }
+}
+
 /// What the kubelet of a worker in the facts asks for, and each way to get it wrong.
 const FILINGS: &[Filing] = &[
     Filing {
@@ -114,48 +119,13 @@ const FILINGS: &[Filing] = &[
         signer: "kubernetes.io/kube-apiserver-client-kubelet",
     },
     // kube-proxy's client certificate, as `mk8s-bootstrap maintain` files it.
-    Filing {
-        name: "proxy-good",
-        by: Some("worker-1"),
-        cn: "system:kube-proxy",
-        sans: &[],
-        usages: PROXY_USAGES,
-        signer: CLIENT,
-    },
+    proxy("proxy-good", "worker-1", "system:kube-proxy", PROXY_USAGES),
     // An organisation would be a group (`system:masters` the apiserver itself
     // refuses on create: the CertificateSubjectRestriction admission plugin).
-    Filing {
-        name: "proxy-nodes-group",
-        by: Some("worker-1"),
-        cn: "system:kube-proxy",
-        sans: &[],
-        usages: PROXY_USAGES,
-        signer: CLIENT,
-    },
-    Filing {
-        name: "proxy-other-cn",
-        by: Some("worker-2"),
-        cn: "system:kube-controller-manager",
-        sans: &[],
-        usages: PROXY_USAGES,
-        signer: CLIENT,
-    },
-    Filing {
-        name: "proxy-unknown",
-        by: Some("stranger"),
-        cn: "system:kube-proxy",
-        sans: &[],
-        usages: PROXY_USAGES,
-        signer: CLIENT,
-    },
-    Filing {
-        name: "proxy-server-auth",
-        by: Some("worker-1"),
-        cn: "system:kube-proxy",
-        sans: &[],
-        usages: &["digital signature", "client auth", "server auth"],
-        signer: CLIENT,
-    },
+    proxy("proxy-nodes-group", "worker-1", "system:kube-proxy", PROXY_USAGES),
+    proxy("proxy-other-cn", "worker-2", "system:kube-controller-manager", PROXY_USAGES),
+    proxy("proxy-unknown", "stranger", "system:kube-proxy", PROXY_USAGES),
+    proxy("proxy-server-auth", "worker-1", "system:kube-proxy", &["digital signature", "client auth", "server auth"]),
 ];
 
 /// (condition type, reason) each filing must end with; `None`: left pending.
