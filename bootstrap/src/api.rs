@@ -22,6 +22,8 @@ pub struct Api {
     ca_pem: String,
 }
 
+const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
 /// What the apiserver says about our Node object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeState {
@@ -186,6 +188,43 @@ impl Api {
             ))),
             Ok(r) => Err(Failure::Retry(format!("PATCH node {} answered {}", self.node, r.status().as_u16()))),
             Err(e) => Err(Failure::Retry(describe(&e, &self.base))),
+        }
+    }
+
+    /// `POST` a CertificateSigningRequest (certificates.k8s.io/v1) with our
+    /// credential: the Node authorizer's rules let a node create and get them
+    /// (`NodeRules`). Ok when created, or when one of that name exists (a run
+    /// that filed it and did not hear back).
+    pub fn create_csr(&self, csr: &serde_json::Value) -> Result<(), Failure> {
+        let url = format!("{}{CSR_PATH}", self.base);
+        let mut req = self.agent.post(&url).header("Content-Type", "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        match req.send(csr.to_string()) {
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => Ok(()),
+            Ok(mut r) => {
+                let code = r.status().as_u16();
+                let body = r.body_mut().with_config().limit(1 << 16).read_to_string().unwrap_or_default();
+                let msg = format!("POST {CSR_PATH} answered {code}: {}", first_line(&body));
+                Err(if matches!(code, 429 | 500..=599) { Failure::Retry(msg) } else { Failure::Fatal(msg) })
+            }
+            Err(e) => Err(Failure::Retry(describe(&e, &self.base))),
+        }
+    }
+
+    /// A CertificateSigningRequest by name; None when there is none.
+    pub fn csr(&self, name: &str) -> Result<Option<serde_json::Value>, Failure> {
+        let path = format!("{CSR_PATH}/{name}");
+        match self.get(&path, true)? {
+            (200, body) => serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| Failure::Retry(format!("GET {path}: not a CertificateSigningRequest: {e}"))),
+            (404, _) => Ok(None),
+            (code @ (401 | 403), body) => {
+                Err(Failure::Fatal(format!("GET {path} answered {code}: {}", first_line(&body))))
+            }
+            (code, body) => Err(Failure::Retry(format!("GET {path} answered {code}: {}", first_line(&body)))),
         }
     }
 

@@ -114,6 +114,14 @@ Checks, by the names the status file and the drift annotation use:
   refresh-hook, certificate-expiry (less than a tenth of its lifetime, at most
   30 days, left). ca-pin and certificate-expiry are reported, never repaired.
 
+kube-proxy's certificate (auth: x509; every run, --repair or not): with less
+than 30% of its lifetime left, a new key is made here and a
+kubernetes.io/kube-apiserver-client request for CN=system:kube-proxy filed with
+the kubelet's credential; once approved (mk8s-ctl approve) and signed it goes
+into credentials/proxy.config and kube-proxy restarts. Pending: nothing changes
+(proxyRenewal in the status file), the next run asks again. Denied or failed:
+the drift kube-proxy-renewal.
+
 Report: /var/lib/mk8s-worker/maintain.json, and the annotations
 mk8s-worker.io/{plan-sha256,agent-version,client-not-after,serving-not-after,
 proxy-not-after,drift,checked-at} on this node's Node, written with the
@@ -475,6 +483,7 @@ mod tests {
         for check in crate::maintain::checks::CHECKS {
             assert!(MAINTAIN_HELP.contains(check.name), "{} is documented", check.name);
         }
+        assert!(MAINTAIN_HELP.contains(crate::maintain::RENEWAL_CHECK));
         assert!(HELP.contains("maintain --help"));
     }
 

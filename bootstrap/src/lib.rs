@@ -12,6 +12,7 @@ pub mod balance;
 pub mod certs;
 pub mod cli;
 pub mod clock;
+pub mod csr;
 pub mod fs;
 pub mod leave;
 pub mod maintain;

@@ -45,6 +45,25 @@ pub fn current(dir: &str, prefix: &str) -> String {
     format!("{dir}/{prefix}-current.pem")
 }
 
+/// The kubelet's current client pair from its store (`--rotate-certificates`):
+/// the certificate and the key of `kubelet-client-current.pem`, as PEM. None
+/// when the kubelet does not rotate, or the store holds no pair yet.
+pub fn current_client_pair(node: &Node) -> Option<(String, String)> {
+    let args = fs::read_to_string(node.snap_data("args/kubelet")).ok()?;
+    if !has_flag(&args, "--rotate-certificates") {
+        return None;
+    }
+    let text = fs::read_to_string(node.path(&current(&cert_dir(&args), CLIENT))).ok()?;
+    let block = |label: &str| {
+        let (begin, end) = (format!("-----BEGIN {label}-----"), format!("-----END {label}-----"));
+        let start = text.find(&begin)?;
+        let stop = text[start..].find(&end)? + start + end.len();
+        Some(format!("{}\n", &text[start..stop]))
+    };
+    let key = ["EC PRIVATE KEY", "PRIVATE KEY", "RSA PRIVATE KEY"].into_iter().find_map(block)?;
+    Some((block("CERTIFICATE")?, key))
+}
+
 /// Put `pair` into the store at `dir` as the current one, unless the store holds
 /// a certificate that ends no earlier (the kubelet renewed it: never replaced by
 /// an older one). The file is named after the certificate's `notBefore`, so a

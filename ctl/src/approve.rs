@@ -1,6 +1,9 @@
 //! `mk8s-ctl approve`: apply [`crate::policy`] to the cluster's pending
-//! `kubernetes.io/kubelet-serving` requests, once or as they come (a LIST, then a
-//! WATCH from its resourceVersion, listed again when the watch expires).
+//! `kubernetes.io/kubelet-serving` and `kubernetes.io/kube-apiserver-client`
+//! requests, once or as they come (a LIST, then a WATCH from its
+//! resourceVersion, listed again when the watch expires). A field selector
+//! takes one signer, not two, so both read every request and pass over other
+//! signers' without a word.
 //!
 //! A decision is written through the `approval` subresource with the request's
 //! resourceVersion (a request someone decided meanwhile answers 409 and is left
@@ -47,13 +50,6 @@ pub struct Approver<'a> {
     pub tally: Tally,
 }
 
-/// The field selector that keeps the LIST and WATCH to one signer (a selectable
-/// field since 1.18: k8s.io/kubernetes v1.34.4
-/// `pkg/registry/certificates/certificates/strategy.go`, `SelectableFields`).
-fn selector() -> String {
-    format!("spec.signerName={}", policy::KUBELET_SERVING)
-}
-
 impl<'a> Approver<'a> {
     pub fn new(client: Client, settings: Settings<'a>) -> Approver<'a> {
         Approver { api: Api::all(client), settings, seen: BTreeSet::new(), tally: Tally::default() }
@@ -61,7 +57,7 @@ impl<'a> Approver<'a> {
 
     /// Decide every pending request once; the resourceVersion of the LIST.
     pub async fn once(&mut self, out: &mut dyn Write) -> anyhow::Result<String> {
-        let mut params = ListParams::default().fields(&selector()).limit(crate::client::PAGE);
+        let mut params = ListParams::default().limit(crate::client::PAGE);
         loop {
             let page = self.api.list(&params).await.context("cannot list CertificateSigningRequests")?;
             for csr in &page.items {
@@ -78,7 +74,7 @@ impl<'a> Approver<'a> {
     pub async fn watch(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
         let mut version = self.once(out).await?;
         loop {
-            let params = WatchParams::default().fields(&selector()).timeout(290);
+            let params = WatchParams::default().timeout(290);
             let mut stream =
                 self.api.watch(&params, &version).await.context("cannot watch CertificateSigningRequests")?.boxed();
             let mut expired = false;
@@ -103,7 +99,7 @@ impl<'a> Approver<'a> {
 
     /// Decide one request, if it is pending and not yet reported in this run.
     async fn handle(&mut self, csr: &CertificateSigningRequest, out: &mut dyn Write) -> anyhow::Result<()> {
-        if !policy::is_pending(csr) {
+        if !policy::is_pending(csr) || !policy::SIGNERS.contains(&csr.spec.signer_name.as_str()) {
             return Ok(());
         }
         let uid = csr.metadata.uid.clone().unwrap_or_default();

@@ -12,6 +12,7 @@
 pub mod certs;
 pub mod checks;
 pub mod kubeconfig;
+pub mod proxy;
 pub mod report;
 
 use std::fs;
@@ -28,6 +29,10 @@ use checks::{Cx, Effects, CHECKS};
 /// The verdict of the last run, beside the join's status file.
 pub const STATUS_FILE: &str = "/var/lib/mk8s-worker/maintain.json";
 pub use crate::phases::planned::PLAN_SHA_FILE;
+
+/// The result a denied or failed renewal of kube-proxy's certificate adds to the
+/// checks' (so the run exits 3, drift); a pending one is only said.
+pub const RENEWAL_CHECK: &str = "kube-proxy-renewal";
 
 /// Exit codes (also in `maintain --help` and the unit file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +148,10 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
     let now = i64::try_from(crate::clock::unix_now()).unwrap_or(0);
     let cx = Cx { node, plan: &plan, now };
     crate::phases::planned::keep_pristine(node, &plan);
+    let renewal = proxy::renew(&cx, || report::kubelet_api(node, &plan), out);
+    if let Some(line) = renewal.describe() {
+        log(out, &format!("kube-proxy's certificate: {line}"));
+    }
     let mut results = verify(&cx);
     if repair_drift && results.iter().any(|r| !r.ok) {
         repair(&cx, &mut results, out);
@@ -150,10 +159,14 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
             (r.ok, r.problems) = (after.ok, after.problems);
         }
     }
+    if let Some(problem) = renewal.problem() {
+        results.push(CheckResult { name: RENEWAL_CHECK, ok: false, problems: vec![problem], repaired: Vec::new() });
+    }
     for r in results.iter().filter(|r| !r.ok) {
         log(out, &format!("drift: {}: {}", r.name, r.problems.join("; ")));
     }
-    let verdict = report::Verdict::new(&cx, &bytes, results);
+    let mut verdict = report::Verdict::new(&cx, &bytes, results);
+    verdict.proxy_renewal = renewal.describe();
     let delivered = deliver(node, &plan, &verdict, out);
     let exit = report::finish(node, verdict, delivered, out);
     log(out, &format!("exit {}", exit as i32));

@@ -34,6 +34,10 @@ pub struct Verdict {
     pub client_not_after: Option<String>,
     pub serving_not_after: Option<String>,
     pub proxy_not_after: Option<String>,
+    /// What this run did about kube-proxy's certificate, when it did something
+    /// (`pending: …`, `renewed: …`, `denied: …`, `failed: …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_renewal: Option<String>,
     pub checks: Vec<CheckResult>,
     /// Whether the Node got the annotations, or why not.
     pub reported: String,
@@ -67,6 +71,7 @@ impl Verdict {
             client_not_after: e.client.map(|v| at(v.not_after)),
             serving_not_after: e.serving.map(|v| at(v.not_after)),
             proxy_not_after: e.proxy.map(|v| at(v.not_after)),
+            proxy_renewal: None,
             checks,
             reported: String::new(),
         }
@@ -102,6 +107,7 @@ pub fn not_joined(plan: &JoinPlan) -> Verdict {
         client_not_after: None,
         serving_not_after: None,
         proxy_not_after: None,
+        proxy_renewal: None,
         checks: Vec::new(),
         reported: "not reported: the node has not joined".into(),
     }
@@ -112,13 +118,22 @@ pub fn not_joined(plan: &JoinPlan) -> Verdict {
 /// through the server the join wrote in the kubelet's kubeconfig, as the join
 /// itself waits for the Node (G4).
 pub fn patch_node(node: &Node, plan: &JoinPlan, verdict: &Verdict) -> Result<(), Failure> {
-    let cred = kubeconfig_credential(node, KUBELET).map_err(Failure::Retry)?;
+    kubelet_api(node, plan)?.patch_node(&verdict.patch())
+}
+
+/// A client of the apiserver with the kubelet's current credential, the way
+/// [`patch_node`] reaches it: the pair the kubelet rotated into its store when it
+/// rotates (the kubeconfig's first certificate ends), else its kubeconfig's.
+pub fn kubelet_api(node: &Node, plan: &JoinPlan) -> Result<Api, Failure> {
+    let cred = match crate::store::current_client_pair(node) {
+        Some((cert_pem, key_pem)) => Credential::ClientCertificate { cert_pem, key_pem },
+        None => kubeconfig_credential(node, KUBELET).map_err(Failure::Retry)?,
+    };
     let url = match plan.join {
         Some(_) => kubeconfig_server(node, KUBELET).map_err(Failure::Retry)?,
         None => plan.apiserver.url.clone(),
     };
-    let api = Api::for_node(&plan.ca.pem, &plan.node.name, &url, &cred, "kubelet")?;
-    api.patch_node(&verdict.patch())
+    Api::for_node(&plan.ca.pem, &plan.node.name, &url, &cred, "kubelet")
 }
 
 pub fn save(node: &Node, verdict: &Verdict) {

@@ -571,7 +571,7 @@ impl Peers {
     }
 
     /// `mk8s-bootstrap maintain --repair` on the worker.
-    fn maintain(&self) -> (i32, String) {
+    pub(crate) fn maintain(&self) -> (i32, String) {
         let out = std::process::Command::new(common::BIN)
             .args(["maintain", "--repair", "--root"])
             .arg(&self.root)
@@ -1112,6 +1112,7 @@ fn real_maintain_report_patches_its_own_node() {
             client_not_after: Some("2027-01-31T00:00:00Z".into()),
             serving_not_after: None,
             proxy_not_after: None,
+            proxy_renewal: None,
             checks: vec![],
             reported: String::new(),
         };

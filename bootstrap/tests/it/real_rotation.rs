@@ -10,7 +10,9 @@
 //! refreshes later the rotated certificate still loads (no second CSR); MicroK8s's
 //! own `--cert-dir=${SNAP_DATA}/certs` strands it after two refreshes (the control);
 //! under RBAC,Node the bundle's `apply-day2.sh` is what lets the renewal through,
-//! and without it the CSR stays pending.
+//! and without it the CSR stays pending. kube-proxy's certificate renews through
+//! the request `mk8s-bootstrap maintain` files, `mk8s-ctl approve` approves and
+//! kube-controller-manager signs.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -379,4 +381,114 @@ fn x509_serving_certificates_renew_through_mk8s_ctl_approve() {
     w.assert_logs("after the first serving certificate expired");
     let served = served_cert(&w).expect("the kubelet serves");
     assert_eq!(served.tbs, renewed.tbs, "the served certificate changed again");
+}
+
+const PROXY_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+const PROXY_KUBECONFIG: &str = "var/snap/microk8s/current/credentials/proxy.config";
+
+/// The client certificate in kube-proxy's kubeconfig.
+fn proxy_cert(root: &Path) -> Cert {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(root.join(PROXY_KUBECONFIG)).unwrap();
+    let k: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let b64 = k["users"][0]["user"]["client-certificate-data"].as_str().expect("embedded");
+    let pem = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    Cert::from_pem(&String::from_utf8(pem).unwrap()).unwrap()
+}
+
+/// The status file's `proxyRenewal`.
+fn proxy_renewal(root: &Path) -> String {
+    let text = std::fs::read_to_string(root.join("var/lib/mk8s-worker/maintain.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["proxyRenewal"].as_str().unwrap_or_default().to_string()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// kube-proxy's certificate, which `mk8s-gen` issued to end ~220 s after the
+/// test starts (about 100 s after the join): `maintain` files a request with the kubelet's (rotated) credential;
+/// with no approver it stays pending across runs (one request, the kubeconfig
+/// untouched, the key kept 0600); `mk8s-ctl approve --watch` approves it, the
+/// controller-manager signs it, and the next `maintain`, after the first
+/// certificate ended, installs it and restarts kube-proxy, which then reads its
+/// Node with it. A further run changes nothing.
+fn kube_proxy_certificate_renews(authz: Authz, started: Option<&crate::real_apiserver::Operator>, what: &str) {
+    // 100 s after generation, which comes after the control plane's start: on a
+    // loaded machine that start alone has taken 100 s.
+    let nb = expiring_in(Duration::from_secs(220));
+    let expiring = |f: FactsYaml| f.auth_x509(&nb, 1);
+    let setup = Setup { facts: Some(&expiring), started, ..Setup::default() };
+    let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, authz, None, &setup);
+    joined(&w, what);
+    let first = proxy_cert(&w.root);
+    assert!(first.not_after > now() && first.not_after < now() + 220, "{what}: the test's certificate");
+    let before = std::fs::read(w.root.join(PROXY_KUBECONFIG)).unwrap();
+    let pending = w.root.join("var/lib/mk8s-worker/kube-proxy-renewal.json");
+
+    // No approver: pending, twice, one request, nothing changed.
+    for run in 1..=2 {
+        let (code, log) = w.maintain();
+        assert_ne!(code, 78, "{what}: run {run}: {log}");
+        assert!(proxy_renewal(&w.root).starts_with("pending: request mk8s-kube-proxy-worker-1-"), "{what}: {log}");
+        let requests = node_requests(&w, PROXY_SIGNER);
+        assert_eq!(requests.len(), 1, "{what}: run {run}: one request, reused");
+        assert!(!requests[0].approved && !requests[0].issued, "{what}: decided without an approver");
+        assert_eq!(std::fs::read(w.root.join(PROXY_KUBECONFIG)).unwrap(), before, "{what}: kubeconfig changed");
+        assert_eq!(mode(&pending), 0o600, "{what}: the pending key");
+    }
+
+    let approver = Approver::start(&w);
+    let end = Instant::now() + Duration::from_secs(60);
+    while !node_requests(&w, PROXY_SIGNER).first().is_some_and(|r| r.approved && r.issued) {
+        assert!(Instant::now() < end, "{what}: not approved and signed\n{}\n{}", approver.log(), w.story());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    while now() <= first.not_after + 1 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = w.model.dir.join("kube-proxy.json");
+    let _ = std::fs::remove_file(&status);
+    let (code, log) = w.maintain();
+    assert_ne!(code, 78, "{what}: {log}");
+    assert!(proxy_renewal(&w.root).starts_with("renewed: "), "{what}: {}\n{log}", proxy_renewal(&w.root));
+    let renewed = proxy_cert(&w.root);
+    let ca = Cert::from_pem(&w.cp.ca.cert_pem).unwrap();
+    assert!(renewed.signed_by(&ca), "{what}: not from the cluster CA");
+    assert!(renewed.not_after > now() + 300 * 86_400, "{what}: not a year: {}", renewed.not_after);
+    assert_eq!((renewed.common_name.as_deref(), renewed.organizations.len()), (Some("system:kube-proxy"), 0));
+    assert_eq!(mode(&w.root.join(PROXY_KUBECONFIG)), 0o600);
+    assert!(!pending.exists(), "{what}: the pending key stayed");
+    // kube-proxy, restarted after the first certificate ended, reads its Node.
+    let end = Instant::now() + Duration::from_secs(60);
+    while !w.model.kube_proxy().is_some_and(|v| v["ok"] == true) {
+        assert!(Instant::now() < end, "{what}: kube-proxy: {:?}\n{}", w.model.kube_proxy(), w.story());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let requests = node_requests(&w, PROXY_SIGNER);
+    assert!(requests[0].messages.iter().any(|m| m.starts_with("mk8s-ctl: ")), "{:?}", requests[0].messages);
+
+    let after = std::fs::read(w.root.join(PROXY_KUBECONFIG)).unwrap();
+    let (code, log) = w.maintain();
+    assert_ne!(code, 78, "{what}: {log}");
+    assert_eq!(std::fs::read(w.root.join(PROXY_KUBECONFIG)).unwrap(), after, "{what}: a second renewal");
+    assert_eq!(node_requests(&w, PROXY_SIGNER).len(), 1, "{what}: a second request");
+    drop(approver);
+}
+
+#[test]
+fn x509_kube_proxy_certificate_renews_through_maintain_and_mk8s_ctl_approve() {
+    // Joined at once after the control plane's start, the worker's kubelet
+    // certificate was refused (401) for the join's whole 120 s, three runs out of
+    // three, on AlwaysAllow only; five seconds' pause (as the RBAC variant's
+    // apply-day2.sh takes) and it joins. Why is not understood yet.
+    let settle = |_: &ControlPlane, _: &Path| std::thread::sleep(Duration::from_secs(5));
+    kube_proxy_certificate_renews(Authz::AlwaysAllow, Some(&settle), "AlwaysAllow");
+}
+
+#[test]
+fn under_rbac_the_kube_proxy_certificate_renews_with_the_bundle_applied() {
+    kube_proxy_certificate_renews(Authz::RbacNode, Some(&apply_day2), "RBAC,Node with apply-day2.sh");
 }

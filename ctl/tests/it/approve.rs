@@ -1,5 +1,5 @@
-//! `mk8s-ctl approve` against the real kube-apiserver: serving-certificate
-//! requests filed by nodes with their own client certificates (the cluster CA's,
+//! `mk8s-ctl approve` against the real kube-apiserver: serving-certificate and
+//! kube-proxy client-certificate requests filed by nodes with their own client certificates (the cluster CA's,
 //! as a kubelet's), decided by the real binary, read back from the API.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,9 @@ use mk8s_testkit::apiserver::Authz;
 use crate::common::{rbac, run_with, Cluster};
 
 const SERVING: &str = "kubernetes.io/kubelet-serving";
+const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 const KUBELET_USAGES: &[&str] = &["digital signature", "server auth"];
+const PROXY_USAGES: &[&str] = &["digital signature", "key encipherment", "client auth"];
 
 /// One request to file: who files it, and what it asks for.
 struct Filing {
@@ -26,6 +28,11 @@ struct Filing {
     sans: &'static [&'static str],
     usages: &'static [&'static str],
     signer: &'static str,
+}
+
+/// A `kube-apiserver-client` request, without names, filed by node `by`.
+const fn proxy(name: &'static str, by: &'static str, cn: &'static str, usages: &'static [&'static str]) -> Filing {
+    Filing { name, by: Some(by), cn, sans: &[], usages, signer: CLIENT }
 }
 
 /// What the kubelet of a worker in the facts asks for, and each way to get it wrong.
@@ -111,12 +118,24 @@ const FILINGS: &[Filing] = &[
         usages: &["digital signature", "client auth"],
         signer: "kubernetes.io/kube-apiserver-client-kubelet",
     },
+    // kube-proxy's client certificate, as `mk8s-bootstrap maintain` files it.
+    proxy("proxy-good", "worker-1", "system:kube-proxy", PROXY_USAGES),
+    // An organisation would be a group (`system:masters` the apiserver itself
+    // refuses on create: the CertificateSubjectRestriction admission plugin).
+    proxy("proxy-nodes-group", "worker-1", "system:kube-proxy", PROXY_USAGES),
+    proxy("proxy-other-cn", "worker-2", "system:kube-controller-manager", PROXY_USAGES),
+    proxy("proxy-unknown", "stranger", "system:kube-proxy", PROXY_USAGES),
+    proxy("proxy-server-auth", "worker-1", "system:kube-proxy", &["digital signature", "client auth", "server auth"]),
 ];
 
 /// (condition type, reason) each filing must end with; `None`: left pending.
 fn expected(name: &str) -> Option<(&'static str, &'static str)> {
     match name {
         "good" | "old-kubelet" => Some(("Approved", "WorkerServingCertificate")),
+        "proxy-good" => Some(("Approved", "WorkerKubeProxyCertificate")),
+        "proxy-nodes-group" | "proxy-other-cn" => Some(("Denied", "WrongSubject")),
+        "proxy-unknown" => Some(("Denied", "UnknownNode")),
+        "proxy-server-auth" => Some(("Denied", "WrongUsages")),
         "foreign-san" | "foreign-dns" => Some(("Denied", "ForeignSAN")),
         "unknown-node" => Some(("Denied", "UnknownNode")),
         "not-its-own" => Some(("Denied", "WrongSubject")),
@@ -130,7 +149,11 @@ async fn file(c: &Cluster, f: &Filing) {
         Some(node) => c.node_kubeconfig(node),
         None => c.admin.clone(),
     };
-    let orgs: &[&str] = if f.cn.starts_with("system:node:") { &["system:nodes"] } else { &[] };
+    let orgs: &[&str] = match f.name {
+        "proxy-nodes-group" => &["system:nodes"],
+        _ if f.cn.starts_with("system:node:") => &["system:nodes"],
+        _ => &[],
+    };
     let (pem, _key) = mk8s_testkit::pki::csr(f.cn, orgs, f.sans);
     let csr = CertificateSigningRequest {
         metadata: ObjectMeta { name: Some(f.name.into()), ..Default::default() },
@@ -167,7 +190,8 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// On AlwaysAllow and RBAC,Node: the worker's own request is approved, every
+/// On AlwaysAllow and RBAC,Node: the worker's own requests (serving, and
+/// kube-proxy's client certificate) are approved, every
 /// other from a node denied with its reason, the admin's and another signer's
 /// left pending; one audit line per decision; a second run changes nothing.
 #[tokio::test]
@@ -199,7 +223,8 @@ async fn approves_only_what_the_facts_allow() {
             let (t, r) = expected(name).unwrap();
             assert_eq!(l["decision"], if t == "Approved" { "approve" } else { "deny" }, "{l}");
             assert_eq!(l["reason"], r, "{l}");
-            assert_eq!(l["signer"], SERVING, "{l}");
+            let filing = FILINGS.iter().find(|f| f.name == name).unwrap();
+            assert_eq!(l["signer"], filing.signer, "{l}");
             assert!(l["requester"].as_str().unwrap().starts_with("system:node:"), "{l}");
             assert!(!l["uid"].as_str().unwrap().is_empty() && !l["time"].as_str().unwrap().is_empty(), "{l}");
         }

@@ -43,10 +43,14 @@ fn openssl_csr(key: &str, subject: &str, san: Option<&str>) -> String {
 }
 
 fn csr(pem: &str, user: &str, groups: &[&str], usages: &[&str]) -> CertificateSigningRequest {
+    csr_for("kubernetes.io/kubelet-serving", pem, user, groups, usages)
+}
+
+fn csr_for(signer: &str, pem: &str, user: &str, groups: &[&str], usages: &[&str]) -> CertificateSigningRequest {
     CertificateSigningRequest {
         spec: CertificateSigningRequestSpec {
             request: ByteString(pem.as_bytes().to_vec()),
-            signer_name: "kubernetes.io/kubelet-serving".into(),
+            signer_name: signer.into(),
             username: Some(user.into()),
             groups: Some(groups.iter().map(|g| g.to_string()).collect()),
             usages: Some(usages.iter().map(|u| u.to_string()).collect()),
@@ -128,4 +132,57 @@ fn a_retired_workers_request_is_denied() {
     let d = decide(&csr(&pem, "system:node:worker-7", NODES, SHORT), &facts);
     assert_eq!((d.verdict, d.reason), (Verdict::Deny, "RetiredNode"));
     assert!(d.message.contains("worker-7 is retired") && d.message.contains("$.workers[2].retired"), "{}", d.message);
+}
+
+const PROXY: &str = "/CN=system:kube-proxy";
+const CLIENT_USAGES: &[&str] = &["digital signature", "key encipherment", "client auth"];
+
+/// kube-proxy's client-certificate requests (`kubernetes.io/kube-apiserver-client`):
+/// a worker's own, exactly `CN=system:kube-proxy`, no names, client usages, is
+/// approved; every way to widen it is denied, and a request not from a node is
+/// left alone.
+#[test]
+fn kube_proxy_requests_decide() {
+    let (_dir, facts) = facts();
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        ("ECDSA, client usages", "ec", PROXY, None, NODE, NODES, CLIENT_USAGES, Verdict::Approve, "WorkerKubeProxyCertificate"),
+        ("RSA, client auth only", "rsa:2048", PROXY, None, NODE, NODES, &["client auth"], Verdict::Approve, "WorkerKubeProxyCertificate"),
+        ("from a worker without address", "ec", PROXY, None, "system:node:no-address", NODES, CLIENT_USAGES, Verdict::Approve, "WorkerKubeProxyCertificate"),
+        ("a foreign CN", "ec", "/CN=system:kube-controller-manager", None, NODE, NODES, CLIENT_USAGES, Verdict::Deny, "WrongSubject"),
+        ("the node's own CN", "ec", "/CN=system:node:worker-1", None, NODE, NODES, CLIENT_USAGES, Verdict::Deny, "WrongSubject"),
+        ("O=system:masters", "ec", "/CN=system:kube-proxy/O=system:masters", None, NODE, NODES, CLIENT_USAGES, Verdict::Deny, "WrongSubject"),
+        ("an extra OU", "ec", "/CN=system:kube-proxy/OU=x", None, NODE, NODES, CLIENT_USAGES, Verdict::Deny, "WrongSubject"),
+        ("two CNs", "ec", "/CN=system:kube-proxy/CN=admin", None, NODE, NODES, CLIENT_USAGES, Verdict::Deny, "WrongSubject"),
+        ("a DNS name", "ec", PROXY, Some("DNS:worker-1"), NODE, NODES, CLIENT_USAGES, Verdict::Deny, "ForeignSAN"),
+        ("an IP address", "ec", PROXY, Some("IP:10.0.0.11"), NODE, NODES, CLIENT_USAGES, Verdict::Deny, "ForeignSAN"),
+        ("a URI", "ec", PROXY, Some("URI:spiffe://x/y"), NODE, NODES, CLIENT_USAGES, Verdict::Deny, "ForeignSAN"),
+        ("server auth too", "ec", PROXY, None, NODE, NODES, &["digital signature", "client auth", "server auth"], Verdict::Deny, "WrongUsages"),
+        ("no client auth", "ec", PROXY, None, NODE, NODES, &["digital signature", "key encipherment"], Verdict::Deny, "WrongUsages"),
+        ("client auth twice", "ec", PROXY, None, NODE, NODES, &["client auth", "client auth"], Verdict::Deny, "WrongUsages"),
+        ("a retired worker", "ec", PROXY, None, "system:node:worker-7", NODES, CLIENT_USAGES, Verdict::Deny, "RetiredNode"),
+        ("an unknown node", "ec", PROXY, None, "system:node:stranger", NODES, CLIENT_USAGES, Verdict::Deny, "UnknownNode"),
+        ("not in system:nodes", "ec", PROXY, None, NODE, &["system:authenticated"], CLIENT_USAGES, Verdict::Deny, "NotInNodesGroup"),
+        ("an administrator", "ec", PROXY, None, "admin", &["system:masters"], CLIENT_USAGES, Verdict::Ignore, "NotANode"),
+        ("a service account", "ec", PROXY, None, "system:serviceaccount:kube-system:x", &["system:serviceaccounts"], CLIENT_USAGES, Verdict::Ignore, "NotANode"),
+    ];
+    for (what, key, subject, san, user, groups, usages, verdict, reason) in cases {
+        let pem = openssl_csr(key, subject, *san);
+        let d = decide(&csr_for("kubernetes.io/kube-apiserver-client", &pem, user, groups, usages), &facts);
+        assert_eq!((&d.verdict, d.reason), (verdict, *reason), "{what}: {d:?}");
+    }
+}
+
+/// Garbage for the client signer is denied as for the serving one; another
+/// signer's request from a node (the kubelet's own client signer, which the
+/// controller-manager approves) is left alone.
+#[test]
+fn kube_proxy_garbage_is_denied_and_other_signers_left_alone() {
+    let (_dir, facts) = facts();
+    let d = decide(&csr_for("kubernetes.io/kube-apiserver-client", "hello", NODE, NODES, CLIENT_USAGES), &facts);
+    assert_eq!((d.verdict, d.reason), (Verdict::Deny, "BadRequest"));
+    let pem = openssl_csr("ec", "/CN=system:node:worker-1/O=system:nodes", None);
+    let signer = "kubernetes.io/kube-apiserver-client-kubelet";
+    let d = decide(&csr_for(signer, &pem, NODE, NODES, &["digital signature", "client auth"]), &facts);
+    assert_eq!((d.verdict, d.reason), (Verdict::Ignore, "OtherSigner"));
 }

@@ -3,6 +3,7 @@
 //! signs per RFC 6979.
 
 use base64::Engine as _;
+use mk8s_bootstrap::csr::tlv as der;
 use p256::pkcs8::DecodePrivateKey;
 use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
 
@@ -71,23 +72,6 @@ impl SigningKey for CaKey {
             CaKey::P384(k) => k.sign(msg),
         }
     }
-}
-
-fn der_len(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-}
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    der_len(content.len(), &mut out);
-    out.extend_from_slice(content);
-    out
 }
 
 /// PKCS#1 `RSAPrivateKey` -> PKCS#8 `PrivateKeyInfo` (ring signs only from PKCS#8).
@@ -189,8 +173,6 @@ mod tests {
         let wrapped = rsa_pkcs1_to_pkcs8(&[0x30, 0x00]);
         assert_eq!(wrapped[..5], [0x30, 0x16, 0x02, 0x01, 0x00]); // 3 + 15 + 4 content bytes
         assert_eq!(&wrapped[wrapped.len() - 4..], &[0x04, 0x02, 0x30, 0x00]);
-        let mut long = Vec::new();
-        der_len(300, &mut long);
-        assert_eq!(long, vec![0x82, 0x01, 0x2c]);
+        assert_eq!(der(0x04, &[0; 300])[..4], [0x04, 0x82, 0x01, 0x2c]);
     }
 }

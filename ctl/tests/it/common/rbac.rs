@@ -26,7 +26,12 @@ pub fn approver_rules(signer: bool) -> Vec<PolicyRule> {
         rule(g, &["certificatesigningrequests/approval"], &["update"], None),
     ];
     if signer {
-        rules.push(rule(g, &["signers"], &["approve"], Some(&["kubernetes.io/kubelet-serving"])));
+        rules.push(rule(
+            g,
+            &["signers"],
+            &["approve"],
+            Some(&["kubernetes.io/kubelet-serving", "kubernetes.io/kube-apiserver-client"]),
+        ));
     }
     rules
 }
