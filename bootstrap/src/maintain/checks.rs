@@ -78,12 +78,31 @@ fn repair_locks(cx: &Cx, fx: &mut Effects) -> io::Result<()> {
 fn control_plane(cx: &Cx) -> Vec<String> {
     let mut on = control_plane_off::units_on(cx.node, cx.plan);
     if let Some(listen) = local_apiserver_port(cx.plan) {
-        let probe = Api::for_node(&cx.plan.ca.pem, "", &format!("https://{listen}"), &Credential::Removed, "probe");
-        if let Ok(PortHolder::Foreign(e)) = probe.map(|p| p.holder()) {
+        if let Some(e) = foreign_holder(cx, &listen) {
             on.push(format!("{listen} {FOREIGN} (a local control plane?): {e}"));
         }
     }
     on
+}
+
+/// What a server that is not the cluster presents on `listen`, unless the cluster
+/// answers there within 3 s. A balancer that has just (re)started, traefik before
+/// its configuration loads, presents its own certificate for a moment, then passes
+/// the cluster through; a local control plane presents the node-local CA's, or
+/// nothing while it restarts, but never the cluster's.
+fn foreign_holder(cx: &Cx, listen: &str) -> Option<String> {
+    let probe = || {
+        Api::for_node(&cx.plan.ca.pem, "", &format!("https://{listen}"), &Credential::Removed, "probe")
+            .map(|p| p.holder())
+    };
+    let Ok(PortHolder::Foreign(first)) = probe() else { return None };
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if let Ok(PortHolder::Cluster(_)) = probe() {
+            return None;
+        }
+    }
+    Some(first)
 }
 
 /// Where this node's own apiserver would listen: the node-local balancer's
