@@ -42,7 +42,8 @@ fn now() -> i64 {
 /// How long after the facts are made the first certificate of the expiring cases
 /// ends: long enough for three real apiservers to start and the worker to join on
 /// a loaded machine (a full `scripts/test` runs two tests at a time beside the
-/// real kubelet; with 100 s the certificate had ended before the join there).
+/// real kubelet and the boot tier; with 100 s the certificate had ended before
+/// the join there).
 const FIRST_CERT_LEAD: Duration = Duration::from_secs(200);
 
 fn expiring_in(lead: Duration) -> String {
@@ -176,7 +177,11 @@ fn refresh_twice(w: &Peers, what: &str) {
 fn x509_nodes_stay_ready_past_their_first_certificate_and_two_refreshes() {
     let nb = expiring_in(FIRST_CERT_LEAD);
     let expiring = |f: FactsYaml| f.auth_x509(&nb, 1);
-    let setup = Setup { facts: Some(&expiring), ..Setup::default() };
+    // As in the kube-proxy case below: joined at once after the control plane's
+    // start, on AlwaysAllow, the kubelet's certificate was sometimes refused (401)
+    // for the whole join; a few seconds' pause and it joins. Not understood yet.
+    let settle = |_: &ControlPlane, _: &Path| std::thread::sleep(Duration::from_secs(5));
+    let setup = Setup { facts: Some(&expiring), started: Some(&settle), ..Setup::default() };
     let w = peers_with(CHANNEL, Auth::X509, Lb::Haproxy, Authz::AlwaysAllow, None, &setup);
     joined(&w, "AlwaysAllow");
     let issued = issued_cert(&w.root);
@@ -358,8 +363,11 @@ fn x509_serving_certificates_renew_through_mk8s_ctl_approve() {
     let approver = Approver::start(&w);
     joined(&w, "serving");
     let ca = Cert::from_pem(&w.cp.ca.cert_pem).unwrap();
-    let seeded: Vec<Cert> =
-        store_serving_pairs(&w.root).into_iter().map(|(_, c)| c).filter(|c| c.not_after < now() + 100).collect();
+    let seeded: Vec<Cert> = store_serving_pairs(&w.root)
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| c.not_after < now() + FIRST_CERT_LEAD.as_secs() as i64)
+        .collect();
     assert_eq!(seeded.len(), 1, "the join seeded the store with the issued pair: {:?}", store_serving_pairs(&w.root));
     let seeded = &seeded[0];
     assert!(seeded.not_after > now() - 5, "the test's certificate: {}", seeded.not_after);
