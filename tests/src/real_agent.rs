@@ -46,7 +46,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::proc::Guard;
@@ -203,9 +203,8 @@ fn make_snap(snap: &Path, files: Option<&Path>) {
 /// The control-plane nodes' Nodes, as their kubelets register them: the MicroK8s
 /// control-plane label and the node's address as InternalIP.
 pub fn register_control_plane_nodes(cp: &ControlPlane) {
-    let kubeconfig = cp.admin_kubeconfig(0);
     for (i, a) in cp.apiservers.iter().enumerate() {
-        let node = serde_json::json!({
+        cp.admin_create(&serde_json::json!({
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {
@@ -213,19 +212,6 @@ pub fn register_control_plane_nodes(cp: &ControlPlane) {
                 "labels": { "node.kubernetes.io/microk8s-controlplane": "microk8s-controlplane" },
             },
             "status": { "addresses": [{ "type": "InternalIP", "address": a.addr.ip().to_string() }] },
-        });
-        let mut child = Command::new(crate::tools::require("kubectl"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["create", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        use std::io::Write as _;
-        child.stdin.take().expect("stdin").write_all(node.to_string().as_bytes()).expect("node json");
-        let out = child.wait_with_output().expect("kubectl");
-        assert!(out.status.success(), "kubectl create node cp-{i}: {}", String::from_utf8_lossy(&out.stderr));
+        }));
     }
 }

@@ -249,6 +249,11 @@ fn rsa_key() -> String {
 /// kube-apiserver's command line from MicroK8s's `default-args/kube-apiserver` for
 /// `options.minor`, as `run-apiserver-with-args`/kubelite pass it, with the
 /// deviations listed in the module docs.
+/// The kube-apiserver flags of its datastore: the default args' (k8s-dqlite's
+/// socket, or dqlite) give way to this machine's etcd (`--etcd-servers`, set apart).
+const DATASTORE: &[&str] =
+    &["--etcd-servers", "--storage-backend", "--storage-dir", "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"];
+
 pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &str) -> Vec<String> {
     let defaults = crate::microk8s_args::for_minor(options.minor);
     let snap = snap_data.to_string_lossy();
@@ -261,7 +266,7 @@ pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &
         let value = value.map(|v| v.replace("${SNAP_DATA}", &snap).replace("$SNAP_DATA", &snap));
         let value = match name.as_str() {
             "--etcd-servers" => Some(etcd_url.to_string()),
-            "--storage-backend" | "--storage-dir" | "--etcd-cafile" | "--etcd-certfile" | "--etcd-keyfile" => continue,
+            name if DATASTORE.contains(&name) => continue,
             "--authorization-mode" => Some(match options.authz {
                 Authz::AlwaysAllow => "AlwaysAllow".to_string(),
                 Authz::RbacNode => "RBAC,Node".to_string(),
@@ -298,8 +303,6 @@ pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &
 /// and refuses a joining node that cannot handle a custom etcd otherwise
 /// (`CA 1.30:pkg/api/v2/join.go:L128-145`).
 fn args_file(options: &Options, args: &[String]) -> String {
-    const DATASTORE: &[&str] =
-        &["--etcd-servers", "--storage-backend", "--storage-dir", "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"];
     let defaults = crate::microk8s_args::for_minor(options.minor).kube_apiserver;
     let datastore = defaults.iter().filter(|l| DATASTORE.contains(&crate::microk8s_args::flag_name(l)));
     args.iter()
@@ -486,6 +489,23 @@ impl ControlPlane {
             assert!(Instant::now() < end, "kube-apiserver on {} not ready: {r:?}\n{}", a.addr, a.log_tail());
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// `kubectl create` of `object` with the admin certificate (through apiserver 0).
+    pub fn admin_create(&self, object: &serde_json::Value) {
+        use std::io::Write as _;
+        let mut child = Command::new(crate::tools::require("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig(0))
+            .args(["create", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child.stdin.take().expect("stdin").write_all(object.to_string().as_bytes()).expect("object json");
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(out.status.success(), "kubectl create {object}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// `KIND API PATH` with the admin certificate; the answer's status and body.

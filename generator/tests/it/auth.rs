@@ -146,23 +146,8 @@ fn cluster(auth: &str) -> Cluster {
         .map(|w| render::render_node(&facts, &secrets, w, &Delivery::Preinstalled).unwrap())
         .collect();
     let cp = ControlPlane::start(options);
-    let admin = cp.admin_kubeconfig(0);
     for node in ["worker-1", "worker-2"] {
-        let o = Command::new(tools::require("kubectl"))
-            .args(["create", "-f", "-", "--kubeconfig"])
-            .arg(&admin)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write as _;
-                let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}});
-                c.stdin.take().unwrap().write_all(node.to_string().as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
-        assert!(o.status.success(), "create node {node}: {}", String::from_utf8_lossy(&o.stderr));
+        cp.admin_create(&serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}));
     }
     Cluster { _dir: dir, _cp: cp, outputs }
 }

@@ -243,6 +243,20 @@ impl Ctx {
         dest
     }
 
+    /// The kubeconfig a program of the host reads for the node's `path`: a copy
+    /// ([`Ctx::relocated`]) when the file names node paths
+    /// (1.24-1.27 `create_x509_kubeconfig`: `/var/snap/microk8s/current/certs/kubelet.crt`),
+    /// else `path` itself.
+    pub(in crate::node_model) fn host_kubeconfig(&self, path: &str) -> String {
+        let p = PathBuf::from(path);
+        let (Ok(text), Ok(rel)) = (fs::read_to_string(&p), p.strip_prefix(&self.root)) else { return path.to_string() };
+        let mapped = self.map_paths_in(&text);
+        if mapped == text {
+            return path.to_string();
+        }
+        self.relocated(&rel.to_string_lossy(), &mapped).display().to_string()
+    }
+
     pub(in crate::node_model) fn map_paths_in(&self, text: &str) -> String {
         let mut out = String::new();
         let mut word = String::new();

@@ -218,16 +218,10 @@ pub(super) fn real_kubelet(ctx: &Arc<Ctx>) -> Option<std::process::Child> {
     let real = &ctx.state["real"];
     let text = fs::read_to_string(ctx.snap_data("args/kubelet")).unwrap_or_default();
     let mut args = real_kubelet_args(&text, |v| ctx.expand(v), real, ctx.n("kubeletPort"));
-    // A kubeconfig naming its certificate by the node's absolute path (1.24-1.27
-    // `create_x509_kubeconfig`: /var/snap/microk8s/current/certs/kubelet.crt) is
-    // read by the host's kubelet from a copy with those paths under the root.
+    // A kubeconfig naming its certificate by the node's absolute path is read by
+    // the host's kubelet from a copy with those paths under the root.
     for a in args.iter_mut().filter(|a| a.starts_with("--kubeconfig=")) {
-        let path = std::path::PathBuf::from(&a["--kubeconfig=".len()..]);
-        let (Ok(text), Ok(rel)) = (fs::read_to_string(&path), path.strip_prefix(&ctx.root)) else { continue };
-        let mapped = ctx.map_paths_in(&text);
-        if mapped != text {
-            *a = format!("--kubeconfig={}", ctx.relocated(&rel.to_string_lossy(), &mapped).display());
-        }
+        *a = format!("--kubeconfig={}", ctx.host_kubeconfig(&a["--kubeconfig=".len()..]));
     }
     ctx.event(&format!("kubelet: the real kubelet {}", args.join(" ")));
     spawn_real(ctx, "kubelet", Command::new(real["kubelet"].as_str().unwrap_or("kubelet")).args(&args))

@@ -110,14 +110,7 @@ pub(super) fn real_apiserver_proxy(ctx: &Arc<Ctx>) -> Option<std::process::Child
     for i in 0..args.len().saturating_sub(1) {
         match args[i].as_str() {
             "--refresh-interval" => args[i + 1] = "15s".into(),
-            "--kubeconfig" => {
-                let path = std::path::PathBuf::from(&args[i + 1]);
-                let (Ok(text), Ok(rel)) = (fs::read_to_string(&path), path.strip_prefix(&ctx.root)) else { continue };
-                let mapped = ctx.map_paths_in(&text);
-                if mapped != text {
-                    args[i + 1] = ctx.relocated(&rel.to_string_lossy(), &mapped).display().to_string();
-                }
-            }
+            "--kubeconfig" => args[i + 1] = ctx.host_kubeconfig(&args[i + 1]),
             _ => {}
         }
     }
