@@ -139,15 +139,31 @@ pub struct Apiserver {
     /// kubelet host names with. The bundle's hosts-entries.sh edits it.
     pub hosts: PathBuf,
     log: PathBuf,
+    /// Where the running process's lines begin in `log` (a restart appends).
+    log_from: usize,
     guard: Option<Guard>,
 }
 
 impl Apiserver {
-    /// The last lines of its log (for assertion messages).
+    /// The last lines the running (or last) process logged (for assertion messages).
     pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let text = fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(self.log_from..).unwrap_or_default());
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Start the process (its log appended to).
+    fn spawn(&mut self) {
+        self.log_from = fs::metadata(&self.log).map(|m| m.len() as usize).unwrap_or(0);
+        self.guard = Some(spawn_apiserver(self));
+    }
+
+    /// Whether the process exited (it is reaped, and the guard dropped).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.guard.as_mut()?.0.try_wait().ok().flatten()?;
+        self.guard = None;
+        Some(status)
     }
 
     /// SIGKILL, as a crashed or powered-off control plane.
@@ -396,7 +412,7 @@ impl ControlPlane {
             fs::write(&hosts, &machine_hosts).expect("hosts");
             let log = dir.path().join(format!("cp{i}/kube-apiserver.log"));
             let addr: SocketAddr = format!("{ip}:{}", options.port).parse().expect("addr");
-            apiservers.push(Apiserver { addr, args, snap_data, hosts, log, guard: None });
+            apiservers.push(Apiserver { addr, args, snap_data, hosts, log, log_from: 0, guard: None });
         }
         ControlPlane { ca, options, admin, apiservers, dir, controller_manager: None, _etcd: etcd }
     }
@@ -405,11 +421,11 @@ impl ControlPlane {
     pub fn start_all(&mut self) {
         for a in &mut self.apiservers {
             if a.guard.is_none() {
-                a.guard = Some(spawn_apiserver(a));
+                a.spawn();
             }
         }
-        for a in &self.apiservers {
-            self.wait_ready(a, Duration::from_secs(90));
+        for i in 0..self.apiservers.len() {
+            self.wait_ready(i, Duration::from_secs(90));
         }
     }
 
@@ -474,17 +490,34 @@ impl ControlPlane {
     pub fn restart(&mut self, i: usize) {
         let a = &mut self.apiservers[i];
         a.guard = None;
-        a.guard = Some(spawn_apiserver(a));
-        let a = &self.apiservers[i];
-        self.wait_ready(a, Duration::from_secs(90));
+        a.spawn();
+        self.wait_ready(i, Duration::from_secs(90));
     }
 
-    fn wait_ready(&self, a: &Apiserver, timeout: Duration) {
+    /// Wait until apiserver `i` answers `/readyz` 200. One that exits is reported
+    /// with its own log at once, except when its port was taken for a moment: a
+    /// restart's port (a free port, in the ephemeral range) can be the source port
+    /// of another program's connection while the apiserver is down, and the
+    /// apiserver exits with `address already in use`; it is started again.
+    fn wait_ready(&mut self, i: usize, timeout: Duration) {
         let end = Instant::now() + timeout;
         loop {
+            let a = &self.apiservers[i];
             let r = crate::tls::https_get_as(a.addr, "/readyz", Some(&self.ca), None, Some(&self.admin));
             if matches!(r, Ok(ref f) if f.status == 200) {
                 return;
+            }
+            let a = &mut self.apiservers[i];
+            if let Some(status) = a.exited() {
+                let tail = a.log_tail();
+                assert!(
+                    tail.contains("address already in use") && Instant::now() < end,
+                    "kube-apiserver on {} exited ({status}):\n{tail}",
+                    a.addr
+                );
+                std::thread::sleep(Duration::from_secs(1));
+                a.spawn();
+                continue;
             }
             assert!(Instant::now() < end, "kube-apiserver on {} not ready: {r:?}\n{}", a.addr, a.log_tail());
             std::thread::sleep(Duration::from_millis(200));
