@@ -123,8 +123,15 @@ impl Api {
 
     /// Why the apiserver answered 401 to our credential, as far as we can tell.
     fn rejected(&self) -> String {
-        match crate::certs::not_yet_valid(self.cert_pem.as_deref(), &self.ca_pem) {
-            Some(why) => format!(
+        use crate::certs::OutsideValidity;
+        match crate::certs::outside_validity(self.cert_pem.as_deref(), &self.ca_pem) {
+            Some(OutsideValidity::Ended(why)) => format!(
+                "the apiserver rejected the {} certificate for {} (401): {why}. \
+                 Render this node's user-data again with a later `client-certificates.not-before` \
+                 in the cluster facts (or, if this node's clock is ahead, fix it), then restart this unit",
+                self.who, self.node
+            ),
+            Some(OutsideValidity::NotYet(why)) => format!(
                 "the apiserver rejected the {} certificate for {} (401): {why}. \
                  This node's clock is behind: fix it (NTP), then restart this unit",
                 self.who, self.node

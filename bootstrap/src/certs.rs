@@ -222,19 +222,37 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Why a client certificate is not valid yet on this node's clock (an apiserver
-/// answers 401 to it), or None when that is not the problem.
-pub fn not_yet_valid(cert_pem: Option<&str>, ca_pem: &str) -> Option<String> {
-    not_yet_valid_at(cert_pem?, ca_pem, now())
+/// Why a client certificate is outside its validity on this node's clock (an
+/// apiserver answers 401 to it then), or None when that is not the problem.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OutsideValidity {
+    /// Valid from a moment this node's clock has not reached: the clock is behind.
+    NotYet(String),
+    /// Its `notAfter` has passed: the certificate needs reissuing (or the clock is
+    /// ahead).
+    Ended(String),
 }
 
-pub fn not_yet_valid_at(cert_pem: &str, ca_pem: &str, now: i64) -> Option<String> {
+pub fn outside_validity(cert_pem: Option<&str>, ca_pem: &str) -> Option<OutsideValidity> {
+    outside_validity_at(cert_pem?, ca_pem, now())
+}
+
+pub fn outside_validity_at(cert_pem: &str, ca_pem: &str, now: i64) -> Option<OutsideValidity> {
     let (cert, ca) = (Cert::from_pem(cert_pem)?, Cert::from_pem(ca_pem)?);
-    if !cert.signed_by(&ca) || now >= cert.not_before {
+    if !cert.signed_by(&ca) {
         return None;
     }
     let rfc = |t: i64| crate::clock::rfc3339(u64::try_from(t).unwrap_or(0));
-    Some(format!("the certificate is valid from {}, and this node's clock says {}", rfc(cert.not_before), rfc(now)))
+    if now < cert.not_before {
+        let why =
+            format!("the certificate is valid from {}, and this node's clock says {}", rfc(cert.not_before), rfc(now));
+        Some(OutsideValidity::NotYet(why))
+    } else if now > cert.not_after {
+        let why = format!("the certificate ended at {}, and this node's clock says {}", rfc(cert.not_after), rfc(now));
+        Some(OutsideValidity::Ended(why))
+    } else {
+        None
+    }
 }
 
 /// Whether a PEM certificate, of any X.509 version, is signed by the PEM CA and
@@ -289,8 +307,13 @@ mod tests {
         assert!(chains_to_at(leaf, ca, c.not_before + 10));
         assert!(!chains_to_at(leaf, ca, c.not_after + 1), "expired");
         assert!(!chains_to_at(leaf, include_str!("../../fixtures/seed/ca.crt"), c.not_before + 10), "another CA");
-        assert!(not_yet_valid_at(leaf, ca, c.not_before - 5).is_some());
-        assert!(not_yet_valid_at(leaf, ca, c.not_before + 5).is_none());
+        assert!(matches!(outside_validity_at(leaf, ca, c.not_before - 5), Some(OutsideValidity::NotYet(_))));
+        assert_eq!(outside_validity_at(leaf, ca, c.not_before + 5), None);
+        assert_eq!(outside_validity_at(leaf, ca, c.not_after), None);
+        let ended = outside_validity_at(leaf, ca, c.not_after + 1);
+        assert!(matches!(ended, Some(OutsideValidity::Ended(ref w)) if w.contains("ended at")), "{ended:?}");
+        let other = include_str!("../../fixtures/seed/ca.crt");
+        assert_eq!(outside_validity_at(leaf, other, c.not_after + 1), None, "another CA's: not about time");
         // One flipped bit in what is signed breaks the signature.
         let mut forged = c.clone();
         let last = forged.tbs.len() - 1;

@@ -1167,3 +1167,32 @@ impl common::Joined for Peers {
         self.wait_heartbeat(std::time::SystemTime::now(), what);
     }
 }
+
+/// An `auth: x509` certificate outside its validity on the node's clock: the real
+/// kube-apiserver answers 401 to it (on both authorization modes), and the
+/// bootstrap says which end of the validity is the problem, with both moments,
+/// instead of blaming the CA: one ended (its `not-before` too old for its
+/// `validity-days`), one not valid yet (a clock behind). Nothing past the check.
+#[test]
+fn x509_certificates_outside_their_validity_are_named() {
+    for authz in [Authz::AlwaysAllow, Authz::RbacNode] {
+        for (not_before, days, says) in [
+            ("2020-01-01", 1, ["the certificate ended at 2020-01-02", "later `client-certificates.not-before`"]),
+            ("2099-01-01", 365, ["the certificate is valid from 2099-01-01T00:00:00Z", "clock is behind"]),
+        ] {
+            let what = format!("{authz:?} {not_before}");
+            let validity = |f: FactsYaml| f.auth_x509(not_before, days);
+            let setup = Setup { facts: Some(&validity), ..Setup::default() };
+            let w = peers_with("1.34/stable", Auth::X509, Lb::Builtin, authz, Some("127.0.0.56"), &setup);
+            common::edit_plan(&w.root, |plan| plan.timing.auth_grace_secs = 2);
+            let (code, log) = w.run();
+            assert_eq!(code, 78, "{what}:\n{log}");
+            assert!(log.contains("rejected the kubelet certificate for worker-1 (401)"), "{what}:\n{log}");
+            for s in says {
+                assert!(log.contains(s), "{what}: {s:?}:\n{log}");
+            }
+            assert!(!log.contains("--client-ca-file"), "{what}: blamed the CA:\n{log}");
+            assert!(w.node().is_none(), "{what}: a Node registered");
+        }
+    }
+}
