@@ -64,30 +64,114 @@ pub fn bin(name: &str) -> PathBuf {
 /// One etcd member on 127.0.0.1, in memory-backed speed mode (`--unsafe-no-fsync`).
 pub struct Etcd {
     pub url: String,
-    _guard: Guard,
+    dir: PathBuf,
+    client: u16,
+    peer: u16,
+    guard: Option<Guard>,
 }
 
 impl Etcd {
     pub fn start(dir: &Path) -> Etcd {
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = fs::File::create(dir.join("etcd.log")).expect("etcd log");
-        let guard = Guard::spawn(
+        let mut etcd = Etcd { url, dir: dir.to_path_buf(), client, peer, guard: None };
+        etcd.start_again();
+        etcd
+    }
+
+    /// Start it (again) on its data directory and ports.
+    pub fn start_again(&mut self) {
+        let url = &self.url;
+        let peer_url = format!("http://127.0.0.1:{}", self.peer);
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("etcd.log")).expect("etcd log");
+        self.guard = Some(Guard::spawn(
             Command::new(bin("etcd"))
                 .args(["--name", "mk8s-test", "--data-dir"])
-                .arg(dir.join("etcd"))
-                .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+                .arg(self.dir.join("etcd"))
+                .args(["--listen-client-urls", url, "--advertise-client-urls", url])
                 .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &format!("mk8s-test={peer_url}")])
                 .args(["--unsafe-no-fsync", "--log-level", "warn"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log),
-        );
-        let addr: SocketAddr = format!("127.0.0.1:{client}").parse().expect("addr");
+        ));
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.client).parse().expect("addr");
         assert!(crate::proc::wait_listening(addr, Duration::from_secs(30)), "etcd did not listen on {addr}");
-        Etcd { url, _guard: guard }
+    }
+
+    /// SIGKILL.
+    pub fn stop(&mut self) {
+        self.guard = None;
+    }
+}
+
+/// Every request at level Metadata, after the response (no bodies: no secrets).
+const AUDIT_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n";
+
+/// One audited request: the verb (`get`, `create`, `patch`…), the URI, the
+/// authenticated user (`""` when authentication failed) and the answer's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    pub verb: String,
+    pub uri: String,
+    pub user: String,
+    pub code: u16,
+}
+
+/// Calls to a kube-apiserver with the admin certificate, from any thread.
+#[derive(Clone)]
+pub struct AdminClient {
+    pub addr: SocketAddr,
+    ca: Arc<Ca>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl AdminClient {
+    /// `METHOD PATH [BODY]` (PATCH as a JSON merge patch): the status and body.
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+        let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+        let admin = Leaf::from_pem(&self.cert_pem, &self.key_pem).ok_or("the admin certificate")?;
+        let client = Some((admin.rustls_chain(), admin.rustls_key()));
+        crate::tls::https_call(
+            self.addr,
+            name,
+            crate::tls::Trust::Roots(self.ca.rustls_root()),
+            method,
+            path,
+            body,
+            None,
+            client,
+        )
+        .map(|f| (f.status, f.body))
+        .map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    /// What a kubelet does for its Node: create it if it does not exist, then
+    /// report its status, Ready (or not) with a heartbeat at `at`.
+    pub fn report_node(&self, name: &str, ready: bool, at: std::time::SystemTime) -> Result<(), String> {
+        let node = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        match self.call("POST", "/api/v1/nodes", Some(&node.to_string()))? {
+            (201 | 409, _) => {}
+            (code, body) => return Err(format!("POST /api/v1/nodes: {code} {body}")),
+        }
+        let t = crate::node_model::rfc3339(at);
+        let status = if ready { "True" } else { "False" };
+        let patch = serde_json::json!({"status": {"conditions": [{"type": "Ready", "status": status, "reason": "KubeletReady", "lastHeartbeatTime": t, "lastTransitionTime": t}]}});
+        match self.call("PATCH", &format!("/api/v1/nodes/{name}/status"), Some(&patch.to_string()))? {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("PATCH /api/v1/nodes/{name}/status: {code} {body}")),
+        }
+    }
+
+    /// The Node, if it exists.
+    pub fn node(&self, name: &str) -> Option<serde_json::Value> {
+        match self.call("GET", &format!("/api/v1/nodes/{name}"), None) {
+            Ok((200, body)) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
     }
 }
 
@@ -108,6 +192,9 @@ pub struct Options {
     /// More addresses in every apiserver's serving certificate (an external load
     /// balancer's, as an operator adds it to `certs/csr.conf.template`).
     pub extra_sans: Vec<String>,
+    /// Every request in an audit log (`--audit-log-path`, level Metadata): the
+    /// record [`ControlPlane::requests`] reads.
+    pub audit: bool,
 }
 
 impl Options {
@@ -125,6 +212,7 @@ impl Options {
             known_tokens: String::new(),
             ca: None,
             extra_sans: Vec::new(),
+            audit: false,
         }
     }
 }
@@ -203,7 +291,7 @@ pub struct ControlPlane {
     pub apiservers: Vec<Apiserver>,
     pub dir: tempfile::TempDir,
     controller_manager: Option<Guard>,
-    _etcd: Etcd,
+    etcd: Etcd,
 }
 
 /// Lay out the certificates and credentials the default args name, under one
@@ -406,7 +494,13 @@ impl ControlPlane {
             fs::create_dir_all(snap_data.join("var/lock")).expect("var/lock");
             // An HA (dqlite) control plane, as every MicroK8s install since 1.19.
             fs::write(snap_data.join("var/lock/ha-cluster"), "").expect("ha-cluster");
-            let args = apiserver_args(&options, ip, &snap_data, &etcd.url);
+            let mut args = apiserver_args(&options, ip, &snap_data, &etcd.url);
+            if options.audit {
+                let policy = dir.path().join("audit-policy.yaml");
+                fs::write(&policy, AUDIT_POLICY).expect("audit policy");
+                args.push(format!("--audit-policy-file={}", policy.display()));
+                args.push(format!("--audit-log-path={}", dir.path().join(format!("cp{i}/audit.log")).display()));
+            }
             fs::write(snap_data.join("args/kube-apiserver"), args_file(&options, &args)).expect("args");
             let hosts = dir.path().join(format!("cp{i}/hosts"));
             fs::write(&hosts, &machine_hosts).expect("hosts");
@@ -414,7 +508,7 @@ impl ControlPlane {
             let addr: SocketAddr = format!("{ip}:{}", options.port).parse().expect("addr");
             apiservers.push(Apiserver { addr, args, snap_data, hosts, log, log_from: 0, guard: None });
         }
-        ControlPlane { ca, options, admin, apiservers, dir, controller_manager: None, _etcd: etcd }
+        ControlPlane { ca, options, admin, apiservers, dir, controller_manager: None, etcd }
     }
 
     /// Start every apiserver not running, and wait until each is ready.
@@ -539,6 +633,65 @@ impl ControlPlane {
         child.stdin.take().expect("stdin").write_all(object.to_string().as_bytes()).expect("object json");
         let out = child.wait_with_output().expect("kubectl");
         assert!(out.status.success(), "kubectl create {object}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Every request the apiservers audited, in order per apiserver (needs
+    /// [`Options::audit`]): what a client asked and what it was answered, from the
+    /// real program's own record. Requests that failed authentication are there
+    /// too (user `""`, 401).
+    pub fn requests(&self) -> Vec<Audited> {
+        let mut out = Vec::new();
+        for i in 0..self.apiservers.len() {
+            let text = fs::read_to_string(self.dir.path().join(format!("cp{i}/audit.log"))).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                if v["stage"] != "ResponseComplete" && v["stage"] != "ResponseStarted" {
+                    continue;
+                }
+                out.push(Audited {
+                    verb: v["verb"].as_str().unwrap_or_default().to_string(),
+                    uri: v["requestURI"].as_str().unwrap_or_default().to_string(),
+                    user: v["user"]["username"].as_str().unwrap_or_default().to_string(),
+                    code: v["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+                });
+            }
+        }
+        out
+    }
+
+    /// The requests `user` made.
+    pub fn requests_by(&self, user: &str) -> Vec<Audited> {
+        self.requests().into_iter().filter(|r| r.user == user).collect()
+    }
+
+    /// A handle that calls the first apiserver with the admin certificate, for
+    /// threads (a kubelet's stand-in).
+    pub fn admin_client(&self) -> AdminClient {
+        let (cert_pem, key_pem) = (self.admin.cert_pem.clone(), self.admin.key_pem.clone());
+        AdminClient { addr: self.apiservers[0].addr, ca: self.ca.clone(), cert_pem, key_pem }
+    }
+
+    /// What merge-known-tokens.sh leaves: `credentials/known_tokens.csv` on every
+    /// control-plane node, and each running apiserver restarted to read it.
+    pub fn set_known_tokens(&mut self, csv: &str) {
+        for a in &self.apiservers {
+            fs::write(a.snap_data.join("credentials/known_tokens.csv"), csv).expect("known_tokens.csv");
+        }
+        for i in 0..self.apiservers.len() {
+            if self.apiservers[i].running() {
+                self.restart(i);
+            }
+        }
+    }
+
+    /// Stop the datastore (the apiservers keep serving, and `/readyz` fails).
+    pub fn stop_etcd(&mut self) {
+        self.etcd.stop();
+    }
+
+    /// Start the datastore again, on its data and ports.
+    pub fn start_etcd(&mut self) {
+        self.etcd.start_again();
     }
 
     /// `KIND API PATH` with the admin certificate; the answer's status and body.
