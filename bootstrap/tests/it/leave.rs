@@ -1,10 +1,10 @@
 //! `mk8s-bootstrap leave` on workers joined on the node model: the real agent, the
 //! files of a real `mk8s-gen` user-data, the model's snapd and systemd, and the real
 //! control plane (`real_apiserver::peers_with`: three real kube-apiservers with that
-//! version's default args; on 1.26 the real apiserver-proxy on the worker). The
-//! cases that kill the agent at every command, or break snapd, join forty times
-//! over and stay on the simulated apiserver (held to the real one by a differential
-//! test): `leave` itself sends the apiserver nothing.
+//! version's default args; on 1.26 the real apiserver-proxy on the worker),
+//! including the cases that kill the agent before every command (a joined machine
+//! per kill point) or break snapd: `leave` itself sends the apiserver nothing, but
+//! the join before it does.
 //!
 //! Each case joins a worker, leaves, and proves a clean machine: the root's file
 //! tree (paths, modes, content hashes) is the image's (`--purge`) or that of a
@@ -27,13 +27,7 @@ use mk8s_testkit::node_model::{self, write_script, SNAP_DATA};
 use mk8s_testkit::apiserver::Authz;
 
 use crate::common::{self, Joined, Tree};
-use crate::node_model::{world_with, Lb, Variant, World};
 use crate::real_apiserver::{self as real, Auth, Setup};
-
-/// A worker on the simulated apiserver, for the fault-injection cases.
-fn world(channel: &str, lb: Lb, node_ip: &str) -> World {
-    world_with(channel, false, lb, node_ip, Variant::default())
-}
 
 /// A worker before its join, in front of the real control plane (three real
 /// kube-apiservers with that version's default args, AlwaysAllow).
@@ -203,7 +197,7 @@ fn without_the_plan_leave_still_cleans_up() {
 
 /// `snap` and `systemctl` that SIGKILL the agent before its Nth command in this
 /// run (`kill-at` in `dir`), else run the model's.
-fn killing_wrappers(w: &World, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+fn killing_wrappers(w: &real::Peers, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut paths = Vec::new();
     for (tool, real) in [("snap", &w.model.snap), ("systemctl", &w.model.systemctl)] {
         let p = dir.join(tool);
@@ -228,7 +222,7 @@ fn killing_wrappers(w: &World, dir: &Path) -> (std::path::PathBuf, std::path::Pa
 fn killed_before_every_command_and_rerun_converges() {
     let mut kills = 0;
     for n in 1..40 {
-        let w = world("1.26/stable", Lb::Microk8sProxy, "127.0.0.128");
+        let w = real_world("1.26/stable", Auth::Token, real::Lb::Microk8sProxy, "127.0.0.128");
         let want = fresh_install(&w);
         join(&w);
         let dir = tempfile::tempdir().unwrap();
@@ -265,7 +259,7 @@ fn killed_before_every_command_and_rerun_converges() {
 /// fails (exit 75), the plan and the journal stay, and a rerun finishes.
 #[test]
 fn a_failed_step_keeps_the_plan_and_the_journal_for_the_rerun() {
-    let w = world("1.26/stable", Lb::Traefik, "127.0.0.130");
+    let w = real_world("1.26/stable", Auth::Token, real::Lb::Traefik, "127.0.0.130");
     let want = fresh_install(&w);
     join(&w);
     let down = w.root.parent().unwrap().join("snapd-down");
@@ -298,7 +292,7 @@ fn a_failed_step_keeps_the_plan_and_the_journal_for_the_rerun() {
 /// certificate the plan installed over the install hook's is removed.
 #[test]
 fn a_worker_joined_without_the_journal_is_undone_from_the_plan() {
-    let w = world("1.30/stable", Lb::Builtin, "127.0.0.131");
+    let w = real_world("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.131");
     let want = fresh_install(&w);
     join(&w);
     fs::remove_dir_all(w.root.join("var/lib/mk8s-worker/undo")).unwrap();
@@ -329,7 +323,7 @@ fn a_worker_joined_without_the_journal_is_undone_from_the_plan() {
 /// the agent never started): the snap's files are not ours to touch, ours go.
 #[test]
 fn a_machine_whose_join_never_ran_keeps_the_snaps_files() {
-    let w = world("1.30/stable", Lb::Builtin, "127.0.0.132");
+    let w = real_world("1.30/stable", Auth::X509, real::Lb::Builtin, "127.0.0.132");
     let want = fresh_install(&w);
     let (out, _) = leave(&w, false);
     assert!(!out.contains("$SNAP_DATA"), "{out}");

@@ -17,7 +17,6 @@ mod launch_config;
 mod leave;
 mod maintain;
 mod native_join;
-mod node_model;
 mod real_apiserver;
 mod real_balance;
 mod real_boot;

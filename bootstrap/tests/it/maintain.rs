@@ -4,10 +4,10 @@
 //! RBAC,Node), then checked, reported on its Node, drifted on purpose, repaired,
 //! and checked again.
 //!
-//! Two scenarios stay on the simulated apiserver (`node_model`'s world), because
-//! they inject a fault the real one cannot be made to show: a report whose first
-//! connection is dropped without an answer (a listener that accepts and closes on
-//! the apiserver's address), and an apiserver that is gone for the whole run.
+//! The faults are the operator's external balancer's (`mode: external`, a real
+//! HAProxy in front of the three apiservers): stopped, with a listener on its
+//! address that accepts one connection and closes it unanswered, then started
+//! again; or stopped for the whole run.
 
 use std::fs;
 use std::process::Command;
@@ -18,8 +18,8 @@ use mk8s_testkit::node_model::SNAP_DATA;
 use serde_json::Value;
 
 use crate::common::{Joined, BIN};
-use crate::node_model::{world_with, Lb, Variant, World, NODE};
-use crate::real_apiserver::{self as real, Auth, Peers, Setup};
+
+use crate::real_apiserver::{self as real, Auth, Peers, Setup, NODE};
 
 /// `mk8s-bootstrap maintain [--repair]` on the world's node: (exit code, log).
 fn maintain(w: &dyn Joined, repair: bool) -> (i32, String) {
@@ -73,16 +73,6 @@ fn joined(channel: &str, auth: Auth, lb: real::Lb, authz: Authz, ip: &str) -> (P
     assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
     w.wait_heartbeat(started, "after the join");
     (w, sha)
-}
-
-/// A worker joined on the simulated apiserver, for the fault-injection scenarios.
-fn joined_on_the_model(channel: &str, lb: Lb, ip: &str) -> World {
-    let w = world_with(channel, false, lb, ip, Variant::default());
-    let started = std::time::SystemTime::now();
-    let (code, log) = w.run();
-    assert_eq!(code, 0, "the join failed:\n{log}\n{}", w.story());
-    w.wait_heartbeat(started, "after the join");
-    w
 }
 
 fn reports_no_drift(channel: &str, auth: Auth, lb: real::Lb, authz: Authz, ip: &str) {
@@ -257,19 +247,18 @@ fn a_node_that_has_not_joined_is_left_alone() {
 /// reports, rather than failing the unit until the next timer run.
 #[test]
 fn a_dropped_connection_is_tried_again() {
-    let mut w = joined_on_the_model("1.30/stable", Lb::External, "127.0.0.69");
-    let addr: std::net::SocketAddr = w.sim.url().trim_start_matches("https://").parse().unwrap();
-    w.sim.stop();
+    let (mut w, _) = joined("1.30/stable", Auth::X509, real::Lb::External, Authz::AlwaysAllow, "127.0.0.69");
+    let addr = w.stop_external();
     let dropper = std::net::TcpListener::bind(addr).unwrap();
     let mut c = Command::new(BIN);
     c.arg("maintain").arg("--repair").arg("--root").arg(&w.root);
     c.arg("--systemctl").arg(&w.model.systemctl).arg("--snap").arg(&w.model.snap);
     let child = c.stderr(std::process::Stdio::piped()).spawn().unwrap();
     // One connection accepted and closed before a byte is answered, then the
-    // apiserver is back on its address.
+    // balancer is back on its address.
     drop(dropper.accept().unwrap());
     drop(dropper);
-    w.sim.restart();
+    w.start_external();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
@@ -282,8 +271,8 @@ fn a_dropped_connection_is_tried_again() {
 /// still in the status file.
 #[test]
 fn a_report_that_cannot_reach_the_apiserver_is_retryable() {
-    let mut w = joined_on_the_model("1.30/stable", Lb::External, "127.0.0.68");
-    w.sim.stop();
+    let (mut w, _) = joined("1.30/stable", Auth::X509, real::Lb::External, Authz::AlwaysAllow, "127.0.0.68");
+    w.stop_external();
     let (code, log) = maintain(&w, true);
     assert_eq!(code, 75, "{log}");
     let st = status(&w);

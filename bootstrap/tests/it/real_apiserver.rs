@@ -286,7 +286,7 @@ impl Lb {
 pub(crate) struct Peers {
     // Dropped first: the real kubelet's processes, mounts and cgroup go first.
     _host: Option<mk8s_testkit::upstream::RealNodeHost>,
-    _external: Option<mk8s_testkit::proc::Guard>,
+    external: Option<mk8s_testkit::proc::Guard>,
     // Then the apiservers, before their addresses go.
     pub(crate) cp: ControlPlane,
     pub(crate) agents: Vec<mk8s_testkit::real_agent::RealClusterAgent>,
@@ -300,8 +300,8 @@ pub(crate) struct Peers {
     pub(crate) facts_file: std::path::PathBuf,
     kubectl: std::path::PathBuf,
     real_kubelet: bool,
-    _tmp: tempfile::TempDir,
-    _addresses: mk8s_testkit::upstream::PeerAddresses,
+    tmp: tempfile::TempDir,
+    addresses: mk8s_testkit::upstream::PeerAddresses,
 }
 
 pub(crate) const NODE: &str = "worker-1";
@@ -379,7 +379,7 @@ pub(crate) fn peers_with(
     let kubectl = mk8s_testkit::tools::require("kubectl");
     Peers {
         _host: host,
-        _external: external,
+        external,
         cp,
         agents,
         model,
@@ -389,8 +389,8 @@ pub(crate) fn peers_with(
         facts_file: tmp.path().join("cluster.yaml"),
         kubectl,
         real_kubelet,
-        _tmp: tmp,
-        _addresses: addresses,
+        tmp,
+        addresses,
     }
 }
 
@@ -582,6 +582,17 @@ impl Peers {
             .output()
             .unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    /// The operator's external balancer (`Lb::External`) stopped; its address.
+    pub(crate) fn stop_external(&mut self) -> std::net::SocketAddr {
+        assert!(self.external.take().is_some(), "no external balancer");
+        format!("{}:{}", self.addresses.ips[4], self.cp.options.port).parse().unwrap()
+    }
+
+    /// The operator's external balancer started again, in front of every apiserver.
+    pub(crate) fn start_external(&mut self) {
+        self.external = Some(external_balancer(&self.cp, &self.addresses.ips[4], self.tmp.path()));
     }
 
     pub(crate) fn story(&self) -> String {
