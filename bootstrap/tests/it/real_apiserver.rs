@@ -302,6 +302,9 @@ pub(crate) struct Peers {
     real_kubelet: bool,
     tmp: tempfile::TempDir,
     addresses: mk8s_testkit::upstream::PeerAddresses,
+    /// The cluster's facts and secrets, as the worker's user-data was rendered.
+    pub(crate) facts: mk8s_gen::model::Facts,
+    pub(crate) secrets: mk8s_gen::secrets::Secrets,
 }
 
 pub(crate) const NODE: &str = "worker-1";
@@ -368,16 +371,8 @@ pub(crate) fn peers_with(
     let model = worker_model(channel, worker_port, &node_ip, host.as_ref(), setup.upgraded, &dir, &root);
     let image = common::tree(&root);
     common::boot(&root, &render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap());
-    common::edit_plan(&root, |plan| {
-        plan.timing.ready_deadline_secs = 60;
-        plan.timing.retry_initial_ms = 100;
-        plan.timing.retry_cap_ms = 1000;
-        if let Some(join) = plan.join.as_mut() {
-            join.agents = agents.iter().map(|a| a.addr.to_string()).collect();
-        }
-    });
     let kubectl = mk8s_testkit::tools::require("kubectl");
-    Peers {
+    let w = Peers {
         _host: host,
         external,
         cp,
@@ -391,7 +386,11 @@ pub(crate) fn peers_with(
         real_kubelet,
         tmp,
         addresses,
-    }
+        facts,
+        secrets,
+    };
+    w.shorten_plan();
+    w
 }
 
 type Cluster = (
@@ -582,6 +581,27 @@ impl Peers {
             .output()
             .unwrap();
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    /// The plan on the node with this tier's timings and, for MicroK8s's own join,
+    /// the real agents' addresses (as generated: `IP:25000`, which they are).
+    pub(crate) fn shorten_plan(&self) {
+        common::edit_plan(&self.root, |plan| {
+            plan.timing.ready_deadline_secs = 60;
+            plan.timing.retry_initial_ms = 100;
+            plan.timing.retry_cap_ms = 1000;
+            if let Some(join) = plan.join.as_mut() {
+                join.agents = self.agents.iter().map(|a| a.addr.to_string()).collect();
+            }
+        });
+    }
+
+    /// The cloud-config `mk8s-gen` renders for another worker of the facts.
+    pub(crate) fn user_data_of(&self, name: &str) -> String {
+        use mk8s_gen::render::{self, Delivery};
+        let worker = self.facts.worker(name).unwrap();
+        let out = render::render_node(&self.facts, &self.secrets, worker, &Delivery::Preinstalled).unwrap();
+        mk8s_gen::output::cloud_config::cloud_config(&out)
     }
 
     /// The operator's external balancer (`Lb::External`) stopped; its address.
