@@ -163,7 +163,11 @@ fn persistent_tokens_on_1_27_plus_registered_idempotently_and_pruned() {
     let o = cp.run(&two);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!is_valid_token(&t[1].1, &file).0, "a deleted worker's used token came back");
-    assert!(text(&o).contains("worker-2: its join token was used") && text(&o).contains("generation"), "{}", text(&o));
+    assert!(text(&o).contains("worker-2: its join token was used"), "{}", text(&o));
+    // The advice names both ways to a new token: `epoch` for a new machine (what a
+    // replacement needs: new credentials), `generation` for the same machine.
+    assert!(text(&o).contains("`epoch` in the facts (a new machine)"), "{}", text(&o));
+    assert!(text(&o).contains("`generation` (the same machine again)"), "{}", text(&o));
     assert!(!text(&o).contains(&t[1].1), "tokens are never printed");
     // Its next generation is a new token, registered once.
     let next = cp.bundle_with("1.30/stable", &["worker-1", "worker-2"], &[("worker-2", 1)]);
@@ -173,6 +177,23 @@ fn persistent_tokens_on_1_27_plus_registered_idempotently_and_pruned() {
     let o = cp.run(&next);
     assert!(o.status.success(), "{}", text(&o));
     assert!(is_valid_token(&t2[1].1, &file).0 && !is_valid_token(&t[1].1, &file).0);
+    // A new machine's epoch is a new token too (the advice's other way).
+    let text_facts = FactsYaml::new("mk8s")
+        .channel("1.30/stable")
+        .ca_file("ca.crt")
+        .auth_join()
+        .join_token_ttl_hours(2)
+        .control_plane("cp-1", "10.130.0.2")
+        .workers([Worker::new("worker-1"), Worker::new("worker-2").epoch(2)])
+        .yaml();
+    let facts_path = cp.root.join("cluster-epoch.yaml");
+    fs::write(&facts_path, text_facts).unwrap();
+    let out = cp.root.join("bundle-epoch");
+    let st = common::control_plane_bundle(&facts_path, &workspace().join("fixtures/microk8s-join/secrets.yaml"), &out);
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let t3 = tokens(&out);
+    assert!(t3[1].1 != t[1].1 && t3[1].1 != t2[1].1, "a new epoch, a new token");
+    assert_eq!(t3[0].1, t[0].1, "the other workers keep theirs");
 }
 
 /// Cron and systemd timers run without /snap/bin on PATH: the script finds
