@@ -17,7 +17,15 @@
 //! - [`CHECKED_AT`]: when that verdict was reached, RFC 3339 UTC;
 //! - [`EPOCH`]: the epoch (`workers[].epoch`, decimal) of the machine that holds
 //!   the Node, written by `mk8s-bootstrap` when it finds a Node of an earlier
-//!   machine of its name; absent means epoch 1.
+//!   machine of its name; absent means epoch 1;
+//! - [`OBSERVED_CHANNEL`]: the channel the node's MicroK8s snap tracks
+//!   (`1.30/stable`), as `snap list` says at the check;
+//! - [`UPGRADE`]: what the last run did about [`DESIRED_CHANNEL`]: `done: FROM ->
+//!   TO`, `refused: WHY` (the skew policy, a malformed channel) or `failed: WHY`;
+//!   absent when nothing was asked.
+//!
+//! One key is the operator's, read by the node: [`DESIRED_CHANNEL`], the channel
+//! `mk8s-ctl upgrade` asks the node to refresh MicroK8s to.
 
 /// The prefix every key of ours carries.
 pub const PREFIX: &str = "mk8s-worker.io/";
@@ -29,10 +37,25 @@ pub const PROXY_NOT_AFTER: &str = "mk8s-worker.io/proxy-not-after";
 pub const DRIFT: &str = "mk8s-worker.io/drift";
 pub const CHECKED_AT: &str = "mk8s-worker.io/checked-at";
 pub const EPOCH: &str = "mk8s-worker.io/epoch";
+pub const OBSERVED_CHANNEL: &str = "mk8s-worker.io/observed-channel";
+pub const UPGRADE: &str = "mk8s-worker.io/upgrade";
+/// Written by the operator's `mk8s-ctl upgrade`, read by the node.
+pub const DESIRED_CHANNEL: &str = "mk8s-worker.io/desired-channel";
 
 /// Every key, in the order a report lists them.
-pub const ALL: &[&str] =
-    &[PLAN_SHA256, AGENT_VERSION, CLIENT_NOT_AFTER, SERVING_NOT_AFTER, PROXY_NOT_AFTER, DRIFT, CHECKED_AT, EPOCH];
+pub const ALL: &[&str] = &[
+    PLAN_SHA256,
+    AGENT_VERSION,
+    CLIENT_NOT_AFTER,
+    SERVING_NOT_AFTER,
+    PROXY_NOT_AFTER,
+    DRIFT,
+    CHECKED_AT,
+    EPOCH,
+    OBSERVED_CHANNEL,
+    UPGRADE,
+    DESIRED_CHANNEL,
+];
 
 #[cfg(test)]
 mod tests {

@@ -166,6 +166,19 @@ impl Api {
         }
     }
 
+    /// `GET /version` with our credential (every authenticated user may read it,
+    /// `system:public-info-viewer`): the apiserver's `gitVersion` (`v1.34.4`).
+    pub fn version(&self) -> Result<String, Failure> {
+        match self.get("/version", true)? {
+            (200, body) => serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["gitVersion"].as_str().map(str::to_string))
+                .ok_or_else(|| Failure::Retry(format!("GET /version: no gitVersion in {}", first_line(&body)))),
+            (401, _) => Err(Failure::Fatal(self.rejected())),
+            (code, body) => Err(Failure::Retry(format!("GET /version answered {code}: {}", first_line(&body)))),
+        }
+    }
+
     /// Our Node object, if it exists (`GET /api/v1/nodes/NAME`).
     pub fn node_object(&self) -> Result<Option<serde_json::Value>, Failure> {
         let path = format!("/api/v1/nodes/{}", self.node);
@@ -181,13 +194,23 @@ impl Api {
     /// `PATCH /api/v1/nodes/NAME` (JSON merge patch) with our credential: a kubelet
     /// may patch its own Node (the Node authorizer's rules; `system:node`).
     pub fn patch_node(&self, patch: &serde_json::Value) -> Result<(), Failure> {
+        self.patch_node_returning(patch).map(|_| ())
+    }
+
+    /// [`Api::patch_node`], returning the Node as the apiserver stored it (its
+    /// annotations carry what the operator asks of this node); `Null` when the
+    /// answer was not JSON.
+    pub fn patch_node_returning(&self, patch: &serde_json::Value) -> Result<serde_json::Value, Failure> {
         let url = format!("{}/api/v1/nodes/{}", self.base, self.node);
         let mut req = self.agent.patch(&url).header("Content-Type", "application/merge-patch+json");
         if let Some(t) = &self.token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
         match req.send(patch.to_string()) {
-            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(mut r) if r.status().is_success() => {
+                let body = r.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+                Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+            }
             Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Err(Failure::Fatal(format!(
                 "the apiserver refused to let the kubelet credential patch node {} ({})",
                 self.node,

@@ -122,14 +122,23 @@ into credentials/proxy.config and kube-proxy restarts. Pending: nothing changes
 (proxyRenewal in the status file), the next run asks again. Denied or failed:
 the drift kube-proxy-renewal.
 
+Upgrades (mk8s-ctl upgrade asks): when the answer to the report carries
+mk8s-worker.io/desired-channel and MicroK8s tracks another channel, every
+control plane's /version is read at its own endpoint; within the skew policy
+(one minor up at a time, the kubelet never newer than any kube-apiserver nor
+more than three minors older) MicroK8s is refreshed to it through snapd, what
+the refresh undid is repaired (with or without --repair), and the node reports
+again. Otherwise nothing is refreshed and the drift is upgrade.
+
 Report: /var/lib/mk8s-worker/maintain.json, and the annotations
 mk8s-worker.io/{plan-sha256,agent-version,client-not-after,serving-not-after,
-proxy-not-after,drift,checked-at} on this node's Node, written with the
-kubelet's credential through the node-local balancer.
+proxy-not-after,drift,checked-at,observed-channel,upgrade} on this node's Node,
+written with the kubelet's credential through the node-local balancer.
 
 Exit codes:
   0   no drift (or every drift repaired), reported
-  3   drift found and not repaired (see the status file)
+  3   drift found and not repaired, or an upgrade refused or failed (see the
+      status file)
   75  no drift, but the report did not reach the apiserver (retryable)
   78  no usable plan, or the apiserver refused the report (401/403)
   64  usage error

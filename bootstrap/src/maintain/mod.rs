@@ -14,6 +14,7 @@ pub mod checks;
 pub mod kubeconfig;
 pub mod proxy;
 pub mod report;
+pub mod upgrade;
 
 use std::fs;
 use std::io::Write;
@@ -33,6 +34,10 @@ pub use crate::phases::planned::PLAN_SHA_FILE;
 /// The result a denied or failed renewal of kube-proxy's certificate adds to the
 /// checks' (so the run exits 3, drift); a pending one is only said.
 pub const RENEWAL_CHECK: &str = "kube-proxy-renewal";
+
+/// The result a refused or failed upgrade adds to the checks' (the run exits 3:
+/// the node is not at the channel the operator asked for).
+pub const UPGRADE_CHECK: &str = "upgrade";
 
 /// Exit codes (also in `maintain --help` and the unit file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,23 +157,49 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
     if let Some(line) = renewal.describe() {
         log(out, &format!("kube-proxy's certificate: {line}"));
     }
-    let mut results = verify(&cx);
-    if repair_drift && results.iter().any(|r| !r.ok) {
-        repair(&cx, &mut results, out);
-        for (r, after) in results.iter_mut().zip(verify(&cx)) {
-            (r.ok, r.problems) = (after.ok, after.problems);
+    let check = |repair_drift: bool, out: &mut dyn Write, upgraded: &upgrade::Upgrade| {
+        let mut results = verify(&cx);
+        if repair_drift && results.iter().any(|r| !r.ok) {
+            repair(&cx, &mut results, out);
+            for (r, after) in results.iter_mut().zip(verify(&cx)) {
+                (r.ok, r.problems) = (after.ok, after.problems);
+            }
         }
+        if let Some(problem) = renewal.problem() {
+            results.push(CheckResult { name: RENEWAL_CHECK, ok: false, problems: vec![problem], repaired: Vec::new() });
+        }
+        if let upgrade::Upgrade::Refused(why) | upgrade::Upgrade::Failed(why) = upgraded {
+            results.push(CheckResult {
+                name: UPGRADE_CHECK,
+                ok: false,
+                problems: vec![why.clone()],
+                repaired: Vec::new(),
+            });
+        }
+        for r in results.iter().filter(|r| !r.ok) {
+            log(out, &format!("drift: {}: {}", r.name, r.problems.join("; ")));
+        }
+        let mut verdict = report::Verdict::new(&cx, &bytes, results);
+        verdict.proxy_renewal = renewal.describe();
+        verdict.upgrade = upgraded.describe();
+        verdict
+    };
+    let verdict = check(repair_drift, out, &upgrade::Upgrade::Nothing);
+    let mut delivered = deliver(node, &plan, &verdict, out);
+    let mut verdict = verdict;
+    // What the operator asks of this node comes back in the answer to the report.
+    let desired = delivered.as_ref().ok().and_then(upgrade::desired_of);
+    let api_at = |url: &str| report::kubelet_api_at(node, &plan, url);
+    let upgraded = upgrade::follow(node, &plan, desired.as_deref(), &api_at, out);
+    if let Some(line) = upgraded.describe() {
+        log(out, &format!("upgrade: {line}"));
+        // After a refresh MicroK8s's hooks may have undone what is ours: repaired
+        // whatever the run's flags, as part of the upgrade the operator asked for.
+        let refreshed = matches!(upgraded, upgrade::Upgrade::Done { .. });
+        verdict = check(repair_drift || refreshed, out, &upgraded);
+        delivered = deliver(node, &plan, &verdict, out);
     }
-    if let Some(problem) = renewal.problem() {
-        results.push(CheckResult { name: RENEWAL_CHECK, ok: false, problems: vec![problem], repaired: Vec::new() });
-    }
-    for r in results.iter().filter(|r| !r.ok) {
-        log(out, &format!("drift: {}: {}", r.name, r.problems.join("; ")));
-    }
-    let mut verdict = report::Verdict::new(&cx, &bytes, results);
-    verdict.proxy_renewal = renewal.describe();
-    let delivered = deliver(node, &plan, &verdict, out);
-    let exit = report::finish(node, verdict, delivered, out);
+    let exit = report::finish(node, verdict, delivered.map(|_| ()), out);
     log(out, &format!("exit {}", exit as i32));
     exit
 }
@@ -178,7 +209,12 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
 /// went, the balancer restarted by a repair) is no reason for the unit to fail.
 const REPORT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(3);
 
-fn deliver(node: &Node, plan: &JoinPlan, verdict: &report::Verdict, out: &mut dyn Write) -> Result<(), Failure> {
+fn deliver(
+    node: &Node,
+    plan: &JoinPlan,
+    verdict: &report::Verdict,
+    out: &mut dyn Write,
+) -> Result<serde_json::Value, Failure> {
     let backoff = Backoff {
         initial: std::time::Duration::from_secs(1),
         cap: std::time::Duration::from_secs(2),
@@ -196,7 +232,7 @@ fn deliver(node: &Node, plan: &JoinPlan, verdict: &report::Verdict, out: &mut dy
         std::time::Instant::now,
     );
     match outcome {
-        Outcome::Done(()) => Ok(()),
+        Outcome::Done(node_object) => Ok(node_object),
         Outcome::Fatal(m) => Err(Failure::Fatal(m)),
         Outcome::TimedOut(m) => Err(Failure::Retry(m)),
     }

@@ -39,6 +39,12 @@ pub struct Verdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_renewal: Option<String>,
     pub checks: Vec<CheckResult>,
+    /// The channel MicroK8s tracks (`snap list microk8s`).
+    pub channel: Option<String>,
+    /// What this run did about the operator's desired channel, when asked
+    /// (`done: …`, `refused: …`, `failed: …`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<String>,
     /// Whether the Node got the annotations, or why not.
     pub reported: String,
 }
@@ -73,6 +79,8 @@ impl Verdict {
             proxy_not_after: e.proxy.map(|v| at(v.not_after)),
             proxy_renewal: None,
             checks,
+            channel: super::upgrade::installed_channel(cx.node),
+            upgrade: None,
             reported: String::new(),
         }
     }
@@ -91,6 +99,8 @@ impl Verdict {
         put(a::PROXY_NOT_AFTER, self.proxy_not_after.clone());
         put(a::DRIFT, Some(self.drift.join(",")));
         put(a::CHECKED_AT, Some(self.checked_at.clone()));
+        put(a::OBSERVED_CHANNEL, self.channel.clone());
+        put(a::UPGRADE, self.upgrade.clone());
         json!({ "metadata": { "annotations": ann } })
     }
 }
@@ -109,6 +119,8 @@ pub fn not_joined(plan: &JoinPlan) -> Verdict {
         proxy_not_after: None,
         proxy_renewal: None,
         checks: Vec::new(),
+        channel: None,
+        upgrade: None,
         reported: "not reported: the node has not joined".into(),
     }
 }
@@ -116,24 +128,29 @@ pub fn not_joined(plan: &JoinPlan) -> Verdict {
 /// Patch the Node's annotations with the kubelet's credential, through the
 /// plan's apiserver URL (the node-local balancer); with `auth: microk8s-join`
 /// through the server the join wrote in the kubelet's kubeconfig, as the join
-/// itself waits for the Node (G4).
-pub fn patch_node(node: &Node, plan: &JoinPlan, verdict: &Verdict) -> Result<(), Failure> {
-    kubelet_api(node, plan)?.patch_node(&verdict.patch())
+/// itself waits for the Node (G4). Returns the Node as the apiserver stored it.
+pub fn patch_node(node: &Node, plan: &JoinPlan, verdict: &Verdict) -> Result<Value, Failure> {
+    kubelet_api(node, plan)?.patch_node_returning(&verdict.patch())
 }
 
 /// A client of the apiserver with the kubelet's current credential, the way
 /// [`patch_node`] reaches it: the pair the kubelet rotated into its store when it
 /// rotates (the kubeconfig's first certificate ends), else its kubeconfig's.
 pub fn kubelet_api(node: &Node, plan: &JoinPlan) -> Result<Api, Failure> {
-    let cred = match crate::store::current_client_pair(node) {
-        Some((cert_pem, key_pem)) => Credential::ClientCertificate { cert_pem, key_pem },
-        None => kubeconfig_credential(node, KUBELET).map_err(Failure::Retry)?,
-    };
     let url = match plan.join {
         Some(_) => kubeconfig_server(node, KUBELET).map_err(Failure::Retry)?,
         None => plan.apiserver.url.clone(),
     };
-    Api::for_node(&plan.ca.pem, &plan.node.name, &url, &cred, "kubelet")
+    kubelet_api_at(node, plan, &url)
+}
+
+/// [`kubelet_api`] at another URL (one control plane's own endpoint).
+pub fn kubelet_api_at(node: &Node, plan: &JoinPlan, url: &str) -> Result<Api, Failure> {
+    let cred = match crate::store::current_client_pair(node) {
+        Some((cert_pem, key_pem)) => Credential::ClientCertificate { cert_pem, key_pem },
+        None => kubeconfig_credential(node, KUBELET).map_err(Failure::Retry)?,
+    };
+    Api::for_node(&plan.ca.pem, &plan.node.name, url, &cred, "kubelet")
 }
 
 pub fn save(node: &Node, verdict: &Verdict) {

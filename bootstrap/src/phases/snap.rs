@@ -151,7 +151,7 @@ fn track(channel: &str) -> &str {
 
 /// The Tracking column of `snap list microk8s`
 /// (`Name  Version  Rev  Tracking  Publisher  Notes`).
-fn tracking_of(list: &str) -> Option<String> {
+pub(crate) fn tracking_of(list: &str) -> Option<String> {
     let line = list.lines().find(|l| l.starts_with("microk8s "))?;
     line.split_whitespace().nth(3).map(str::to_string)
 }

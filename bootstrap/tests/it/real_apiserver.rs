@@ -1145,6 +1145,8 @@ fn real_maintain_report_patches_its_own_node() {
             proxy_not_after: None,
             proxy_renewal: None,
             checks: vec![],
+            channel: Some("1.30/stable".into()),
+            upgrade: None,
             reported: String::new(),
         };
         let leaf = cp.ca.client("system:node:worker-1", &["system:nodes"]);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::state::Ctx;
 use super::systemd::{snap_unit, systemctl_quiet};
+use super::versions::{minor_of, Row};
 use super::SNAP_DATA;
 
 impl Ctx {
@@ -70,6 +71,27 @@ impl Ctx {
             }
             ["refresh", "--unhold", "microk8s"] => {
                 self.set_state("refreshHeld", serde_json::json!(false));
+                0
+            }
+            // `snap refresh microk8s --channel=1.N/RISK`: to another channel, even
+            // when held (an explicit refresh is not an automatic one). Modelled
+            // within one row of the behaviour table (what a refresh across rows
+            // changes in the hooks is not); the services restart as in any refresh.
+            ["refresh", "microk8s", flag] if flag.starts_with("--channel=") && self.installed() => {
+                let want = flag.trim_start_matches("--channel=").to_string();
+                let (row, minor) = (Row::of(&want), minor_of(&want));
+                if !std::ptr::eq(row, self.row) {
+                    eprintln!(
+                        "mk8s-node-model: a refresh from {} to {want} crosses a behaviour row: not modelled",
+                        self.s("channel")
+                    );
+                    return 1;
+                }
+                self.set_state("channel", serde_json::json!(want));
+                self.minor = minor;
+                self.event(&format!("snap refresh microk8s --channel={want}"));
+                self.refresh();
+                println!("microk8s ({want}) v1.{minor}.0 from Canonical✓ refreshed");
                 0
             }
             ["refresh", flag, ..] if flag.starts_with("--") => {

@@ -30,7 +30,9 @@ pub(in crate::node_model) fn kubelet(ctx: Arc<Ctx>) {
     let node_ip = args.get("--node-ip").cloned().unwrap_or_else(|| ctx.s("nodeIP"));
     let port = ctx.n("kubeletPort");
     serve(&ctx, &args, &name, &node_ip, port);
-    let node = NodeSpec::new(&args, name, node_ip, port);
+    let mut node = NodeSpec::new(&args, name, node_ip, port);
+    // What a kubelet of this release reports (`nodeInfo.kubeletVersion`).
+    node.info = json!({"kubeletVersion": format!("v1.{}.0", ctx.minor)});
     let kubeconfig = args.get("--kubeconfig").cloned().unwrap_or_default();
     let heartbeat = Duration::from_millis(ctx.n("heartbeatMs").max(100));
     std::thread::spawn(move || register_and_heartbeat(&ctx, &node, &kubeconfig, heartbeat));
@@ -121,6 +123,7 @@ struct NodeSpec {
     taints: Vec<Value>,
     addresses: Value,
     endpoints: Value,
+    info: Value,
 }
 
 impl NodeSpec {
@@ -146,18 +149,18 @@ impl NodeSpec {
         labels.insert("kubernetes.io/hostname".into(), Value::from(name.clone()));
         let addresses = json!([{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": name}]);
         let endpoints = json!({"kubeletEndpoint": {"Port": port}});
-        NodeSpec { name, labels, taints, addresses, endpoints }
+        NodeSpec { name, labels, taints, addresses, endpoints, info: json!({}) }
     }
 
     /// Register the Node (`POST`), or heartbeat it (`PATCH .../status`), Ready at `now`.
     fn send(&self, k: &Kubeconfig, registered: bool, now: &str) -> Result<crate::tls::Fetched, String> {
-        let (name, addresses, endpoints) = (&self.name, &self.addresses, &self.endpoints);
+        let (name, addresses, endpoints, info) = (&self.name, &self.addresses, &self.endpoints, &self.info);
         let ready = json!([{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]);
         if registered {
-            let body = json!({"status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+            let body = json!({"status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints, "nodeInfo": info}});
             k.call("PATCH", &format!("/api/v1/nodes/{name}/status"), Some(&body.to_string()))
         } else {
-            let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": self.labels}, "spec": {"taints": self.taints}, "status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints}});
+            let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": self.labels}, "spec": {"taints": self.taints}, "status": {"conditions": ready, "addresses": addresses, "daemonEndpoints": endpoints, "nodeInfo": info}});
             k.call("POST", "/api/v1/nodes", Some(&body.to_string()))
         }
     }
