@@ -26,15 +26,19 @@ Exit codes:
   3  status only: something needs attention (a worker not joined, not Ready, at
      another version, with another plan, drift or a certificate ending within 30
      days; a Node the facts do not know; a retired worker's Node still there)
-  4  retire only: stopped before deleting the Node (pods that need --force or
+  3  upgrade: every batch ran, but some worker failed (within --max-failures)
+  4  retire: stopped before deleting the Node (pods that need --force or
      --delete-emptydir-data, a disruption budget that held an eviction back past
-     --timeout, evicted pods still running); run it again
+     --timeout, evicted pods still running); upgrade: refused before anything
+     changed (the skew policy), or more failures than --max-failures; run it
+     again once resolved
 
 Examples:
   mk8s-ctl status --cluster cluster.yaml --secrets secrets.yaml
   mk8s-ctl status --cluster cluster.yaml --json
   mk8s-ctl approve --cluster cluster.yaml --watch --audit /var/log/mk8s-approve.jsonl
-  mk8s-ctl retire --cluster cluster.yaml --node worker-7 --dry-run";
+  mk8s-ctl retire --cluster cluster.yaml --node worker-7 --dry-run
+  mk8s-ctl upgrade --cluster cluster.yaml --to 1.31/stable --batch 5 --max-failures 1";
 
 /// The operator's online tool for a fleet of worker-only MicroK8s nodes.
 #[derive(Debug, Parser)]
@@ -65,6 +69,37 @@ pub enum Command {
     /// credentials on the control plane. Needs nothing of the machine.
     #[command(after_help = AFTER_HELP, override_usage = "mk8s-ctl retire --cluster FILE --node NAME [--dry-run] [--timeout 10m] [--force] [--delete-emptydir-data] [OPTIONS]")]
     Retire(RetireArgs),
+    /// Upgrade the facts' workers to another MicroK8s channel, in batches: check
+    /// every control plane's version and every worker's channel against the skew
+    /// policy, then per worker cordon, drain, ask its maintain to refresh, wait
+    /// until it reports the target Ready, uncordon. Resumable.
+    #[command(after_help = AFTER_HELP, override_usage = "mk8s-ctl upgrade --cluster FILE --to CHANNEL [--batch 1] [--max-failures 0] [--timeout 30m] [--force] [--delete-emptydir-data] [OPTIONS]")]
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The channel to go to, one minor above the workers' (e.g. 1.31/stable).
+    #[arg(long, value_name = "CHANNEL")]
+    pub to: String,
+    /// Workers upgraded at a time.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+    /// Failed workers tolerated before the run stops (exit 4); each stays cordoned.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_failures: usize,
+    /// How long one worker may take, drain and refresh (its maintain timer runs
+    /// every 15 minutes, within 5 more): e.g. 30m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Also evict pods no controller manages (kubectl drain's --force).
+    #[arg(long)]
+    pub force: bool,
+    /// Also evict pods with emptyDir volumes: their data is deleted.
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +191,7 @@ pub fn run(cli: Cli, io: &mut Io) -> ExitCode {
         Command::Status(a) => runtime.block_on(status(&cli, a, io)),
         Command::Approve(a) => runtime.block_on(approve(&cli, a, io)),
         Command::Retire(a) => runtime.block_on(retire(&cli, a, io)),
+        Command::Upgrade(a) => runtime.block_on(upgrade(&cli, a, io)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -255,6 +291,36 @@ async fn retire(cli: &Cli, a: &RetireArgs, io: &mut Io<'_>) -> Result<u8, Outcom
         crate::retire::Ended::Retired => Ok(EXIT_OK),
         crate::retire::Ended::Stopped(why) => {
             let _ = writeln!(io.stderr, "stopped: {why}; run it again once that is resolved");
+            Ok(EXIT_STOPPED)
+        }
+    }
+}
+
+async fn upgrade(cli: &Cli, a: &UpgradeArgs, io: &mut Io<'_>) -> Result<u8, Outcome> {
+    let facts = load_facts(&a.common, io, |_, _| {})?;
+    let client = crate::client::connect_without_retries(cli.kubeconfig.as_deref()).await?;
+    let settings = crate::upgrade::Settings {
+        to: a.to.clone(),
+        batch: a.batch,
+        max_failures: a.max_failures,
+        timeout: a.timeout,
+        force: a.force,
+        delete_emptydir_data: a.delete_emptydir_data,
+        poll: std::time::Duration::from_secs(2),
+    };
+    match crate::upgrade::upgrade(&client, cli.kubeconfig.as_deref(), &facts, &settings, io.stdout).await? {
+        crate::upgrade::Ended::Done { upgraded, already, failed } => {
+            let _ = writeln!(
+                io.stderr,
+                "{upgraded} upgraded, {already} already at {}, {} failed{}",
+                a.to,
+                failed.len(),
+                if failed.is_empty() { String::new() } else { format!(": {}", failed.join("; ")) }
+            );
+            Ok(if failed.is_empty() { EXIT_OK } else { EXIT_ATTENTION })
+        }
+        crate::upgrade::Ended::Stopped(why) => {
+            let _ = writeln!(io.stderr, "stopped: {why}");
             Ok(EXIT_STOPPED)
         }
     }

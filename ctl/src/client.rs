@@ -24,6 +24,17 @@ pub async fn connect_without_retries(kubeconfig: Option<&Path>) -> anyhow::Resul
     client(config)
 }
 
+/// A client with the kubeconfig's credentials at another server: one control
+/// plane's own endpoint (`https://IP:PORT`), not the address the kubeconfig names
+/// (a balancer answers for one apiserver only). Its certificate is verified
+/// against the kubeconfig's CA, its name against the URL's address.
+pub async fn connect_to(kubeconfig: Option<&Path>, url: &str) -> anyhow::Result<Client> {
+    let mut config = config(kubeconfig).await?;
+    config.cluster_url = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    config.tls_server_name = None;
+    client(config)
+}
+
 async fn config(kubeconfig: Option<&Path>) -> anyhow::Result<Config> {
     Ok(match kubeconfig {
         Some(path) => {

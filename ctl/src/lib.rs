@@ -14,3 +14,4 @@ pub mod plans;
 pub mod policy;
 pub mod retire;
 pub mod status;
+pub mod upgrade;

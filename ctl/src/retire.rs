@@ -61,7 +61,7 @@ pub async fn retire(client: &Client, facts: &Facts, s: &Settings, out: &mut dyn 
 
 /// Classify the Node's pods (refusing before anything changes), cordon, evict,
 /// and wait for the evicted pods while the kubelet is there to stop them.
-async fn drain(
+pub(crate) async fn drain(
     client: &Client,
     nodes: &Api<Node>,
     node: &Node,

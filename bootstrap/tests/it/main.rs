@@ -22,5 +22,6 @@ mod real_balance;
 mod real_boot;
 mod real_replace;
 mod real_rotation;
+mod real_upgrade;
 mod scenarios;
 mod store;

@@ -25,14 +25,19 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn help_does_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    for sub in [&["--help"][..], &["status", "--help"], &["approve", "--help"], &["retire", "--help"]] {
+    for sub in
+        [&["--help"][..], &["status", "--help"], &["approve", "--help"], &["retire", "--help"], &["upgrade", "--help"]]
+    {
         let mut args = vec!["--kubeconfig", "/nonexistent"];
         args.extend_from_slice(sub);
         args.extend(["--audit", audit.to_str().unwrap()].iter().filter(|_| sub[0] == "approve"));
         let (code, out, err) = run(&args);
         assert_eq!(code, 0, "{args:?}: {err}");
         assert!(
-            out.contains("Exit codes:") && out.contains("3  status only") && out.contains("4  retire only"),
+            out.contains("Exit codes:")
+                && out.contains("3  status only")
+                && out.contains("3  upgrade: every batch ran")
+                && out.contains("4  retire: stopped"),
             "{args:?}: {out}"
         );
     }
