@@ -73,27 +73,7 @@ impl Ctx {
                 self.set_state("refreshHeld", serde_json::json!(false));
                 0
             }
-            // `snap refresh microk8s --channel=1.N/RISK`: to another channel, even
-            // when held (an explicit refresh is not an automatic one). Modelled
-            // within one row of the behaviour table (what a refresh across rows
-            // changes in the hooks is not); the services restart as in any refresh.
-            ["refresh", "microk8s", flag] if flag.starts_with("--channel=") && self.installed() => {
-                let want = flag.trim_start_matches("--channel=").to_string();
-                let (row, minor) = (Row::of(&want), minor_of(&want));
-                if !std::ptr::eq(row, self.row) {
-                    eprintln!(
-                        "mk8s-node-model: a refresh from {} to {want} crosses a behaviour row: not modelled",
-                        self.s("channel")
-                    );
-                    return 1;
-                }
-                self.set_state("channel", serde_json::json!(want));
-                self.minor = minor;
-                self.event(&format!("snap refresh microk8s --channel={want}"));
-                self.refresh();
-                println!("microk8s ({want}) v1.{minor}.0 from Canonical✓ refreshed");
-                0
-            }
+            ["refresh", "microk8s", f] if f.starts_with("--channel=") && self.installed() => self.refresh_to(&f[10..]),
             ["refresh", flag, ..] if flag.starts_with("--") => {
                 eprintln!("mk8s-node-model: snap refresh {flag} is not modelled");
                 1
@@ -162,6 +142,27 @@ impl Ctx {
             self.stop(&unit);
             self.start(&unit);
         }
+    }
+
+    /// `snap refresh microk8s --channel=1.N/RISK`: to another channel, even when
+    /// held (an explicit refresh is not an automatic one). Modelled within one row
+    /// of the behaviour table (what a refresh across rows changes in the hooks is
+    /// not); the services restart as in any refresh.
+    fn refresh_to(&mut self, want: &str) -> i32 {
+        let (row, minor) = (Row::of(want), minor_of(want));
+        if !std::ptr::eq(row, self.row) {
+            eprintln!(
+                "mk8s-node-model: a refresh from {} to {want} crosses a behaviour row: not modelled",
+                self.s("channel")
+            );
+            return 1;
+        }
+        self.set_state("channel", serde_json::json!(want));
+        self.minor = minor;
+        self.event(&format!("snap refresh microk8s --channel={want}"));
+        self.refresh();
+        println!("microk8s ({want}) v1.{minor}.0 from Canonical✓ refreshed");
+        0
     }
 
     /// `snap refresh` to a new revision of the same channel: snapd stops every
