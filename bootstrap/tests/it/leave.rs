@@ -1,6 +1,6 @@
 //! `mk8s-bootstrap leave` on workers joined on the node model: the real agent, the
 //! files of a real `mk8s-gen` user-data, the model's snapd and systemd, and the real
-//! control plane (`real_apiserver::peers_with`: three real kube-apiservers with that
+//! control plane (`real_apiserver::peers_with`: a real kube-apiserver with that
 //! version's default args; on 1.26 the real apiserver-proxy on the worker),
 //! including the cases that kill the agent before every command (a joined machine
 //! per kill point) or break snapd: `leave` itself sends the apiserver nothing, but
@@ -29,10 +29,12 @@ use mk8s_testkit::apiserver::Authz;
 use crate::common::{self, Joined, Tree};
 use crate::real_apiserver::{self as real, Auth, Setup};
 
-/// A worker before its join, in front of the real control plane (three real
-/// kube-apiservers with that version's default args, AlwaysAllow).
+/// A worker before its join, in front of the real control plane (a real
+/// kube-apiserver with that version's default args, AlwaysAllow: one is enough,
+/// `leave` is the node's business).
 fn real_world(channel: &str, auth: Auth, lb: real::Lb, node_ip: &str) -> real::Peers {
-    real::peers_with(channel, auth, lb, Authz::AlwaysAllow, Some(node_ip), &Setup::default())
+    let setup = Setup { one_control_plane: true, ..Setup::default() };
+    real::peers_with(channel, auth, lb, Authz::AlwaysAllow, Some(node_ip), &setup)
 }
 
 /// `snap install` of the world's channel on the booted machine (as the join's
