@@ -103,6 +103,16 @@ pub async fn cordon(nodes: &Api<Node>, node: &str, dry_run: bool) -> anyhow::Res
     Ok(())
 }
 
+/// Make the Node schedulable again (what `kubectl uncordon` patches).
+pub async fn uncordon(nodes: &Api<Node>, node: &str) -> anyhow::Result<()> {
+    let patch = serde_json::json!({ "spec": { "unschedulable": null } });
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("cannot uncordon Node {node}"))?;
+    Ok(())
+}
+
 /// How one eviction ended.
 enum Evicted {
     Done,

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::Node;
 use mk8s_bootstrap::annotations;
+use mk8s_bootstrap::maintain::upgrade::minor_of;
 use mk8s_gen::model::Facts;
 use serde::{Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
@@ -272,8 +273,7 @@ fn worker_status(
     if s.version_matches == Some(false) {
         s.problems.push(Problem::VersionMismatch);
     }
-    let ann = node.metadata.annotations.as_ref();
-    let get = |key: &str| ann.and_then(|a| a.get(key)).cloned();
+    let get = |key: &str| annotation(node, key).map(str::to_string);
     s.plan.reported = get(annotations::PLAN_SHA256);
     if let (Some(e), Some(r)) = (&s.plan.expected, &s.plan.reported) {
         s.plan.matches = Some(e == r);
@@ -299,7 +299,14 @@ pub fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeC
     node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
 }
 
-fn kubelet_version(node: &Node) -> Option<String> {
+/// The value of annotation `key` on the Node, if it has it.
+pub fn annotation<'n>(node: &'n Node, key: &str) -> Option<&'n str> {
+    node.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// What the Node's kubelet reports as its version (`nodeInfo.kubeletVersion`),
+/// when it reports one.
+pub fn kubelet_version(node: &Node) -> Option<String> {
     let v = &node.status.as_ref()?.node_info.as_ref()?.kubelet_version;
     (!v.is_empty()).then(|| v.clone())
 }
@@ -323,13 +330,6 @@ fn readiness(node: &Node, as_of: OffsetDateTime, problems: &mut Vec<Problem>) ->
 }
 
 /// `v1.34.4` (or `v1.34.4+build`) -> (1, 34).
-fn minor_of(version: &str) -> Option<(u32, u32)> {
-    let mut parts = version.strip_prefix('v').unwrap_or(version).split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
-    Some((major, minor.parse().ok()?))
-}
-
 fn expiry(c: Credential, value: String, as_of: OffsetDateTime, problems: &mut Vec<Problem>) -> Expiry {
     let at = OffsetDateTime::parse(&value, &Rfc3339).ok();
     let days_left = at.map(|t| (t - as_of).whole_days());

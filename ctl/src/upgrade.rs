@@ -36,6 +36,8 @@ use mk8s_bootstrap::annotations as a;
 use mk8s_bootstrap::maintain::upgrade::{minor_of, skew, valid_channel};
 use mk8s_gen::model::Facts;
 
+use crate::status::{annotation, kubelet_version, ready_condition};
+
 /// How to upgrade.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -59,10 +61,6 @@ pub enum Ended {
     Done { upgraded: usize, already: usize, failed: Vec<String> },
     /// Refused before anything changed, or stopped by the failure budget.
     Stopped(String),
-}
-
-fn annotation<'n>(node: &'n Node, key: &str) -> Option<&'n str> {
-    node.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
 /// Every control plane's `gitVersion` at its own endpoint.
@@ -126,7 +124,7 @@ pub async fn upgrade(
             match wait(&nodes, &name, &s.to, &r, s).await? {
                 Ok(version) => {
                     if !r.was_cordoned {
-                        uncordon(&nodes, &name).await?;
+                        crate::drain::uncordon(&nodes, &name).await?;
                     }
                     writeln!(out, "{name}: at {} (kubelet {version}), Ready, uncordoned", s.to)?;
                     upgraded += 1;
@@ -209,10 +207,10 @@ async fn wait(
         {
             return Ok(Err(format!("the node says {said}")));
         }
-        let version = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone());
+        let version = kubelet_version(&node);
         let at_target =
             annotation(&node, a::OBSERVED_CHANNEL) == Some(to) && version.as_deref().and_then(minor_of) == target;
-        let fresh = crate::status::ready_condition(&node).is_some_and(|c| {
+        let fresh = ready_condition(&node).is_some_and(|c| {
             c.status == "True"
                 && c.last_heartbeat_time.as_ref().is_some_and(|t| t.0.as_second() >= r.at.unix_timestamp())
         });
@@ -229,13 +227,4 @@ async fn wait(
         }
         tokio::time::sleep(s.poll).await;
     }
-}
-
-async fn uncordon(nodes: &Api<Node>, name: &str) -> anyhow::Result<()> {
-    let patch = serde_json::json!({ "spec": { "unschedulable": null } });
-    nodes
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .with_context(|| format!("cannot uncordon Node {name}"))?;
-    Ok(())
 }
