@@ -184,13 +184,12 @@ pub fn run(node: &Node, plan_path: &str, repair_drift: bool, out: &mut dyn Write
         verdict.upgrade = upgraded.describe();
         verdict
     };
-    let verdict = check(repair_drift, out, &upgrade::Upgrade::Nothing);
+    let mut verdict = check(repair_drift, out, &upgrade::Upgrade::Nothing);
     let mut delivered = deliver(node, &plan, &verdict, out);
-    let mut verdict = verdict;
     // What the operator asks of this node comes back in the answer to the report.
     let desired = delivered.as_ref().ok().and_then(upgrade::desired_of);
     let api_at = |url: &str| report::kubelet_api_at(node, &plan, url);
-    let upgraded = upgrade::follow(node, &plan, desired.as_deref(), &api_at, out);
+    let upgraded = upgrade::follow(node, &plan, desired.as_deref(), verdict.channel.as_deref(), &api_at, out);
     if let Some(line) = upgraded.describe() {
         log(out, &format!("upgrade: {line}"));
         // After a refresh MicroK8s's hooks may have undone what is ours: repaired

@@ -57,7 +57,7 @@ impl Upgrade {
 /// `(major, minor)` of a channel (`1.30/stable`, `1.30`) or a version (`v1.34.4`,
 /// `1.34.4+k3s1`).
 pub fn minor_of(text: &str) -> Option<(u32, u32)> {
-    let t = text.trim_start_matches('v');
+    let t = text.strip_prefix('v').unwrap_or(text);
     let track = t.split('/').next()?;
     let mut parts = track.split('.');
     let major = parts.next()?.parse().ok()?;
@@ -132,11 +132,13 @@ fn apiserver_versions(
         .collect()
 }
 
-/// Follow `desired` (the Node's [`a::DESIRED_CHANNEL`], if any).
+/// Follow `desired` (the Node's [`a::DESIRED_CHANNEL`], if any) from `installed`
+/// (the channel MicroK8s tracks, as this run's verdict read it).
 pub fn follow(
     node: &Node,
     plan: &JoinPlan,
     desired: Option<&str>,
+    installed: Option<&str>,
     api_for: &dyn Fn(&str) -> Result<Api, Failure>,
     out: &mut dyn Write,
 ) -> Upgrade {
@@ -144,7 +146,7 @@ pub fn follow(
     if !valid_channel(target) {
         return Upgrade::Refused(format!("{target:?} is not a channel such as 1.30/stable"));
     }
-    let Some(installed) = installed_channel(node) else {
+    let Some(installed) = installed.map(str::to_string) else {
         return Upgrade::Refused("cannot tell which channel MicroK8s tracks (snap list microk8s)".into());
     };
     if installed == target {
