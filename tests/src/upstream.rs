@@ -350,14 +350,14 @@ fn rsa_key() -> String {
     String::from_utf8(out.stdout).expect("PEM")
 }
 
-/// kube-apiserver's command line from MicroK8s's `default-args/kube-apiserver` for
-/// `options.minor`, as `run-apiserver-with-args`/kubelite pass it, with the
-/// deviations listed in the module docs.
 /// The kube-apiserver flags of its datastore: the default args' (k8s-dqlite's
 /// socket, or dqlite) give way to this machine's etcd (`--etcd-servers`, set apart).
 const DATASTORE: &[&str] =
     &["--etcd-servers", "--storage-backend", "--storage-dir", "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile"];
 
+/// kube-apiserver's command line from MicroK8s's `default-args/kube-apiserver` for
+/// `options.minor`, as `run-apiserver-with-args`/kubelite pass it, with the
+/// deviations listed in the module docs.
 pub fn apiserver_args(options: &Options, ip: &str, snap_data: &Path, etcd_url: &str) -> Vec<String> {
     let defaults = crate::microk8s_args::for_minor(options.minor);
     let snap = snap_data.to_string_lossy();
@@ -657,11 +657,6 @@ impl ControlPlane {
             }
         }
         out
-    }
-
-    /// The requests `user` made.
-    pub fn requests_by(&self, user: &str) -> Vec<Audited> {
-        self.requests().into_iter().filter(|r| r.user == user).collect()
     }
 
     /// A handle that calls the first apiserver with the admin certificate, for

@@ -18,7 +18,6 @@ use mk8s_testkit::node_model::SNAP_DATA;
 use serde_json::Value;
 
 use crate::common::{Joined, BIN};
-
 use crate::real_apiserver::{self as real, Auth, Peers, Setup, NODE};
 
 /// `mk8s-bootstrap maintain [--repair]` on the world's node: (exit code, log).

@@ -316,9 +316,8 @@ fn plan_token(w: &Peers) -> String {
 
 /// Whether the real agent would accept `token` (its tokens file, as that branch keeps it).
 fn token_valid(w: &Peers, a: &mk8s_testkit::real_agent::RealClusterAgent, token: &str) -> bool {
-    let channel = w.model.state()["channel"].as_str().unwrap_or_default().to_string();
-    let file =
-        if node_model::minor_of(&channel) >= 27 { "persistent-cluster-tokens.txt" } else { "cluster-tokens.txt" };
+    let minor = node_model::minor_of(&w.facts.channel.text);
+    let file = if minor >= 27 { "persistent-cluster-tokens.txt" } else { "cluster-tokens.txt" };
     is_valid_token(token, &a.credentials(file)).0
 }
 

@@ -106,8 +106,7 @@ fn world_full_with(authz: Authz, facts: impl FnOnce(FactsYaml, u16) -> FactsYaml
     options.known_tokens = token_csv.clone();
     let out = render::render_node(&facts, &secrets, worker, &Delivery::Preinstalled).unwrap();
     let user_data = mk8s_gen::output::cloud_config::cloud_config(&out);
-    let mut cp = ControlPlane::new(options);
-    cp.start_all();
+    let cp = ControlPlane::start(options);
     let w = World { _tmp: tmp, root, fakes, cp, user_data, token_csv, kubelet_stop: Arc::default() };
     w.boot();
     w
